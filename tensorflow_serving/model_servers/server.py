@@ -9,7 +9,6 @@ import os
 import signal
 
 from absl import logging
-import grpc
 from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2
 from grpc_health.v1 import health_pb2_grpc
@@ -21,6 +20,7 @@ from tensorflow_serving.model_servers import model_config
 from tensorflow_serving.model_servers import model_runner
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.util import status
+from tensorflow_serving.util.grpc_h2 import server as grpc_h2_server
 
 _CPUS = os.cpu_count() or 1
 # Seconds given to in-flight requests when the server is asked to stop.
@@ -34,13 +34,11 @@ class ServerOptions:
   grpc_port: int = 8500
   grpc_socket_path: str = ""
   rest_api_port: int = 0
-  # Worker threads running REST requests that leave the event loop.
+  # Worker threads for requests that leave the event loop (unbatched model
+  # runs, Classify/Regress, metadata, config reloads), gRPC and REST alike.
   grpc_max_threads: int = 4 * _CPUS
-  # Threads serving gRPC requests; each holds its request until it is answered
-  # (as upstream's request threads block while their batch runs).
-  grpc_threads: int = 4 * _CPUS
   enable_serialization_as_tensor_content: bool = False
-  # Extra `grpc.server` options, from --grpc_channel_arguments.
+  # From --grpc_channel_arguments; see GRPC_CHANNEL_ARGUMENTS for those used.
   grpc_channel_arguments: tuple[tuple[str, str | int], ...] = ()
   enable_grpc_healthcheck_service: bool = False
   # PEM contents for TLS on gRPC (--ssl_config_file); None = insecure.
@@ -55,6 +53,34 @@ class ServerOptions:
   model_config_file_poll_wait_seconds: int = 0
 
 
+# --grpc_channel_arguments keys this server applies, and to what.
+GRPC_CHANNEL_ARGUMENTS = {
+    "grpc.max_receive_message_length": "max_receive_message_length",
+    "grpc.max_concurrent_streams": "max_concurrent_streams",
+    "grpc.max_metadata_size": "max_metadata_size",
+    "grpc.absolute_max_metadata_size": "max_metadata_size",
+}
+
+
+def grpc_server_arguments(
+    channel_arguments: tuple[tuple[str, str | int], ...]) -> dict[str, int]:
+  """The grpc_h2 server settings that --grpc_channel_arguments asks for.
+
+  Upstream passes these to gRPC's C++ builder; the ones that have a meaning
+  for this server's transport are applied, the others are logged and ignored.
+  """
+  settings = {}
+  for key, value in channel_arguments:
+    name = GRPC_CHANNEL_ARGUMENTS.get(key)
+    if name is None or not isinstance(value, int):
+      logging.warning("gRPC channel argument %s=%s has no effect here.", key,
+                      value)
+      continue
+    # gRPC reads a negative size limit as "unlimited".
+    settings[name] = value if value >= 0 else None
+  return settings
+
+
 class Server:
   """Starts both APIs over an already created ServerCore; stops them cleanly."""
 
@@ -65,37 +91,31 @@ class Server:
         max_workers=max(1, options.grpc_max_threads),
         thread_name_prefix="request")
     self._runner = model_runner.ModelRunner(self._executor)
-    self._grpc: grpc.Server | None = None
+    self._grpc: grpc_h2_server.Server | None = None
     self._http: http_server.HttpServer | None = None
     self._stop = asyncio.Event()
-    self._health: grpc_health.HealthServicer | None = None
+    self._health: grpc_health.aio.HealthServicer | None = None
     self._config_poller: asyncio.Task | None = None
 
   async def start(self) -> None:
     opts = self._options
     if opts.grpc_port or opts.grpc_socket_path:
-      # Upstream sets no message size cap (INT32_MAX).
-      self._grpc = grpc.server(
-          concurrent.futures.ThreadPoolExecutor(
-              max_workers=opts.grpc_threads, thread_name_prefix="grpc"),
-          options=[
-              # Upstream sets no message size cap (INT32_MAX).
-              ("grpc.max_receive_message_length", -1),
-              ("grpc.max_send_message_length", -1),
-              *opts.grpc_channel_arguments,
-          ])
-      grpc_services.add_services(self._grpc, self.core,
+      self._grpc = grpc_h2_server.Server(
+          executor=self._executor,
+          **grpc_server_arguments(opts.grpc_channel_arguments))
+      grpc_services.add_services(self._grpc, self.core, self._runner,
                                  opts.enable_serialization_as_tensor_content)
       if opts.enable_grpc_healthcheck_service:
-        self._health = grpc_health.HealthServicer()
+        self._health = grpc_health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         for service in ("ModelService", "PredictionService"):
-          self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+          await self._health.set(service,
+                                 health_pb2.HealthCheckResponse.SERVING)
       if opts.grpc_port:
-        self._add_port(f"0.0.0.0:{opts.grpc_port}")
+        await self._add_port(f"0.0.0.0:{opts.grpc_port}")
       if opts.grpc_socket_path:
-        self._add_port(f"unix:{opts.grpc_socket_path}")
-      self._grpc.start()
+        await self._add_port(f"unix:{opts.grpc_socket_path}")
+      await self._grpc.start()
       if opts.grpc_port:
         logging.info("Running gRPC ModelServer at 0.0.0.0:%d ...",
                      opts.grpc_port)
@@ -119,17 +139,15 @@ class Server:
     if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
       self._config_poller = asyncio.create_task(self._poll_model_config())
 
-  def _add_port(self, address: str) -> None:
+  async def _add_port(self, address: str) -> None:
     opts = self._options
     if opts.ssl_server_cert is None:
-      self._grpc.add_insecure_port(address)
+      await self._grpc.add_insecure_port(address)
       return
-    credentials = grpc.ssl_server_credentials(
-        [(opts.ssl_server_key.encode(), opts.ssl_server_cert.encode())],
-        root_certificates=(opts.ssl_custom_ca.encode()
-                           if opts.ssl_custom_ca else None),
-        require_client_auth=opts.ssl_client_verify)
-    self._grpc.add_secure_port(address, credentials)
+    context = grpc_h2_server.ssl_server_context(
+        opts.ssl_server_cert, opts.ssl_server_key, opts.ssl_custom_ca,
+        opts.ssl_client_verify)
+    await self._grpc.add_secure_port(address, context)
 
   async def _poll_model_config(self) -> None:
     """Re-reads --model_config_file; failures are logged, serving goes on."""
@@ -158,10 +176,9 @@ class Server:
     if self._config_poller is not None:
       self._config_poller.cancel()
     if self._health is not None:
-      self._health.enter_graceful_shutdown()
+      await self._health.enter_graceful_shutdown()
     if self._grpc is not None:
-      stopped = self._grpc.stop(SHUTDOWN_GRACE_S)
-      await asyncio.get_running_loop().run_in_executor(None, stopped.wait)
+      await self._grpc.stop(SHUTDOWN_GRACE_S)
     if self._http is not None:
       await self._http.stop()
     self._executor.shutdown(wait=True)

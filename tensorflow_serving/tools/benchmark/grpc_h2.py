@@ -21,68 +21,22 @@ import collections
 import struct
 from typing import Any, Callable
 
-# Frame types and flags (RFC 9113 section 6).
+from tensorflow_serving.util.grpc_h2 import frames as fr
+
 _DATA, _HEADERS, _RST_STREAM, _SETTINGS, _PING, _GOAWAY, _WINDOW_UPDATE, \
-    _CONTINUATION = 0x0, 0x1, 0x3, 0x4, 0x6, 0x7, 0x8, 0x9
-_END_STREAM, _ACK, _END_HEADERS, _PADDED, _PRIORITY = 0x1, 0x1, 0x4, 0x8, 0x20
-_SETTINGS_HEADER_TABLE_SIZE = 0x1
-_SETTINGS_ENABLE_PUSH = 0x2
-_SETTINGS_INITIAL_WINDOW_SIZE = 0x4
-_SETTINGS_MAX_FRAME_SIZE = 0x5
-_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-_FRAME = struct.Struct(">BHBBI")  # length (24 bits as 8 + 16), type, flags, id
+    _CONTINUATION = (fr.DATA, fr.HEADERS, fr.RST_STREAM, fr.SETTINGS, fr.PING,
+                     fr.GOAWAY, fr.WINDOW_UPDATE, fr.CONTINUATION)
+_END_STREAM, _ACK, _END_HEADERS, _PADDED, _PRIORITY = (
+    fr.FLAG_END_STREAM, fr.FLAG_ACK, fr.FLAG_END_HEADERS, fr.FLAG_PADDED,
+    fr.FLAG_PRIORITY)
+_PREFACE = fr.PREFACE
+_FRAME = fr.HEADER
 _RECEIVE_WINDOW = 1 << 30
-_MAX_STREAM_ID = (1 << 31) - 1
-
-# grpc-status numbers to the names grpc.StatusCode uses.
-STATUS_NAMES = (
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
-    "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
-
-
-def _frame(frame_type: int, flags: int, stream_id: int,
-           payload: bytes = b"") -> bytes:
-  size = len(payload)
-  return _FRAME.pack(size >> 16, size & 0xFFFF, frame_type, flags,
-                     stream_id) + payload
-
-
-def _hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
-  limit = (1 << prefix_bits) - 1
-  if value < limit:
-    return bytes([first | value])
-  out = bytearray([first | limit])
-  value -= limit
-  while value >= 0x80:
-    out.append(value & 0x7F | 0x80)
-    value >>= 7
-  out.append(value)
-  return bytes(out)
-
-
-def _hpack_str(text: str) -> bytes:
-  data = text.encode()
-  return _hpack_int(len(data), 7) + data  # not Huffman-coded
-
-
-def request_header_block(method_path: str, authority: str) -> bytes:
-  """The HPACK block of a gRPC request, as literals never indexed.
-
-  :method POST and :scheme http are static-table entries 3 and 6; :path,
-  :authority and content-type reuse static names 4, 1 and 31.
-  """
-  literal = lambda index: _hpack_int(index, 4)  # without indexing
-  return (b"\x83\x86" + literal(4) + _hpack_str(method_path) +
-          literal(1) + _hpack_str(authority) + literal(31) +
-          _hpack_str("application/grpc") + b"\x00" + _hpack_str("te") +
-          _hpack_str("trailers"))
-
-
-def grpc_message(payload: bytes) -> bytes:
-  """A length-prefixed, uncompressed gRPC message."""
-  return b"\x00" + len(payload).to_bytes(4, "big") + payload
+_MAX_STREAM_ID = fr.MAX_STREAM_ID
+_frame = fr.frame
+STATUS_NAMES = fr.STATUS_NAMES
+request_header_block = fr.request_header_block
+grpc_message = fr.grpc_message
 
 
 class GrpcError(Exception):
@@ -180,14 +134,13 @@ class _Connection(asyncio.Protocol):
 
   def connection_made(self, transport: Any) -> None:
     self._transport = transport
-    settings = b"".join(
-        struct.pack(">HI", key, value) for key, value in (
-            (_SETTINGS_HEADER_TABLE_SIZE, 0),
-            (_SETTINGS_ENABLE_PUSH, 0),
-            (_SETTINGS_INITIAL_WINDOW_SIZE, _RECEIVE_WINDOW),
-        ))
-    transport.write(_PREFACE + _frame(_SETTINGS, 0, 0, settings) + _frame(
-        _WINDOW_UPDATE, 0, 0, struct.pack(">I", _RECEIVE_WINDOW - 65535)))
+    settings = fr.settings({
+        fr.SETTINGS_HEADER_TABLE_SIZE: 0,
+        fr.SETTINGS_ENABLE_PUSH: 0,
+        fr.SETTINGS_INITIAL_WINDOW_SIZE: _RECEIVE_WINDOW,
+    })
+    transport.write(_PREFACE + settings +
+                    fr.window_update(0, _RECEIVE_WINDOW - fr.DEFAULT_WINDOW))
     self._sweep()
 
   def _sweep(self) -> None:
@@ -338,9 +291,9 @@ class _Connection(asyncio.Protocol):
     if frame_type == _SETTINGS and not flags & _ACK:
       for offset in range(0, len(payload) - 5, 6):
         key, value = struct.unpack_from(">HI", payload, offset)
-        if key == _SETTINGS_INITIAL_WINDOW_SIZE:
+        if key == fr.SETTINGS_INITIAL_WINDOW_SIZE:
           self._stream_window = value
-        elif key == _SETTINGS_MAX_FRAME_SIZE:
+        elif key == fr.SETTINGS_MAX_FRAME_SIZE:
           self._max_frame = value
       if transport is not None:
         transport.write(_frame(_SETTINGS, _ACK, 0))

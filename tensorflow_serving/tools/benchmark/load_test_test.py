@@ -348,20 +348,5 @@ class ClientsTest(absltest.TestCase):
     self.assertGreater(summary["errors_by_status"]["HTTP non-2xx"], 0)
 
 
-class GrpcH2Test(absltest.TestCase):
-
-  def test_header_block_decodes(self):
-    import hpack  # pylint: disable=g-import-not-at-top
-    block = grpc_h2.request_header_block("/pkg.Service/Method", "host:1")
-    self.assertEqual(hpack.Decoder().decode(block), [
-        (":method", "POST"), (":scheme", "http"),
-        (":path", "/pkg.Service/Method"), (":authority", "host:1"),
-        ("content-type", "application/grpc"), ("te", "trailers")])
-
-  def test_long_integers(self):
-    self.assertEqual(grpc_h2._hpack_int(31, 4), b"\x0f\x10")
-    self.assertEqual(grpc_h2._hpack_int(1337, 5), b"\x1f\x9a\x0a")
-
-
 if __name__ == "__main__":
   absltest.main()

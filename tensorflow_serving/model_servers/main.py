@@ -28,15 +28,19 @@ flags.DEFINE_integer("rest_api_num_threads", 4 * _CPUS,
 flags.DEFINE_integer("rest_api_timeout_in_ms", 30000,
                      "Timeout for HTTP/REST API calls.")
 flags.DEFINE_integer("grpc_max_threads", 4 * _CPUS,
-                     "Worker threads running requests (gRPC and REST).")
+                     "Worker threads for requests that leave the event loop "
+                     "(unbatched runs, Classify/Regress, metadata).")
 flags.DEFINE_bool("enable_serialization_as_tensor_content", False,
                   "Send Predict output tensors as packed tensor_content.")
 flags.DEFINE_bool("rest_api_enable_cors_support", False,
                   "Answer CORS preflights and add Access-Control-Allow-* "
                   "headers to REST responses.")
 flags.DEFINE_string("grpc_channel_arguments", "",
-                    "Comma-separated key=value gRPC server arguments; values "
-                    "that parse as int are passed as int.")
+                    "Comma-separated key=value gRPC server arguments. "
+                    "Applied: grpc.max_receive_message_length, "
+                    "grpc.max_concurrent_streams, grpc.max_metadata_size, "
+                    "grpc.absolute_max_metadata_size; others are logged and "
+                    "ignored.")
 flags.DEFINE_bool("enable_grpc_healthcheck_service", False,
                   "Serve grpc.health.v1.Health with ModelService and "
                   "PredictionService SERVING.")

@@ -36,8 +36,7 @@ class ModelRunner:
     loop = asyncio.get_running_loop()
     submit = getattr(bundle, "submit", None)
     if submit is None:
-      return await loop.run_in_executor(self.executor, bundle.run, sig,
-                                        inputs, output_filter)
+      return await self.call(bundle.run, sig, inputs, output_filter)
     waiter = loop.create_future()
     self._pending.append((submit, sig, inputs, output_filter, waiter))
     if len(self._pending) == 1:
@@ -58,8 +57,9 @@ class ModelRunner:
 
   async def call(self, fn, *args):
     """Runs a blocking function on the worker pool."""
-    return await asyncio.get_running_loop().run_in_executor(
-        self.executor, fn, *args)
+    waiter = asyncio.get_running_loop().create_future()
+    _link(waiter.get_loop(), self.executor.submit(fn, *args), waiter)
+    return await waiter
 
 
 def _link(loop: asyncio.AbstractEventLoop, done: concurrent.futures.Future,
@@ -68,7 +68,8 @@ def _link(loop: asyncio.AbstractEventLoop, done: concurrent.futures.Future,
 
   One thread-safe call per result and no chained state copying; it was 12%
   of the event loop's time under batched load. Cancelling the waiter (a
-  deadline) cancels `done`, so a batch not yet started skips it.
+  deadline) cancels `done`, so a batch or a pool job not yet started skips
+  it.
   """
 
   def deliver() -> None:

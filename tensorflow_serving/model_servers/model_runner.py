@@ -22,8 +22,9 @@ class ModelRunner:
   one by one: the requests that arrived together (one burst of reads from
   every connection) reach the queue together, so with a short or zero
   batch_timeout_micros a batch thread does not wake for the first of them
-  and run it alone while the loop is still parsing the rest. This measured
-  1.7x the batched REST throughput at 32 concurrent with a zero timeout.
+  and run it alone while the loop is still parsing the rest. Batched REST
+  Predict at 32 concurrent (zero timeout, 2 batch threads) went from 1,241
+  and 1,353 req/s to 1,971 and 2,066 (A/B, alternating runs).
   The wait it adds is one loop turn (tens of microseconds).
   """
 

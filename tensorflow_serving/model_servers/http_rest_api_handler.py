@@ -102,11 +102,20 @@ class HttpRestApiHandler:
     try:
       spec = _model_spec(*m.group(1, 2, 3))
       route.model_name, route.api = spec.name, "predict"
-      doc = json_tensor.decode_json_body(body)
+      simple = json_tensor.parse_simple_predict(body)
+      doc = None if simple is not None else json_tensor.decode_json_body(body)
       with self._core.get_servable_handle(spec) as handle:
         bundle = handle.servable
-        sig = _predict_signature(bundle, doc)
-        inputs, fmt = json_tensor.parse_predict_inputs(doc, sig.inputs)
+        inputs = None
+        if simple is not None:
+          sig = _signature(bundle, simple.signature_name)
+          inputs = json_tensor.simple_predict_inputs(simple, sig.inputs)
+          fmt = simple.request_format
+        if inputs is None:
+          if doc is None:
+            doc = json_tensor.decode_json_body(body)
+          sig = _predict_signature(bundle, doc)
+          inputs, fmt = json_tensor.parse_predict_inputs(doc, sig.inputs)
         outputs = await runner.run(bundle, sig, inputs)
       body_out = json_tensor.format_predict_response(outputs, fmt)
     except Exception as exc:  # pylint: disable=broad-except
@@ -243,10 +252,14 @@ class HttpRestApiHandler:
 
 def _predict_signature(bundle, doc) -> signature_lib.Signature:
   """REST looks the signature up before Predict, with its own message."""
-  key = doc.get("signature_name") or (
-      signature_lib.DEFAULT_SERVING_SIGNATURE_DEF_KEY)
-  if not isinstance(key, str):
+  name = doc.get("signature_name")
+  if name and not isinstance(name, str):
     raise status.invalid_argument("'signature_name' must be a string")
+  return _signature(bundle, name or None)
+
+
+def _signature(bundle, name: str | None) -> signature_lib.Signature:
+  key = name or signature_lib.DEFAULT_SERVING_SIGNATURE_DEF_KEY
   sig = bundle.signatures.get(key)
   if sig is None:
     raise status.invalid_argument(

@@ -794,5 +794,64 @@ class ClassifyRegressTest(ErrorAssertions):
                       "Cannot convert empty RegressionResults to JSON")
 
 
+class SimplePredictTest(parameterized.TestCase):
+  """The simdjson fast path gives exactly what the general path gives."""
+
+  @parameterized.parameters(
+      ('{"instances": [[0.0, 0.5, 1.0], [0.25, 3, -7.5]]}', DT_FLOAT),
+      ('{"signature_name": "s[0]", "instances": [[1e-7, 2.5e6]]}', DT_DOUBLE),
+      ('{"instances": [0.1, 0.2, 0.3]}', DT_FLOAT),
+      ('{"inputs": [[1, 2], [3, 4]]}', DT_FLOAT),
+      ('{"signature_name": "", "inputs": [0.3333333333333333]}', DT_DOUBLE),
+      ('{"instances": [[16777215, -16777215]]}', DT_FLOAT),
+  )
+  def test_same_tensor_as_the_general_path(self, body, dtype):
+    simple = json_tensor.parse_simple_predict(body.encode())
+    self.assertIsNotNone(simple)
+    doc = json.loads(body)
+    self.assertEqual(simple.signature_name, doc.get("signature_name", ""))
+    specs = {"x": Spec(dtype)}
+    fast = json_tensor.simple_predict_inputs(simple, specs)
+    general, request_format = parse(body, specs)
+    self.assertEqual(simple.request_format, request_format)
+    self.assertEqual(fast["x"].dtype, general["x"].dtype)
+    self.assertEqual(fast["x"].shape, general["x"].shape)
+    np.testing.assert_array_equal(fast["x"], general["x"])
+
+  @parameterized.parameters(
+      '{"instances": [[1.0, true]]}',  # a bool must fail as in the general path
+      '{"instances": [[1.0, "2"]]}',
+      '{"instances": [[1.0, null]]}',
+      '{"instances": [[1.0], [2.0, 3.0]]}',  # ragged
+      '{"instances": [[1.0, 2.0], [[3.0], 4.0]]}',  # deeper somewhere
+      '{"instances": [[[1.0, 2.0]]]}',  # 3 dimensions
+      '{"instances": [[1.0, [2.0]], [3.0, 4.0]]}',
+      '{"instances": [{"x": [1.0]}]}',  # objects per row
+      '{"instances": []}',
+      '{"instances": [[]]}',
+      '{"instances": 1.0}',
+      '{"instances": [NaN]}',
+      '{"instances": [[16777217]]}',  # not exact in float32
+      '{"instances": [1.0], "inputs": [1.0]}',
+      '{"instances": [1.0], "instances": [2.0]}',  # duplicate keys
+      '{"signature_name": 3, "instances": [1.0]}',
+      '{"instances": [1.0], "extra": 1}',
+      '[1.0]',
+      'not json',
+  )
+  def test_anything_else_takes_the_general_path(self, body):
+    self.assertIsNone(json_tensor.parse_simple_predict(body.encode()))
+    # The parser stays usable after every refusal.
+    self.assertIsNotNone(
+        json_tensor.parse_simple_predict(b'{"instances": [1.0]}'))
+
+  def test_only_one_input_float_signatures(self):
+    simple = json_tensor.parse_simple_predict(b'{"instances": [[1, 2]]}')
+    self.assertIsNone(json_tensor.simple_predict_inputs(
+        simple, {"x": Spec(DT_INT64)}))
+    self.assertIsNone(json_tensor.simple_predict_inputs(
+        simple, {"x": Spec(DT_FLOAT), "y": Spec(DT_FLOAT)}))
+
+
 if __name__ == "__main__":
   absltest.main()

@@ -60,9 +60,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
   async def Predict(self, request, context):
     return await _run(context, "predict", request.model_spec.name,
-                      predict_impl.predict_async(self._core, request,
-                                                 self._runner,
-                                                 self._use_tensor_content))
+                      predict_impl.predict(self._core, request, self._runner,
+                                           self._use_tensor_content))
 
   async def Classify(self, request, context):
     return await _run(context, "classify", request.model_spec.name,

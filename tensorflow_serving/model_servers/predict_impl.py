@@ -10,24 +10,12 @@ from tensorflow_serving.model_servers import servable_for_request
 from tensorflow_serving.servables.tensorflow import predict_util
 
 
-def predict(core: server_core_lib.ServerCore,
-            request: predict_pb2.PredictRequest,
-            use_tensor_content: bool = False) -> predict_pb2.PredictResponse:
-  response = predict_pb2.PredictResponse()
-  with servable_for_request.servable_for_request(core, request,
-                                                  response) as servable:
-    predict_util.run_predict(servable, request, response,
-                             use_tensor_content=use_tensor_content)
-  return response
-
-
-
-async def predict_async(core: server_core_lib.ServerCore,
-                        request: predict_pb2.PredictRequest,
-                        runner: model_runner.ModelRunner,
-                        use_tensor_content: bool = False
-                       ) -> predict_pb2.PredictResponse:
-  """`predict` for an event loop: only the model run is awaited.
+async def predict(core: server_core_lib.ServerCore,
+                  request: predict_pb2.PredictRequest,
+                  runner: model_runner.ModelRunner,
+                  use_tensor_content: bool = False
+                 ) -> predict_pb2.PredictResponse:
+  """Predict on the event loop: only the model run is awaited.
 
   Decoding and encoding are numpy over the proto's buffers, cheap enough for
   the loop; the run goes to a batch (or a worker thread) via `runner`.

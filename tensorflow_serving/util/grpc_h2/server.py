@@ -184,13 +184,16 @@ class _HandlerCallDetails(
 class _Stream:
   """One call: its request as it arrives, then its response as it leaves."""
 
-  __slots__ = ("id", "headers", "data", "size", "unacked", "send_window",
-               "ended", "finished", "cancelled", "deadline", "timer", "task",
-               "context", "pending", "trailers", "headers_sent")
+  __slots__ = ("id", "headers", "path", "encoding", "data", "size", "unacked",
+               "send_window", "ended", "finished", "cancelled", "deadline",
+               "timer", "task", "context", "pending", "trailers",
+               "headers_sent")
 
   def __init__(self, stream_id: int, headers: list, send_window: int):
     self.id = stream_id
     self.headers = headers
+    self.path = b""
+    self.encoding = b"identity"  # grpc-encoding of the request message
     self.data: list[bytes] = []
     self.size = 0
     self.unacked = 0  # received bytes not yet returned by WINDOW_UPDATE
@@ -410,9 +413,14 @@ class _Connection(asyncio.Protocol):
     stream = _Stream(stream_id, headers, self._peer_window)
     self._streams[stream_id] = stream
     method = content_type = None
+    # The one pass over the request's headers; the call reads these later.
     for name, value in headers:
-      if name == b":method":
+      if name == b":path":
+        stream.path = value
+      elif name == b":method":
         method = value
+      elif name == b"grpc-encoding":
+        stream.encoding = value
       elif name == b"content-type":
         content_type = value
       elif name == b"grpc-timeout":
@@ -521,11 +529,10 @@ class _Connection(asyncio.Protocol):
 
   def _dispatch(self, stream: _Stream) -> None:
     """Runs the call once its request has fully arrived."""
-    path = next((v for k, v in stream.headers if k == b":path"), b"")
-    method = self._server.lookup(path, stream.headers)
+    method = self._server.lookup(stream.path)
     if method is None:
       self._finish(stream, grpc.StatusCode.UNIMPLEMENTED,
-                   f"Method not found: {path.decode('latin-1')}")
+                   f"Method not found: {stream.path.decode('latin-1')}")
       return
     handler = method.handler
     if handler.request_streaming or handler.response_streaming:
@@ -566,8 +573,7 @@ class _Connection(asyncio.Protocol):
                    "Expected one request message, received a malformed one")
     message = body[5:]
     if compressed:
-      encoding = next(
-          (v for k, v in stream.headers if k == b"grpc-encoding"), b"identity")
+      encoding = stream.encoding
       try:
         if encoding == b"gzip":
           message = zlib.decompress(message, wbits=31)
@@ -816,7 +822,7 @@ class Server:
     self.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(service, handlers),))
 
-  def lookup(self, path: bytes, headers: list) -> _Method | None:
+  def lookup(self, path: bytes) -> _Method | None:
     try:
       return self._methods[path]
     except KeyError:

@@ -18,25 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import struct
 from typing import Any, Callable
 
 from tensorflow_serving.util.grpc_h2 import frames as fr
 
-_DATA, _HEADERS, _RST_STREAM, _SETTINGS, _PING, _GOAWAY, _WINDOW_UPDATE, \
-    _CONTINUATION = (fr.DATA, fr.HEADERS, fr.RST_STREAM, fr.SETTINGS, fr.PING,
-                     fr.GOAWAY, fr.WINDOW_UPDATE, fr.CONTINUATION)
-_END_STREAM, _ACK, _END_HEADERS, _PADDED, _PRIORITY = (
-    fr.FLAG_END_STREAM, fr.FLAG_ACK, fr.FLAG_END_HEADERS, fr.FLAG_PADDED,
-    fr.FLAG_PRIORITY)
-_PREFACE = fr.PREFACE
-_FRAME = fr.HEADER
 _RECEIVE_WINDOW = 1 << 30
-_MAX_STREAM_ID = fr.MAX_STREAM_ID
-_frame = fr.frame
-STATUS_NAMES = fr.STATUS_NAMES
-request_header_block = fr.request_header_block
-grpc_message = fr.grpc_message
 
 
 class GrpcError(Exception):
@@ -68,7 +54,7 @@ class GrpcChannel:
   def __init__(self, host: str, port: int, method: str, timeout_s: float):
     self._host = host
     self._port = port
-    self._block = request_header_block(method, f"{host}:{port}")
+    self._block = fr.request_header_block(method, f"{host}:{port}")
     self._timeout_s = timeout_s
     self._connection: _Connection | None = None
     self._connecting: asyncio.Task | None = None
@@ -130,7 +116,7 @@ class _Connection(asyncio.Protocol):
   @property
   def usable(self) -> bool:
     return (self._transport is not None and not self._going_away and
-            not self._closing and self._next_id < _MAX_STREAM_ID)
+            not self._closing and self._next_id < fr.MAX_STREAM_ID)
 
   def connection_made(self, transport: Any) -> None:
     self._transport = transport
@@ -139,7 +125,7 @@ class _Connection(asyncio.Protocol):
         fr.SETTINGS_ENABLE_PUSH: 0,
         fr.SETTINGS_INITIAL_WINDOW_SIZE: _RECEIVE_WINDOW,
     })
-    transport.write(_PREFACE + settings +
+    transport.write(fr.PREFACE + settings +
                     fr.window_update(0, _RECEIVE_WINDOW - fr.DEFAULT_WINDOW))
     self._sweep()
 
@@ -180,8 +166,8 @@ class _Connection(asyncio.Protocol):
     self._next_id += 2
     stream = _Stream(loop.create_future(), loop.time() + self._timeout_s)
     self._streams[stream_id] = stream
-    self._write(_frame(_HEADERS, _END_HEADERS, stream_id, self._block))
-    data = _frame(_DATA, _END_STREAM, stream_id, message)
+    self._write(fr.frame(fr.HEADERS, fr.FLAG_END_HEADERS, stream_id, self._block))
+    data = fr.frame(fr.DATA, fr.FLAG_END_STREAM, stream_id, message)
     if self._pending or len(message) > self._send_window:
       self._pending.append((len(message), data))
     else:
@@ -208,7 +194,7 @@ class _Connection(asyncio.Protocol):
       self.close()
     elif self._transport is not None:
       self._transport.write(
-          _frame(_RST_STREAM, 0, stream_id, struct.pack(">I", 0x8)))  # CANCEL
+          fr.rst_stream(stream_id, fr.CANCEL))
     if not stream.waiter.done():
       stream.waiter.set_exception(GrpcError("DEADLINE_EXCEEDED"))
 
@@ -230,7 +216,7 @@ class _Connection(asyncio.Protocol):
   def data_received(self, data: bytes) -> None:
     buffer = self._buffer + data if self._buffer else data
     pos, end = 0, len(buffer)
-    unpack = _FRAME.unpack_from
+    unpack = fr.HEADER.unpack_from
     while end - pos >= 9:
       high, low, frame_type, flags, stream_id = unpack(buffer, pos)
       stop = pos + 9 + (high << 16 | low)
@@ -238,10 +224,10 @@ class _Connection(asyncio.Protocol):
         break
       payload = buffer[pos + 9:stop]
       pos = stop
-      stream_id &= _MAX_STREAM_ID
-      if frame_type == _DATA:
+      stream_id &= fr.MAX_STREAM_ID
+      if frame_type == fr.DATA:
         self._on_data(flags, stream_id, payload)
-      elif frame_type == _HEADERS or frame_type == _CONTINUATION:
+      elif frame_type == fr.HEADERS or frame_type == fr.CONTINUATION:
         self._on_headers(frame_type, flags, stream_id, payload)
       else:
         self._on_control(frame_type, flags, stream_id, payload)
@@ -250,16 +236,15 @@ class _Connection(asyncio.Protocol):
   def _on_data(self, flags: int, stream_id: int, payload: bytes) -> None:
     self._consumed += len(payload)
     if self._consumed >= _RECEIVE_WINDOW // 2 and self._transport is not None:
-      self._transport.write(_frame(_WINDOW_UPDATE, 0, 0,
-                                   struct.pack(">I", self._consumed)))
+      self._transport.write(fr.window_update(0, self._consumed))
       self._consumed = 0
     stream = self._streams.get(stream_id)
     if stream is None:
       return
-    if flags & _PADDED:
+    if flags & fr.FLAG_PADDED:
       payload = payload[1:len(payload) - payload[0]]
     stream.data.append(payload)
-    if flags & _END_STREAM:
+    if flags & fr.FLAG_END_STREAM:
       self._finish(stream_id, b"")
 
   def _on_headers(self, frame_type: int, flags: int, stream_id: int,
@@ -267,17 +252,17 @@ class _Connection(asyncio.Protocol):
     stream = self._streams.get(stream_id)
     if stream is None:
       return
-    if frame_type == _HEADERS:
-      if flags & _PADDED:
+    if frame_type == fr.HEADERS:
+      if flags & fr.FLAG_PADDED:
         payload = payload[1:len(payload) - payload[0]]
-      if flags & _PRIORITY:
+      if flags & fr.FLAG_PRIORITY:
         payload = payload[5:]
       stream.block = [payload]
       # A block split over CONTINUATIONs ends the stream if its HEADERS did.
-      stream.ends = bool(flags & _END_STREAM)
+      stream.ends = bool(flags & fr.FLAG_END_STREAM)
     else:
       stream.block.append(payload)
-    if not flags & _END_HEADERS:
+    if not flags & fr.FLAG_END_HEADERS:
       return
     # Response headers leave the stream open; the trailers end it.
     if stream.ends:
@@ -288,28 +273,28 @@ class _Connection(asyncio.Protocol):
   def _on_control(self, frame_type: int, flags: int, stream_id: int,
                   payload: bytes) -> None:
     transport = self._transport
-    if frame_type == _SETTINGS and not flags & _ACK:
+    if frame_type == fr.SETTINGS and not flags & fr.FLAG_ACK:
       for offset in range(0, len(payload) - 5, 6):
-        key, value = struct.unpack_from(">HI", payload, offset)
+        key, value = fr.SETTING.unpack_from(payload, offset)
         if key == fr.SETTINGS_INITIAL_WINDOW_SIZE:
           self._stream_window = value
         elif key == fr.SETTINGS_MAX_FRAME_SIZE:
           self._max_frame = value
       if transport is not None:
-        transport.write(_frame(_SETTINGS, _ACK, 0))
-    elif frame_type == _PING and not flags & _ACK:
+        transport.write(fr.frame(fr.SETTINGS, fr.FLAG_ACK, 0))
+    elif frame_type == fr.PING and not flags & fr.FLAG_ACK:
       if transport is not None:
-        transport.write(_frame(_PING, _ACK, 0, payload))
-    elif frame_type == _WINDOW_UPDATE and stream_id == 0:
-      self._send_window += struct.unpack(">I", payload)[0] & _MAX_STREAM_ID
+        transport.write(fr.frame(fr.PING, fr.FLAG_ACK, 0, payload))
+    elif frame_type == fr.WINDOW_UPDATE and stream_id == 0:
+      self._send_window += fr.U32.unpack(payload)[0] & fr.MAX_STREAM_ID
       if transport is not None:
         self._flush_pending()
-    elif frame_type == _RST_STREAM:
-      code = struct.unpack(">I", payload)[0]
+    elif frame_type == fr.RST_STREAM:
+      code = fr.U32.unpack(payload)[0]
       self._fail_streams(lambda s: s == stream_id, "RST_STREAM",
                          f"error code {code}")
-    elif frame_type == _GOAWAY:
-      last = struct.unpack_from(">I", payload)[0] & _MAX_STREAM_ID
+    elif frame_type == fr.GOAWAY:
+      last = fr.U32.unpack_from(payload)[0] & fr.MAX_STREAM_ID
       self._going_away = True
       self._fail_streams(lambda s: s > last, "UNAVAILABLE", "GOAWAY")
 
@@ -341,7 +326,7 @@ class _Connection(asyncio.Protocol):
       fields = dict(hpack.Decoder().decode(trailers, raw=False))
       code = int(fields.get("grpc-status", 2))
       status = None if code == 0 else (
-          STATUS_NAMES[code] if code < len(STATUS_NAMES) else str(code))
+          fr.STATUS_NAMES[code] if code < len(fr.STATUS_NAMES) else str(code))
     except Exception:  # pylint: disable=broad-except
       # Undecodable (the peer kept a table after all): judge by the body.
       status = None if body else "UNKNOWN"

@@ -35,6 +35,7 @@ from tensorflow_serving.example import mnist_input_data
 from tensorflow_serving.tools.benchmark import grpc_h2
 from tensorflow_serving.tools.benchmark import http1
 from tensorflow_serving.tools.benchmark import wire
+from tensorflow_serving.util.grpc_h2 import frames
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 PROTOCOLS = ("grpc", "rest")
@@ -547,7 +548,7 @@ async def _run_grpc_raw(config: Config, workload: Workload, window: Window,
                         streams: int, offset: int, stride: int) -> None:
   host, port = _split_host_port(config.server)
   checker = Checker(config, workload)
-  messages = [grpc_h2.grpc_message(body) for body in workload.bodies]
+  messages = [frames.grpc_message(body) for body in workload.bodies]
   channels = [
       grpc_h2.GrpcChannel(host, port, PREDICT_METHOD, config.timeout_s)
       for _ in range(max(1, min(config.grpc_channels, streams)))

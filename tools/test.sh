@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
 
+# Style first (seconds); its failure fails the run, after the tests have run.
+lint_rc=0
+tools/lint.sh || lint_rc=$?
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
@@ -20,4 +24,5 @@ set -e
 passed=$(grep -cE '^//\S+\s+(\(cached\) )?PASSED' "$log" || true)
 failed=$(grep -cE '^//\S+\s+(FAILED|TIMEOUT|NO STATUS|FAILED TO BUILD)' "$log" || true)
 echo "tests: ${passed} passed, ${failed} failed"
+[ "$lint_rc" -eq 0 ] || { echo "lint failed (tools/lint.sh)"; exit "$lint_rc"; }
 exit "$rc"

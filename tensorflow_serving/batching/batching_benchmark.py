@@ -48,11 +48,13 @@ def export_mnist_sized_model(export_dir: str) -> str:
     b = tf.constant(np.zeros(10, np.float32))
     scores = tf.nn.softmax(tf.matmul(images, w) + b, name="scores")
     sig = tf.compat.v1.saved_model.signature_def_utils.predict_signature_def(
-        {"images": images}, {"scores": scores})
+        {"images": images}, {"scores": scores}
+    )
     with tf.compat.v1.Session(graph=graph) as session:
       builder = tf.compat.v1.saved_model.Builder(export_dir)
       builder.add_meta_graph_and_variables(
-          session, ["serve"], signature_def_map={"serving_default": sig})
+          session, ["serve"], signature_def_map={"serving_default": sig}
+      )
       builder.save()
   return export_dir
 
@@ -95,8 +97,9 @@ def _threads(run_once, concurrency: int, seconds: float) -> float:
       n += 1
     counts[index] = n
 
-  threads = [threading.Thread(target=loop, args=(i,))
-             for i in range(concurrency)]
+  threads = [
+      threading.Thread(target=loop, args=(i,)) for i in range(concurrency)
+  ]
   for thread in threads:
     thread.start()
   start_barrier.wait()
@@ -132,16 +135,20 @@ def main(argv):
   n = FLAGS.concurrency
   tmp = tempfile.mkdtemp()
   bundle = saved_model_bundle.load_saved_model_bundle(
-      export_mnist_sized_model(os.path.join(tmp, "1")), ["serve"])
+      export_mnist_sized_model(os.path.join(tmp, "1")), ["serve"]
+  )
   sig = bundle.signatures["serving_default"]
   rng = np.random.default_rng(1)
   inputs = [{"images": rng.random((1, 784), np.float32)} for _ in range(n)]
   for _ in range(200):  # Warm up the callable.
     bundle.run(sig, inputs[0])
-  threads = (FLAGS.num_batch_threads or
-             batching_options.default_num_batch_threads())
-  print(f"cores={os.cpu_count()} num_batch_threads={threads} "
-        f"concurrency={n} seconds={FLAGS.seconds}")
+  threads = (
+      FLAGS.num_batch_threads or batching_options.default_num_batch_threads()
+  )
+  print(
+      f"cores={os.cpu_count()} num_batch_threads={threads} "
+      f"concurrency={n} seconds={FLAGS.seconds}"
+  )
   rate = _threads(lambda i: bundle.run(sig, inputs[0]), 1, FLAGS.seconds)
   print(f"direct-1            {rate:9.0f} calls/s")
   rate = _threads(lambda i: bundle.run(sig, inputs[i]), n, FLAGS.seconds)
@@ -152,20 +159,27 @@ def main(argv):
       for mode in ("threads", "async"):
         metrics = BatchSizes()
         options = batching_options.BatchingOptions(
-            max_batch_size=size, batch_timeout_micros=timeout,
-            num_batch_threads=threads, max_enqueued_batches=1000)
-        batched = batching_session.BatchingBundle(_KeepOpen(bundle), scheduler,
-                                                  options, metrics)
+            max_batch_size=size,
+            batch_timeout_micros=timeout,
+            num_batch_threads=threads,
+            max_enqueued_batches=1000,
+        )
+        batched = batching_session.BatchingBundle(
+            _KeepOpen(bundle), scheduler, options, metrics
+        )
         batched.run(sig, inputs[0])
         if mode == "threads":
-          rate = _threads(lambda i: batched.run(sig, inputs[i]), n,
-                          FLAGS.seconds)
+          rate = _threads(
+              lambda i: batched.run(sig, inputs[i]), n, FLAGS.seconds  # noqa: B023 (run before the loop moves on)
+          )
         else:
           rate = _async(batched, sig, inputs, n, FLAGS.seconds)
         mean = metrics.rows / max(1, metrics.batches)
-        print(f"batched {mode:<7} max_batch_size={size:<4} "
-              f"timeout_us={timeout:<5} {rate:9.0f} calls/s  "
-              f"mean batch {mean:5.1f}")
+        print(
+            f"batched {mode:<7} max_batch_size={size:<4} "
+            f"timeout_us={timeout:<5} {rate:9.0f} calls/s  "
+            f"mean batch {mean:5.1f}"
+        )
         batched.close()
   scheduler.shutdown()
   bundle.close()

@@ -14,11 +14,12 @@ needed here; TensorFlow stays behind the inner bundle.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 import concurrent.futures
 import dataclasses
 import threading
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -58,8 +59,9 @@ class BatchingMetrics:
   def record_processed_batch_size(self, size: int) -> None:
     """Rows the wrapped bundle ran for one batch, padding included."""
 
-  def record_padding_size(self, padding: int,
-                          processed_batch_size: int) -> None:
+  def record_padding_size(
+      self, padding: int, processed_batch_size: int
+  ) -> None:
     """Padding rows added to reach an allowed batch size."""
 
   def record_wrapped_run_count(self, count: int) -> None:
@@ -94,17 +96,20 @@ def _request_size(inputs: Mapping[str, np.ndarray]) -> int:
   """Rows in a request: the shared dim 0 of all inputs (upstream's errors)."""
   if not inputs:
     raise status.invalid_argument(
-        "Batching Run() must have at least one input tensor")
+        "Batching Run() must have at least one input tensor"
+    )
   size = None
   for value in inputs.values():
     if value.ndim == 0:
       raise status.invalid_argument(
-          "Batching Run() input tensors must have at least one dimension")
+          "Batching Run() input tensors must have at least one dimension"
+      )
     if size is None:
       size = value.shape[0]
     elif value.shape[0] != size:
       raise status.invalid_argument(
-          "Batching Run() input tensors must have equal 0th-dimension size")
+          "Batching Run() input tensors must have equal 0th-dimension size"
+      )
   return int(size)
 
 
@@ -116,8 +121,11 @@ def _split_request(request: _Request, sizes: Sequence[int]) -> list[_Request]:
     parts.append(
         dataclasses.replace(
             request,
-            inputs={a: v[offset:offset + size]
-                    for a, v in request.inputs.items()}))
+            inputs={
+                a: v[offset : offset + size] for a, v in request.inputs.items()
+            },
+        )
+    )
     offset += size
   return parts
 
@@ -135,20 +143,24 @@ def _shape_mismatch(alias: str) -> status.ServingError:
       f"Tensors with name '{alias}' from different tasks have different "
       "shapes and padding is turned off. Set pad_variable_length_inputs to "
       "true, or ensure that all tensors with the same name have equal "
-      "dimensions starting with the first dim.")
+      "dimensions starting with the first dim."
+  )
 
 
-def _pad_to_common_shape(alias: str,
-                         arrays: list[np.ndarray]) -> list[np.ndarray]:
+def _pad_to_common_shape(
+    alias: str, arrays: list[np.ndarray]
+) -> list[np.ndarray]:
   """Pads dims >= 1 to the batch maximum with each tensor's first element."""
   rank = arrays[0].ndim
   if any(a.ndim != rank for a in arrays):
     raise status.failed_precondition(
         f"Tensors with name '{alias}' from different tasks have different "
-        "ranks, so they cannot be padded to one shape.")
+        "ranks, so they cannot be padded to one shape."
+    )
   if rank > _MAX_PADDED_RANK:
     raise status.invalid_argument(
-        "Only tensors with rank from 1 to 6 can be padded.")
+        "Only tensors with rank from 1 to 6 can be padded."
+    )
   target = tuple(max(a.shape[d] for a in arrays) for d in range(1, rank))
   padded = []
   for array in arrays:
@@ -157,7 +169,8 @@ def _pad_to_common_shape(alias: str,
       continue
     if array.size == 0:
       raise status.invalid_argument(
-          "Got empty tensor in batch of non-empty tensors.")
+          "Got empty tensor in batch of non-empty tensors."
+      )
     out = np.full((array.shape[0],) + target, array.flat[0], dtype=array.dtype)
     out[tuple(slice(0, s) for s in array.shape)] = array
     padded.append(out)
@@ -172,11 +185,13 @@ class BatchingBundle:
   not block a thread per request.
   """
 
-  def __init__(self,
-               inner: Any,
-               scheduler: SharedBatchScheduler,
-               options: BatchingOptions,
-               metrics: BatchingMetrics | None = None):
+  def __init__(
+      self,
+      inner: Any,
+      scheduler: SharedBatchScheduler,
+      options: BatchingOptions,
+      metrics: BatchingMetrics | None = None,
+  ):
     self._inner = inner
     self._scheduler = scheduler
     self._options = options.validated()
@@ -205,10 +220,12 @@ class BatchingBundle:
   def signatures(self):
     return self._inner.signatures
 
-  def run(self,
-          sig: Any,
-          inputs: Mapping[str, np.ndarray],
-          output_filter: Sequence[str] = ()) -> dict[str, np.ndarray]:
+  def run(
+      self,
+      sig: Any,
+      inputs: Mapping[str, np.ndarray],
+      output_filter: Sequence[str] = (),
+  ) -> dict[str, np.ndarray]:
     """Like the inner bundle's `run`, but executed as part of a batch."""
     return self.submit(sig, inputs, output_filter).result()
 
@@ -216,7 +233,8 @@ class BatchingBundle:
       self,
       sig: Any,
       inputs: Mapping[str, np.ndarray],
-      output_filter: Sequence[str] = ()) -> concurrent.futures.Future:
+      output_filter: Sequence[str] = (),
+  ) -> concurrent.futures.Future:
     """Validates and enqueues a request; its outputs arrive on the future.
 
     Raises (without enqueueing) for an invalid request, a request larger than
@@ -232,7 +250,8 @@ class BatchingBundle:
     queue = self._queue_for(sig, inputs, output_aliases)
     self._metrics.record_input_batch_size(size)
     task = shared_batch_scheduler.Task(
-        size, _Request(sig, inputs, output_aliases))
+        size, _Request(sig, inputs, output_aliases)
+    )
     return queue.schedule(task)
 
   def close(self) -> None:
@@ -250,8 +269,11 @@ class BatchingBundle:
     self._inner.close()
 
   def _queue_for(
-      self, sig: Any, inputs: Mapping[str, np.ndarray],
-      output_aliases: tuple[str, ...]) -> shared_batch_scheduler.Queue:
+      self,
+      sig: Any,
+      inputs: Mapping[str, np.ndarray],
+      output_aliases: tuple[str, ...],
+  ) -> shared_batch_scheduler.Queue:
     # Upstream keys queues by the sets of input and output tensors, so output
     # order does not matter; each task keeps its own order.
     fetch = tuple(sorted(output_aliases))
@@ -268,20 +290,25 @@ class BatchingBundle:
             self._options,
             lambda tasks: self._process_batch(fetch, tasks),
             split_fn=_split_request,
-            merge_fn=_merge_results)
+            merge_fn=_merge_results,
+        )
         self._queues[key] = queue
     return queue
 
-  def _process_batch(self, fetch: tuple[str, ...],
-                     tasks: list[shared_batch_scheduler.Task]) -> list[dict]:
+  def _process_batch(
+      self, fetch: tuple[str, ...], tasks: list[shared_batch_scheduler.Task]
+  ) -> list[dict]:
     """Runs one batch: merge, pad, run once, split. Called on a batch thread."""
     start_ns = time.monotonic_ns()
     metrics = self._metrics
     for task in tasks:
       metrics.record_queuing_latency((start_ns - task.enqueue_ns) // 1000)
     batch_size = sum(t.size for t in tasks)
-    padding = (self._options.padded_batch_size(batch_size) - batch_size
-               if batch_size else 0)
+    padding = (
+        self._options.padded_batch_size(batch_size) - batch_size
+        if batch_size
+        else 0
+    )
     requests: list[_Request] = [t.payload for t in tasks]
     merged = self._merge_inputs(requests, tasks, padding)
     metrics.record_processed_batch_size(batch_size + padding)
@@ -298,28 +325,35 @@ class BatchingBundle:
       if value.ndim == 0:
         raise status.internal(
             f"Batched output tensor has 0 dimensions (output '{alias}'); "
-            "batching needs a batch dimension on every output")
+            "batching needs a batch dimension on every output"
+        )
       if value.shape[0] != expected:
         raise status.internal(
             "Batched output tensor's 0th dimension does not equal the sum of "
             f"the 0th dimension sizes of the input tensors (output '{alias}' "
-            f"has {value.shape[0]} rows; the batch has {expected})")
+            f"has {value.shape[0]} rows; the batch has {expected})"
+        )
     results = []
     offset = 0
     for task, request in zip(tasks, requests):
       end = offset + task.size
       results.append(
-          {a: outputs[a][offset:end] for a in request.output_aliases})
+          {a: outputs[a][offset:end] for a in request.output_aliases}
+      )
       offset = end
     return results
 
-  def _merge_inputs(self, requests: list[_Request],
-                    tasks: list[shared_batch_scheduler.Task],
-                    padding: int) -> dict[str, np.ndarray]:
+  def _merge_inputs(
+      self,
+      requests: list[_Request],
+      tasks: list[shared_batch_scheduler.Task],
+      padding: int,
+  ) -> dict[str, np.ndarray]:
     pad_shapes = self._options.pad_variable_length_inputs
     # Padding repeats the first row of the last task that has one.
     pad_source = next(
-        (i for i in range(len(tasks) - 1, -1, -1) if tasks[i].size), None)
+        (i for i in range(len(tasks) - 1, -1, -1) if tasks[i].size), None
+    )
     merged = {}
     for alias in sorted(requests[0].inputs):  # Deterministic error order.
       arrays = [r.inputs[alias] for r in requests]
@@ -332,13 +366,16 @@ class BatchingBundle:
       if padding and pad_source is not None:
         row = arrays[pad_source][:1]
         arrays.append(np.repeat(row, padding, axis=0))
-      merged[alias] = (arrays[0] if len(arrays) == 1 else
-                       np.concatenate(arrays, axis=0))
+      merged[alias] = (
+          arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
+      )
     return merged
 
 
-def wrap(bundle: Any, config: BatchingConfig,
-         options: BatchingOptions | None = None) -> BatchingBundle:
+def wrap(
+    bundle: Any, config: BatchingConfig, options: BatchingOptions | None = None
+) -> BatchingBundle:
   """Wraps `bundle` on the config's scheduler (`options` overrides queues)."""
-  return BatchingBundle(bundle, config.scheduler, options or config.options,
-                        config.metrics)
+  return BatchingBundle(
+      bundle, config.scheduler, options or config.options, config.metrics
+  )

@@ -17,9 +17,9 @@ import threading
 from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
+
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
-
 from tensorflow_serving.batching import batching_options
 from tensorflow_serving.batching import batching_session
 from tensorflow_serving.batching import shared_batch_scheduler
@@ -93,8 +93,9 @@ class FakeBundle:
     return {a: outputs[a] for a in output_aliases}
 
   def run(self, sig, inputs, output_filter=()):
-    return self.run_validated(sig, inputs,
-                              self.validate(sig, inputs, output_filter))
+    return self.run_validated(
+        sig, inputs, self.validate(sig, inputs, output_filter)
+    )
 
   def close(self):
     self.closed = True
@@ -136,8 +137,9 @@ class FakeBundleTest(absltest.TestCase):
     self.metrics = RecordingMetrics()
 
   def wrap(self, **kwargs) -> batching_session.BatchingBundle:
-    return batching_session.BatchingBundle(self.inner, self.scheduler,
-                                           _options(**kwargs), self.metrics)
+    return batching_session.BatchingBundle(
+        self.inner, self.scheduler, _options(**kwargs), self.metrics
+    )
 
   def hold(self, bundle) -> concurrent.futures.Future:
     """Occupies the pool's only thread until self.inner.gate is set."""
@@ -150,17 +152,20 @@ class FakeBundleTest(absltest.TestCase):
     x = np.asarray(x, np.float32)
     if offset is None:
       offset = np.zeros_like(x)
-    return bundle.submit(self.inner.signatures["f"],
-                         {"x": x, "offset": np.asarray(offset, np.float32)},
-                         output_filter)
+    return bundle.submit(
+        self.inner.signatures["f"],
+        {"x": x, "offset": np.asarray(offset, np.float32)},
+        output_filter,
+    )
 
   def test_interface_passthrough(self):
     bundle = self.wrap()
     self.assertIs(bundle.signatures, self.inner.signatures)
     self.assertEqual(bundle.export_dir, "/fake/1")
     self.assertIs(bundle.inner, self.inner)
-    out = bundle.run(self.inner.signatures["f"],
-                     {"x": _f32(1, 2), "offset": _f32(10, 20)})
+    out = bundle.run(
+        self.inner.signatures["f"], {"x": _f32(1, 2), "offset": _f32(10, 20)}
+    )
     np.testing.assert_array_equal(out["y"], [12, 24])
     np.testing.assert_array_equal(out["z"], [1, 2])
     bundle.close()
@@ -170,9 +175,15 @@ class FakeBundleTest(absltest.TestCase):
     scheduler = shared_batch_scheduler.SharedBatchScheduler(4)
     self.addCleanup(scheduler.shutdown, True, WAIT_S)
     bundle = batching_session.BatchingBundle(
-        self.inner, scheduler,
-        _options(max_batch_size=32, batch_timeout_micros=1000,
-                 max_enqueued_batches=1000), self.metrics)
+        self.inner,
+        scheduler,
+        _options(
+            max_batch_size=32,
+            batch_timeout_micros=1000,
+            max_enqueued_batches=1000,
+        ),
+        self.metrics,
+    )
     sig = self.inner.signatures["f"]
     mismatches = []
 
@@ -182,8 +193,9 @@ class FakeBundleTest(absltest.TestCase):
         x = np.arange(rows, dtype=np.float32) + 1000 * n + i
         offset = np.full(rows, n, np.float32)
         out = bundle.run(sig, {"x": x, "offset": offset})
-        if not (np.array_equal(out["y"], 2 * x + n) and
-                np.array_equal(out["z"], x)):
+        if not (
+            np.array_equal(out["y"], 2 * x + n) and np.array_equal(out["z"], x)
+        ):
           mismatches.append((n, i))
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(64)]
@@ -199,8 +211,9 @@ class FakeBundleTest(absltest.TestCase):
   def test_requests_join_one_batch(self):
     bundle = self.wrap()
     gate = self.hold(bundle)
-    futures = [self.submit(bundle, [i, i + 0.5], offset=[i, i])
-               for i in range(5)]
+    futures = [
+        self.submit(bundle, [i, i + 0.5], offset=[i, i]) for i in range(5)
+    ]
     self.inner.gate.set()
     gate.result(WAIT_S)
     for i, future in enumerate(futures):
@@ -253,7 +266,8 @@ class FakeBundleTest(absltest.TestCase):
           "Tensors with name 'offset' from different tasks have different "
           "shapes and padding is turned off. Set pad_variable_length_inputs "
           "to true, or ensure that all tensors with the same name have equal "
-          "dimensions starting with the first dim.")
+          "dimensions starting with the first dim.",
+      )
 
   def test_failing_batch_fails_all_its_tasks_then_recovers(self):
     bundle = self.wrap()
@@ -274,11 +288,17 @@ class FakeBundleTest(absltest.TestCase):
         "bad aliases ['x']": {"x": _f32(1)},
         "want float": {"x": _f32(1), "offset": np.array([1], np.int32)},
         "Batching Run() input tensors must have equal 0th-dimension size": {
-            "x": _f32(1, 2), "offset": _f32(1)},
+            "x": _f32(1, 2),
+            "offset": _f32(1),
+        },
         "Batching Run() input tensors must have at least one dimension": {
-            "x": np.float32(1), "offset": np.float32(1)},
+            "x": np.float32(1),
+            "offset": np.float32(1),
+        },
         "Task size 5 is larger than maximum input batch size 4": {
-            "x": _f32(*range(5)), "offset": _f32(*range(5))},
+            "x": _f32(*range(5)),
+            "offset": _f32(*range(5)),
+        },
     }
     for message, inputs in cases.items():
       with self.assertRaises(status.ServingError) as ctx:
@@ -292,22 +312,27 @@ class FakeBundleTest(absltest.TestCase):
   def test_output_rows_must_match_batch(self):
     bundle = self.wrap()
     with self.assertRaises(status.ServingError) as ctx:
-      bundle.run(self.inner.signatures["bad_output"], {"x": _f32(1, 2)},
-                 ("y",))
+      bundle.run(self.inner.signatures["bad_output"], {"x": _f32(1, 2)}, ("y",))
     self.assertEqual(ctx.exception.code, status.Code.INTERNAL)
     self.assertStartsWith(
         ctx.exception.message,
         "Batched output tensor's 0th dimension does not equal the sum of the "
         "0th dimension sizes of the input tensors (output 'y' has 1 rows; the "
-        "batch has 2)")
-    with self.assertRaisesRegex(status.ServingError,
-                                "Batched output tensor has 0 dimensions"):
-      bundle.run(self.inner.signatures["bad_output"], {"x": _f32(1)},
-                 ("scalar",))
+        "batch has 2)",
+    )
+    with self.assertRaisesRegex(
+        status.ServingError, "Batched output tensor has 0 dimensions"
+    ):
+      bundle.run(
+          self.inner.signatures["bad_output"], {"x": _f32(1)}, ("scalar",)
+      )
 
   def test_large_batch_splitting(self):
-    bundle = self.wrap(max_batch_size=10, enable_large_batch_splitting=True,
-                       max_execution_batch_size=4)
+    bundle = self.wrap(
+        max_batch_size=10,
+        enable_large_batch_splitting=True,
+        max_execution_batch_size=4,
+    )
     x = np.arange(10, dtype=np.float32)
     out = self.submit(bundle, x, offset=x).result(WAIT_S)
     np.testing.assert_array_equal(out["y"], 3 * x)
@@ -327,15 +352,26 @@ class FakeBundleTest(absltest.TestCase):
     bundle = self.wrap()
     self.submit(bundle, [1, 2, 3]).result(WAIT_S)
     kinds = [e[0] for e in self.metrics.events]
-    self.assertEqual(kinds, [
-        "input_batch_size", "queuing_latency", "processed_batch_size",
-        "padding_size", "wrapped_run_count"
-    ])
+    self.assertEqual(
+        kinds,
+        [
+            "input_batch_size",
+            "queuing_latency",
+            "processed_batch_size",
+            "padding_size",
+            "wrapped_run_count",
+        ],
+    )
     self.assertEqual(self.metrics.events[0], ("input_batch_size", 3))
     self.assertGreaterEqual(self.metrics.events[1][1], 0)
-    self.assertEqual(self.metrics.events[2:], [("processed_batch_size", 3),
-                                               ("padding_size", 0, 3),
-                                               ("wrapped_run_count", 1)])
+    self.assertEqual(
+        self.metrics.events[2:],
+        [
+            ("processed_batch_size", 3),
+            ("padding_size", 0, 3),
+            ("wrapped_run_count", 1),
+        ],
+    )
 
   def test_close_drains_queued_requests(self):
     bundle = self.wrap(batch_timeout_micros=60_000_000)
@@ -352,13 +388,15 @@ class FakeBundleTest(absltest.TestCase):
     bundle = self.wrap()
 
     async def main():
-      futures = [asyncio.wrap_future(self.submit(bundle, [i]))
-                 for i in range(10)]
+      futures = [
+          asyncio.wrap_future(self.submit(bundle, [i])) for i in range(10)
+      ]
       return await asyncio.wait_for(asyncio.gather(*futures), WAIT_S)
 
     results = asyncio.run(main())
-    self.assertEqual([float(r["y"][0]) for r in results],
-                     [2.0 * i for i in range(10)])
+    self.assertEqual(
+        [float(r["y"][0]) for r in results], [2.0 * i for i in range(10)]
+    )
 
 
 class SavedModelTest(absltest.TestCase):
@@ -369,25 +407,28 @@ class SavedModelTest(absltest.TestCase):
     super().setUpClass()
     cls.tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
     cls.export_dir = half_plus_two.export_half_plus_two_tf1(
-        os.path.join(cls.tmp, "1"))
+        os.path.join(cls.tmp, "1")
+    )
 
   def setUp(self):
     super().setUp()
     self.scheduler = shared_batch_scheduler.SharedBatchScheduler(2)
     self.addCleanup(self.scheduler.shutdown, True, WAIT_S)
     self.inner = saved_model_bundle.load_saved_model_bundle(
-        self.export_dir, ["serve"])
+        self.export_dir, ["serve"]
+    )
 
   def wrap(self, metrics=None, **kwargs) -> batching_session.BatchingBundle:
     bundle = batching_session.BatchingBundle(
-        self.inner, self.scheduler,
-        _options(**kwargs), metrics)
+        self.inner, self.scheduler, _options(**kwargs), metrics
+    )
     self.addCleanup(bundle.close)
     return bundle
 
   def test_concurrent_requests_get_their_own_results(self):
-    bundle = self.wrap(max_batch_size=16, batch_timeout_micros=2000,
-                       max_enqueued_batches=1000)
+    bundle = self.wrap(
+        max_batch_size=16, batch_timeout_micros=2000, max_enqueued_batches=1000
+    )
     sig = bundle.signatures["serving_default"]
     mismatches = []
     metrics_lock = threading.Lock()
@@ -396,7 +437,7 @@ class SavedModelTest(absltest.TestCase):
     def client(n):
       barrier.wait(WAIT_S)
       for i in range(10):
-        x = np.array([n, i, n * 100 + i][:1 + (n + i) % 3], np.float32)
+        x = np.array([n, i, n * 100 + i][: 1 + (n + i) % 3], np.float32)
         y = bundle.run(sig, {"x": x})["y"]
         if not np.allclose(y, 0.5 * x + 2):
           with metrics_lock:
@@ -415,7 +456,8 @@ class SavedModelTest(absltest.TestCase):
     request = predict_pb2.PredictRequest()
     request.model_spec.signature_name = "two_outputs"
     request.inputs["x"].CopyFrom(
-        tensor_codec.ndarray_to_tensor_proto(np.array([1.0, 2.0], np.float32)))
+        tensor_codec.ndarray_to_tensor_proto(np.array([1.0, 2.0], np.float32))
+    )
     request.output_filter.append("y2")
     response = predict_pb2.PredictResponse()
     predict_util.run_predict(bundle, request, response)
@@ -425,8 +467,11 @@ class SavedModelTest(absltest.TestCase):
   def test_validation_errors_match_unbatched(self):
     bundle = self.wrap()
     sig = bundle.signatures["serving_default"]
-    for inputs in ({"x": np.array([1], np.int32)}, {"nope": _f32(1)},
-                   {"x": np.zeros((1, 2), np.float32)}):
+    for inputs in (
+        {"x": np.array([1], np.int32)},
+        {"nope": _f32(1)},
+        {"x": np.zeros((1, 2), np.float32)},
+    ):
       with self.assertRaises(status.ServingError) as direct:
         self.inner.run(sig, inputs)
       with self.assertRaises(status.ServingError) as batched:
@@ -460,12 +505,17 @@ class LoaderTest(absltest.TestCase):
 
   def load(self, export_dir, per_model=False, warmup_on=True):
     batching = batching_session.BatchingConfig(
-        scheduler=self.scheduler, options=_options(max_batch_size=16),
-        enable_per_model_batching_parameters=per_model, metrics=self.metrics)
+        scheduler=self.scheduler,
+        options=_options(max_batch_size=16),
+        enable_per_model_batching_parameters=per_model,
+        metrics=self.metrics,
+    )
     config = saved_model_loader.SavedModelConfig(
-        batching=batching, enable_model_warmup=warmup_on)
+        batching=batching, enable_model_warmup=warmup_on
+    )
     loader = saved_model_loader.SavedModelLoader(
-        servable_id.ServableId("half", 1), export_dir, config)
+        servable_id.ServableId("half", 1), export_dir, config
+    )
     loader.load()
     self.addCleanup(loader.unload)
     return loader.servable()
@@ -477,7 +527,8 @@ class LoaderTest(absltest.TestCase):
     export_dir = self.export()
     request = predict_pb2.PredictRequest()
     request.inputs["x"].CopyFrom(
-        tensor_codec.ndarray_to_tensor_proto(np.array([1.0], np.float32)))
+        tensor_codec.ndarray_to_tensor_proto(np.array([1.0], np.float32))
+    )
     log = prediction_log_pb2.PredictionLog()
     log.predict_log.request.CopyFrom(request)
     path = warmup.warmup_path(export_dir)
@@ -499,8 +550,10 @@ class LoaderTest(absltest.TestCase):
 
     export_dir = self.export("2")
     with open(os.path.join(export_dir, "batching_params.pbtxt"), "w") as f:
-      f.write("max_batch_size { value: 4 } allowed_batch_sizes: [2, 4] "
-              "num_batch_threads { value: 99 }")
+      f.write(
+          "max_batch_size { value: 4 } allowed_batch_sizes: [2, 4] "
+          "num_batch_threads { value: 99 }"
+      )
     batched = self.load(export_dir, per_model=True)
     self.assertIsInstance(batched, batching_session.BatchingBundle)
     self.assertEqual(batched.options.max_batch_size, 4)
@@ -517,7 +570,8 @@ class LoaderTest(absltest.TestCase):
     self.assertEqual(
         ctx.exception.message,
         "Last entry in allowed_batch_sizes must match max_batch_size; last "
-        "entry was 3; expected 4")
+        "entry was 3; expected 4",
+    )
 
 
 if __name__ == "__main__":

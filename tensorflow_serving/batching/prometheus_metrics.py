@@ -26,8 +26,9 @@ class PrometheusBatchingMetrics(batching_session.BatchingMetrics):
   def record_processed_batch_size(self, size: int) -> None:
     self._processed.observe(size)
 
-  def record_padding_size(self, padding: int,
-                          processed_batch_size: int) -> None:
+  def record_padding_size(
+      self, padding: int, processed_batch_size: int
+  ) -> None:
     del processed_batch_size
     self._padding.observe(padding)
 

@@ -19,10 +19,11 @@ herd. No TensorFlow or numpy here: payloads are opaque.
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable, Sequence
 import concurrent.futures
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from tensorflow_serving.batching import batching_options
 from tensorflow_serving.util import status
@@ -31,7 +32,8 @@ from tensorflow_serving.util import status
 # pylint: disable=protected-access
 
 QUEUE_FULL_MESSAGE = (
-    "The batch scheduling queue to which this task was submitted is full")
+    "The batch scheduling queue to which this task was submitted is full"
+)
 
 # (payload, sizes) -> one payload per size, splitting along rows in order.
 SplitFn = Callable[[Any, Sequence[int]], list]
@@ -47,8 +49,9 @@ class _SplitState:
 
   __slots__ = ("future", "results", "remaining", "error", "merge_fn", "lock")
 
-  def __init__(self, future: concurrent.futures.Future, parts: int,
-               merge_fn: MergeFn):
+  def __init__(
+      self, future: concurrent.futures.Future, parts: int, merge_fn: MergeFn
+  ):
     self.future = future
     self.results: list[Any] = [None] * parts
     self.remaining = parts
@@ -56,8 +59,9 @@ class _SplitState:
     self.merge_fn = merge_fn
     self.lock = threading.Lock()
 
-  def part_done(self, index: int, result: Any,
-                error: BaseException | None) -> None:
+  def part_done(
+      self, index: int, result: Any, error: BaseException | None
+  ) -> None:
     with self.lock:
       if error is not None and self.error is None:
         self.error = error  # The first error wins, as upstream.
@@ -84,8 +88,9 @@ def _set_result(future: concurrent.futures.Future, result: Any) -> None:
     pass  # Cancelled by its caller: nobody is waiting for it.
 
 
-def _set_exception(future: concurrent.futures.Future,
-                   error: BaseException) -> None:
+def _set_exception(
+    future: concurrent.futures.Future, error: BaseException
+) -> None:
   try:
     future.set_exception(error)
   except concurrent.futures.InvalidStateError:
@@ -100,8 +105,14 @@ class Task:
   task is scheduled, so the batch function can measure queuing latency.
   """
 
-  __slots__ = ("size", "payload", "future", "enqueue_ns", "_split",
-               "_split_index")
+  __slots__ = (
+      "size",
+      "payload",
+      "future",
+      "enqueue_ns",
+      "_split",
+      "_split_index",
+  )
 
   def __init__(self, size: int, payload: Any = None):
     if size < 0:
@@ -132,8 +143,9 @@ class Task:
     except RuntimeError:  # Lost a race with another part: it is running.
       return not future.cancelled()
 
-  def _finish(self, result: Any = None,
-              error: BaseException | None = None) -> None:
+  def _finish(
+      self, result: Any = None, error: BaseException | None = None
+  ) -> None:
     if self._split is not None:
       self._split.part_done(self._split_index, result, error)
     elif error is not None:
@@ -164,10 +176,14 @@ class Queue:
   needs a lock order of its own.
   """
 
-  def __init__(self, scheduler: "SharedBatchScheduler",
-               options: batching_options.BatchingOptions,
-               process_batch_fn: ProcessBatchFn, split_fn: SplitFn | None,
-               merge_fn: MergeFn | None):
+  def __init__(
+      self,
+      scheduler: SharedBatchScheduler,
+      options: batching_options.BatchingOptions,
+      process_batch_fn: ProcessBatchFn,
+      split_fn: SplitFn | None,
+      merge_fn: MergeFn | None,
+  ):
     self._scheduler = scheduler
     self.options = options
     self._max_input = options.max_batch_size
@@ -195,13 +211,15 @@ class Queue:
     if task.size > self._max_input:
       raise status.invalid_argument(
           f"Task size {task.size} is larger than maximum input batch size "
-          f"{self._max_input}")
+          f"{self._max_input}"
+      )
     scheduler = self._scheduler
     with scheduler._cv:
       if self._closed:
         raise status.unavailable(
             "The batch scheduling queue to which this task was submitted is "
-            "closed")
+            "closed"
+        )
       now = time.monotonic()
       task.enqueue_ns = time.monotonic_ns()
       open_was_empty = not self._batches[-1].tasks
@@ -210,8 +228,7 @@ class Queue:
         self._add_split_locked(task, now)
       else:
         self._add_whole_locked(task, now)
-      scheduler._on_task_added_locked(
-          self, now, open_was_empty)
+      scheduler._on_task_added_locked(self, now, open_was_empty)
     return task.future
 
   def num_enqueued_tasks(self) -> int:
@@ -250,14 +267,16 @@ class Queue:
       if len(self._batches) >= self._max_batches:
         raise status.unavailable(
             f"{QUEUE_FULL_MESSAGE}; currently {len(self._batches)} batches "
-            f"enqueued and max_enqueued_batches is {self._max_batches}")
+            f"enqueued and max_enqueued_batches is {self._max_batches}"
+        )
       self._batches.append(_Batch())
     self._batches[-1].add(task, now)
 
   def _capacity_locked(self) -> int:
     new_batches = self._max_batches - len(self._batches)
-    return new_batches * self._max_batch + (self._max_batch -
-                                            self._batches[-1].size)
+    return new_batches * self._max_batch + (
+        self._max_batch - self._batches[-1].size
+    )
 
   def _check_capacity_for_split_locked(self, task: Task) -> None:
     capacity = self._capacity_locked()
@@ -267,7 +286,8 @@ class Queue:
           f"capacity is only {capacity} (num_enqueued_batches="
           f"{len(self._batches)}, max_enqueued_batches={self._max_batches}, "
           f"open_batch_size={self._batches[-1].size}, "
-          f"max_execution_batch_size={self._max_batch})")
+          f"max_execution_batch_size={self._max_batch})"
+      )
 
   def _add_split_locked(self, task: Task, now: float) -> None:
     room = self._max_batch - self._batches[-1].size
@@ -280,13 +300,16 @@ class Queue:
       sizes.append(min(left, self._max_batch))
       left -= sizes[-1]
     if self._split_fn is None or self._merge_fn is None:
-      raise status.internal("Large batch splitting needs split and merge "
-                            "functions on the queue")
+      raise status.internal(
+          "Large batch splitting needs split and merge "
+          "functions on the queue"
+      )
     payloads = self._split_fn(task.payload, sizes)
     if len(payloads) != len(sizes):
       raise status.internal(
           f"Splitting a task into {len(sizes)} parts returned "
-          f"{len(payloads)}")
+          f"{len(payloads)}"
+      )
     state = _SplitState(task.future, len(sizes), self._merge_fn)
     for index, (size, payload) in enumerate(zip(sizes, payloads)):
       part = Task(size, payload)
@@ -315,8 +338,11 @@ class Queue:
     open_batch = self._batches[-1]
     if not open_batch.tasks:
       return False
-    return (self._closed or open_batch.size >= self._max_batch or
-            now >= open_batch.start + self._timeout_s)
+    return (
+        self._closed
+        or open_batch.size >= self._max_batch
+        or now >= open_batch.start + self._timeout_s
+    )
 
   def _take_locked(self, now: float) -> _Batch | None:
     if not self._ready_locked(now):
@@ -328,8 +354,11 @@ class Queue:
     return batch
 
   def _idle_locked(self) -> bool:
-    return (self._in_flight == 0 and len(self._batches) == 1 and
-            not self._batches[0].tasks)
+    return (
+        self._in_flight == 0
+        and len(self._batches) == 1
+        and not self._batches[0].tasks
+    )
 
   # Processing (no lock held).
 
@@ -342,7 +371,8 @@ class Queue:
       if len(results) != len(tasks):
         raise status.internal(
             f"Batch function returned {len(results)} results for "
-            f"{len(tasks)} tasks")
+            f"{len(tasks)} tasks"
+        )
     except BaseException as exc:  # pylint: disable=broad-except
       for task in tasks:
         task._finish(error=exc)
@@ -362,12 +392,14 @@ class SharedBatchScheduler:
   def __init__(
       self,
       num_batch_threads: int | None = None,
-      thread_pool_name: str = batching_options.DEFAULT_THREAD_POOL_NAME):
+      thread_pool_name: str = batching_options.DEFAULT_THREAD_POOL_NAME,
+  ):
     if num_batch_threads is None:
       num_batch_threads = batching_options.default_num_batch_threads()
     if num_batch_threads < 1:
       raise status.invalid_argument(
-          f"num_batch_threads must be positive; was {num_batch_threads}")
+          f"num_batch_threads must be positive; was {num_batch_threads}"
+      )
     self.num_batch_threads = num_batch_threads
     self.thread_pool_name = thread_pool_name
     self._cv = threading.Condition(threading.Lock())
@@ -381,14 +413,17 @@ class SharedBatchScheduler:
 
   @classmethod
   def from_options(
-      cls, options: batching_options.BatchingOptions) -> "SharedBatchScheduler":
+      cls, options: batching_options.BatchingOptions
+  ) -> SharedBatchScheduler:
     return cls(options.num_batch_threads, options.thread_pool_name)
 
-  def add_queue(self,
-                options: batching_options.BatchingOptions,
-                process_batch_fn: ProcessBatchFn,
-                split_fn: SplitFn | None = None,
-                merge_fn: MergeFn | None = None) -> Queue:
+  def add_queue(
+      self,
+      options: batching_options.BatchingOptions,
+      process_batch_fn: ProcessBatchFn,
+      split_fn: SplitFn | None = None,
+      merge_fn: MergeFn | None = None,
+  ) -> Queue:
     """Adds a queue; `process_batch_fn` runs its batches on the pool.
 
     `split_fn` and `merge_fn` are required when
@@ -396,11 +431,13 @@ class SharedBatchScheduler:
     rows and reassemble the parts' results. `split_fn` runs under the
     scheduler's lock (the cut depends on the open batch), so keep it cheap.
     """
-    if options.enable_large_batch_splitting and (split_fn is None or
-                                                 merge_fn is None):
+    if options.enable_large_batch_splitting and (
+        split_fn is None or merge_fn is None
+    ):
       raise status.invalid_argument(
           "split_input_task_func must be specified when "
-          "enable_large_batch_splitting is true")
+          "enable_large_batch_splitting is true"
+      )
     queue = Queue(self, options, process_batch_fn, split_fn, merge_fn)
     with self._cv:
       if self._stopping:
@@ -430,14 +467,17 @@ class SharedBatchScheduler:
 
   def _start_threads_locked(self) -> None:
     for index in range(self.num_batch_threads):
-      thread = threading.Thread(target=self._thread_main,
-                                name=f"{self.thread_pool_name}_{index}",
-                                daemon=True)
+      thread = threading.Thread(
+          target=self._thread_main,
+          name=f"{self.thread_pool_name}_{index}",
+          daemon=True,
+      )
       self._threads.append(thread)
       thread.start()
 
-  def _on_task_added_locked(self, queue: Queue, now: float,
-                            open_was_empty: bool) -> None:
+  def _on_task_added_locked(
+      self, queue: Queue, now: float, open_was_empty: bool
+  ) -> None:
     if queue._ready_locked(now):
       self._cv.notify()
       return
@@ -475,15 +515,17 @@ class SharedBatchScheduler:
     return None
 
   def _earliest_deadline_locked(self) -> float | None:
-    deadlines = [d for d in (q._deadline_locked() for q in self._queues)
-                 if d is not None]
+    deadlines = [
+        d for d in (q._deadline_locked() for q in self._queues) if d is not None
+    ]
     return min(deadlines) if deadlines else None
 
   def _untimed_deadline_locked(self) -> bool:
     """True if the earliest open-batch deadline has no sleeper timing it."""
     deadline = self._earliest_deadline_locked()
-    return deadline is not None and (self._timer_deadline is None or
-                                     deadline < self._timer_deadline)
+    return deadline is not None and (
+        self._timer_deadline is None or deadline < self._timer_deadline
+    )
 
   def _any_ready_locked(self, now: float) -> bool:
     return any(q._ready_locked(now) for q in self._queues)
@@ -496,8 +538,9 @@ class SharedBatchScheduler:
         work = self._take_work_locked(now)
         if work is not None:
           # Pass the baton: more due work, or a deadline nobody is timing.
-          if self._idle_threads and (self._any_ready_locked(now) or
-                                     self._untimed_deadline_locked()):
+          if self._idle_threads and (
+              self._any_ready_locked(now) or self._untimed_deadline_locked()
+          ):
             self._cv.notify()
           return work
         if self._stopping and not self._queues:
@@ -505,8 +548,9 @@ class SharedBatchScheduler:
         deadline = self._earliest_deadline_locked()
         self._idle_threads += 1
         try:
-          if deadline is not None and (self._timer_deadline is None or
-                                       deadline < self._timer_deadline):
+          if deadline is not None and (
+              self._timer_deadline is None or deadline < self._timer_deadline
+          ):
             self._timer_deadline = deadline
             self._cv.wait(max(0.0, deadline - now))
             if self._timer_deadline == deadline:

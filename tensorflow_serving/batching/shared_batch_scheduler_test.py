@@ -50,7 +50,7 @@ class Recorder:
 def _split(payload: list, sizes):
   parts, offset = [], 0
   for size in sizes:
-    parts.append(payload[offset:offset + size])
+    parts.append(payload[offset : offset + size])
     offset += size
   return parts
 
@@ -72,8 +72,9 @@ class SharedBatchSchedulerTest(absltest.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.scheduler = sbs.SharedBatchScheduler(num_batch_threads=1,
-                                              thread_pool_name="test")
+    self.scheduler = sbs.SharedBatchScheduler(
+        num_batch_threads=1, thread_pool_name="test"
+    )
     self.addCleanup(self.scheduler.shutdown, True, WAIT_S)
 
   def hold_thread(self) -> threading.Event:
@@ -89,8 +90,8 @@ class SharedBatchSchedulerTest(absltest.TestCase):
   def test_batches_form_up_to_max_size(self):
     recorder = Recorder()
     queue = self.scheduler.add_queue(
-        _options(max_batch_size=4, batch_timeout_micros=60_000_000),
-        recorder)
+        _options(max_batch_size=4, batch_timeout_micros=60_000_000), recorder
+    )
     futures = [queue.schedule(sbs.Task(1, i)) for i in range(10)]
     # Full batches run at once; the two left over wait for the timeout.
     self.assertEqual([f.result(WAIT_S) for f in futures[:8]], list(range(8)))
@@ -104,8 +105,8 @@ class SharedBatchSchedulerTest(absltest.TestCase):
   def test_task_sizes_count_rows(self):
     recorder = Recorder()
     queue = self.scheduler.add_queue(
-        _options(max_batch_size=5, batch_timeout_micros=60_000_000),
-        recorder)
+        _options(max_batch_size=5, batch_timeout_micros=60_000_000), recorder
+    )
     futures = [queue.schedule(sbs.Task(size, size)) for size in (2, 2, 2, 3)]
     # 2+2 fits in 5, the third 2 does not: it opens the next batch, which
     # 2+3 then fills exactly. Neither batch waits for the timeout.
@@ -115,7 +116,8 @@ class SharedBatchSchedulerTest(absltest.TestCase):
   def test_timeout_closes_underfull_batch(self):
     recorder = Recorder()
     queue = self.scheduler.add_queue(
-        _options(max_batch_size=100, batch_timeout_micros=100_000), recorder)
+        _options(max_batch_size=100, batch_timeout_micros=100_000), recorder
+    )
     start = time.monotonic()
     futures = [queue.schedule(sbs.Task(1, i)) for i in range(3)]
     self.assertEqual([f.result(WAIT_S) for f in futures], [0, 1, 2])
@@ -140,7 +142,8 @@ class SharedBatchSchedulerTest(absltest.TestCase):
   def test_queue_full_is_unavailable(self):
     gate = self.hold_thread()
     queue = self.scheduler.add_queue(
-        _options(max_batch_size=2, max_enqueued_batches=2), Recorder())
+        _options(max_batch_size=2, max_enqueued_batches=2), Recorder()
+    )
     futures = [queue.schedule(sbs.Task(1, i)) for i in range(4)]
     with self.assertRaises(status.ServingError) as ctx:
       queue.schedule(sbs.Task(1, 4))
@@ -148,7 +151,8 @@ class SharedBatchSchedulerTest(absltest.TestCase):
     self.assertEqual(
         ctx.exception.message,
         "The batch scheduling queue to which this task was submitted is "
-        "full; currently 2 batches enqueued and max_enqueued_batches is 2")
+        "full; currently 2 batches enqueued and max_enqueued_batches is 2",
+    )
     self.assertTrue(ctx.exception.message.startswith(sbs.QUEUE_FULL_MESSAGE))
     gate.set()
     self.assertEqual([f.result(WAIT_S) for f in futures], [0, 1, 2, 3])
@@ -160,38 +164,62 @@ class SharedBatchSchedulerTest(absltest.TestCase):
     with self.assertRaises(status.ServingError) as ctx:
       queue.schedule(sbs.Task(5, None))
     self.assertEqual(ctx.exception.code, status.Code.INVALID_ARGUMENT)
-    self.assertEqual(ctx.exception.message,
-                     "Task size 5 is larger than maximum input batch size 4")
+    self.assertEqual(
+        ctx.exception.message,
+        "Task size 5 is larger than maximum input batch size 4",
+    )
 
   def test_splitting_splits_and_reassembles(self):
     recorder = RowRecorder()
     queue = self.scheduler.add_queue(
-        _options(max_batch_size=10, enable_large_batch_splitting=True,
-                 max_execution_batch_size=4,
-                 batch_timeout_micros=60_000_000),
-        recorder, split_fn=_split, merge_fn=_merge)
+        _options(
+            max_batch_size=10,
+            enable_large_batch_splitting=True,
+            max_execution_batch_size=4,
+            batch_timeout_micros=60_000_000,
+        ),
+        recorder,
+        split_fn=_split,
+        merge_fn=_merge,
+    )
     small = queue.schedule(sbs.Task(1, [100]))
     big = queue.schedule(sbs.Task(10, list(range(10))))
     # 3 rows top up the open batch, then 4, then 3 in a new open batch.
     self.assertEqual(small.result(WAIT_S), [1000])
     queue.close_and_wait(WAIT_S)
     self.assertEqual(big.result(0), [r * 10 for r in range(10)])
-    self.assertEqual(recorder.batches,
-                     [[100, 0, 1, 2], [3, 4, 5, 6], [7, 8, 9]])
+    self.assertEqual(
+        recorder.batches, [[100, 0, 1, 2], [3, 4, 5, 6], [7, 8, 9]]
+    )
     with self.assertRaises(status.ServingError) as ctx:
       sbs.SharedBatchScheduler(1).add_queue(
-          _options(max_batch_size=10, enable_large_batch_splitting=True,
-                   max_execution_batch_size=4), recorder,
-          split_fn=_split, merge_fn=_merge).schedule(sbs.Task(11, [0] * 11))
-    self.assertEqual(ctx.exception.message,
-                     "Task size 11 is larger than maximum input batch size 10")
+          _options(
+              max_batch_size=10,
+              enable_large_batch_splitting=True,
+              max_execution_batch_size=4,
+          ),
+          recorder,
+          split_fn=_split,
+          merge_fn=_merge,
+      ).schedule(sbs.Task(11, [0] * 11))
+    self.assertEqual(
+        ctx.exception.message,
+        "Task size 11 is larger than maximum input batch size 10",
+    )
 
   def test_splitting_capacity(self):
     gate = self.hold_thread()
     queue = self.scheduler.add_queue(
-        _options(max_batch_size=10, enable_large_batch_splitting=True,
-                 max_execution_batch_size=4, max_enqueued_batches=2),
-        RowRecorder(), split_fn=_split, merge_fn=_merge)
+        _options(
+            max_batch_size=10,
+            enable_large_batch_splitting=True,
+            max_execution_batch_size=4,
+            max_enqueued_batches=2,
+        ),
+        RowRecorder(),
+        split_fn=_split,
+        merge_fn=_merge,
+    )
     first = queue.schedule(sbs.Task(6, list(range(6))))
     with self.assertRaises(status.ServingError) as ctx:
       queue.schedule(sbs.Task(3, [0, 1, 2]))
@@ -201,7 +229,8 @@ class SharedBatchSchedulerTest(absltest.TestCase):
         "The batch scheduling queue to which this task was submitted is "
         "full; task size is 3 but scheduling capacity is only 2 "
         "(num_enqueued_batches=2, max_enqueued_batches=2, open_batch_size=2, "
-        "max_execution_batch_size=4)")
+        "max_execution_batch_size=4)",
+    )
     second = queue.schedule(sbs.Task(2, [6, 7]))
     gate.set()
     self.assertEqual(first.result(WAIT_S), [r * 10 for r in range(6)])
@@ -215,9 +244,15 @@ class SharedBatchSchedulerTest(absltest.TestCase):
       return [t.payload for t in tasks]
 
     queue = self.scheduler.add_queue(
-        _options(max_batch_size=10, enable_large_batch_splitting=True,
-                 max_execution_batch_size=2), process,
-        split_fn=_split, merge_fn=_merge)
+        _options(
+            max_batch_size=10,
+            enable_large_batch_splitting=True,
+            max_execution_batch_size=2,
+        ),
+        process,
+        split_fn=_split,
+        merge_fn=_merge,
+    )
     future = queue.schedule(sbs.Task(5, [0, 1, -1, 3, 4]))
     with self.assertRaisesRegex(status.ServingError, "bad rows"):
       future.result(WAIT_S)
@@ -235,8 +270,8 @@ class SharedBatchSchedulerTest(absltest.TestCase):
       return process
 
     queues = [
-        self.scheduler.add_queue(_options(max_batch_size=1),
-                                 process_for(name)) for name in "abc"
+        self.scheduler.add_queue(_options(max_batch_size=1), process_for(name))
+        for name in "abc"
     ]
     futures = []
     for queue in queues:  # Two full batches in each queue, a's first.
@@ -251,8 +286,8 @@ class SharedBatchSchedulerTest(absltest.TestCase):
     self.addCleanup(gate.set)
     recorder = Recorder(gate=gate)
     queue = self.scheduler.add_queue(
-        _options(max_batch_size=2, batch_timeout_micros=60_000_000),
-        recorder)
+        _options(max_batch_size=2, batch_timeout_micros=60_000_000), recorder
+    )
     running = [queue.schedule(sbs.Task(1, i)) for i in range(2)]
     self.assertTrue(recorder.started.wait(WAIT_S))
     pending = [queue.schedule(sbs.Task(1, 2))]
@@ -311,8 +346,9 @@ class SharedBatchSchedulerTest(absltest.TestCase):
     queue = self.scheduler.add_queue(_options(), Recorder())
 
     async def main():
-      futures = [asyncio.wrap_future(queue.schedule(sbs.Task(1, i)))
-                 for i in range(20)]
+      futures = [
+          asyncio.wrap_future(queue.schedule(sbs.Task(1, i))) for i in range(20)
+      ]
       return await asyncio.wait_for(asyncio.gather(*futures), WAIT_S)
 
     self.assertEqual(asyncio.run(main()), list(range(20)))
@@ -320,7 +356,8 @@ class SharedBatchSchedulerTest(absltest.TestCase):
   def test_shutdown_drains_and_stops_threads(self):
     scheduler = sbs.SharedBatchScheduler(num_batch_threads=3)
     queue = scheduler.add_queue(
-        _options(batch_timeout_micros=60_000_000), Recorder())
+        _options(batch_timeout_micros=60_000_000), Recorder()
+    )
     future = queue.schedule(sbs.Task(1, "x"))
     scheduler.shutdown(wait=True, timeout=WAIT_S)
     self.assertEqual(future.result(0), "x")
@@ -329,12 +366,12 @@ class SharedBatchSchedulerTest(absltest.TestCase):
       scheduler.add_queue(_options(), Recorder())
 
   def test_threads_start_with_the_first_queue(self):
-    scheduler = sbs.SharedBatchScheduler(num_batch_threads=2,
-                                         thread_pool_name="lazy")
+    scheduler = sbs.SharedBatchScheduler(
+        num_batch_threads=2, thread_pool_name="lazy"
+    )
     self.assertEqual(scheduler._threads, [])
     scheduler.add_queue(_options(), Recorder())
-    self.assertEqual([t.name for t in scheduler._threads],
-                     ["lazy_0", "lazy_1"])
+    self.assertEqual([t.name for t in scheduler._threads], ["lazy_0", "lazy_1"])
     scheduler.shutdown(timeout=WAIT_S)
 
   def test_many_threads_and_queues_return_each_callers_result(self):
@@ -342,8 +379,13 @@ class SharedBatchSchedulerTest(absltest.TestCase):
     self.addCleanup(scheduler.shutdown, True, WAIT_S)
     queues = [
         scheduler.add_queue(
-            _options(max_batch_size=8, batch_timeout_micros=timeout,
-                     max_enqueued_batches=1000), Recorder())
+            _options(
+                max_batch_size=8,
+                batch_timeout_micros=timeout,
+                max_enqueued_batches=1000,
+            ),
+            Recorder(),
+        )
         for timeout in (0, 500, 2000)
     ]
     errors = []
@@ -367,11 +409,13 @@ class SharedBatchSchedulerTest(absltest.TestCase):
   def test_invalid_scheduler_and_queue_options(self):
     with self.assertRaises(status.ServingError) as ctx:
       sbs.SharedBatchScheduler(num_batch_threads=0)
-    self.assertEqual(ctx.exception.message,
-                     "num_batch_threads must be positive; was 0")
+    self.assertEqual(
+        ctx.exception.message, "num_batch_threads must be positive; was 0"
+    )
     with self.assertRaises(status.ServingError):
       self.scheduler.add_queue(
-          _options(enable_large_batch_splitting=True), Recorder())
+          _options(enable_large_batch_splitting=True), Recorder()
+      )
 
 
 if __name__ == "__main__":

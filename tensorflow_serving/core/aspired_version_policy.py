@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 import dataclasses
 import enum
-from typing import Sequence
 
 from tensorflow_serving.core.loader_harness import LoaderHarness
 from tensorflow_serving.core.servable_id import ServableId
@@ -50,8 +50,12 @@ class AspiredVersionPolicy(abc.ABC):
 
 
 def get_highest_aspired_new_servable_id(
-    all_versions: Sequence[AspiredServableStateSnapshot]) -> ServableId | None:
+    all_versions: Sequence[AspiredServableStateSnapshot],
+) -> ServableId | None:
   """The highest-numbered version that is aspired and still NEW, if any."""
-  candidates = [v.id for v in all_versions
-                if v.is_aspired and v.state is LoaderHarness.State.NEW]
+  candidates = [
+      v.id
+      for v in all_versions
+      if v.is_aspired and v.state is LoaderHarness.State.NEW
+  ]
   return max(candidates, key=lambda i: i.version, default=None)

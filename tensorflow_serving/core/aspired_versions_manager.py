@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import dataclasses
 import logging
 import threading
-from typing import Sequence
 
 from tensorflow_serving.core.aspired_version_policy import Action
-from tensorflow_serving.core.aspired_version_policy import AspiredServableStateSnapshot
+from tensorflow_serving.core.aspired_version_policy import (
+    AspiredServableStateSnapshot,
+)
 from tensorflow_serving.core.aspired_version_policy import AspiredVersionPolicy
 from tensorflow_serving.core.aspired_version_policy import ServableAction
 from tensorflow_serving.core.basic_manager import BasicManager
@@ -60,13 +62,17 @@ class AspiredVersionsManager(Target[Loader]):
   retried only if it is un-aspired (and dropped) and then aspired again.
   """
 
-  def __init__(self, policy: AspiredVersionPolicy,
-               manage_state_interval_s: float = 0.1,
-               num_load_threads: int = 0, num_unload_threads: int = 0,
-               max_num_load_retries: int = 5,
-               load_retry_interval_s: float = 60.0,
-               resource_tracker: ResourceTracker | None = None,
-               event_bus: EventBus[ServableState] | None = None):
+  def __init__(
+      self,
+      policy: AspiredVersionPolicy,
+      manage_state_interval_s: float = 0.1,
+      num_load_threads: int = 0,
+      num_unload_threads: int = 0,
+      max_num_load_retries: int = 5,
+      load_retry_interval_s: float = 60.0,
+      resource_tracker: ResourceTracker | None = None,
+      event_bus: EventBus[ServableState] | None = None,
+  ):
     self._policy = policy
     self._interval_s = manage_state_interval_s
     self._basic = BasicManager(
@@ -74,7 +80,9 @@ class AspiredVersionsManager(Target[Loader]):
         num_unload_threads=num_unload_threads,
         max_num_load_retries=max_num_load_retries,
         load_retry_interval_s=load_retry_interval_s,
-        resource_tracker=resource_tracker, event_bus=event_bus)
+        resource_tracker=resource_tracker,
+        event_bus=event_bus,
+    )
     self._pending_lock = threading.Lock()
     self._pending: dict[str, list[ServableData[Loader]]] = {}
     # One tick at a time; also guards every _Aspired flag.
@@ -94,8 +102,8 @@ class AspiredVersionsManager(Target[Loader]):
     if self._thread is not None or self._interval_s <= 0:
       return
     self._thread = threading.Thread(
-        target=self._run, name="AspiredVersionsManager_ManageState",
-        daemon=True)
+        target=self._run, name="AspiredVersionsManager_ManageState", daemon=True
+    )
     self._thread.start()
 
   def stop(self) -> None:
@@ -123,18 +131,24 @@ class AspiredVersionsManager(Target[Loader]):
   def get_aspired_versions_callback(self) -> AspiredVersionsCallback[Loader]:
     return self._set_aspired_versions
 
-  def _set_aspired_versions(self, name: str,
-                            versions: Sequence[ServableData[Loader]]) -> None:
+  def _set_aspired_versions(
+      self, name: str, versions: Sequence[ServableData[Loader]]
+  ) -> None:
     versions = list(versions)
     wanted = set()
     for version in versions:
       if version.id.name != name:
-        _log.error("Servable name: %s doesn't match name in servable "
-                   "version: %s; ignoring the request", name, version.id.name)
+        _log.error(
+            "Servable name: %s doesn't match name in servable "
+            "version: %s; ignoring the request",
+            name,
+            version.id.name,
+        )
         return
       if version.id.version in wanted:
-        _log.error("Duplicate aspired version %s; ignoring the request",
-                   version.id)
+        _log.error(
+            "Duplicate aspired version %s; ignoring the request", version.id
+        )
         return
       wanted.add(version.id.version)
     with self._pending_lock:
@@ -188,8 +202,10 @@ class AspiredVersionsManager(Target[Loader]):
   def _flush_servables(self) -> None:
     for name in self._basic.get_managed_servable_names():
       for snapshot in self._basic.get_managed_servable_state_snapshots(name):
-        if (not snapshot.additional_state.is_aspired and
-            snapshot.state in _FINISHED):
+        if (
+            not snapshot.additional_state.is_aspired
+            and snapshot.state in _FINISHED
+        ):
           try:
             self._basic.stop_managing_servable(snapshot.id)
           except ServingError as e:
@@ -198,29 +214,37 @@ class AspiredVersionsManager(Target[Loader]):
   def _handle_pending_aspired_versions_requests(self) -> None:
     with self._pending_lock:
       pending, self._pending = self._pending, {}
-    deferred = {name: versions for name, versions in pending.items()
-                if not self._apply_aspired_versions(name, versions)}
+    deferred = {
+        name: versions
+        for name, versions in pending.items()
+        if not self._apply_aspired_versions(name, versions)
+    }
     if deferred:
       with self._pending_lock:
         for name, versions in deferred.items():
           self._pending.setdefault(name, versions)  # A newer request wins.
 
-  def _apply_aspired_versions(self, name: str,
-                              versions: list[ServableData[Loader]]) -> bool:
+  def _apply_aspired_versions(
+      self, name: str, versions: list[ServableData[Loader]]
+  ) -> bool:
     """Applies one stream's request; False to retry it on a later tick.
 
     A request re-aspiring a version that is on its way out (unloading,
     finished, or mid-load after its retries were cancelled) waits until that
     version is dropped, so it is then managed afresh with the new loader.
     """
-    snapshots = {s.id.version: s for s in
-                 self._basic.get_managed_servable_state_snapshots(name)}
+    snapshots = {
+        s.id.version: s
+        for s in self._basic.get_managed_servable_state_snapshots(name)
+    }
     wanted = {v.id.version for v in versions}
     for version in wanted:
       snapshot = snapshots.get(version)
-      if (snapshot is not None and
-          not snapshot.additional_state.is_aspired and
-          snapshot.state not in _REASPIRABLE):
+      if (
+          snapshot is not None
+          and not snapshot.additional_state.is_aspired
+          and snapshot.state not in _REASPIRABLE
+      ):
         return False
     for version, snapshot in snapshots.items():
       aspired = snapshot.additional_state
@@ -238,9 +262,11 @@ class AspiredVersionsManager(Target[Loader]):
     actions: list[ServableAction] = []
     for name in self._basic.get_managed_servable_names():
       snapshots = [
-          AspiredServableStateSnapshot(s.id, s.state,
-                                       s.additional_state.is_aspired)
-          for s in self._basic.get_managed_servable_state_snapshots(name)]
+          AspiredServableStateSnapshot(
+              s.id, s.state, s.additional_state.is_aspired
+          )
+          for s in self._basic.get_managed_servable_state_snapshots(name)
+      ]
       action = self._policy.get_next_action(snapshots)
       if action is not None:
         actions.append(action)

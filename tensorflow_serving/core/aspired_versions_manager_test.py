@@ -3,11 +3,17 @@
 import threading
 import unittest
 
-from tensorflow_serving.core.aspired_versions_manager import AspiredVersionsManager
-from tensorflow_serving.core.availability_preserving_policy import AvailabilityPreservingPolicy
+from tensorflow_serving.core.aspired_versions_manager import (
+    AspiredVersionsManager,
+)
+from tensorflow_serving.core.availability_preserving_policy import (
+    AvailabilityPreservingPolicy,
+)
 from tensorflow_serving.core.event_bus import EventBus
 from tensorflow_serving.core.loader_harness import LoaderHarness
-from tensorflow_serving.core.resource_preserving_policy import ResourcePreservingPolicy
+from tensorflow_serving.core.resource_preserving_policy import (
+    ResourcePreservingPolicy,
+)
 from tensorflow_serving.core.servable_data import ServableData
 from tensorflow_serving.core.servable_id import ServableId
 from tensorflow_serving.core.servable_request import ServableRequest
@@ -15,7 +21,9 @@ from tensorflow_serving.core.servable_state import ManagerState
 from tensorflow_serving.core.servable_state_monitor import ServableStateMonitor
 from tensorflow_serving.core.test_util.fake_loader import FakeLoader
 from tensorflow_serving.core.test_util.fake_loader import LoadedCounter
-from tensorflow_serving.core.test_util.servable_state_recorder import ServableStateRecorder
+from tensorflow_serving.core.test_util.servable_state_recorder import (
+    ServableStateRecorder,
+)
 from tensorflow_serving.resources.resource_tracker import ResourceTracker
 from tensorflow_serving.resources.resources import ResourceAllocation
 from tensorflow_serving.util import status
@@ -42,7 +50,8 @@ class AspiredVersionsManagerTestBase(unittest.TestCase):
     kwargs.setdefault("max_num_load_retries", 0)
     kwargs.setdefault("load_retry_interval_s", 0)
     manager = AspiredVersionsManager(
-        policy or AvailabilityPreservingPolicy(), event_bus=self.bus, **kwargs)
+        policy or AvailabilityPreservingPolicy(), event_bus=self.bus, **kwargs
+    )
     self.addCleanup(manager.stop)
     self.manager = manager
     return manager
@@ -69,9 +78,14 @@ class AspiredVersionsManagerTestBase(unittest.TestCase):
       return None
 
   def managed_versions(self, name="m"):
-    return {s.id.version: s.state for s in
+    return {
+        s.id.version: s.state
+        for s in (
             self.manager.basic_manager.get_managed_servable_state_snapshots(
-                name)}
+                name
+            )
+        )
+    }
 
   def event_index(self, servable_id, state):
     for i, event in enumerate(self.recorder.events):
@@ -101,8 +115,10 @@ class AvailabilityPreservingTest(AspiredVersionsManagerTestBase):
 
     self.tick()  # Now that 2 is AVAILABLE, 1 goes.
     self.assertEqual(v1.unload_calls, 1)
-    self.assertLess(self.event_index(sid(2), AVAILABLE),
-                    self.event_index(sid(1), ManagerState.UNLOADING))
+    self.assertLess(
+        self.event_index(sid(2), AVAILABLE),
+        self.event_index(sid(1), ManagerState.UNLOADING),
+    )
     self.tick()  # And is forgotten.
     self.assertEqual(self.managed_versions(), {2: State.READY})
     self.assertEqual(self.monitor.get_state(sid(1)).manager_state, END)
@@ -120,18 +136,19 @@ class AvailabilityPreservingTest(AspiredVersionsManagerTestBase):
     self.assertEqual(broken.load_calls, 1)  # Not retried by the manager.
     state = self.monitor.get_state(sid(2))
     self.assertEqual((state.manager_state, state.health), (END, error))
-    self.assertEqual(self.managed_versions(), {1: State.READY,
-                                               2: State.ERROR})
+    self.assertEqual(self.managed_versions(), {1: State.READY, 2: State.ERROR})
 
   def test_removing_all_versions_unloads_lowest_first(self):
     self.make_manager()
     loaders = {1: FakeLoader(), 2: FakeLoader()}
     self.aspire(loaders)
     self.tick(2)  # One load per tick, highest first.
-    self.assertEqual(self.manager.list_available_servable_ids(),
-                     [sid(1), sid(2)])
-    self.assertLess(self.event_index(sid(2), AVAILABLE),
-                    self.event_index(sid(1), AVAILABLE))
+    self.assertEqual(
+        self.manager.list_available_servable_ids(), [sid(1), sid(2)]
+    )
+    self.assertLess(
+        self.event_index(sid(2), AVAILABLE), self.event_index(sid(1), AVAILABLE)
+    )
     self.aspire({})
     self.tick()
     self.assertEqual(self.manager.list_available_servable_ids(), [sid(2)])
@@ -211,8 +228,9 @@ class AvailabilityPreservingTest(AspiredVersionsManagerTestBase):
     self.assertEqual((old.unload_calls, fresh.load_calls), (1, 1))
 
   def test_unaspiring_cancels_pending_load_retries(self):
-    self.make_manager(num_load_threads=1, max_num_load_retries=5,
-                      load_retry_interval_s=30)
+    self.make_manager(
+        num_load_threads=1, max_num_load_retries=5, load_retry_interval_s=30
+    )
     failing = FakeLoader(fail_times=float("inf"))
     self.aspire({1: failing})
     with self.assertLogs(CORE_LOG, "ERROR"):
@@ -233,21 +251,27 @@ class AvailabilityPreservingTest(AspiredVersionsManagerTestBase):
     self.aspire({}, name="a")
     self.aspire({1: FakeLoader(estimate=ten)}, name="b")
     self.tick()  # Unloads a:1 first, so b:1 fits.
-    self.assertEqual(self.manager.list_available_servable_ids(),
-                     [sid(1, "b")])
+    self.assertEqual(self.manager.list_available_servable_ids(), [sid(1, "b")])
 
   def test_invalid_requests_are_ignored(self):
     self.make_manager()
-    with self.assertLogs("tensorflow_serving.core.aspired_versions_manager",
-                         "ERROR"):
+    with self.assertLogs(
+        "tensorflow_serving.core.aspired_versions_manager", "ERROR"
+    ):
       self.manager.get_aspired_versions_callback()(
-          "m", [ServableData.of(sid(1, "other"), FakeLoader())])
+          "m", [ServableData.of(sid(1, "other"), FakeLoader())]
+      )
       self.manager.get_aspired_versions_callback()(
-          "m", [ServableData.of(sid(1), FakeLoader()),
-                ServableData.of(sid(1), FakeLoader())])
+          "m",
+          [
+              ServableData.of(sid(1), FakeLoader()),
+              ServableData.of(sid(1), FakeLoader()),
+          ],
+      )
     self.tick()
-    self.assertEqual(self.manager.basic_manager.get_managed_servable_names(),
-                     [])
+    self.assertEqual(
+        self.manager.basic_manager.get_managed_servable_names(), []
+    )
 
 
 class ResourcePreservingTest(AspiredVersionsManagerTestBase):
@@ -270,23 +294,29 @@ class ResourcePreservingTest(AspiredVersionsManagerTestBase):
 class BackgroundThreadTest(AspiredVersionsManagerTestBase):
 
   def test_converges_with_thread_and_pools(self):
-    self.make_manager(manage_state_interval_s=0.01, num_load_threads=2,
-                      num_unload_threads=2)
+    self.make_manager(
+        manage_state_interval_s=0.01, num_load_threads=2, num_unload_threads=2
+    )
     self.manager.start()
     self.aspire({1: FakeLoader()})
     reached, _ = self.monitor.wait_until_servables_reach_state(
-        [LATEST], AVAILABLE, timeout_s=5)
+        [LATEST], AVAILABLE, timeout_s=5
+    )
     self.assertTrue(reached)
     v2 = FakeLoader()
     self.aspire({2: v2})
     self.assertEqual(
         self.monitor.wait_until_servables_reach_state(
-            [ServableRequest.specific("m", 2)], AVAILABLE, timeout_s=5),
-        (True, {sid(2): AVAILABLE}))
+            [ServableRequest.specific("m", 2)], AVAILABLE, timeout_s=5
+        ),
+        (True, {sid(2): AVAILABLE}),
+    )
     self.assertEqual(
         self.monitor.wait_until_servables_reach_state(
-            [ServableRequest.specific("m", 1)], END, timeout_s=5),
-        (True, {sid(1): END}))
+            [ServableRequest.specific("m", 1)], END, timeout_s=5
+        ),
+        (True, {sid(1): END}),
+    )
     self.assertEqual(self.serving_version(), 2)
     self.manager.set_num_load_threads(4)
     self.assertEqual(self.manager.num_load_threads, 4)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from tensorflow_serving.core.aspired_version_policy import Action
-from tensorflow_serving.core.aspired_version_policy import AspiredServableStateSnapshot
+from tensorflow_serving.core.aspired_version_policy import (
+    AspiredServableStateSnapshot,
+)
 from tensorflow_serving.core.aspired_version_policy import AspiredVersionPolicy
-from tensorflow_serving.core.aspired_version_policy import get_highest_aspired_new_servable_id
 from tensorflow_serving.core.aspired_version_policy import ServableAction
+from tensorflow_serving.core.aspired_version_policy import (
+    get_highest_aspired_new_servable_id,
+)
 from tensorflow_serving.core.loader_harness import LoaderHarness
 
 _READY = LoaderHarness.State.READY
@@ -40,8 +44,9 @@ class AvailabilityPreservingPolicy(AspiredVersionPolicy):
       elif version.state is _READY:
         unaspired_serving.append(version.id)
 
-    if unaspired_serving and (not has_aspired or has_aspired_serving or
-                              len(unaspired_serving) > 1):
+    if unaspired_serving and (
+        not has_aspired or has_aspired_serving or len(unaspired_serving) > 1
+    ):
       lowest = min(unaspired_serving, key=lambda i: i.version)
       return ServableAction(Action.UNLOAD, lowest)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 import concurrent.futures
 import dataclasses
 import logging
 import threading
-from typing import Any, Callable
+from typing import Any
 
 from tensorflow_serving.core.event_bus import EventBus
 from tensorflow_serving.core.loader import Loader
@@ -48,7 +49,8 @@ def _make_executor(num_threads: int, kind: str):
   if num_threads <= 0:
     return _InlineExecutor()
   return concurrent.futures.ThreadPoolExecutor(
-      max_workers=num_threads, thread_name_prefix=f"BasicManager_{kind}")
+      max_workers=num_threads, thread_name_prefix=f"BasicManager_{kind}"
+  )
 
 
 @dataclasses.dataclass(eq=False)
@@ -80,11 +82,15 @@ class BasicManager:
   `load_servable` (`unload_servable`); otherwise in a thread pool.
   """
 
-  def __init__(self, num_load_threads: int = 0, num_unload_threads: int = 0,
-               max_num_load_retries: int = 5,
-               load_retry_interval_s: float = 60.0,
-               resource_tracker: ResourceTracker | None = None,
-               event_bus: EventBus[ServableState] | None = None):
+  def __init__(
+      self,
+      num_load_threads: int = 0,
+      num_unload_threads: int = 0,
+      max_num_load_retries: int = 5,
+      load_retry_interval_s: float = 60.0,
+      resource_tracker: ResourceTracker | None = None,
+      event_bus: EventBus[ServableState] | None = None,
+  ):
     self._max_num_load_retries = max_num_load_retries
     self._load_retry_interval_s = load_retry_interval_s
     self._resource_tracker = resource_tracker
@@ -147,8 +153,9 @@ class BasicManager:
 
   # --- Management -------------------------------------------------------------
 
-  def manage_servable(self, servable: ServableData[Loader],
-                      additional_state: Any = None) -> None:
+  def manage_servable(
+      self, servable: ServableData[Loader], additional_state: Any = None
+  ) -> None:
     """Starts managing a version (state NEW, event START).
 
     A ServableData carrying an error is managed straight into ERROR, with an
@@ -160,12 +167,16 @@ class BasicManager:
       versions = self._managed.setdefault(sid.name, {})
       if sid.version in versions:
         raise status.failed_precondition(
-            f"This servable is already being managed: {sid}")
+            f"This servable is already being managed: {sid}"
+        )
       harness = LoaderHarness(
-          sid, servable.data if servable.ok else None,
+          sid,
+          servable.data if servable.ok else None,
           max_num_load_retries=self._max_num_load_retries,
           load_retry_interval_s=self._load_retry_interval_s,
-          lock=self._lock, on_transition=self._on_transition)
+          lock=self._lock,
+          on_transition=self._on_transition,
+      )
       versions[sid.version] = _Managed(harness, additional_state)
       if servable.ok:
         self._enqueue(sid, ManagerState.START)
@@ -183,12 +194,14 @@ class BasicManager:
       managed = self._find(servable_id)
       if managed is None:
         raise status.failed_precondition(
-            f"This servable is not being managed: {servable_id}")
+            f"This servable is not being managed: {servable_id}"
+        )
       state = managed.harness.state
       if state not in (State.NEW, State.ERROR, State.DISABLED):
         raise status.failed_precondition(
             "This servable is not in a new or end state and we cannot stop "
-            f"managing it: {servable_id} {state.value}")
+            f"managing it: {servable_id} {state.value}"
+        )
       versions = self._managed[servable_id.name]
       del versions[servable_id.version]
       if not versions:
@@ -202,14 +215,16 @@ class BasicManager:
       return sorted(self._managed)
 
   def get_managed_servable_state_snapshots(
-      self, name: str) -> list[ServableStateSnapshot]:
+      self, name: str
+  ) -> list[ServableStateSnapshot]:
     """Every managed version of `name`, by ascending version."""
     with self._lock:
       versions = self._managed.get(name, {})
       return [self._snapshot(versions[v]) for v in sorted(versions)]
 
   def get_managed_servable_state_snapshot(
-      self, servable_id: ServableId) -> ServableStateSnapshot | None:
+      self, servable_id: ServableId
+  ) -> ServableStateSnapshot | None:
     with self._lock:
       managed = self._find(servable_id)
       return None if managed is None else self._snapshot(managed)
@@ -221,8 +236,9 @@ class BasicManager:
 
   # --- Load / unload ----------------------------------------------------------
 
-  def load_servable(self, servable_id: ServableId,
-                    done_callback: DoneCallback | None = None) -> None:
+  def load_servable(
+      self, servable_id: ServableId, done_callback: DoneCallback | None = None
+  ) -> None:
     """Loads a NEW version; `done_callback(error_or_None)` when finished.
 
     The NEW -> LOAD_REQUESTED step happens synchronously, so a duplicate
@@ -238,8 +254,9 @@ class BasicManager:
       return
     self._submit("load", lambda: self._execute_load(harness, done))
 
-  def unload_servable(self, servable_id: ServableId,
-                      done_callback: DoneCallback | None = None) -> None:
+  def unload_servable(
+      self, servable_id: ServableId, done_callback: DoneCallback | None = None
+  ) -> None:
     """Unloads a READY version; `done_callback(error_or_None)` when finished."""
     done = done_callback or _log_failure("unload", servable_id)
     try:
@@ -285,8 +302,11 @@ class BasicManager:
       if self._closed:
         return
       self._closed = True
-      harnesses = [m.harness for versions in self._managed.values()
-                   for m in versions.values()]
+      harnesses = [
+          m.harness
+          for versions in self._managed.values()
+          for m in versions.values()
+      ]
     for harness in harnesses:
       harness.cancel_load_retries()
     with self._executor_lock:
@@ -318,8 +338,9 @@ class BasicManager:
     (and `set_num_load_threads`) do not wait on each other's loads.
     """
     with self._executor_lock:
-      executor = (self._load_executor if kind == "load" else
-                  self._unload_executor)
+      executor = (
+          self._load_executor if kind == "load" else self._unload_executor
+      )
       if not isinstance(executor, _InlineExecutor):
         executor.submit(_logged(task))
         return
@@ -350,7 +371,8 @@ class BasicManager:
       except Exception as e:  # pylint: disable=broad-except
         error = status.internal(
             "Error while attempting to reserve resources to load servable "
-            f"{harness.id}: {status.from_exception(e).message}")
+            f"{harness.id}: {status.from_exception(e).message}"
+        )
     with self._decision_lock, self._lock:
       if error is None and estimate is not None:
         error = self._reserve_resources(harness.id, estimate)
@@ -365,19 +387,20 @@ class BasicManager:
         harness.error(error)
       return error
 
-  def _reserve_resources(self, servable_id: ServableId,
-                         estimate: ResourceAllocation) -> ServingError | None:
+  def _reserve_resources(
+      self, servable_id: ServableId, estimate: ResourceAllocation
+  ) -> ServingError | None:
     """Called with both locks held; waits while executions may free room."""
     while not self._resource_tracker.reserve_if_possible(servable_id, estimate):
       if self._num_ongoing_executions == 0:
         return status.resource_exhausted(
-            f"Insufficient resources to load servable {servable_id}")
+            f"Insufficient resources to load servable {servable_id}"
+        )
       _log.debug("Load of %s waits for an ongoing load/unload", servable_id)
       self._in_flight_changed.wait()
     return None
 
-  def _execute_unload(self, harness: LoaderHarness,
-                      done: DoneCallback) -> None:
+  def _execute_unload(self, harness: LoaderHarness, done: DoneCallback) -> None:
     try:
       with self._decision_lock, self._lock:
         harness.start_quiescing()  # Queues UNLOADING.
@@ -429,8 +452,12 @@ class BasicManager:
     if self._resource_tracker is not None:
       self._resource_tracker.release(servable_id)
 
-  def _enqueue(self, servable_id: ServableId, state: ManagerState,
-               health: ServingError | None = None) -> None:
+  def _enqueue(
+      self,
+      servable_id: ServableId,
+      state: ManagerState,
+      health: ServingError | None = None,
+  ) -> None:
     if self._event_bus is not None:
       self._events.append(ServableState(servable_id, state, health))
 
@@ -466,7 +493,8 @@ class BasicManager:
     managed = self._find(servable_id)
     if managed is None:
       raise status.not_found(
-          f"This servable is not being managed by the manager: {servable_id}")
+          f"This servable is not being managed by the manager: {servable_id}"
+      )
     error = managed.harness.status
     if error is not None:
       # A fresh copy: re-raising one instance keeps growing its traceback.
@@ -475,22 +503,26 @@ class BasicManager:
 
   @staticmethod
   def _snapshot(managed: _Managed) -> ServableStateSnapshot:
-    return ServableStateSnapshot(managed.harness.id, managed.harness.state,
-                                 managed.additional_state)
+    return ServableStateSnapshot(
+        managed.harness.id, managed.harness.state, managed.additional_state
+    )
 
 
 def _log_failure(action: str, servable_id: ServableId) -> DoneCallback:
   def done(error: ServingError | None) -> None:
     if error is not None:
       _log.error("Servable %s cannot be %sed: %s", servable_id, action, error)
+
   return done
 
 
 def _logged(fn: Callable[[], None]) -> Callable[[], None]:
   """Pool threads swallow exceptions into futures nobody reads; log them."""
+
   def run() -> None:
     try:
       fn()
     except Exception:  # pylint: disable=broad-except
       _log.exception("Unexpected error in a load/unload execution")
+
   return run

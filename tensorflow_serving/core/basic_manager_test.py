@@ -12,7 +12,9 @@ from tensorflow_serving.core.servable_id import ServableId
 from tensorflow_serving.core.servable_request import ServableRequest
 from tensorflow_serving.core.servable_state import ManagerState
 from tensorflow_serving.core.test_util.fake_loader import FakeLoader
-from tensorflow_serving.core.test_util.servable_state_recorder import ServableStateRecorder
+from tensorflow_serving.core.test_util.servable_state_recorder import (
+    ServableStateRecorder,
+)
 from tensorflow_serving.resources.resource_tracker import ResourceTracker
 from tensorflow_serving.resources.resources import ResourceAllocation
 from tensorflow_serving.util import status
@@ -20,8 +22,13 @@ from tensorflow_serving.util.status import Code
 from tensorflow_serving.util.status import ServingError
 
 State = LoaderHarness.State
-LIFECYCLE = [ManagerState.START, ManagerState.LOADING, ManagerState.AVAILABLE,
-             ManagerState.UNLOADING, ManagerState.END]
+LIFECYCLE = [
+    ManagerState.START,
+    ManagerState.LOADING,
+    ManagerState.AVAILABLE,
+    ManagerState.UNLOADING,
+    ManagerState.END,
+]
 
 
 def sid(version, name="m"):
@@ -112,12 +119,15 @@ class LifecycleTest(BasicManagerTestBase):
   def test_not_found_messages_are_upstreams(self):
     manager = self.make_manager()
     cases = {
-        ServableRequest.latest("m"):
-            "Servable not found for request: Latest(m)",
-        ServableRequest.specific("m", 3):
-            "Servable not found for request: Specific(m, 3)",
-        ServableRequest.earliest("m"):
-            "Servable not found for request: Earliest(m)",
+        ServableRequest.latest(
+            "m"
+        ): "Servable not found for request: Latest(m)",
+        ServableRequest.specific(
+            "m", 3
+        ): "Servable not found for request: Specific(m, 3)",
+        ServableRequest.earliest(
+            "m"
+        ): "Servable not found for request: Earliest(m)",
     }
     for request, message in cases.items():
       with self.assertRaises(ServingError) as cm:
@@ -127,8 +137,9 @@ class LifecycleTest(BasicManagerTestBase):
     self.manage(manager, 3)
     with self.assertRaises(ServingError) as cm:
       manager.get_servable_handle(ServableRequest.specific("m", 3))
-    self.assertEqual(cm.exception.message,
-                     "Servable not found for request: Specific(m, 3)")
+    self.assertEqual(
+        cm.exception.message, "Servable not found for request: Specific(m, 3)"
+    )
 
   def test_latest_earliest_specific_pick_available_versions(self):
     manager = self.make_manager()
@@ -136,9 +147,11 @@ class LifecycleTest(BasicManagerTestBase):
       self.manage(manager, version)
     for version in (1, 2, 3):
       self.load(manager, version)
-    expected = {ServableRequest.latest("m"): sid(3),
-                ServableRequest.earliest("m"): sid(1),
-                ServableRequest.specific("m", 2): sid(2)}
+    expected = {
+        ServableRequest.latest("m"): sid(3),
+        ServableRequest.earliest("m"): sid(1),
+        ServableRequest.specific("m", 2): sid(2),
+    }
     for request, servable_id in expected.items():
       with manager.get_servable_handle(request) as handle:
         self.assertEqual(handle.id, servable_id)
@@ -156,9 +169,10 @@ class LifecycleTest(BasicManagerTestBase):
     with self.assertRaises(ServingError) as cm:
       self.manage(manager, 1)
     self.assertEqual(cm.exception.code, Code.FAILED_PRECONDITION)
-    self.assertEqual(cm.exception.message,
-                     "This servable is already being managed: "
-                     "{name: m version: 1}")
+    self.assertEqual(
+        cm.exception.message,
+        "This servable is already being managed: " "{name: m version: 1}",
+    )
 
   def test_stop_managing_only_new_or_finished(self):
     manager = self.make_manager()
@@ -169,15 +183,18 @@ class LifecycleTest(BasicManagerTestBase):
       manager.stop_managing_servable(sid(2))
     self.assertEqual(cm.exception.code, Code.FAILED_PRECONDITION)
     manager.stop_managing_servable(sid(1))  # NEW: allowed, gets an END.
-    self.assertEqual(self.recorder.states(sid(1)),
-                     [ManagerState.START, ManagerState.END])
+    self.assertEqual(
+        self.recorder.states(sid(1)), [ManagerState.START, ManagerState.END]
+    )
     self.unload(manager, 2)
     manager.stop_managing_servable(sid(2))
     self.assertEqual(manager.get_managed_servable_names(), [])
     with self.assertRaises(ServingError) as cm:
       manager.stop_managing_servable(sid(2))
-    self.assertEqual(cm.exception.message,
-                     "This servable is not being managed: {name: m version: 2}")
+    self.assertEqual(
+        cm.exception.message,
+        "This servable is not being managed: {name: m version: 2}",
+    )
 
   def test_snapshots_and_additional_state(self):
     manager = self.make_manager()
@@ -186,8 +203,10 @@ class LifecycleTest(BasicManagerTestBase):
     self.manage(manager, 1, name="n")
     self.assertEqual(manager.get_managed_servable_names(), ["m", "n"])
     snapshots = manager.get_managed_servable_state_snapshots("m")
-    self.assertEqual([(s.id, s.state, s.additional_state) for s in snapshots],
-                     [(sid(1), State.NEW, "one"), (sid(2), State.NEW, "two")])
+    self.assertEqual(
+        [(s.id, s.state, s.additional_state) for s in snapshots],
+        [(sid(1), State.NEW, "one"), (sid(2), State.NEW, "two")],
+    )
     self.assertEqual(manager.get_additional_servable_state(sid(2)), "two")
     self.assertIsNone(manager.get_managed_servable_state_snapshot(sid(9)))
 
@@ -198,9 +217,13 @@ class LifecycleTest(BasicManagerTestBase):
     error = self.load(manager, 1)
     self.assertEqual(error.code, Code.FAILED_PRECONDITION)
     error = self.load(manager, 7)
-    self.assertEqual(error, status.not_found(
-        "This servable is not being managed by the manager: "
-        "{name: m version: 7}"))
+    self.assertEqual(
+        error,
+        status.not_found(
+            "This servable is not being managed by the manager: "
+            "{name: m version: 7}"
+        ),
+    )
     self.manage(manager, 2)
     self.assertEqual(self.unload(manager, 2).code, Code.FAILED_PRECONDITION)
 
@@ -210,14 +233,17 @@ class FailureTest(BasicManagerTestBase):
   def test_failed_load_ends_with_error(self):
     manager = self.make_manager(max_num_load_retries=2)
     error = status.data_loss("bad checkpoint")
-    loader = self.manage(manager, 1, FakeLoader(fail_times=float("inf"),
-                                                error=error))
+    loader = self.manage(
+        manager, 1, FakeLoader(fail_times=float("inf"), error=error)
+    )
     with self.assertLogs("tensorflow_serving.core.loader_harness", "ERROR"):
       self.assertEqual(self.load(manager, 1), error)
     self.assertEqual(loader.load_calls, 3)
     self.assertIs(self.state(manager, 1), State.ERROR)
-    self.assertEqual(self.recorder.states(sid(1)), [
-        ManagerState.START, ManagerState.LOADING, ManagerState.END])
+    self.assertEqual(
+        self.recorder.states(sid(1)),
+        [ManagerState.START, ManagerState.LOADING, ManagerState.END],
+    )
     self.assertEqual(self.recorder.last(sid(1)).health, error)
     # An errored version cannot be loaded again; its error is the answer.
     self.assertEqual(self.load(manager, 1), error)
@@ -234,8 +260,9 @@ class FailureTest(BasicManagerTestBase):
     self.assertEqual(self.recorder.last(sid(1)).health, error)
 
   def test_cancelled_retry(self):
-    manager = self.make_manager(num_load_threads=1, max_num_load_retries=5,
-                                load_retry_interval_s=30)
+    manager = self.make_manager(
+        num_load_threads=1, max_num_load_retries=5, load_retry_interval_s=30
+    )
     loader = self.manage(manager, 1, FakeLoader(fail_times=float("inf")))
     done = Done()
     with self.assertLogs("tensorflow_serving.core.loader_harness", "ERROR"):
@@ -306,11 +333,15 @@ class HandleTest(BasicManagerTestBase):
             problems.append(repr(e))
       served.append(count)
 
-    readers = [threading.Thread(target=reader, args=(request,))
-               for request in (ServableRequest.latest("m"),
-                               ServableRequest.earliest("m"),
-                               ServableRequest.specific("m", 5),
-                               ServableRequest.latest("m"))]
+    readers = [
+        threading.Thread(target=reader, args=(request,))
+        for request in (
+            ServableRequest.latest("m"),
+            ServableRequest.earliest("m"),
+            ServableRequest.specific("m", 5),
+            ServableRequest.latest("m"),
+        )
+    ]
     for t in readers:
       t.start()
     load_dones = {v: Done() for v in loaders}
@@ -352,10 +383,16 @@ class EventOrderTest(BasicManagerTestBase):
     self.manage(manager, 1)
     self.load(manager, 1)
     self.unload(manager, 1)
-    self.assertEqual(observed, [
-        (ManagerState.START, False), (ManagerState.LOADING, False),
-        (ManagerState.AVAILABLE, True), (ManagerState.UNLOADING, True),
-        (ManagerState.END, False)])
+    self.assertEqual(
+        observed,
+        [
+            (ManagerState.START, False),
+            (ManagerState.LOADING, False),
+            (ManagerState.AVAILABLE, True),
+            (ManagerState.UNLOADING, True),
+            (ManagerState.END, False),
+        ],
+    )
 
   def test_subscriber_may_drive_the_manager(self):
     manager = self.make_manager()
@@ -370,9 +407,17 @@ class EventOrderTest(BasicManagerTestBase):
     self.bus.subscribe(on_event)
     self.load(manager, 1)
     self.assertIsNone(chained.wait())
-    self.assertEqual([e.manager_state for e in self.recorder.events], [
-        ManagerState.START, ManagerState.START, ManagerState.LOADING,
-        ManagerState.AVAILABLE, ManagerState.LOADING, ManagerState.AVAILABLE])
+    self.assertEqual(
+        [e.manager_state for e in self.recorder.events],
+        [
+            ManagerState.START,
+            ManagerState.START,
+            ManagerState.LOADING,
+            ManagerState.AVAILABLE,
+            ManagerState.LOADING,
+            ManagerState.AVAILABLE,
+        ],
+    )
 
   def test_events_from_a_callback_do_not_overtake_the_current_one(self):
     self.bus = EventBus()
@@ -404,28 +449,32 @@ class ResourceTest(BasicManagerTestBase):
     with self.assertLogs("tensorflow_serving.core.basic_manager", "WARNING"):
       error = self.load(manager, 3)
     expected = status.resource_exhausted(
-        "Insufficient resources to load servable {name: m version: 3}")
+        "Insufficient resources to load servable {name: m version: 3}"
+    )
     self.assertEqual(error, expected)
     self.assertEqual(big.load_calls, 0)
     self.assertIs(self.state(manager, 3), State.ERROR)
-    self.assertEqual(self.recorder.states(sid(3)),
-                     [ManagerState.START, ManagerState.END])
+    self.assertEqual(
+        self.recorder.states(sid(3)), [ManagerState.START, ManagerState.END]
+    )
     self.assertEqual(self.recorder.last(sid(3)).health, expected)
     self.unload(manager, 1)
     self.assertEqual(tracker.used, ram(4))
 
   def test_load_waits_for_in_flight_unload(self):
     tracker = ResourceTracker(ram(10))
-    manager = self.make_manager(resource_tracker=tracker, num_load_threads=1,
-                                num_unload_threads=1)
+    manager = self.make_manager(
+        resource_tracker=tracker, num_load_threads=1, num_unload_threads=1
+    )
     self.manage(manager, 1, FakeLoader(estimate=ram(10)))
     new = self.manage(manager, 2, FakeLoader(estimate=ram(10)))
     self.load(manager, 1)
     handle = manager.get_servable_handle(ServableRequest.latest("m"))
     unloaded = Done()
     manager.unload_servable(sid(1), unloaded)
-    self.assertTrue(wait_until(lambda: self.state(manager, 1) is
-                               State.QUIESCING))
+    self.assertTrue(
+        wait_until(lambda: self.state(manager, 1) is State.QUIESCING)
+    )
     loaded = Done()
     manager.load_servable(sid(2), loaded)
     time.sleep(0.05)  # The load would fail right away if it did not wait.
@@ -441,8 +490,9 @@ class ResourceTest(BasicManagerTestBase):
   def test_failed_load_releases_its_reservation(self):
     tracker = ResourceTracker(ram(10))
     manager = self.make_manager(resource_tracker=tracker)
-    self.manage(manager, 1, FakeLoader(estimate=ram(10),
-                                       fail_times=float("inf")))
+    self.manage(
+        manager, 1, FakeLoader(estimate=ram(10), fail_times=float("inf"))
+    )
     with self.assertLogs("tensorflow_serving.core.loader_harness", "ERROR"):
       self.assertIsNotNone(self.load(manager, 1))
     self.assertEqual(tracker.used, ram(0))
@@ -452,9 +502,13 @@ class ResourceTest(BasicManagerTestBase):
     self.manage(manager, 1, FakeLoader(estimate_error=OSError("no dir")))
     with self.assertLogs("tensorflow_serving.core.basic_manager", "WARNING"):
       error = self.load(manager, 1)
-    self.assertEqual(error, status.internal(
-        "Error while attempting to reserve resources to load servable "
-        "{name: m version: 1}: no dir"))
+    self.assertEqual(
+        error,
+        status.internal(
+            "Error while attempting to reserve resources to load servable "
+            "{name: m version: 1}: no dir"
+        ),
+    )
 
 
 class ThreadsTest(BasicManagerTestBase):
@@ -464,8 +518,9 @@ class ThreadsTest(BasicManagerTestBase):
     self.assertEqual(manager.num_load_threads, 0)
     manager.set_num_load_threads(2)
     self.assertEqual(manager.num_load_threads, 2)
-    loaders = [self.manage(manager, v, FakeLoader(block_load=True))
-               for v in (1, 2)]
+    loaders = [
+        self.manage(manager, v, FakeLoader(block_load=True)) for v in (1, 2)
+    ]
     dones = [Done(), Done()]
     for v, done in zip((1, 2), dones):
       manager.load_servable(sid(v), done)

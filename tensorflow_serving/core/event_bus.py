@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import logging
 import threading
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -70,4 +71,5 @@ class EventBus(Generic[T]):
   def _unsubscribe(self, subscription: Subscription) -> None:
     with self._lock:
       self._subscriptions = tuple(
-          s for s in self._subscriptions if s is not subscription)
+          s for s in self._subscriptions if s is not subscription
+      )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tensorflow_serving.resources.resources import ResourceAllocation
 
@@ -49,9 +50,12 @@ class SimpleLoader(Loader):
   tears it down on unload.
   """
 
-  def __init__(self, creator: Callable[[], Any],
-               estimate: ResourceAllocation | None = None,
-               unloader: Callable[[Any], None] | None = None):
+  def __init__(
+      self,
+      creator: Callable[[], Any],
+      estimate: ResourceAllocation | None = None,
+      unloader: Callable[[Any], None] | None = None,
+  ):
     self._creator = creator
     self._estimate = estimate if estimate is not None else ResourceAllocation()
     self._unloader = unloader

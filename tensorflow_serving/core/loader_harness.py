@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import dataclasses
 import enum
 import logging
 import threading
-from typing import Any, Callable
+from typing import Any
 
 from tensorflow_serving.core.loader import Loader
 from tensorflow_serving.core.servable_id import ServableId
@@ -45,12 +46,18 @@ class LoaderHarness:
     DISABLED = "disabled"
     ERROR = "error"
 
-  def __init__(self, servable_id: ServableId, loader: Loader | None, *,
-               max_num_load_retries: int = 0,
-               load_retry_interval_s: float = 0.0,
-               lock: threading.RLock | None = None,
-               on_transition: Callable[[LoaderHarness, LoaderHarness.State],
-                                       None] | None = None):
+  def __init__(
+      self,
+      servable_id: ServableId,
+      loader: Loader | None,
+      *,
+      max_num_load_retries: int = 0,
+      load_retry_interval_s: float = 0.0,
+      lock: threading.RLock | None = None,
+      on_transition: (
+          Callable[[LoaderHarness, LoaderHarness.State], None] | None
+      ) = None,
+  ):
     self._id = servable_id
     self._loader = loader
     self._max_num_load_retries = max(0, max_num_load_retries)
@@ -96,12 +103,14 @@ class LoaderHarness:
   # --- Transitions ------------------------------------------------------------
 
   def load_requested(self) -> None:
-    self._transition(self.State.NEW, self.State.LOAD_REQUESTED,
-                     "request load of")
+    self._transition(
+        self.State.NEW, self.State.LOAD_REQUESTED, "request load of"
+    )
 
   def load_approved(self) -> None:
-    self._transition(self.State.LOAD_REQUESTED, self.State.LOAD_APPROVED,
-                     "approve load of")
+    self._transition(
+        self.State.LOAD_REQUESTED, self.State.LOAD_APPROVED, "approve load of"
+    )
     _log.info("Approving load for servable version %s", self._id)
 
   def load(self) -> None:
@@ -124,17 +133,20 @@ class LoaderHarness:
     _log.info("Successfully loaded servable version %s", self._id)
 
   def unload_requested(self) -> None:
-    self._transition(self.State.READY, self.State.UNLOAD_REQUESTED,
-                     "request unload of")
+    self._transition(
+        self.State.READY, self.State.UNLOAD_REQUESTED, "request unload of"
+    )
 
   def start_quiescing(self) -> None:
-    self._transition(self.State.UNLOAD_REQUESTED, self.State.QUIESCING,
-                     "quiesce")
+    self._transition(
+        self.State.UNLOAD_REQUESTED, self.State.QUIESCING, "quiesce"
+    )
     _log.info("Quiescing servable version %s", self._id)
 
   def done_quiescing(self) -> None:
-    self._transition(self.State.QUIESCING, self.State.QUIESCED,
-                     "finish quiescing")
+    self._transition(
+        self.State.QUIESCING, self.State.QUIESCED, "finish quiescing"
+    )
     _log.info("Done quiescing servable version %s", self._id)
 
   def unload(self) -> None:
@@ -186,8 +198,11 @@ class LoaderHarness:
       except Exception as e:  # pylint: disable=broad-except
         error = status.from_exception(e)
         _log.error("Servable %s load failure: %s", self._id, error)
-    _log.info("Load of servable %s failed after %d retries", self._id,
-              self._max_num_load_retries)
+    _log.info(
+        "Load of servable %s failed after %d retries",
+        self._id,
+        self._max_num_load_retries,
+    )
     return error
 
   def _transition(self, expected: State, new: State, action: str) -> None:
@@ -195,13 +210,15 @@ class LoaderHarness:
       if self._state is not expected:
         raise status.failed_precondition(
             f"Illegal request to {action} servable {self._id}: it is in state "
-            f"{self._state.value}, expected {expected.value}")
+            f"{self._state.value}, expected {expected.value}"
+        )
       self._set_state(new)
 
   def _set_error(self, error: ServingError) -> None:
     self._status = error
-    _log.info("Encountered an error for servable version %s: %s", self._id,
-              error)
+    _log.info(
+        "Encountered an error for servable version %s: %s", self._id, error
+    )
     self._set_state(self.State.ERROR)
 
   def _set_state(self, new: State) -> None:
@@ -210,8 +227,9 @@ class LoaderHarness:
       try:
         self._on_transition(self, new)
       except Exception:  # pylint: disable=broad-except
-        _log.exception("on_transition hook failed for %s -> %s", self._id,
-                       new.value)
+        _log.exception(
+            "on_transition hook failed for %s -> %s", self._id, new.value
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

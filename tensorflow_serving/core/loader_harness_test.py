@@ -19,8 +19,10 @@ def make_harness(loader=None, transitions=None, **kwargs):
   def record(harness, state):
     if transitions is not None:
       transitions.append(state)
-  return LoaderHarness(ID, loader or FakeLoader(), on_transition=record,
-                       **kwargs)
+
+  return LoaderHarness(
+      ID, loader or FakeLoader(), on_transition=record, **kwargs
+  )
 
 
 def bring_to_ready(harness):
@@ -43,10 +45,20 @@ class TransitionTest(unittest.TestCase):
     harness.done_quiescing()
     harness.unload()
     self.assertFalse(loader.loaded)
-    self.assertEqual(transitions, [
-        State.LOAD_REQUESTED, State.LOAD_APPROVED, State.LOADING, State.READY,
-        State.UNLOAD_REQUESTED, State.QUIESCING, State.QUIESCED,
-        State.UNLOADING, State.DISABLED])
+    self.assertEqual(
+        transitions,
+        [
+            State.LOAD_REQUESTED,
+            State.LOAD_APPROVED,
+            State.LOADING,
+            State.READY,
+            State.UNLOAD_REQUESTED,
+            State.QUIESCING,
+            State.QUIESCED,
+            State.UNLOADING,
+            State.DISABLED,
+        ],
+    )
     self.assertIsNone(harness.status)
 
   def test_illegal_transitions_fail_and_keep_state(self):
@@ -73,10 +85,12 @@ class TransitionTest(unittest.TestCase):
     harness.load_requested()
     with self.assertRaises(ServingError) as cm:
       harness.load_requested()
-    self.assertEqual(cm.exception.message,
-                     "Illegal request to request load of servable "
-                     "{name: m version: 1}: it is in state load-requested, "
-                     "expected new")
+    self.assertEqual(
+        cm.exception.message,
+        "Illegal request to request load of servable "
+        "{name: m version: 1}: it is in state load-requested, "
+        "expected new",
+    )
     self.assertIs(harness.state, State.LOAD_REQUESTED)
 
   def test_unload_request_only_when_ready(self):
@@ -102,6 +116,7 @@ class TransitionTest(unittest.TestCase):
   def test_failing_hook_does_not_break_the_machine(self):
     def hook(harness, state):
       raise RuntimeError("hook")
+
     harness = LoaderHarness(ID, FakeLoader(), on_transition=hook)
     with self.assertLogs("tensorflow_serving.core.loader_harness", "ERROR"):
       harness.load_requested()
@@ -109,8 +124,10 @@ class TransitionTest(unittest.TestCase):
 
   def test_unload_exception_is_logged_and_disables(self):
     class BadUnload(FakeLoader):
+
       def unload(self):
         raise RuntimeError("cannot unload")
+
     harness = make_harness(BadUnload())
     bring_to_ready(harness)
     harness.unload_requested()
@@ -119,7 +136,6 @@ class TransitionTest(unittest.TestCase):
     with self.assertLogs("tensorflow_serving.core.loader_harness", "ERROR"):
       harness.unload()
     self.assertIs(harness.state, State.DISABLED)
-
 
   def test_lifecycle_is_logged_with_upstream_lines(self):
     # Operators (and the integration tests) follow a version through the log.
@@ -131,29 +147,37 @@ class TransitionTest(unittest.TestCase):
       harness.start_quiescing()
       harness.done_quiescing()
       harness.unload()
-    self.assertEqual([r.getMessage() for r in logs.records], [
-        "Approving load for servable version {name: m version: 1}",
-        "Loading servable version {name: m version: 1}",
-        "Successfully loaded servable version {name: m version: 1}",
-        "Quiescing servable version {name: m version: 1}",
-        "Done quiescing servable version {name: m version: 1}",
-        "Unloading servable version {name: m version: 1}",
-        "Done unloading servable version {name: m version: 1}",
-    ])
+    self.assertEqual(
+        [r.getMessage() for r in logs.records],
+        [
+            "Approving load for servable version {name: m version: 1}",
+            "Loading servable version {name: m version: 1}",
+            "Successfully loaded servable version {name: m version: 1}",
+            "Quiescing servable version {name: m version: 1}",
+            "Done quiescing servable version {name: m version: 1}",
+            "Unloading servable version {name: m version: 1}",
+            "Done unloading servable version {name: m version: 1}",
+        ],
+    )
     failing = make_harness()
     with self.assertLogs(logger, "INFO") as logs:
       failing.error(status.internal("boom"))
     self.assertEqual(
         [r.getMessage() for r in logs.records],
-        ["Encountered an error for servable version {name: m version: 1}: "
-         "boom"])
+        [
+            "Encountered an error for servable version {name: m version: 1}: "
+            "boom"
+        ],
+    )
+
 
 class RetryTest(unittest.TestCase):
 
   def test_succeeds_after_retries(self):
     loader = FakeLoader(fail_times=2)
-    harness = make_harness(loader, max_num_load_retries=2,
-                           load_retry_interval_s=0.001)
+    harness = make_harness(
+        loader, max_num_load_retries=2, load_retry_interval_s=0.001
+    )
     with self.assertLogs("tensorflow_serving.core.loader_harness", "ERROR"):
       bring_to_ready(harness)
     self.assertEqual(loader.load_calls, 3)
@@ -162,8 +186,9 @@ class RetryTest(unittest.TestCase):
   def test_exhausted_retries_end_in_error_with_last_error(self):
     error = status.data_loss("corrupt")
     loader = FakeLoader(fail_times=float("inf"), error=error)
-    harness = make_harness(loader, max_num_load_retries=3,
-                           load_retry_interval_s=-1)
+    harness = make_harness(
+        loader, max_num_load_retries=3, load_retry_interval_s=-1
+    )
     harness.load_requested()
     harness.load_approved()
     with self.assertLogs("tensorflow_serving.core.loader_harness", "ERROR"):
@@ -176,8 +201,10 @@ class RetryTest(unittest.TestCase):
 
   def test_plain_exceptions_become_unknown(self):
     class Raising(FakeLoader):
+
       def load(self):
         raise OSError("disk gone")
+
     harness = make_harness(Raising())
     harness.load_requested()
     harness.load_approved()
@@ -188,8 +215,9 @@ class RetryTest(unittest.TestCase):
 
   def test_cancel_interrupts_retry_backoff(self):
     loader = FakeLoader(fail_times=float("inf"))
-    harness = make_harness(loader, max_num_load_retries=5,
-                           load_retry_interval_s=30.0)
+    harness = make_harness(
+        loader, max_num_load_retries=5, load_retry_interval_s=30.0
+    )
     harness.load_requested()
     harness.load_approved()
     result = []
@@ -223,8 +251,9 @@ class RetryTest(unittest.TestCase):
     with self.assertRaises(ServingError) as cm:
       harness.load()
     self.assertEqual(cm.exception.code, Code.CANCELLED)
-    self.assertEqual(cm.exception.message,
-                     "Load cancelled before we could try to load.")
+    self.assertEqual(
+        cm.exception.message, "Load cancelled before we could try to load."
+    )
     self.assertEqual(loader.load_calls, 0)
     self.assertIs(harness.state, State.ERROR)
 

@@ -11,6 +11,7 @@ class LoaderTest(unittest.TestCase):
 
   def test_default_estimate_is_empty(self):
     class Minimal(Loader):
+
       def load(self):
         pass
 
@@ -41,6 +42,7 @@ class LoaderTest(unittest.TestCase):
   def test_simple_loader_creator_errors_propagate(self):
     def fail():
       raise OSError("missing")
+
     loader = SimpleLoader(fail)
     with self.assertRaises(OSError):
       loader.load()

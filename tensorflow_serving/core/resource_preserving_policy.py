@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from tensorflow_serving.core.aspired_version_policy import Action
-from tensorflow_serving.core.aspired_version_policy import AspiredServableStateSnapshot
+from tensorflow_serving.core.aspired_version_policy import (
+    AspiredServableStateSnapshot,
+)
 from tensorflow_serving.core.aspired_version_policy import AspiredVersionPolicy
-from tensorflow_serving.core.aspired_version_policy import get_highest_aspired_new_servable_id
 from tensorflow_serving.core.aspired_version_policy import ServableAction
+from tensorflow_serving.core.aspired_version_policy import (
+    get_highest_aspired_new_servable_id,
+)
 from tensorflow_serving.core.loader_harness import LoaderHarness
 
 State = LoaderHarness.State
@@ -30,8 +34,10 @@ class ResourcePreservingPolicy(AspiredVersionPolicy):
     # 2. Wait while any un-aspired version has not finished (still loading,
     #    quiescing or unloading): it may still hold resources.
     for version in all_versions:
-      if not version.is_aspired and version.state not in (State.DISABLED,
-                                                          State.ERROR):
+      if not version.is_aspired and version.state not in (
+          State.DISABLED,
+          State.ERROR,
+      ):
         return None
     # 3. Only then load the newest aspired version.
     to_load = get_highest_aspired_new_servable_id(all_versions)

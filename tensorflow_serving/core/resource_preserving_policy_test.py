@@ -3,10 +3,14 @@
 import unittest
 
 from tensorflow_serving.core.aspired_version_policy import Action
-from tensorflow_serving.core.aspired_version_policy import AspiredServableStateSnapshot
+from tensorflow_serving.core.aspired_version_policy import (
+    AspiredServableStateSnapshot,
+)
 from tensorflow_serving.core.aspired_version_policy import ServableAction
 from tensorflow_serving.core.loader_harness import LoaderHarness
-from tensorflow_serving.core.resource_preserving_policy import ResourcePreservingPolicy
+from tensorflow_serving.core.resource_preserving_policy import (
+    ResourcePreservingPolicy,
+)
 from tensorflow_serving.core.servable_id import ServableId
 
 State = LoaderHarness.State
@@ -30,29 +34,46 @@ class ResourcePreservingPolicyTest(unittest.TestCase):
 
   def test_unloads_first_unaspired_ready_before_loading(self):
     self.assertEqual(
-        self.next_action(snap(2, State.READY, False),
-                         snap(1, State.READY, False),
-                         snap(3, State.NEW, True)),
-        ServableAction(Action.UNLOAD, ServableId("m", 2)))
+        self.next_action(
+            snap(2, State.READY, False),
+            snap(1, State.READY, False),
+            snap(3, State.NEW, True),
+        ),
+        ServableAction(Action.UNLOAD, ServableId("m", 2)),
+    )
 
   def test_waits_for_unaspired_versions_to_finish(self):
-    for state in (State.NEW, State.LOAD_REQUESTED, State.LOADING,
-                  State.UNLOAD_REQUESTED, State.QUIESCING, State.QUIESCED,
-                  State.UNLOADING):
+    for state in (
+        State.NEW,
+        State.LOAD_REQUESTED,
+        State.LOADING,
+        State.UNLOAD_REQUESTED,
+        State.QUIESCING,
+        State.QUIESCED,
+        State.UNLOADING,
+    ):
       with self.subTest(state=state):
-        self.assertIsNone(self.next_action(snap(1, state, False),
-                                           snap(2, State.NEW, True)))
+        self.assertIsNone(
+            self.next_action(snap(1, state, False), snap(2, State.NEW, True))
+        )
 
   def test_loads_once_unaspired_versions_finished(self):
     self.assertEqual(
-        self.next_action(snap(1, State.DISABLED, False),
-                         snap(2, State.ERROR, False),
-                         snap(3, State.NEW, True), snap(4, State.NEW, True)),
-        ServableAction(Action.LOAD, ServableId("m", 4)))
+        self.next_action(
+            snap(1, State.DISABLED, False),
+            snap(2, State.ERROR, False),
+            snap(3, State.NEW, True),
+            snap(4, State.NEW, True),
+        ),
+        ServableAction(Action.LOAD, ServableId("m", 4)),
+    )
 
   def test_nothing_to_load(self):
-    self.assertIsNone(self.next_action(snap(1, State.READY, True),
-                                       snap(2, State.DISABLED, False)))
+    self.assertIsNone(
+        self.next_action(
+            snap(1, State.READY, True), snap(2, State.DISABLED, False)
+        )
+    )
 
 
 if __name__ == "__main__":

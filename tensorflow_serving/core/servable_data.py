@@ -20,8 +20,12 @@ class ServableData(Generic[T]):
 
   __slots__ = ("id", "data", "error")
 
-  def __init__(self, servable_id: ServableId, data: T | None = None,
-               error: ServingError | None = None):
+  def __init__(
+      self,
+      servable_id: ServableId,
+      data: T | None = None,
+      error: ServingError | None = None,
+  ):
     if data is not None and error is not None:
       raise ValueError("ServableData holds data or an error, not both")
     self.id = servable_id
@@ -33,8 +37,9 @@ class ServableData(Generic[T]):
     return cls(servable_id, data=data)
 
   @classmethod
-  def failed(cls, servable_id: ServableId,
-             error: ServingError) -> ServableData[T]:
+  def failed(
+      cls, servable_id: ServableId, error: ServingError
+  ) -> ServableData[T]:
     if error is None:
       raise ValueError("ServableData.failed needs an error")
     return cls(servable_id, error=error)
@@ -44,8 +49,12 @@ class ServableData(Generic[T]):
     return self.error is None
 
   def __eq__(self, other: object) -> bool:
-    return (isinstance(other, ServableData) and other.id == self.id and
-            other.data == self.data and other.error == self.error)
+    return (
+        isinstance(other, ServableData)
+        and other.id == self.id
+        and other.data == self.data
+        and other.error == self.error
+    )
 
   __hash__ = None  # Mutable payloads; compare by value only.
 

@@ -27,8 +27,12 @@ class ServableHandle:
 
   __slots__ = ("_id", "_servable", "_owner", "released")
 
-  def __init__(self, servable_id: ServableId, servable: Any,
-               owner: HandleOwner | None = None):
+  def __init__(
+      self,
+      servable_id: ServableId,
+      servable: Any,
+      owner: HandleOwner | None = None,
+  ):
     self._id = servable_id
     self._servable = servable
     self._owner = owner
@@ -44,7 +48,8 @@ class ServableHandle:
   def servable(self) -> Any:
     if self.released:
       raise status.failed_precondition(
-          f"ServableHandle for {self._id} used after release")
+          f"ServableHandle for {self._id} used after release"
+      )
     return self._servable
 
   def release(self) -> None:

@@ -16,11 +16,11 @@ class ManagerState(enum.Enum):
   status RPC can map them one to one.
   """
 
-  START = 10      # Managed; not loading yet.
-  LOADING = 20    # Load approved and under way.
+  START = 10  # Managed; not loading yet.
+  LOADING = 20  # Load approved and under way.
   AVAILABLE = 30  # Serving; handles can be obtained.
   UNLOADING = 40  # No new handles; waiting for old ones, then unloading.
-  END = 50        # Unloaded, or failed (then `health` holds the error).
+  END = 50  # Unloaded, or failed (then `health` holds the error).
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,5 +36,7 @@ class ServableState:
 
   def __str__(self) -> str:
     health = "OK" if self.health is None else repr(self.health)
-    return (f"id: {self.id} manager_state: {self.manager_state.name} "
-            f"health: {health}")
+    return (
+        f"id: {self.id} manager_state: {self.manager_state.name} "
+        f"health: {health}"
+    )

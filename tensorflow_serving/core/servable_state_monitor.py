@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable, Iterable, Sequence
 import dataclasses
 import threading
 import time
-from typing import Callable, Iterable, Sequence
 
 from tensorflow_serving.core.event_bus import EventBus
 from tensorflow_serving.core.servable_id import ServableId
@@ -48,15 +48,18 @@ class ServableStateMonitor:
   Waiting uses a condition variable signalled per event, never polling.
   """
 
-  def __init__(self, event_bus: EventBus[ServableState],
-               max_count_log_events: int = 0):
+  def __init__(
+      self, event_bus: EventBus[ServableState], max_count_log_events: int = 0
+  ):
     self._lock = threading.Lock()
     self._changed = threading.Condition(self._lock)
     self._states: ServableMap = {}
     self._live_states: ServableMap = {}
     self._log: collections.deque[ServableStateAndTime] | None = (
         collections.deque(maxlen=max_count_log_events)
-        if max_count_log_events > 0 else None)
+        if max_count_log_events > 0
+        else None
+    )
     self._notifications: list[_Notification] = []
     # Last, so an event arriving during construction finds the state ready.
     self._subscription = event_bus.subscribe(self._handle_event)
@@ -68,7 +71,8 @@ class ServableStateMonitor:
   # --- Queries ----------------------------------------------------------------
 
   def get_state_and_time(
-      self, servable_id: ServableId) -> ServableStateAndTime | None:
+      self, servable_id: ServableId
+  ) -> ServableStateAndTime | None:
     with self._lock:
       return self._states.get(servable_id.name, {}).get(servable_id.version)
 
@@ -93,16 +97,24 @@ class ServableStateMonitor:
   def get_available_servable_names(self) -> set[str]:
     """Names with at least one AVAILABLE version."""
     with self._lock:
-      return {name for name, versions in self._live_states.items()
-              if any(s.state.manager_state is ManagerState.AVAILABLE
-                     for s in versions.values())}
+      return {
+          name
+          for name, versions in self._live_states.items()
+          if any(
+              s.state.manager_state is ManagerState.AVAILABLE
+              for s in versions.values()
+          )
+      }
 
   def forget_unloaded_servable_states(self) -> None:
     """Drops END versions, for callers that want bounded memory."""
     with self._lock:
       for name in list(self._states):
-        versions = {v: s for v, s in self._states[name].items()
-                    if s.state.manager_state is not ManagerState.END}
+        versions = {
+            v: s
+            for v, s in self._states[name].items()
+            if s.state.manager_state is not ManagerState.END
+        }
         if versions:
           self._states[name] = versions
         else:
@@ -116,8 +128,11 @@ class ServableStateMonitor:
   # --- Waiting ----------------------------------------------------------------
 
   def notify_when_servables_reach_state(
-      self, requests: Iterable[ServableRequest], goal_state: ManagerState,
-      notifier: NotifierFn) -> None:
+      self,
+      requests: Iterable[ServableRequest],
+      goal_state: ManagerState,
+      notifier: NotifierFn,
+  ) -> None:
     """Calls `notifier(all_reached_goal, states)` once every request is done.
 
     A request is done when its version reached `goal_state` or END (END is
@@ -135,8 +150,11 @@ class ServableStateMonitor:
     notifier(*result)
 
   def wait_until_servables_reach_state(
-      self, requests: Sequence[ServableRequest], goal_state: ManagerState,
-      timeout_s: float | None = None) -> tuple[bool, StatesReached]:
+      self,
+      requests: Sequence[ServableRequest],
+      goal_state: ManagerState,
+      timeout_s: float | None = None,
+  ) -> tuple[bool, StatesReached]:
     """Blocks until every request is done (see notify_when...) or timeout.
 
     Returns (whether all reached `goal_state`, the state reached per version).
@@ -181,15 +199,17 @@ class ServableStateMonitor:
           due.append((notification, result))
       if due:
         done = {id(n) for n, _ in due}
-        self._notifications = [n for n in self._notifications
-                               if id(n) not in done]
+        self._notifications = [
+            n for n in self._notifications if id(n) not in done
+        ]
       self._changed.notify_all()
     # Outside the lock: a notifier may query the monitor or block briefly.
     for notification, result in due:
       notification.notifier(*result)
 
-  def _check(self, requests: Sequence[ServableRequest],
-             goal_state: ManagerState) -> tuple[bool, StatesReached] | None:
+  def _check(
+      self, requests: Sequence[ServableRequest], goal_state: ManagerState
+  ) -> tuple[bool, StatesReached] | None:
     """(all reached goal, states) once every request is done, else None."""
     all_reached_goal = True
     reached: StatesReached = {}
@@ -198,11 +218,14 @@ class ServableStateMonitor:
       if request.version is not None:
         found = versions.get(request.version)
         if found is None or found.state.manager_state not in (
-            goal_state, ManagerState.END):
+            goal_state,
+            ManagerState.END,
+        ):
           return None
       else:
-        found = (self._highest_in(versions, goal_state) or
-                 self._highest_in(versions, ManagerState.END))
+        found = self._highest_in(versions, goal_state) or self._highest_in(
+            versions, ManagerState.END
+        )
         if found is None:
           return None
       state = found.state.manager_state
@@ -211,14 +234,17 @@ class ServableStateMonitor:
     return all_reached_goal, reached
 
   @staticmethod
-  def _highest_in(versions: VersionMap,
-                  manager_state: ManagerState) -> ServableStateAndTime | None:
-    matching = [v for v, s in versions.items()
-                if s.state.manager_state is manager_state]
+  def _highest_in(
+      versions: VersionMap, manager_state: ManagerState
+  ) -> ServableStateAndTime | None:
+    matching = [
+        v for v, s in versions.items() if s.state.manager_state is manager_state
+    ]
     return versions[max(matching)] if matching else None
 
   def _current_states(
-      self, requests: Sequence[ServableRequest]) -> StatesReached:
+      self, requests: Sequence[ServableRequest]
+  ) -> StatesReached:
     current: StatesReached = {}
     for request in requests:
       versions = self._states.get(request.name, {})

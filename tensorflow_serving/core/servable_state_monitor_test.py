@@ -52,8 +52,7 @@ class StatesTest(MonitorTestBase):
     self.publish(1, END)
     self.publish(1, START, name="n")
 
-    self.assertEqual(self.monitor.get_state(sid(1)),
-                     ServableState(sid(1), END))
+    self.assertEqual(self.monitor.get_state(sid(1)), ServableState(sid(1), END))
     self.assertEqual(self.monitor.get_state(sid(2)).health, error)
     self.assertIsNone(self.monitor.get_state(sid(9)))
     versions = self.monitor.get_version_states("m")
@@ -78,9 +77,10 @@ class StatesTest(MonitorTestBase):
   def test_bounded_log(self):
     for state in (START, LOADING, AVAILABLE, UNLOADING):
       self.publish(1, state)
-    self.assertEqual([e.state.manager_state
-                      for e in self.monitor.get_bounded_log()],
-                     [LOADING, AVAILABLE, UNLOADING])
+    self.assertEqual(
+        [e.state.manager_state for e in self.monitor.get_bounded_log()],
+        [LOADING, AVAILABLE, UNLOADING],
+    )
     unlogged = ServableStateMonitor(self.bus)
     self.publish(1, END)
     self.assertEqual(unlogged.get_bounded_log(), [])
@@ -97,20 +97,24 @@ class WaitTest(MonitorTestBase):
     self.publish(1, AVAILABLE)
     self.assertEqual(
         self.monitor.wait_until_servables_reach_state(
-            [ServableRequest.specific("m", 1)], AVAILABLE, 0),
-        (True, {sid(1): AVAILABLE}))
+            [ServableRequest.specific("m", 1)], AVAILABLE, 0
+        ),
+        (True, {sid(1): AVAILABLE}),
+    )
 
   def test_empty_request_list(self):
     self.assertEqual(
-        self.monitor.wait_until_servables_reach_state([], AVAILABLE),
-        (True, {}))
+        self.monitor.wait_until_servables_reach_state([], AVAILABLE), (True, {})
+    )
 
   def test_times_out_with_current_states(self):
     self.publish(1, LOADING)
     start = time.monotonic()
     reached, states = self.monitor.wait_until_servables_reach_state(
         [ServableRequest.latest("m"), ServableRequest.specific("n", 1)],
-        AVAILABLE, timeout_s=0.05)
+        AVAILABLE,
+        timeout_s=0.05,
+    )
     self.assertGreaterEqual(time.monotonic() - start, 0.05)
     self.assertFalse(reached)
     self.assertEqual(states, {sid(1): LOADING})
@@ -120,15 +124,19 @@ class WaitTest(MonitorTestBase):
     self.publish_later(0.02, 1, AVAILABLE)
     self.assertEqual(
         self.monitor.wait_until_servables_reach_state(
-            [ServableRequest.specific("m", 1)], AVAILABLE, timeout_s=5),
-        (True, {sid(1): AVAILABLE}))
+            [ServableRequest.specific("m", 1)], AVAILABLE, timeout_s=5
+        ),
+        (True, {sid(1): AVAILABLE}),
+    )
 
   def test_end_is_terminal_and_reported(self):
     self.publish(1, AVAILABLE, name="good")
     self.publish_later(0.02, 2, END, health=status.unknown("x"))
     reached, states = self.monitor.wait_until_servables_reach_state(
         [ServableRequest.latest("good"), ServableRequest.specific("m", 2)],
-        AVAILABLE, timeout_s=5)
+        AVAILABLE,
+        timeout_s=5,
+    )
     self.assertFalse(reached)
     self.assertEqual(states, {sid(1, "good"): AVAILABLE, sid(2): END})
 
@@ -137,42 +145,53 @@ class WaitTest(MonitorTestBase):
     self.publish(2, AVAILABLE)
     self.assertEqual(
         self.monitor.wait_until_servables_reach_state(
-            [ServableRequest.latest("m")], AVAILABLE, 0),
-        (True, {sid(2): AVAILABLE}))
+            [ServableRequest.latest("m")], AVAILABLE, 0
+        ),
+        (True, {sid(2): AVAILABLE}),
+    )
 
   def test_latest_satisfied_by_any_version_ending(self):
     self.publish(1, START)
     self.publish(1, END, health=status.unknown("broken"))
     self.assertEqual(
         self.monitor.wait_until_servables_reach_state(
-            [ServableRequest.latest("m")], AVAILABLE, 0),
-        (False, {sid(1): END}))
+            [ServableRequest.latest("m")], AVAILABLE, 0
+        ),
+        (False, {sid(1): END}),
+    )
 
   def test_notify_when_reached(self):
     calls = []
     self.monitor.notify_when_servables_reach_state(
         [ServableRequest.specific("m", 1), ServableRequest.latest("n")],
-        AVAILABLE, lambda reached, states: calls.append((reached, states)))
+        AVAILABLE,
+        lambda reached, states: calls.append((reached, states)),
+    )
     self.publish(1, AVAILABLE)
     self.assertEqual(calls, [])
     self.publish(4, AVAILABLE, name="n")
     self.publish(5, AVAILABLE, name="n")
-    self.assertEqual(calls, [(True, {sid(1): AVAILABLE,
-                                     sid(4, "n"): AVAILABLE})])
+    self.assertEqual(
+        calls, [(True, {sid(1): AVAILABLE, sid(4, "n"): AVAILABLE})]
+    )
 
   def test_notify_immediately_if_already_reached(self):
     self.publish(1, UNLOADING)
     calls = []
     self.monitor.notify_when_servables_reach_state(
-        [ServableRequest.specific("m", 1)], UNLOADING,
-        lambda reached, states: calls.append(reached))
+        [ServableRequest.specific("m", 1)],
+        UNLOADING,
+        lambda reached, states: calls.append(reached),
+    )
     self.assertEqual(calls, [True])
 
   def test_notifier_may_query_the_monitor(self):
     seen = []
     self.monitor.notify_when_servables_reach_state(
-        [ServableRequest.specific("m", 1)], AVAILABLE,
-        lambda reached, states: seen.append(self.monitor.get_state(sid(1))))
+        [ServableRequest.specific("m", 1)],
+        AVAILABLE,
+        lambda reached, states: seen.append(self.monitor.get_state(sid(1))),
+    )
     self.publish(1, AVAILABLE)
     self.assertEqual(seen, [ServableState(sid(1), AVAILABLE)])
 

@@ -18,8 +18,10 @@ class ServableIdTest(unittest.TestCase):
 
   def test_ordering_and_hashing(self):
     ids = [ServableId("b", 1), ServableId("a", 2), ServableId("a", 1)]
-    self.assertEqual(sorted(ids), [ServableId("a", 1), ServableId("a", 2),
-                                   ServableId("b", 1)])
+    self.assertEqual(
+        sorted(ids),
+        [ServableId("a", 1), ServableId("a", 2), ServableId("b", 1)],
+    )
     self.assertEqual(len({ServableId("a", 1), ServableId("a", 1)}), 1)
 
 
@@ -31,11 +33,15 @@ class ServableRequestTest(unittest.TestCase):
     self.assertEqual(str(ServableRequest.specific("m", 3)), "Specific(m, 3)")
 
   def test_constructors(self):
-    self.assertEqual(ServableRequest.latest("m").auto_version_policy,
-                     AutoVersionPolicy.LATEST)
+    self.assertEqual(
+        ServableRequest.latest("m").auto_version_policy,
+        AutoVersionPolicy.LATEST,
+    )
     self.assertIsNone(ServableRequest.earliest("m").version)
-    self.assertEqual(ServableRequest.from_id(ServableId("m", 4)),
-                     ServableRequest.specific("m", 4))
+    self.assertEqual(
+        ServableRequest.from_id(ServableId("m", 4)),
+        ServableRequest.specific("m", 4),
+    )
 
 
 class ServableDataTest(unittest.TestCase):

@@ -8,9 +8,10 @@ counts its handles so an unload can wait for in-flight requests.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 import logging
 import threading
-from typing import Any, Iterator
+from typing import Any
 
 from tensorflow_serving.core.servable_handle import ServableHandle
 from tensorflow_serving.core.servable_id import ServableId
@@ -76,8 +77,11 @@ class ServingEntry:
       self._closed = True
       while self._refs:
         if not self._unreferenced.wait(_QUIESCE_LOG_INTERVAL_S):
-          _log.warning("Unload of servable %s waits for %d outstanding "
-                       "handle(s)", self.id, self._refs)
+          _log.warning(
+              "Unload of servable %s waits for %d outstanding " "handle(s)",
+              self.id,
+              self._refs,
+          )
 
 
 class _Stream:
@@ -135,8 +139,9 @@ class ServingMap:
     del versions[servable_id.version]
     return self._replace(servable_id.name, versions)
 
-  def _replace(self, name: str,
-               versions: dict[int, ServingEntry]) -> ServingMap:
+  def _replace(
+      self, name: str, versions: dict[int, ServingEntry]
+  ) -> ServingMap:
     streams = dict(self._streams)
     if versions:
       streams[name] = _Stream(versions)

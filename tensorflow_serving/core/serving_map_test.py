@@ -24,23 +24,32 @@ class ServingMapTest(unittest.TestCase):
     for e in (entry("m", 2), entry("m", 5), entry("m", 3), entry("n", 1)):
       serving = serving.with_entry(e)
     self.assertEqual(serving.find(ServableRequest.latest("m")).servable, "m:5")
-    self.assertEqual(serving.find(ServableRequest.earliest("m")).servable,
-                     "m:2")
-    self.assertEqual(serving.find(ServableRequest.specific("m", 3)).servable,
-                     "m:3")
+    self.assertEqual(
+        serving.find(ServableRequest.earliest("m")).servable, "m:2"
+    )
+    self.assertEqual(
+        serving.find(ServableRequest.specific("m", 3)).servable, "m:3"
+    )
     self.assertIsNone(serving.find(ServableRequest.specific("m", 4)))
     self.assertIsNone(serving.find(ServableRequest.latest("x")))
-    self.assertEqual([e.id for e in serving.entries()], [
-        ServableId("m", 2), ServableId("m", 3), ServableId("m", 5),
-        ServableId("n", 1)])
+    self.assertEqual(
+        [e.id for e in serving.entries()],
+        [
+            ServableId("m", 2),
+            ServableId("m", 3),
+            ServableId("m", 5),
+            ServableId("n", 1),
+        ],
+    )
 
   def test_updates_are_copies(self):
     before = ServingMap().with_entry(entry("m", 1))
     after = before.with_entry(entry("m", 2)).without(ServableId("m", 1))
     self.assertEqual(before.find(ServableRequest.latest("m")).servable, "m:1")
     self.assertEqual(after.find(ServableRequest.earliest("m")).servable, "m:2")
-    self.assertIsNone(after.without(ServableId("m", 2)).find(
-        ServableRequest.latest("m")))
+    self.assertIsNone(
+        after.without(ServableId("m", 2)).find(ServableRequest.latest("m"))
+    )
     self.assertIs(after.without(ServableId("m", 9)), after)
 
 
@@ -69,8 +78,7 @@ class HandleTest(unittest.TestCase):
     e = entry("m", 1)
     handle = e.acquire()
     closed = threading.Event()
-    thread = threading.Thread(target=lambda: (e.close_and_wait(),
-                                              closed.set()))
+    thread = threading.Thread(target=lambda: (e.close_and_wait(), closed.set()))
     thread.start()
     deadline = time.monotonic() + 5
     while not e.closed and time.monotonic() < deadline:

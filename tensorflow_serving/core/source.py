@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import abc
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from tensorflow_serving.core.servable_data import ServableData
 
@@ -21,7 +22,8 @@ class Source(abc.ABC, Generic[T]):
 
   @abc.abstractmethod
   def set_aspired_versions_callback(
-      self, callback: AspiredVersionsCallback[T]) -> None:
+      self, callback: AspiredVersionsCallback[T]
+  ) -> None:
     """Sets where aspired versions go; called once, before any emission.
 
     A source may call `callback` from any thread, any time after this.

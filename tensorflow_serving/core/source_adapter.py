@@ -40,7 +40,8 @@ class SourceAdapter(Source[Out], Target[In], Generic[In, Out]):
     """Converts one version's data; raise to fail just that version."""
 
   def set_aspired_versions_callback(
-      self, callback: AspiredVersionsCallback[Out]) -> None:
+      self, callback: AspiredVersionsCallback[Out]
+  ) -> None:
     with self._lock:
       self._callback = callback
       pending, self._pending = self._pending, {}
@@ -50,8 +51,9 @@ class SourceAdapter(Source[Out], Target[In], Generic[In, Out]):
   def get_aspired_versions_callback(self) -> AspiredVersionsCallback[In]:
     return self._set_aspired_versions
 
-  def _set_aspired_versions(self, name: str,
-                            versions: list[ServableData[In]]) -> None:
+  def _set_aspired_versions(
+      self, name: str, versions: list[ServableData[In]]
+  ) -> None:
     converted = [self._adapt(version) for version in versions]
     with self._lock:
       if self._callback is None:

@@ -7,8 +7,8 @@ from tensorflow_serving.core.servable_id import ServableId
 from tensorflow_serving.core.source import Source
 from tensorflow_serving.core.source_adapter import ErrorInjectingSourceAdapter
 from tensorflow_serving.core.source_adapter import SourceAdapter
-from tensorflow_serving.core.target import connect_source_to_target
 from tensorflow_serving.core.target import Target
+from tensorflow_serving.core.target import connect_source_to_target
 from tensorflow_serving.util import status
 from tensorflow_serving.util.status import Code
 
@@ -56,9 +56,10 @@ class SourceAdapterTest(unittest.TestCase):
     adapter = UpperAdapter()
     target = RecordingTarget()
     connect_source_to_target(adapter, target)
-    adapter.get_aspired_versions_callback()("m", [data(1, "bad"),
-                                                  data(2, "ok")])
-    (_, versions), = target.calls
+    adapter.get_aspired_versions_callback()(
+        "m", [data(1, "bad"), data(2, "ok")]
+    )
+    ((_, versions),) = target.calls
     self.assertFalse(versions[0].ok)
     self.assertEqual(versions[0].error.code, Code.UNKNOWN)
     self.assertEqual(versions[0].error.message, "cannot convert bad")
@@ -81,8 +82,10 @@ class SourceAdapterTest(unittest.TestCase):
     callback("n", [data(1, "c", name="n")])
     target = RecordingTarget()
     connect_source_to_target(adapter, target)
-    self.assertEqual(sorted(target.calls, key=lambda c: c[0]), [
-        ("m", [data(2, "B")]), ("n", [data(1, "C", name="n")])])
+    self.assertEqual(
+        sorted(target.calls, key=lambda c: c[0]),
+        [("m", [data(2, "B")]), ("n", [data(1, "C", name="n")])],
+    )
     callback("m", [])
     self.assertEqual(target.calls[-1], ("m", []))
 
@@ -101,8 +104,9 @@ class SourceAdapterTest(unittest.TestCase):
     target = RecordingTarget()
     connect_source_to_target(adapter, target)
     adapter.get_aspired_versions_callback()("m", [data(1, "/p/1")])
-    self.assertEqual(target.calls,
-                     [("m", [ServableData.failed(ServableId("m", 1), error)])])
+    self.assertEqual(
+        target.calls, [("m", [ServableData.failed(ServableId("m", 1), error)])]
+    )
 
 
 if __name__ == "__main__":

@@ -25,21 +25,26 @@ import numpy as np
 from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow.core.framework import types_pb2
+
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
-
 from tensorflow_serving.example import mnist_input_data
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_tests", 100, "Number of test images.", lower_bound=1)
 flags.DEFINE_string("server", "localhost:8500", "PredictionService host:port.")
-flags.DEFINE_integer("concurrency", 1, "Maximum number of concurrent requests.",
-                     lower_bound=1)
+flags.DEFINE_integer(
+    "concurrency", 1, "Maximum number of concurrent requests.", lower_bound=1
+)
 flags.DEFINE_string("model_name", "mnist", "Name of the served model.")
-flags.DEFINE_string("work_dir", "/tmp",
-                    "Directory checked first for the MNIST .gz files.")
-flags.DEFINE_float("connect_timeout", 10.0,
-                   "Seconds to wait for the server to accept a connection.")
+flags.DEFINE_string(
+    "work_dir", "/tmp", "Directory checked first for the MNIST .gz files."
+)
+flags.DEFINE_float(
+    "connect_timeout",
+    10.0,
+    "Seconds to wait for the server to accept a connection.",
+)
 flags.DEFINE_float("rpc_timeout", 5.0, "Deadline of each Predict, seconds.")
 
 
@@ -53,13 +58,17 @@ def make_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
   return tensor_pb2.TensorProto(
       dtype=types_pb2.DT_FLOAT,
       tensor_shape=tensor_shape_pb2.TensorShapeProto(
-          dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d)
-               for d in array.shape]),
-      tensor_content=array.tobytes())
+          dim=[
+              tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape
+          ]
+      ),
+      tensor_content=array.tobytes(),
+  )
 
 
-def make_request(model_name: str,
-                 image: np.ndarray) -> predict_pb2.PredictRequest:
+def make_request(
+    model_name: str, image: np.ndarray
+) -> predict_pb2.PredictRequest:
   request = predict_pb2.PredictRequest()
   request.model_spec.name = model_name
   request.model_spec.signature_name = "predict_images"
@@ -122,9 +131,15 @@ class _Tally:
     self._finished.wait()
 
 
-def do_inference(server: str, work_dir: str, concurrency: int, num_tests: int,
-                 model_name: str = "mnist", connect_timeout: float = 10.0,
-                 rpc_timeout: float = 5.0) -> float:
+def do_inference(
+    server: str,
+    work_dir: str,
+    concurrency: int,
+    num_tests: int,
+    model_name: str = "mnist",
+    connect_timeout: float = 10.0,
+    rpc_timeout: float = 5.0,
+) -> float:
   """Runs num_tests Predict calls; returns the fraction answered wrongly.
 
   Raises:
@@ -135,8 +150,9 @@ def do_inference(server: str, work_dir: str, concurrency: int, num_tests: int,
     try:
       grpc.channel_ready_future(channel).result(timeout=connect_timeout)
     except grpc.FutureTimeoutError:
-      raise InferenceError(f"Could not reach server at {server} within "
-                           f"{connect_timeout:g} s") from None
+      raise InferenceError(
+          f"Could not reach server at {server} within " f"{connect_timeout:g} s"
+      ) from None
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     tally = _Tally(num_tests, concurrency)
     for i in range(num_tests):
@@ -145,8 +161,9 @@ def do_inference(server: str, work_dir: str, concurrency: int, num_tests: int,
         break  # Stop sending; wait for what is already in flight.
       image = test.images[i % test.num_examples]
       label = int(test.labels[i % test.num_examples])
-      future = stub.Predict.future(make_request(model_name, image),
-                                   timeout=rpc_timeout)
+      future = stub.Predict.future(
+          make_request(model_name, image), timeout=rpc_timeout
+      )
       future.add_done_callback(lambda f, label=label: tally.record(f, label))
     else:
       tally.wait()
@@ -162,9 +179,15 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   try:
-    error_rate = do_inference(FLAGS.server, FLAGS.work_dir, FLAGS.concurrency,
-                              FLAGS.num_tests, FLAGS.model_name,
-                              FLAGS.connect_timeout, FLAGS.rpc_timeout)
+    error_rate = do_inference(
+        FLAGS.server,
+        FLAGS.work_dir,
+        FLAGS.concurrency,
+        FLAGS.num_tests,
+        FLAGS.model_name,
+        FLAGS.connect_timeout,
+        FLAGS.rpc_timeout,
+    )
   except (InferenceError, FileNotFoundError, ValueError) as e:
     sys.exit(f"\n{e}")
   print("\nInference error rate: %s%%" % (error_rate * 100))

@@ -15,9 +15,9 @@ from absl.testing import absltest
 import grpc
 import numpy as np
 from tensorflow.core.framework import types_pb2
+
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
-
 from tensorflow_serving.example import mnist_client
 from tensorflow_serving.example import mnist_test_util
 
@@ -35,16 +35,21 @@ class _FakeMnistService(prediction_service_pb2_grpc.PredictionServiceServicer):
     self._in_flight = 0
     self.max_in_flight = 0
 
-  def Predict(self, request: predict_pb2.PredictRequest,
-              context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
+  def Predict(
+      self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
+  ) -> predict_pb2.PredictResponse:
     if request.model_spec.name != "mnist":
-      context.abort(grpc.StatusCode.NOT_FOUND,
-                    f"Servable not found for request: "
-                    f"Latest({request.model_spec.name})")
+      context.abort(
+          grpc.StatusCode.NOT_FOUND,
+          f"Servable not found for request: "
+          f"Latest({request.model_spec.name})",
+      )
     tensor = request.inputs["images"]
-    if (request.model_spec.signature_name != "predict_images"
+    if (
+        request.model_spec.signature_name != "predict_images"
         or tensor.dtype != types_pb2.DT_FLOAT
-        or [d.size for d in tensor.tensor_shape.dim] != [1, 784]):
+        or [d.size for d in tensor.tensor_shape.dim] != [1, 784]
+    ):
       context.abort(grpc.StatusCode.INVALID_ARGUMENT, "unexpected request")
     with self._lock:
       self._in_flight += 1
@@ -53,7 +58,8 @@ class _FakeMnistService(prediction_service_pb2_grpc.PredictionServiceServicer):
     with self._lock:
       self._in_flight -= 1
     digit = mnist_test_util.decode_label(
-        np.frombuffer(tensor.tensor_content, dtype="<f4"))
+        np.frombuffer(tensor.tensor_content, dtype="<f4")
+    )
     if digit == _WRONG_DIGIT:
       digit = (digit + 1) % 10
     response = predict_pb2.PredictResponse()
@@ -81,7 +87,8 @@ class MnistClientTest(absltest.TestCase):
     cls.service = _FakeMnistService()
     cls.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        cls.service, cls.server)
+        cls.service, cls.server
+    )
     cls.address = f"localhost:{cls.server.add_insecure_port('localhost:0')}"
     cls.server.start()
 
@@ -100,49 +107,76 @@ class MnistClientTest(absltest.TestCase):
     return float(np.mean(labels == _WRONG_DIGIT))
 
   def test_error_rate(self):
-    rate = mnist_client.do_inference(self.address, self.work_dir,
-                                     concurrency=1, num_tests=150)
+    rate = mnist_client.do_inference(
+        self.address, self.work_dir, concurrency=1, num_tests=150
+    )
     self.assertGreater(rate, 0)
     self.assertAlmostEqual(rate, self._expected_error_rate(150))
     self.assertEqual(self.service.max_in_flight, 1)
 
   def test_concurrency_is_bounded(self):
     self.service.delay = 0.05
-    rate = mnist_client.do_inference(self.address, self.work_dir,
-                                     concurrency=4, num_tests=24)
+    rate = mnist_client.do_inference(
+        self.address, self.work_dir, concurrency=4, num_tests=24
+    )
     self.assertAlmostEqual(rate, self._expected_error_rate(24))
     self.assertBetween(self.service.max_in_flight, 2, 4)
 
   def test_rpc_error_is_reported(self):
     with self.assertRaisesRegex(
         mnist_client.InferenceError,
-        "NOT_FOUND: Servable not found for request: Latest\\(nosuch\\)"):
-      mnist_client.do_inference(self.address, self.work_dir, concurrency=3,
-                                num_tests=10, model_name="nosuch")
+        "NOT_FOUND: Servable not found for request: Latest\\(nosuch\\)",
+    ):
+      mnist_client.do_inference(
+          self.address,
+          self.work_dir,
+          concurrency=3,
+          num_tests=10,
+          model_name="nosuch",
+      )
 
   def test_unreachable_server(self):
     address = f"localhost:{_unused_port()}"
-    with self.assertRaisesRegex(mnist_client.InferenceError,
-                                f"Could not reach server at {address}"):
-      mnist_client.do_inference(address, self.work_dir, concurrency=1,
-                                num_tests=1, connect_timeout=0.5)
+    with self.assertRaisesRegex(
+        mnist_client.InferenceError, f"Could not reach server at {address}"
+    ):
+      mnist_client.do_inference(
+          address,
+          self.work_dir,
+          concurrency=1,
+          num_tests=1,
+          connect_timeout=0.5,
+      )
 
   def _run_cli(self, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(_ROOT), env.get("PYTHONPATH")) if p)
+        p for p in (str(_ROOT), env.get("PYTHONPATH")) if p
+    )
     return subprocess.run(
-        [sys.executable, "-m", "tensorflow_serving.example.mnist_client",
-         f"--work_dir={self.work_dir}", *args],
-        cwd=_ROOT, env=env, capture_output=True, text=True, check=False)
+        [
+            sys.executable,
+            "-m",
+            "tensorflow_serving.example.mnist_client",
+            f"--work_dir={self.work_dir}",
+            *args,
+        ],
+        cwd=_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
   def test_cli(self):
-    run = self._run_cli(f"--server={self.address}", "--num_tests=40",
-                        "--concurrency=2")
+    run = self._run_cli(
+        f"--server={self.address}", "--num_tests=40", "--concurrency=2"
+    )
     self.assertEqual(run.returncode, 0, run.stderr)
     self.assertIn(
         "\nInference error rate: %s%%" % (self._expected_error_rate(40) * 100),
-        run.stdout)
+        run.stdout,
+    )
 
     address = f"localhost:{_unused_port()}"
     run = self._run_cli(f"--server={address}", "--connect_timeout=0.5")

@@ -14,11 +14,11 @@ import time
 import urllib.request
 
 from absl.testing import absltest
-import numpy as np
 import grpc
+import numpy as np
+
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
-
 from tensorflow_serving.example import mnist_input_data
 from tensorflow_serving.model_servers.test_util import binaries
 from tensorflow_serving.model_servers.test_util import model_server
@@ -29,21 +29,29 @@ SWAP_DEADLINE_S = POLL_S + 30
 
 
 def _example_binary(name: str) -> list[str]:
-  return binaries.binary_command("tensorflow_serving/example", name,
-                                 f"tensorflow_serving.example.{name}")
+  return binaries.binary_command(
+      "tensorflow_serving/example", name, f"tensorflow_serving.example.{name}"
+  )
 
 
 def _export(base: str, version: int, iterations: int) -> None:
   subprocess.run(
-      _example_binary("mnist_saved_model") + [
-          f"--training_iteration={iterations}", f"--model_version={version}",
-          base
+      _example_binary("mnist_saved_model")
+      + [
+          f"--training_iteration={iterations}",
+          f"--model_version={version}",
+          base,
       ],
-      check=True, env=binaries.subprocess_env(), stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT)
+      check=True,
+      env=binaries.subprocess_env(),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+  )
 
 
-def _grpc_predict(address: str, images: np.ndarray) -> predict_pb2.PredictResponse:
+def _grpc_predict(
+    address: str, images: np.ndarray
+) -> predict_pb2.PredictResponse:
   request = predict_pb2.PredictRequest()
   request.model_spec.name = "mnist"
   request.model_spec.signature_name = "predict_images"
@@ -62,16 +70,23 @@ class MnistEndToEndTest(absltest.TestCase):
     base = binaries.test_tmpdir() + "/mnist_model"
     _export(base, version=1, iterations=1000)
 
-    with model_server.running_server([
-        "--model_name=mnist", f"--model_base_path={base}",
-        f"--file_system_poll_wait_seconds={POLL_S}"
-    ]) as server:
+    with model_server.running_server(
+        [
+            "--model_name=mnist",
+            f"--model_base_path={base}",
+            f"--file_system_poll_wait_seconds={POLL_S}",
+        ]
+    ) as server:
       # 1. The tutorial's client, as typed, reports a trained model's rate.
       client = subprocess.run(
-          _example_binary("mnist_client") +
-          ["--num_tests=1000", f"--server={server.grpc_address}"],
-          env=binaries.subprocess_env(), stdout=subprocess.PIPE,
-          stderr=subprocess.STDOUT, text=True, timeout=300)
+          _example_binary("mnist_client")
+          + ["--num_tests=1000", f"--server={server.grpc_address}"],
+          env=binaries.subprocess_env(),
+          stdout=subprocess.PIPE,
+          stderr=subprocess.STDOUT,
+          text=True,
+          timeout=300,
+      )
       self.assertEqual(client.returncode, 0, client.stdout)
       match = re.search(r"Inference error rate: ([\d.]+)%", client.stdout)
       self.assertIsNotNone(match, client.stdout)
@@ -79,26 +94,36 @@ class MnistEndToEndTest(absltest.TestCase):
       print(f"mnist_client --num_tests=1000: error rate {error_rate}%")
       self.assertLessEqual(error_rate, 12.0)
 
-      images = mnist_input_data.read_data_sets("/nonexistent-use-offline").test.images[:8]
+      images = mnist_input_data.read_data_sets(
+          "/nonexistent-use-offline"
+      ).test.images[:8]
 
       # 2. REST and gRPC agree on the predictions.
       grpc_scores = np.array(
-          _grpc_predict(server.grpc_address, images).outputs["scores"]
-          .float_val).reshape(8, 10)
-      body = json.dumps({"signature_name": "predict_images",
-                         "instances": images.tolist()}).encode()
+          _grpc_predict(server.grpc_address, images).outputs["scores"].float_val
+      ).reshape(8, 10)
+      body = json.dumps(
+          {"signature_name": "predict_images", "instances": images.tolist()}
+      ).encode()
       with urllib.request.urlopen(
-          urllib.request.Request(f"{server.rest_url}/v1/models/mnist:predict",
-                                 data=body), timeout=30) as resp:
+          urllib.request.Request(
+              f"{server.rest_url}/v1/models/mnist:predict", data=body
+          ),
+          timeout=30,
+      ) as resp:
         rest_scores = np.array(json.loads(resp.read())["predictions"])
       np.testing.assert_array_equal(
-          rest_scores.argmax(axis=1), grpc_scores.argmax(axis=1))
+          rest_scores.argmax(axis=1), grpc_scores.argmax(axis=1)
+      )
       np.testing.assert_allclose(rest_scores, grpc_scores, rtol=1e-5)
 
       # 3. A newly exported version is picked up without a restart.
       self.assertEqual(
-          _grpc_predict(server.grpc_address, images[:1]).model_spec.version
-          .value, 1)
+          _grpc_predict(
+              server.grpc_address, images[:1]
+          ).model_spec.version.value,
+          1,
+      )
       # Export elsewhere, then publish with one rename, so the clock starts
       # when the version appears under the base path.
       staging = binaries.test_tmpdir()
@@ -106,12 +131,17 @@ class MnistEndToEndTest(absltest.TestCase):
       os.rename(os.path.join(staging, "2"), os.path.join(base, "2"))
       exported = time.monotonic()
       while True:
-        states = {s.version: s.state for s in
-                  server.model_status("mnist").model_version_status}
+        states = {
+            s.version: s.state
+            for s in server.model_status("mnist").model_version_status
+        }
         if states.get(2) == 30:  # AVAILABLE
           break
-        self.assertLess(time.monotonic() - exported, SWAP_DEADLINE_S,
-                        f"version 2 not AVAILABLE in time: {states}")
+        self.assertLess(
+            time.monotonic() - exported,
+            SWAP_DEADLINE_S,
+            f"version 2 not AVAILABLE in time: {states}",
+        )
         time.sleep(0.1)
       swap_s = time.monotonic() - exported
       print(f"version 2 AVAILABLE {swap_s:.2f}s after it was published")
@@ -123,8 +153,10 @@ class MnistEndToEndTest(absltest.TestCase):
       deadline = time.monotonic() + 10
       while states.get(1) != 50 and time.monotonic() < deadline:  # END
         time.sleep(0.1)
-        states = {s.version: s.state for s in
-                  server.model_status("mnist").model_version_status}
+        states = {
+            s.version: s.state
+            for s in server.model_status("mnist").model_version_status
+        }
       self.assertEqual(states.get(1), 50, states)
 
       self.assertEqual(server.stop(), 0, server.log())

@@ -44,8 +44,9 @@ _REPO_ROOT = pathlib.Path(os.path.realpath(__file__)).parents[2]
 class DataSet:
   """Examples served in (optionally shuffled) epochs of mini-batches."""
 
-  def __init__(self, images: np.ndarray, labels: np.ndarray,
-               seed: int | None = 0):
+  def __init__(
+      self, images: np.ndarray, labels: np.ndarray, seed: int | None = 0
+  ):
     if len(images) != len(labels):
       raise ValueError(f"{len(images)} images but {len(labels)} labels")
     self._images = images
@@ -72,8 +73,9 @@ class DataSet:
   def epochs_completed(self) -> int:
     return self._epochs_completed
 
-  def next_batch(self, batch_size: int,
-                 shuffle: bool = True) -> tuple[np.ndarray, np.ndarray]:
+  def next_batch(
+      self, batch_size: int, shuffle: bool = True
+  ) -> tuple[np.ndarray, np.ndarray]:
     """Returns the next `batch_size` examples, continuing into a new epoch.
 
     `shuffle` picks the order of each epoch when it starts.
@@ -86,11 +88,14 @@ class DataSet:
       if self._order is None or self._position == self.num_examples:
         if self._order is not None:
           self._epochs_completed += 1
-        self._order = (self._rng.permutation(self.num_examples) if shuffle
-                       else np.arange(self.num_examples))
+        self._order = (
+            self._rng.permutation(self.num_examples)
+            if shuffle
+            else np.arange(self.num_examples)
+        )
         self._position = 0
       take = min(remaining, self.num_examples - self._position)
-      chunks.append(self._order[self._position:self._position + take])
+      chunks.append(self._order[self._position : self._position + take])
       self._position += take
       remaining -= take
     batch = np.concatenate(chunks)
@@ -111,15 +116,23 @@ def _read_idx(path: pathlib.Path, magic: int) -> np.ndarray:
     raise ValueError(f"{path}: too short to be an IDX file")
   found = int.from_bytes(data[:4], "big")
   if found != magic:
-    raise ValueError(f"Invalid magic number {found} in MNIST file {path} "
-                     f"(expected {magic}); is it the right IDX file?")
+    raise ValueError(
+        f"Invalid magic number {found} in MNIST file {path} "
+        f"(expected {magic}); is it the right IDX file?"
+    )
   ndim = magic & 0xFF
   header = 4 + 4 * ndim
-  shape = tuple(int(d) for d in np.frombuffer(
-      data[:header].ljust(header, b"\0"), dtype=">u4", offset=4))
+  shape = tuple(
+      int(d)
+      for d in np.frombuffer(
+          data[:header].ljust(header, b"\0"), dtype=">u4", offset=4
+      )
+  )
   if len(data) != header + int(np.prod(shape)):
-    raise ValueError(f"{path}: size {len(data)} does not match the IDX "
-                     f"header's dimensions {list(shape)}")
+    raise ValueError(
+        f"{path}: size {len(data)} does not match the IDX "
+        f"header's dimensions {list(shape)}"
+    )
   return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -133,8 +146,9 @@ def extract_labels(path: str | os.PathLike[str]) -> np.ndarray:
   return _read_idx(pathlib.Path(path), LABELS_MAGIC)
 
 
-def dense_to_one_hot(labels: np.ndarray,
-                     num_classes: int = NUM_CLASSES) -> np.ndarray:
+def dense_to_one_hot(
+    labels: np.ndarray, num_classes: int = NUM_CLASSES
+) -> np.ndarray:
   return np.eye(num_classes, dtype=np.float32)[labels]
 
 
@@ -158,11 +172,16 @@ def find_data_dir(work_dir: str | os.PathLike[str]) -> pathlib.Path:
       "`tools/setup.sh`, or with\n"
       f"  python tools/mnist/make_mnist_idx.py --out_dir {offline_data_dir()}\n"
       f"(or point --work_dir or ${DATA_DIR_ENV} at a directory with the "
-      "four files).")
+      "four files)."
+  )
 
 
-def read_data_sets(train_dir: str | os.PathLike[str], one_hot: bool = False,
-                   validation_size: int = 0, seed: int | None = 0) -> DataSets:
+def read_data_sets(
+    train_dir: str | os.PathLike[str],
+    one_hot: bool = False,
+    validation_size: int = 0,
+    seed: int | None = 0,
+) -> DataSets:
   """Loads train/validation/test from `train_dir` or the offline copy.
 
   The first `validation_size` training examples become the validation set.
@@ -173,19 +192,30 @@ def read_data_sets(train_dir: str | os.PathLike[str], one_hot: bool = False,
     images = extract_images(data_dir / images_file)
     labels = extract_labels(data_dir / labels_file)
     if len(images) != len(labels):
-      raise ValueError(f"{data_dir}: {images_file} has {len(images)} images "
-                       f"but {labels_file} has {len(labels)} labels")
+      raise ValueError(
+          f"{data_dir}: {images_file} has {len(images)} images "
+          f"but {labels_file} has {len(labels)} labels"
+      )
     flat = images.reshape(len(images), -1).astype(np.float32) / 255.0
     return flat, (dense_to_one_hot(labels) if one_hot else labels)
 
   train_images, train_labels = load(TRAIN_IMAGES, TRAIN_LABELS)
   test_images, test_labels = load(TEST_IMAGES, TEST_LABELS)
   if not 0 <= validation_size <= len(train_images):
-    raise ValueError(f"validation_size should be between 0 and "
-                     f"{len(train_images)}, got {validation_size}")
+    raise ValueError(
+        f"validation_size should be between 0 and "
+        f"{len(train_images)}, got {validation_size}"
+    )
   return DataSets(
-      train=DataSet(train_images[validation_size:],
-                    train_labels[validation_size:], seed=seed),
-      validation=DataSet(train_images[:validation_size],
-                         train_labels[:validation_size], seed=seed),
-      test=DataSet(test_images, test_labels, seed=seed))
+      train=DataSet(
+          train_images[validation_size:],
+          train_labels[validation_size:],
+          seed=seed,
+      ),
+      validation=DataSet(
+          train_images[:validation_size],
+          train_labels[:validation_size],
+          seed=seed,
+      ),
+      test=DataSet(test_images, test_labels, seed=seed),
+  )

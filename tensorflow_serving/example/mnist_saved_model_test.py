@@ -25,16 +25,23 @@ def _start_export(*args: str) -> subprocess.Popen:
   """Starts the exporter the way a user would, from the source root."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   env["PYTHONPATH"] = os.pathsep.join(
-      p for p in (str(_ROOT), env.get("PYTHONPATH")) if p)
-  return subprocess.Popen([sys.executable, "-m", _MODULE, *args], cwd=_ROOT,
-                          env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+      p for p in (str(_ROOT), env.get("PYTHONPATH")) if p
+  )
+  return subprocess.Popen(
+      [sys.executable, "-m", _MODULE, *args],
+      cwd=_ROOT,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+  )
 
 
 def _finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
   stdout, stderr = process.communicate()
-  return subprocess.CompletedProcess(process.args, process.returncode, stdout,
-                                     stderr)
+  return subprocess.CompletedProcess(
+      process.args, process.returncode, stdout, stderr
+  )
 
 
 def _export(*args: str) -> subprocess.CompletedProcess:
@@ -50,17 +57,20 @@ class MnistSavedModelTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    tmp = pathlib.Path(tempfile.mkdtemp(
-        dir=absltest.get_default_test_tmpdir()))
+    tmp = pathlib.Path(tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir()))
     cls.work_dir = tmp / "data"
     cls.test_images, cls.test_labels = mnist_test_util.write_synthetic_mnist(
-        cls.work_dir)
+        cls.work_dir
+    )
     cls.base = tmp / "export"
     # Both at once: most of each run is importing TensorFlow.
     started = {
-        version: _start_export("--training_iteration=100",
-                               f"--model_version={version}",
-                               f"--work_dir={cls.work_dir}", str(cls.base))
+        version: _start_export(
+            "--training_iteration=100",
+            f"--model_version={version}",
+            f"--work_dir={cls.work_dir}",
+            str(cls.base),
+        )
         for version in (1, 2)
     }
     cls.runs = {v: _finish(p) for v, p in started.items()}
@@ -91,7 +101,8 @@ class MnistSavedModelTest(absltest.TestCase):
   def test_signatures(self):
     self._check_ok(1)
     saved_model = saved_model_pb2.SavedModel.FromString(
-        (self.base / "1" / "saved_model.pb").read_bytes())
+        (self.base / "1" / "saved_model.pb").read_bytes()
+    )
     self.assertLen(saved_model.meta_graphs, 1)
     meta_graph = saved_model.meta_graphs[0]
     self.assertEqual(list(meta_graph.meta_info_def.tags), ["serve"])
@@ -122,33 +133,47 @@ class MnistSavedModelTest(absltest.TestCase):
     self._check_ok(1)
     model = tf.saved_model.load(str(self.base / "1"))
     images = self.test_images[:8].reshape(8, 784).astype(np.float32) / 255
-    scores = model.signatures["predict_images"](
-        images=tf.constant(images))["scores"].numpy()
+    scores = model.signatures["predict_images"](images=tf.constant(images))[
+        "scores"
+    ].numpy()
     self.assertEqual(scores.shape, (8, 10))
     np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(scores.argmax(axis=1), self.test_labels[:8])
 
     examples = [
-        tf.train.Example(features=tf.train.Features(feature={
-            "x": tf.train.Feature(float_list=tf.train.FloatList(value=image))
-        })).SerializeToString() for image in images
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    "x": tf.train.Feature(
+                        float_list=tf.train.FloatList(value=image)
+                    )
+                }
+            )
+        ).SerializeToString()
+        for image in images
     ]
     result = model.signatures["serving_default"](inputs=tf.constant(examples))
     classes = result["classes"].numpy()
     self.assertEqual(classes.shape, (8, 10))
     # Labels come best first, with the matching sorted scores.
-    self.assertEqual([int(c) for c in classes[:, 0]],
-                     self.test_labels[:8].tolist())
+    self.assertEqual(
+        [int(c) for c in classes[:, 0]], self.test_labels[:8].tolist()
+    )
     self.assertCountEqual(classes[0], [str(d).encode() for d in range(10)])
-    np.testing.assert_allclose(result["scores"].numpy(),
-                               -np.sort(-scores, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(
+        result["scores"].numpy(), -np.sort(-scores, axis=1), rtol=1e-5
+    )
 
   def test_existing_version_is_not_overwritten(self):
     self._check_ok(1)
     pb = self.base / "1" / "saved_model.pb"
     before = pb.read_bytes()
-    run = _export("--training_iteration=1", "--model_version=1",
-                  f"--work_dir={self.work_dir}", str(self.base))
+    run = _export(
+        "--training_iteration=1",
+        "--model_version=1",
+        f"--work_dir={self.work_dir}",
+        str(self.base),
+    )
     self.assertEqual(run.returncode, 1)
     self.assertIn(f"{self.base / '1'} already exists", run.stderr)
     self.assertEqual(pb.read_bytes(), before)

@@ -13,29 +13,29 @@ from tools.mnist import make_mnist_idx
 _BAND_TOP = 4  # Digit k lights rows 4 + 2k and 5 + 2k.
 
 
-def synthetic_digits(num: int, seed: int = 0
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_digits(num: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """Noisy images whose bright band of rows encodes the label."""
   rng = np.random.RandomState(seed)
   labels = rng.randint(0, 10, size=num).astype(np.uint8)
   images = rng.randint(0, 60, size=(num, 28, 28)).astype(np.uint8)
   for image, label in zip(images, labels):
     top = _BAND_TOP + 2 * int(label)
-    image[top:top + 2, 4:24] = 255
+    image[top : top + 2, 4:24] = 255
   return images, labels
 
 
 def decode_label(image: np.ndarray) -> int:
   """Reads the label back from a (flattened or 28x28) synthetic image."""
   rows = np.asarray(image).reshape(28, 28).sum(axis=1)
-  bands = [rows[_BAND_TOP + 2 * k:_BAND_TOP + 2 * k + 2].sum()
-           for k in range(10)]
+  bands = [
+      rows[_BAND_TOP + 2 * k : _BAND_TOP + 2 * k + 2].sum() for k in range(10)
+  ]
   return int(np.argmax(bands))
 
 
-def write_synthetic_mnist(data_dir: str | os.PathLike[str],
-                          num_train: int = 400, num_test: int = 100
-                          ) -> tuple[np.ndarray, np.ndarray]:
+def write_synthetic_mnist(
+    data_dir: str | os.PathLike[str], num_train: int = 400, num_test: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
   """Writes the four IDX files; returns the test images and labels."""
   data_dir = pathlib.Path(data_dir)
   data_dir.mkdir(parents=True, exist_ok=True)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from tensorflow_serving.apis import classification_pb2
-
-from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.model_servers import servable_for_request
+from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.servables.tensorflow import classifier
 
 
@@ -14,7 +13,8 @@ def classify(
     request: classification_pb2.ClassificationRequest,
 ) -> classification_pb2.ClassificationResponse:
   response = classification_pb2.ClassificationResponse()
-  with servable_for_request.servable_for_request(core, request,
-                                                  response) as servable:
+  with servable_for_request.servable_for_request(
+      core, request, response
+  ) as servable:
     classifier.run_classify(servable, request, response)
   return response

@@ -7,11 +7,11 @@ import tempfile
 
 from absl.testing import absltest
 from tensorflow.core.example import example_pb2
+
 from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import inference_pb2
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.apis import regression_pb2
-
 from tensorflow_serving.core import servable_handle
 from tensorflow_serving.core import servable_id
 from tensorflow_serving.model_servers import classification_service_impl
@@ -35,9 +35,11 @@ class FakeCore:
     self.specs.append(model_spec)
     if model_spec.name != "m":
       raise status.not_found(
-          f"Servable not found for request: Latest({model_spec.name})")
+          f"Servable not found for request: Latest({model_spec.name})"
+      )
     return servable_handle.ServableHandle(
-        servable_id.ServableId("m", VERSION), self.bundle)
+        servable_id.ServableId("m", VERSION), self.bundle
+    )
 
 
 def example(x: float) -> example_pb2.Example:
@@ -73,8 +75,7 @@ class ImplTest(absltest.TestCase):
     self.assertEqual(response.model_spec.name, "m")
     self.assertEqual(response.model_spec.version.value, VERSION)
     self.assertEqual(response.model_spec.signature_name, "classify_x_to_y")
-    self.assertEqual(
-        response.result.classifications[0].classes[0].score, 3.0)
+    self.assertEqual(response.result.classifications[0].classes[0].score, 3.0)
 
   def test_regress(self):
     request = regression_pb2.RegressionRequest()
@@ -89,10 +90,12 @@ class ImplTest(absltest.TestCase):
 
   def test_missing_model_spec(self):
     for fn, request in (
-        (classification_service_impl.classify,
-         classification_pb2.ClassificationRequest()),
-        (regression_service_impl.regress,
-         regression_pb2.RegressionRequest())):
+        (
+            classification_service_impl.classify,
+            classification_pb2.ClassificationRequest(),
+        ),
+        (regression_service_impl.regress, regression_pb2.RegressionRequest()),
+    ):
       with self.assertRaises(status.ServingError) as ctx:
         fn(self.core, request)
       self.assertEqual(ctx.exception.code, status.Code.INVALID_ARGUMENT)
@@ -102,7 +105,8 @@ class ImplTest(absltest.TestCase):
     request = inference_pb2.MultiInferenceRequest()
     for signature, method in (
         ("classify_x_to_y", "tensorflow/serving/classify"),
-        ("regress_x_to_y", "tensorflow/serving/regress")):
+        ("regress_x_to_y", "tensorflow/serving/regress"),
+    ):
       task = request.tasks.add()
       task.model_spec.name = "m"
       task.model_spec.signature_name = signature
@@ -112,21 +116,31 @@ class ImplTest(absltest.TestCase):
     response = multi_inference_impl.multi_inference(self.core, request)
     self.assertLen(self.core.specs, 1)
     self.assertEqual(self.core.specs[0].signature_name, "classify_x_to_y")
-    self.assertEqual([(r.model_spec.name, r.model_spec.version.value,
-                       r.model_spec.signature_name)
-                      for r in response.results],
-                     [("m", VERSION, "classify_x_to_y"),
-                      ("m", VERSION, "regress_x_to_y")])
     self.assertEqual(
-        response.results[1].regression_result.regressions[0].value, 3.0)
+        [
+            (
+                r.model_spec.name,
+                r.model_spec.version.value,
+                r.model_spec.signature_name,
+            )
+            for r in response.results
+        ],
+        [("m", VERSION, "classify_x_to_y"), ("m", VERSION, "regress_x_to_y")],
+    )
+    self.assertEqual(
+        response.results[1].regression_result.regressions[0].value, 3.0
+    )
 
   def test_multi_inference_no_tasks(self):
     with self.assertRaises(status.ServingError) as ctx:
       multi_inference_impl.multi_inference(
-          self.core, inference_pb2.MultiInferenceRequest())
+          self.core, inference_pb2.MultiInferenceRequest()
+      )
     self.assertEqual(ctx.exception.code, status.Code.INVALID_ARGUMENT)
-    self.assertEqual(ctx.exception.message,
-                     "MultiInferenceRequest must have at least one task")
+    self.assertEqual(
+        ctx.exception.message,
+        "MultiInferenceRequest must have at least one task",
+    )
     self.assertEmpty(self.core.specs)
 
 

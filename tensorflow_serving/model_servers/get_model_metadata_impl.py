@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from tensorflow_serving.apis import get_model_metadata_pb2
-
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.util import status
 
@@ -18,7 +17,8 @@ def get_model_metadata(
     raise status.invalid_argument("Missing ModelSpec")
   if not request.metadata_field:
     raise status.invalid_argument(
-        "GetModelMetadataRequest must specify at least one metadata_field")
+        "GetModelMetadataRequest must specify at least one metadata_field"
+    )
   for field in request.metadata_field:
     if field != SIGNATURE_DEF_FIELD:
       raise status.invalid_argument(f"Metadata field {field} is not supported")

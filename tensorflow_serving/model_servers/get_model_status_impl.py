@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from tensorflow_serving.apis import get_model_status_pb2
-
 from tensorflow_serving.core import servable_state
 from tensorflow_serving.core import servable_state_monitor
 from tensorflow_serving.util import status
@@ -35,7 +34,8 @@ def get_model_status(
     version = spec.version.value
     if version not in states:
       raise status.not_found(
-          f"Could not find version {version} of model {name}")
+          f"Could not find version {version} of model {name}"
+      )
     _add(response, states[version].state)
     return response
   if not states:
@@ -47,7 +47,8 @@ def get_model_status(
 
 def _add(response, state: servable_state.ServableState) -> None:
   entry = response.model_version_status.add(
-      version=state.id.version, state=_STATE_ENUM[state.manager_state])
+      version=state.id.version, state=_STATE_ENUM[state.manager_state]
+  )
   # Always present, so REST prints {"error_code": "OK", ...} as upstream does.
   entry.status.SetInParent()
   if state.health is not None:

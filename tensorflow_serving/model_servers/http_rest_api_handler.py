@@ -13,12 +13,12 @@ import time
 import urllib.parse
 
 from google.protobuf import json_format
-import orjson
 from google.protobuf import wrappers_pb2
+import orjson
+
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_pb2
-
 from tensorflow_serving.model_servers import get_model_metadata_impl
 from tensorflow_serving.model_servers import get_model_status_impl
 from tensorflow_serving.model_servers import model_runner
@@ -32,10 +32,14 @@ from tensorflow_serving.util import status
 
 _POST_RE = re.compile(
     r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
-    r":(classify|regress|predict)", re.IGNORECASE)
+    r":(classify|regress|predict)",
+    re.IGNORECASE,
+)
 _GET_RE = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
-    r"(?:/(metadata))?", re.IGNORECASE)
+    r"(?:/(metadata))?",
+    re.IGNORECASE,
+)
 _HEALTH_RE = re.compile(r"/v1/health/(live|ready)", re.IGNORECASE)
 API_PATH_RE = re.compile(r"/v1/.*", re.IGNORECASE)
 
@@ -64,8 +68,10 @@ def _as_dict(message) -> dict:
   # Field names as in the proto and default values printed, as upstream's
   # REST responses (int64 values come out as strings).
   return json_format.MessageToDict(
-      message, preserving_proto_field_name=True,
-      always_print_fields_with_no_presence=True)
+      message,
+      preserving_proto_field_name=True,
+      always_print_fields_with_no_presence=True,
+  )
 
 
 def _json(doc: dict) -> bytes:
@@ -81,12 +87,19 @@ class HttpRestApiHandler:
   def handle(self, method: str, path: str, body: bytes) -> Response:
     """Processes one request in the calling thread. Never raises."""
     route = _Route()
-    return self._finish(route, time.perf_counter(),
-                        lambda: self._dispatch(method.upper(), path, body,
-                                               route))
+    return self._finish(
+        route,
+        time.perf_counter(),
+        lambda: self._dispatch(method.upper(), path, body, route),
+    )
 
-  async def handle_async(self, method: str, path: str, body: bytes,
-                         runner: model_runner.ModelRunner) -> Response:
+  async def handle_async(
+      self,
+      method: str,
+      path: str,
+      body: bytes,
+      runner: model_runner.ModelRunner,
+  ) -> Response:
     """Processes one request from the event loop. Never raises.
 
     Predict with an ordinary-sized body stays on the loop and only awaits the
@@ -94,8 +107,11 @@ class HttpRestApiHandler:
     bodies whose JSON would stall the loop, runs on a worker thread.
     """
     m = _POST_RE.fullmatch(path) if method.upper() == "POST" else None
-    if (m is None or m.group(4).lower() != "predict" or
-        len(body) > INLINE_BODY_LIMIT_BYTES):
+    if (
+        m is None
+        or m.group(4).lower() != "predict"
+        or len(body) > INLINE_BODY_LIMIT_BYTES
+    ):
       return await runner.call(self.handle, method, path, body)
     start = time.perf_counter()
     route = _Route()
@@ -122,7 +138,7 @@ class HttpRestApiHandler:
       return self._finish(route, start, _raiser(exc))
     return self._finish(route, start, lambda: Response(200, body_out))
 
-  def _finish(self, route: "_Route", start: float, produce) -> Response:
+  def _finish(self, route: _Route, start: float, produce) -> Response:
     """Runs `produce`, turns errors into JSON bodies, records metrics."""
     try:
       response = produce()
@@ -130,20 +146,25 @@ class HttpRestApiHandler:
     except status.ServingError as exc:
       response, code = self.error(exc), exc.code
     except Exception as exc:  # pylint: disable=broad-except
-      response, code = self.error(
-          status.internal(f"{type(exc).__name__}: {exc}")), status.Code.INTERNAL
+      response, code = (
+          self.error(status.internal(f"{type(exc).__name__}: {exc}")),
+          status.Code.INTERNAL,
+      )
     if route.model_name is not None:
-      metrics.record_request(route.model_name, route.api, "REST", code.name,
-                             start)
+      metrics.record_request(
+          route.model_name, route.api, "REST", code.name, start
+      )
     return response
 
   @staticmethod
   def error(exc: status.ServingError) -> Response:
-    return Response(status.http_status(exc.code),
-                    json_tensor.format_error(exc.message))
+    return Response(
+        status.http_status(exc.code), json_tensor.format_error(exc.message)
+    )
 
-  def _dispatch(self, method: str, path: str, body: bytes,
-                route: "_Route") -> Response:
+  def _dispatch(
+      self, method: str, path: str, body: bytes, route: _Route
+  ) -> Response:
     if method == "POST":
       m = _POST_RE.fullmatch(path)
       if m:
@@ -179,8 +200,9 @@ class HttpRestApiHandler:
       request = get_model_status_pb2.GetModelStatusRequest()
       request.model_spec.name = model.name
       try:
-        status_doc = _as_dict(get_model_status_impl.get_model_status(
-            self._core.monitor, request))
+        status_doc = _as_dict(
+            get_model_status_impl.get_model_status(self._core.monitor, request)
+        )
       except status.ServingError:
         status_doc = {"model_version_status": []}
       models.append({"name": model.name, **status_doc})
@@ -196,12 +218,14 @@ class HttpRestApiHandler:
     if kind == "live":
       return Response(200, _json({"status": "live"}))
     names = [m.name for m in self._core.config.model_config_list.config]
-    available = {sid.name for sid in
-                 self._core.manager.list_available_servable_ids()}
+    available = {
+        sid.name for sid in self._core.manager.list_available_servable_ids()
+    }
     missing = [n for n in names if n not in available]
     if missing:
       raise status.unavailable(
-          "Models with no AVAILABLE version: " + ", ".join(sorted(missing)))
+          "Models with no AVAILABLE version: " + ", ".join(sorted(missing))
+      )
     return Response(200, _json({"status": "ready", "models": sorted(names)}))
 
   def _status(self, spec: model_pb2.ModelSpec) -> Response:
@@ -210,20 +234,27 @@ class HttpRestApiHandler:
     # Upstream ignores a label here and reports every version.
     if spec.WhichOneof("version_choice") == "version":
       request.model_spec.version.CopyFrom(spec.version)
-    response = get_model_status_impl.get_model_status(self._core.monitor,
-                                                      request)
+    response = get_model_status_impl.get_model_status(
+        self._core.monitor, request
+    )
     return Response(200, _json(_as_dict(response)))
 
   def _metadata(self, spec: model_pb2.ModelSpec) -> Response:
     request = get_model_metadata_pb2.GetModelMetadataRequest(
-        model_spec=spec, metadata_field=["signature_def"])
+        model_spec=spec, metadata_field=["signature_def"]
+    )
     response = get_model_metadata_impl.get_model_metadata(self._core, request)
     sig_map = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(sig_map)
-    return Response(200, _json({
-        "model_spec": _as_dict(response.model_spec),
-        "metadata": {"signature_def": _as_dict(sig_map)},
-    }))
+    return Response(
+        200,
+        _json(
+            {
+                "model_spec": _as_dict(response.model_spec),
+                "metadata": {"signature_def": _as_dict(sig_map)},
+            }
+        ),
+    )
 
   def _predict(self, spec: model_pb2.ModelSpec, body: bytes) -> Response:
     doc = json_tensor.decode_json_body(body)
@@ -234,19 +265,27 @@ class HttpRestApiHandler:
       outputs = bundle.run(sig, inputs)
     return Response(200, json_tensor.format_predict_response(outputs, fmt))
 
-  def _classify_or_regress(self, verb: str, spec: model_pb2.ModelSpec,
-                           body: bytes) -> Response:
+  def _classify_or_regress(
+      self, verb: str, spec: model_pb2.ModelSpec, body: bytes
+  ) -> Response:
     request = json_tensor.parse_example_request(
-        json_tensor.decode_json_body(body))
+        json_tensor.decode_json_body(body)
+    )
     with self._core.get_servable_handle(spec) as handle:
       if verb == "classify":
         results = classifier.classify_serialized(
-            handle.servable, request.signature_name, request.examples,
-            request.context)
+            handle.servable,
+            request.signature_name,
+            request.examples,
+            request.context,
+        )
         return Response(200, json_tensor.format_classify_response(results))
       values = regressor.regress_serialized(
-          handle.servable, request.signature_name, request.examples,
-          request.context)
+          handle.servable,
+          request.signature_name,
+          request.examples,
+          request.context,
+      )
       return Response(200, json_tensor.format_regress_response(values))
 
 
@@ -263,24 +302,28 @@ def _signature(bundle, name: str | None) -> signature_lib.Signature:
   sig = bundle.signatures.get(key)
   if sig is None:
     raise status.invalid_argument(
-        f'Serving signature name: "{key}" not found in signature def')
+        f'Serving signature name: "{key}" not found in signature def'
+    )
   return sig
 
 
 def _raiser(exc: Exception):
   def produce():
     raise exc
+
   return produce
 
 
-def _model_spec(name: str, version: str | None,
-                label: str | None) -> model_pb2.ModelSpec:
+def _model_spec(
+    name: str, version: str | None, label: str | None
+) -> model_pb2.ModelSpec:
   spec = model_pb2.ModelSpec(name=urllib.parse.unquote(name))
   if version is not None:
     value = int(version)
     if value > _INT64_MAX:
       raise status.invalid_argument(
-          f"Failed to convert version: {version} to numeric.")
+          f"Failed to convert version: {version} to numeric."
+      )
     spec.version.CopyFrom(wrappers_pb2.Int64Value(value=value))
   elif label is not None:
     spec.version_label = urllib.parse.unquote(label)

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Coroutine
 import dataclasses
 import email.utils
 import http
 import re
 import time
-from typing import Any, Coroutine
+from typing import Any
 import zlib
 
 from absl import logging
@@ -43,12 +44,16 @@ _IDLE_SWEEP_S = 60.0
 _MAX_PIPELINED = 16
 
 _ORIGIN_RE = re.compile(r"https?://.*", re.IGNORECASE)
-_CORS_HEADERS = (b"Access-Control-Allow-Origin: *\r\n"
-                 b"Access-Control-Allow-Methods: POST, GET\r\n"
-                 b"Access-Control-Allow-Headers: Content-Type\r\n")
+_CORS_HEADERS = (
+    b"Access-Control-Allow-Origin: *\r\n"
+    b"Access-Control-Allow-Methods: POST, GET\r\n"
+    b"Access-Control-Allow-Headers: Content-Type\r\n"
+)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode())
-                 for s in http.HTTPStatus}
+_STATUS_LINES = {
+    s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode())
+    for s in http.HTTPStatus
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,18 +85,24 @@ class Request:
 class RestApp:
   """Routes a request: an immediate Response, or the handler's coroutine."""
 
-  def __init__(self, handler: http_rest_api_handler.HttpRestApiHandler,
-               runner: model_runner.ModelRunner, options: HttpOptions):
+  def __init__(
+      self,
+      handler: http_rest_api_handler.HttpRestApiHandler,
+      runner: model_runner.ModelRunner,
+      options: HttpOptions,
+  ):
     self.handler = handler
     self.runner = runner
     self.options = options
 
-  def route(self, request: Request
-           ) -> Response | Coroutine[Any, Any, Response]:
+  def route(self, request: Request) -> Response | Coroutine[Any, Any, Response]:
     method, path = request.method, request.path
     options = self.options
-    if (options.prometheus_path and method == "GET" and
-        path == options.prometheus_path):
+    if (
+        options.prometheus_path
+        and method == "GET"
+        and path == options.prometheus_path
+    ):
       return Response(200, metrics.exposition(), metrics.CONTENT_TYPE)
     if not http_rest_api_handler.API_PATH_RE.fullmatch(path):
       return self.handler.error(status.not_found("Not Found"))
@@ -110,14 +121,17 @@ class RestApp:
   def _preflight(self, request: Request) -> Response:
     origin = request.headers.get(b"origin", b"").decode("latin-1")
     if not _ORIGIN_RE.fullmatch(origin):
-      return self.handler.error(status.invalid_argument(
-          "Origin header is missing in CORS preflight"))
+      return self.handler.error(
+          status.invalid_argument("Origin header is missing in CORS preflight")
+      )
     return Response(200, b"", "text/plain")
 
 
-def make_app(handler: http_rest_api_handler.HttpRestApiHandler,
-             runner: model_runner.ModelRunner,
-             options: HttpOptions = HttpOptions()) -> RestApp:
+def make_app(
+    handler: http_rest_api_handler.HttpRestApiHandler,
+    runner: model_runner.ModelRunner,
+    options: HttpOptions = HttpOptions(),
+) -> RestApp:
   """The REST app that sends every `/v1/...` request to `handler`."""
   return RestApp(handler, runner, options)
 
@@ -144,7 +158,8 @@ def _decoded_body(request: Request) -> bytes:
     return zlib.decompress(body, wbits)
   except zlib.error as exc:
     raise status.invalid_argument(
-        f"Cannot decode {encoding.decode()} request body: {exc}") from exc
+        f"Cannot decode {encoding.decode()} request body: {exc}"
+    ) from exc
 
 
 def _request_path(target: bytes) -> str:
@@ -167,8 +182,9 @@ def _date() -> bytes:
   now = int(time.time())
   if now != _date_second:
     _date_second = now
-    _date_header = b"Date: %s\r\n" % email.utils.formatdate(
-        now, usegmt=True).encode()
+    _date_header = (
+        b"Date: %s\r\n" % email.utils.formatdate(now, usegmt=True).encode()
+    )
   return _date_header
 
 
@@ -185,8 +201,9 @@ class _Connection(asyncio.Protocol):
     self._server = server
     self._app = server.app
     self._timeout_s = server.app.options.timeout_s
-    self._extra_headers = (_CORS_HEADERS if server.app.options.enable_cors
-                           else b"")
+    self._extra_headers = (
+        _CORS_HEADERS if server.app.options.enable_cors else b""
+    )
     self._loop = asyncio.get_running_loop()
     self._transport: asyncio.Transport | None = None
     self._parser = httptools.HttpRequestParser(self)
@@ -227,10 +244,18 @@ class _Connection(asyncio.Protocol):
       # No protocol upgrades: answer the request in HTTP/1.1, then close.
       self._draining = True
     except httptools.HttpParserError as exc:
-      self._queue.append(Request("", "", {}, b"", keep_alive=False,
-                                 response=self._app.handler.error(
-                                     status.invalid_argument(
-                                         f"Malformed HTTP request: {exc}"))))
+      self._queue.append(
+          Request(
+              "",
+              "",
+              {},
+              b"",
+              keep_alive=False,
+              response=self._app.handler.error(
+                  status.invalid_argument(f"Malformed HTTP request: {exc}")
+              ),
+          )
+      )
       self._draining = True
     self._serve()
 
@@ -263,8 +288,10 @@ class _Connection(asyncio.Protocol):
   def on_headers_complete(self) -> None:
     expect = self._headers.get(b"expect")
     self._expect_continue = (
-        expect is not None and expect.lower() == b"100-continue" and
-        self._parser.get_http_version() == "1.1")
+        expect is not None
+        and expect.lower() == b"100-continue"
+        and self._parser.get_http_version() == "1.1"
+    )
 
   def on_body(self, body: bytes) -> None:
     self._body.append(body)
@@ -272,10 +299,16 @@ class _Connection(asyncio.Protocol):
   def on_message_complete(self) -> None:
     self._expect_continue = False  # The body came regardless.
     parser = self._parser
-    self._queue.append(Request(
-        parser.get_method().decode("ascii", "replace"),
-        _request_path(self._target), self._headers, b"".join(self._body),
-        parser.should_keep_alive(), parser.get_http_version() == "1.0"))
+    self._queue.append(
+        Request(
+            parser.get_method().decode("ascii", "replace"),
+            _request_path(self._target),
+            self._headers,
+            b"".join(self._body),
+            parser.should_keep_alive(),
+            parser.get_http_version() == "1.0",
+        )
+    )
 
   # --- Serving ----------------------------------------------------------------
 
@@ -330,15 +363,16 @@ class _Connection(asyncio.Protocol):
 
   def _internal_error(self, request: Request, exc: BaseException) -> Response:
     # The handler answers its own errors; this is a bug in the transport.
-    logging.error("REST %s %s failed", request.method, request.path,
-                  exc_info=exc)
+    logging.error(
+        "REST %s %s failed", request.method, request.path, exc_info=exc
+    )
     return self._app.handler.error(
-        status.internal(f"{type(exc).__name__}: {exc}"))
+        status.internal(f"{type(exc).__name__}: {exc}")
+    )
 
   def _respond(self, request: Request, response: Response) -> None:
     """Queues the response's bytes; the last before a close says so."""
-    keep_alive = request.keep_alive and not (self._draining and
-                                             not self._queue)
+    keep_alive = request.keep_alive and not (self._draining and not self._queue)
     if not keep_alive:
       self._draining = True
       self._queue.clear()
@@ -349,10 +383,16 @@ class _Connection(asyncio.Protocol):
       connection = b""
     code, body = response.status, response.body
     self._out.append(
-        b"%sContent-Type: %s\r\nContent-Length: %d\r\n%s%s%s\r\n" % (
+        b"%sContent-Type: %s\r\nContent-Length: %d\r\n%s%s%s\r\n"
+        % (
             _STATUS_LINES.get(code) or b"HTTP/1.1 %d \r\n" % code,
-            response.content_type.encode("latin-1"), len(body), _date(),
-            self._extra_headers, connection))
+            response.content_type.encode("latin-1"),
+            len(body),
+            _date(),
+            self._extra_headers,
+            connection,
+        )
+    )
     if request.method != "HEAD":
       self._out.append(body)
 
@@ -361,8 +401,11 @@ class _Connection(asyncio.Protocol):
     transport = self._transport
     if transport is None or transport.is_closing():
       return
-    pause = (self._draining or self._write_paused or
-             len(self._queue) >= _MAX_PIPELINED)
+    pause = (
+        self._draining
+        or self._write_paused
+        or len(self._queue) >= _MAX_PIPELINED
+    )
     if pause != self._read_paused:
       self._read_paused = pause
       if pause:
@@ -379,8 +422,12 @@ class _Connection(asyncio.Protocol):
 
   def close_if_idle(self) -> None:
     """For the idle sweep: closes if nothing arrived or ran since last time."""
-    if (not self.active and self._task is None and not self._queue and
-        self._transport is not None):
+    if (
+        not self.active
+        and self._task is None
+        and not self._queue
+        and self._transport is not None
+    ):
       self._transport.close()
     self.active = False
 
@@ -414,8 +461,11 @@ class HttpServer:
   async def start(self) -> None:
     loop = asyncio.get_running_loop()
     self._server = await loop.create_server(
-        lambda: _Connection(self), host=self._host, port=self._port,
-        reuse_address=True)
+        lambda: _Connection(self),
+        host=self._host,
+        port=self._port,
+        reuse_address=True,
+    )
     self._sweeper = loop.call_later(_IDLE_SWEEP_S, self._sweep)
 
   async def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
@@ -434,9 +484,12 @@ class HttpServer:
     if self._connections:
       try:
         await asyncio.wait_for(self._all_closed.wait(), grace_s)
-      except asyncio.TimeoutError:
-        logging.warning("Closing %d REST connections still busy after %.0f s",
-                        len(self._connections), grace_s)
+      except TimeoutError:
+        logging.warning(
+            "Closing %d REST connections still busy after %.0f s",
+            len(self._connections),
+            grace_s,
+        )
         for conn in list(self._connections):
           conn.abort()
     await self._server.wait_closed()
@@ -455,5 +508,6 @@ class HttpServer:
   def _sweep(self) -> None:
     for conn in list(self._connections):
       conn.close_if_idle()
-    self._sweeper = asyncio.get_running_loop().call_later(_IDLE_SWEEP_S,
-                                                          self._sweep)
+    self._sweeper = asyncio.get_running_loop().call_later(
+        _IDLE_SWEEP_S, self._sweep
+    )

@@ -34,8 +34,9 @@ class FakeHandler:
   def __init__(self):
     self.cancelled: list[str] = []
 
-  async def handle_async(self, method: str, path: str, body: bytes,
-                         runner) -> Response:
+  async def handle_async(
+      self, method: str, path: str, body: bytes, runner
+  ) -> Response:
     del runner  # Unused.
     if path.startswith("/v1/sleep/"):
       try:
@@ -43,8 +44,12 @@ class FakeHandler:
       except asyncio.CancelledError:
         self.cancelled.append(path)
         raise
-    return Response(200, json.dumps({
-        "method": method, "path": path, "body": body.decode()}).encode())
+    return Response(
+        200,
+        json.dumps(
+            {"method": method, "path": path, "body": body.decode()}
+        ).encode(),
+    )
 
 
 class ParsedResponse:
@@ -94,7 +99,7 @@ def is_closed(sock: socket.socket) -> bool:
     return sock.recv(1) == b""
   except ConnectionResetError:
     return True
-  except socket.timeout:
+  except TimeoutError:
     return False
 
 
@@ -106,8 +111,9 @@ class HttpServerTest(absltest.TestCase):
     self.loop = asyncio.new_event_loop()
     self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
     self.thread.start()
-    app = http_server.make_app(self.handler, None,
-                               http_server.HttpOptions(**options))
+    app = http_server.make_app(
+        self.handler, None, http_server.HttpOptions(**options)
+    )
     self.server = http_server.HttpServer(app, 0, host="127.0.0.1")
     self.on_loop(self.server.start())
     self.port = self.server.port
@@ -127,8 +133,13 @@ class HttpServerTest(absltest.TestCase):
     self.addCleanup(sock.close)
     return sock
 
-  def request(self, method: str, path: str, body: bytes | None = None,
-              headers: dict[str, str] | None = None) -> ParsedResponse:
+  def request(
+      self,
+      method: str,
+      path: str,
+      body: bytes | None = None,
+      headers: dict[str, str] | None = None,
+  ) -> ParsedResponse:
     conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
     try:
       conn.request(method, path, body=body, headers=headers or {})
@@ -159,10 +170,12 @@ class HttpServerTest(absltest.TestCase):
   def test_pipelined_requests_are_answered_in_order(self):
     self.start()
     sock = self.connect()
-    sock.sendall(b"GET /v1/sleep/0.3 HTTP/1.1\r\nHost: x\r\n\r\n"
-                 b"POST /v1/b HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"
-                 b"GET /nope HTTP/1.1\r\n\r\n"
-                 b"GET /v1/c?q=1 HTTP/1.1\r\n\r\n")
+    sock.sendall(
+        b"GET /v1/sleep/0.3 HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /v1/b HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"
+        b"GET /nope HTTP/1.1\r\n\r\n"
+        b"GET /v1/c?q=1 HTTP/1.1\r\n\r\n"
+    )
     responses = read_responses(sock, 4)
     self.assertEqual([r.status for r in responses], [200, 200, 404, 200])
     self.assertEqual(responses[0].json()["path"], "/v1/sleep/0.3")
@@ -172,8 +185,10 @@ class HttpServerTest(absltest.TestCase):
   def test_chunked_body(self):
     self.start()
     sock = self.connect()
-    sock.sendall(b"POST /v1/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                 b"5\r\nhello\r\n")
+    sock.sendall(
+        b"POST /v1/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n"
+    )
     time.sleep(0.05)
     sock.sendall(b"6\r\n world\r\n0\r\n\r\n")
     (response,) = read_responses(sock, 1)
@@ -183,21 +198,27 @@ class HttpServerTest(absltest.TestCase):
     self.start()
     body = b'{"instances": [1.0]}'
     raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
-    for encoding, data in (("gzip", gzip.compress(body)),
-                           ("deflate", zlib.compress(body)),
-                           ("deflate", raw.compress(body) + raw.flush()),
-                           ("identity", body)):
+    for encoding, data in (
+        ("gzip", gzip.compress(body)),
+        ("deflate", zlib.compress(body)),
+        ("deflate", raw.compress(body) + raw.flush()),
+        ("identity", body),
+    ):
       with self.subTest(encoding=encoding):
-        response = self.request("POST", "/v1/models/m:predict", data,
-                                {"Content-Encoding": encoding})
+        response = self.request(
+            "POST", "/v1/models/m:predict", data, {"Content-Encoding": encoding}
+        )
         self.assertEqual(response.status, 200)
         self.assertEqual(response.json()["body"], body.decode())
 
   def test_bad_gzip_body_is_400_json(self):
     self.start()
-    response = self.request("POST", "/v1/models/m:predict",
-                            gzip.compress(b"{}")[:-6],
-                            {"Content-Encoding": "gzip"})
+    response = self.request(
+        "POST",
+        "/v1/models/m:predict",
+        gzip.compress(b"{}")[:-6],
+        {"Content-Encoding": "gzip"},
+    )
     self.assertEqual(response.status, 400)
     self.assertEqual(response.headers["content-type"], "application/json")
     self.assertIn("Cannot decode gzip request body", response.json()["error"])
@@ -205,8 +226,10 @@ class HttpServerTest(absltest.TestCase):
   def test_expect_100_continue(self):
     self.start()
     sock = self.connect()
-    sock.sendall(b"POST /v1/x HTTP/1.1\r\nContent-Length: 2\r\n"
-                 b"Expect: 100-continue\r\n\r\n")
+    sock.sendall(
+        b"POST /v1/x HTTP/1.1\r\nContent-Length: 2\r\n"
+        b"Expect: 100-continue\r\n\r\n"
+    )
     self.assertEqual(sock.recv(100), b"HTTP/1.1 100 Continue\r\n\r\n")
     sock.sendall(b"ok")
     (response,) = read_responses(sock, 1)
@@ -215,8 +238,10 @@ class HttpServerTest(absltest.TestCase):
   def test_connection_close_is_honoured(self):
     self.start()
     sock = self.connect()
-    sock.sendall(b"GET /v1/a HTTP/1.1\r\nConnection: close\r\n\r\n"
-                 b"GET /v1/ignored HTTP/1.1\r\n\r\n")
+    sock.sendall(
+        b"GET /v1/a HTTP/1.1\r\nConnection: close\r\n\r\n"
+        b"GET /v1/ignored HTTP/1.1\r\n\r\n"
+    )
     (response,) = read_responses(sock, 1)
     self.assertEqual(response.status, 200)
     self.assertEqual(response.headers["connection"], "close")
@@ -236,8 +261,10 @@ class HttpServerTest(absltest.TestCase):
   def test_malformed_request_is_400_and_closes(self):
     self.start()
     sock = self.connect()
-    sock.sendall(b"GET /v1/a HTTP/1.1\r\n\r\n"
-                 b"GET /v1/b HTTP/1.1\r\nContent-Length: x\r\n\r\n")
+    sock.sendall(
+        b"GET /v1/a HTTP/1.1\r\n\r\n"
+        b"GET /v1/b HTTP/1.1\r\nContent-Length: x\r\n\r\n"
+    )
     first, second = read_responses(sock, 2)
     self.assertEqual(first.status, 200)
     self.assertEqual(second.status, 400)
@@ -282,25 +309,32 @@ class HttpServerTest(absltest.TestCase):
 
   def test_cors(self):
     self.start(enable_cors=True)
-    response = self.request("OPTIONS", "/v1/models/m:predict",
-                            headers={"Origin": "https://example.com"})
+    response = self.request(
+        "OPTIONS",
+        "/v1/models/m:predict",
+        headers={"Origin": "https://example.com"},
+    )
     self.assertEqual(response.status, 200)
     self.assertEqual(response.headers["access-control-allow-origin"], "*")
-    self.assertEqual(response.headers["access-control-allow-methods"],
-                     "POST, GET")
+    self.assertEqual(
+        response.headers["access-control-allow-methods"], "POST, GET"
+    )
     response = self.request("OPTIONS", "/v1/models/m:predict")
     self.assertEqual(response.status, 400)
-    self.assertEqual(response.json(),
-                     {"error": "Origin header is missing in CORS preflight"})
+    self.assertEqual(
+        response.json(), {"error": "Origin header is missing in CORS preflight"}
+    )
     response = self.request("POST", "/v1/models/m:predict", b"{}")
     self.assertEqual(response.status, 200)
-    self.assertEqual(response.headers["access-control-allow-headers"],
-                     "Content-Type")
+    self.assertEqual(
+        response.headers["access-control-allow-headers"], "Content-Type"
+    )
 
   def test_no_cors_by_default(self):
     self.start()
-    response = self.request("OPTIONS", "/v1/models/m",
-                            headers={"Origin": "https://example.com"})
+    response = self.request(
+        "OPTIONS", "/v1/models/m", headers={"Origin": "https://example.com"}
+    )
     self.assertEqual(response.json()["method"], "OPTIONS")
     self.assertNotIn("access-control-allow-origin", response.headers)
 
@@ -314,8 +348,9 @@ class HttpServerTest(absltest.TestCase):
     busy = self.connect()
     busy.sendall(b"GET /v1/sleep/0.5 HTTP/1.1\r\n\r\n")
     time.sleep(0.1)
-    stopped = asyncio.run_coroutine_threadsafe(self.server.stop(grace_s=10),
-                                               self.loop)
+    stopped = asyncio.run_coroutine_threadsafe(
+        self.server.stop(grace_s=10), self.loop
+    )
     self.assertTrue(is_closed(idle))
     (response,) = read_responses(busy, 1)
     self.assertEqual(response.status, 200)

@@ -11,127 +11,220 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
 _CPUS = os.cpu_count() or 1
 
 # Ports and transport.
 flags.DEFINE_integer("port", 8500, "TCP port for gRPC; 0 disables it.")
-flags.DEFINE_string("grpc_socket_path", "",
-                    "If set, also listen for gRPC on this UNIX socket path.")
-flags.DEFINE_integer("rest_api_port", 0,
-                     "Port for the HTTP/REST API; 0 disables it. Must differ "
-                     "from --port.")
-flags.DEFINE_integer("rest_api_num_threads", 4 * _CPUS,
-                     "Accepted for compatibility; REST shares the request "
-                     "worker pool (--grpc_max_threads).")
-flags.DEFINE_integer("rest_api_timeout_in_ms", 30000,
-                     "Timeout for HTTP/REST API calls.")
-flags.DEFINE_integer("grpc_max_threads", 4 * _CPUS,
-                     "Worker threads for requests that leave the event loop "
-                     "(unbatched runs, Classify/Regress, metadata).")
-flags.DEFINE_bool("enable_serialization_as_tensor_content", False,
-                  "Send Predict output tensors as packed tensor_content.")
-flags.DEFINE_bool("rest_api_enable_cors_support", False,
-                  "Answer CORS preflights and add Access-Control-Allow-* "
-                  "headers to REST responses.")
-flags.DEFINE_string("grpc_channel_arguments", "",
-                    "Comma-separated key=value gRPC server arguments. "
-                    "Applied: grpc.max_receive_message_length, "
-                    "grpc.max_concurrent_streams, grpc.max_metadata_size, "
-                    "grpc.absolute_max_metadata_size; others are logged and "
-                    "ignored.")
-flags.DEFINE_bool("enable_grpc_healthcheck_service", False,
-                  "Serve grpc.health.v1.Health with ModelService and "
-                  "PredictionService SERVING.")
-flags.DEFINE_string("ssl_config_file", "",
-                    "Text-format SSLConfig: serve gRPC over TLS (mTLS with "
-                    "client_verify).")
+flags.DEFINE_string(
+    "grpc_socket_path",
+    "",
+    "If set, also listen for gRPC on this UNIX socket path.",
+)
+flags.DEFINE_integer(
+    "rest_api_port",
+    0,
+    "Port for the HTTP/REST API; 0 disables it. Must differ " "from --port.",
+)
+flags.DEFINE_integer(
+    "rest_api_num_threads",
+    4 * _CPUS,
+    "Accepted for compatibility; REST shares the request "
+    "worker pool (--grpc_max_threads).",
+)
+flags.DEFINE_integer(
+    "rest_api_timeout_in_ms", 30000, "Timeout for HTTP/REST API calls."
+)
+flags.DEFINE_integer(
+    "grpc_max_threads",
+    4 * _CPUS,
+    "Worker threads for requests that leave the event loop "
+    "(unbatched runs, Classify/Regress, metadata).",
+)
+flags.DEFINE_bool(
+    "enable_serialization_as_tensor_content",
+    False,
+    "Send Predict output tensors as packed tensor_content.",
+)
+flags.DEFINE_bool(
+    "rest_api_enable_cors_support",
+    False,
+    "Answer CORS preflights and add Access-Control-Allow-* "
+    "headers to REST responses.",
+)
+flags.DEFINE_string(
+    "grpc_channel_arguments",
+    "",
+    "Comma-separated key=value gRPC server arguments. "
+    "Applied: grpc.max_receive_message_length, "
+    "grpc.max_concurrent_streams, grpc.max_metadata_size, "
+    "grpc.absolute_max_metadata_size; others are logged and "
+    "ignored.",
+)
+flags.DEFINE_bool(
+    "enable_grpc_healthcheck_service",
+    False,
+    "Serve grpc.health.v1.Health with ModelService and "
+    "PredictionService SERVING.",
+)
+flags.DEFINE_string(
+    "ssl_config_file",
+    "",
+    "Text-format SSLConfig: serve gRPC over TLS (mTLS with " "client_verify).",
+)
 flags.DEFINE_bool("use_alts_credentials", False, "Not supported.")
-flags.DEFINE_string("monitoring_config_file", "",
-                    "Text-format MonitoringConfig; enables Prometheus on the "
-                    "REST port.")
+flags.DEFINE_string(
+    "monitoring_config_file",
+    "",
+    "Text-format MonitoringConfig; enables Prometheus on the " "REST port.",
+)
 # What to serve.
 flags.DEFINE_string("model_name", "default", "Name of the model.")
-flags.DEFINE_string("model_base_path", "",
-                    "Path to export: the directory holding version "
-                    "subdirectories.")
-flags.DEFINE_string("model_config_file", "",
-                    "Text-format ModelServerConfig; when set, --model_name "
-                    "and --model_base_path are ignored.")
-flags.DEFINE_integer("model_config_file_poll_wait_seconds", 0,
-                     "Re-read --model_config_file at this period (0: once).")
-flags.DEFINE_bool("allow_version_labels_for_unavailable_models", False,
-                  "Allow assigning a new label to a version that is not yet "
-                  "AVAILABLE.")
-flags.DEFINE_string("platform_config_file", "",
-                    "Accepted for compatibility; has no effect.")
-flags.DEFINE_string("saved_model_tags", "serve",
-                    "Comma-separated tags of the MetaGraphDef to load.")
+flags.DEFINE_string(
+    "model_base_path",
+    "",
+    "Path to export: the directory holding version " "subdirectories.",
+)
+flags.DEFINE_string(
+    "model_config_file",
+    "",
+    "Text-format ModelServerConfig; when set, --model_name "
+    "and --model_base_path are ignored.",
+)
+flags.DEFINE_integer(
+    "model_config_file_poll_wait_seconds",
+    0,
+    "Re-read --model_config_file at this period (0: once).",
+)
+flags.DEFINE_bool(
+    "allow_version_labels_for_unavailable_models",
+    False,
+    "Allow assigning a new label to a version that is not yet " "AVAILABLE.",
+)
+flags.DEFINE_string(
+    "platform_config_file", "", "Accepted for compatibility; has no effect."
+)
+flags.DEFINE_string(
+    "saved_model_tags",
+    "serve",
+    "Comma-separated tags of the MetaGraphDef to load.",
+)
 # Lifecycle.
-flags.DEFINE_integer("file_system_poll_wait_seconds", 1,
-                     "Seconds between polls of the base paths for new "
-                     "versions; 0 polls once, a negative value never polls.")
-flags.DEFINE_integer("max_num_load_retries", 5,
-                     "Retries after a failed load.")
-flags.DEFINE_integer("load_retry_interval_micros", 60 * 1000 * 1000,
-                     "Microseconds between load retries.")
-flags.DEFINE_integer("num_load_threads", 0,
-                     "Threads for loading versions after start-up; 0 loads "
-                     "inside the manager thread.")
+flags.DEFINE_integer(
+    "file_system_poll_wait_seconds",
+    1,
+    "Seconds between polls of the base paths for new "
+    "versions; 0 polls once, a negative value never polls.",
+)
+flags.DEFINE_integer("max_num_load_retries", 5, "Retries after a failed load.")
+flags.DEFINE_integer(
+    "load_retry_interval_micros",
+    60 * 1000 * 1000,
+    "Microseconds between load retries.",
+)
+flags.DEFINE_integer(
+    "num_load_threads",
+    0,
+    "Threads for loading versions after start-up; 0 loads "
+    "inside the manager thread.",
+)
 flags.DEFINE_integer("num_unload_threads", 0, "Threads for unloading.")
-flags.DEFINE_bool("enable_model_warmup", True,
-                  "Replay assets.extra/tf_serving_warmup_requests on load.")
-flags.DEFINE_integer("num_request_iterations_for_warmup", 0,
-                     "Times each warmup record is replayed (0 means 1).")
-flags.DEFINE_enum("aspired_version_policy", "availability_preserving",
-                  ["availability_preserving", "resource_preserving"],
-                  "Beyond upstream: resource_preserving unloads the old "
-                  "version before loading the new one (never two loaded).")
-flags.DEFINE_integer("total_model_memory_limit_bytes", 0,
-                     "Beyond upstream: RAM budget for loaded models (estimate "
-                     "1.2 x version dir size); 0 = unlimited.")
+flags.DEFINE_bool(
+    "enable_model_warmup",
+    True,
+    "Replay assets.extra/tf_serving_warmup_requests on load.",
+)
+flags.DEFINE_integer(
+    "num_request_iterations_for_warmup",
+    0,
+    "Times each warmup record is replayed (0 means 1).",
+)
+flags.DEFINE_enum(
+    "aspired_version_policy",
+    "availability_preserving",
+    ["availability_preserving", "resource_preserving"],
+    "Beyond upstream: resource_preserving unloads the old "
+    "version before loading the new one (never two loaded).",
+)
+flags.DEFINE_integer(
+    "total_model_memory_limit_bytes",
+    0,
+    "Beyond upstream: RAM budget for loaded models (estimate "
+    "1.2 x version dir size); 0 = unlimited.",
+)
 # TensorFlow session.
-flags.DEFINE_integer("tensorflow_session_parallelism", 0,
-                     "Threads for both intra- and inter-op parallelism; 0 = "
-                     "auto.")
-flags.DEFINE_integer("tensorflow_intra_op_parallelism", 0,
-                     "Intra-op parallelism; 0 = auto.")
-flags.DEFINE_integer("tensorflow_inter_op_parallelism", 0,
-                     "Inter-op parallelism; 0 = auto.")
-flags.DEFINE_bool("enable_signature_method_name_check", False,
-                  "Require signature method_name to be predict, classify or "
-                  "regress to match the API; leave off for TF2 models.")
-flags.DEFINE_string("tensorflow_session_config_file", "",
-                    "Text-format tensorflow.ConfigProto for sessions; the "
-                    "parallelism flags override it.")
-flags.DEFINE_float("per_process_gpu_memory_fraction", 0.0,
-                   "Fraction of GPU memory each process may take (GPU "
-                   "builds); 0 lets TensorFlow decide.")
+flags.DEFINE_integer(
+    "tensorflow_session_parallelism",
+    0,
+    "Threads for both intra- and inter-op parallelism; 0 = " "auto.",
+)
+flags.DEFINE_integer(
+    "tensorflow_intra_op_parallelism", 0, "Intra-op parallelism; 0 = auto."
+)
+flags.DEFINE_integer(
+    "tensorflow_inter_op_parallelism", 0, "Inter-op parallelism; 0 = auto."
+)
+flags.DEFINE_bool(
+    "enable_signature_method_name_check",
+    False,
+    "Require signature method_name to be predict, classify or "
+    "regress to match the API; leave off for TF2 models.",
+)
+flags.DEFINE_string(
+    "tensorflow_session_config_file",
+    "",
+    "Text-format tensorflow.ConfigProto for sessions; the "
+    "parallelism flags override it.",
+)
+flags.DEFINE_float(
+    "per_process_gpu_memory_fraction",
+    0.0,
+    "Fraction of GPU memory each process may take (GPU "
+    "builds); 0 lets TensorFlow decide.",
+)
 # Batching.
-flags.DEFINE_bool("enable_batching", False,
-                  "Batch concurrent requests to each model on a shared pool "
-                  "of batch threads.")
-flags.DEFINE_string("batching_parameters_file", "",
-                    "Text-format BatchingParameters; needs --enable_batching.")
-flags.DEFINE_bool("enable_per_model_batching_parameters", False,
-                  "Batch only versions that ship batching_params.pbtxt, with "
-                  "those settings (the thread pool still comes from "
-                  "--batching_parameters_file).")
+flags.DEFINE_bool(
+    "enable_batching",
+    False,
+    "Batch concurrent requests to each model on a shared pool "
+    "of batch threads.",
+)
+flags.DEFINE_string(
+    "batching_parameters_file",
+    "",
+    "Text-format BatchingParameters; needs --enable_batching.",
+)
+flags.DEFINE_bool(
+    "enable_per_model_batching_parameters",
+    False,
+    "Batch only versions that ship batching_params.pbtxt, with "
+    "those settings (the thread pool still comes from "
+    "--batching_parameters_file).",
+)
 # TF Lite.
-flags.DEFINE_bool("prefer_tflite_model", False,
-                  "EXPERIMENTAL: serve <version>/model.tflite instead of the "
-                  "SavedModel when that file is present.")
-flags.DEFINE_integer("num_tflite_pools", _CPUS,
-                     "EXPERIMENTAL: TF Lite interpreter pools per model.")
-flags.DEFINE_integer("num_tflite_interpreters_per_pool", 1,
-                     "EXPERIMENTAL: TF Lite interpreters in each pool; a "
-                     "model runs at most pools x this requests at once.")
+flags.DEFINE_bool(
+    "prefer_tflite_model",
+    False,
+    "EXPERIMENTAL: serve <version>/model.tflite instead of the "
+    "SavedModel when that file is present.",
+)
+flags.DEFINE_integer(
+    "num_tflite_pools",
+    _CPUS,
+    "EXPERIMENTAL: TF Lite interpreter pools per model.",
+)
+flags.DEFINE_integer(
+    "num_tflite_interpreters_per_pool",
+    1,
+    "EXPERIMENTAL: TF Lite interpreters in each pool; a "
+    "model runs at most pools x this requests at once.",
+)
 # Upstream flags with no effect here (a warning is logged when set).
 flags.DEFINE_bool("enable_profiler", True, "No effect.")
 flags.DEFINE_bool("flush_filesystem_caches", True, "No effect.")
-flags.DEFINE_bool("remove_unused_fields_from_bundle_metagraph", True,
-                  "No effect.")
+flags.DEFINE_bool(
+    "remove_unused_fields_from_bundle_metagraph", True, "No effect."
+)
 flags.DEFINE_string("thread_pool_factory_config_file", "", "No effect.")
 flags.DEFINE_string("mixed_precision", "", "No effect.")
 flags.DEFINE_bool("xla_cpu_compilation_enabled", False, "No effect.")
@@ -150,8 +243,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
     print(f"{exc}\n\n{FLAGS.main_module_help()}", file=sys.stderr)
     sys.exit(255)
   for arg in rest[1:]:
-    print(f"unknown argument: {arg}\n{FLAGS.main_module_help()}",
-          file=sys.stderr)
+    print(
+        f"unknown argument: {arg}\n{FLAGS.main_module_help()}", file=sys.stderr
+    )
   return rest[:1]
 
 

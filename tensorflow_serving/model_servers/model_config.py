@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from google.protobuf import text_format
+
 from tensorflow_serving.config import model_server_config_pb2
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
@@ -21,8 +22,10 @@ def parse_model_server_config(path: str) -> ModelServerConfig:
   try:
     text_format.Parse(text, config)
   except text_format.ParseError as exc:
-    raise ConfigError("Error parsing text-format "
-                      f"tensorflow.serving.ModelServerConfig: {exc}") from exc
+    raise ConfigError(
+        "Error parsing text-format "
+        f"tensorflow.serving.ModelServerConfig: {exc}"
+    ) from exc
   return config
 
 
@@ -30,5 +33,6 @@ def single_model_config(name: str, base_path: str) -> ModelServerConfig:
   """The config --model_name/--model_base_path stand for."""
   config = ModelServerConfig()
   config.model_config_list.config.add(
-      name=name, base_path=base_path, model_platform=TENSORFLOW_PLATFORM)
+      name=name, base_path=base_path, model_platform=TENSORFLOW_PLATFORM
+  )
   return config

@@ -8,10 +8,10 @@ version or label counts); the other tasks must name the same model, which
 from __future__ import annotations
 
 from tensorflow_serving.apis import inference_pb2
-
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.servables.tensorflow import (
-    multi_inference as multi_inference_lib)
+    multi_inference as multi_inference_lib,
+)
 from tensorflow_serving.util import status
 
 
@@ -26,5 +26,6 @@ def multi_inference(
   response = inference_pb2.MultiInferenceResponse()
   with core.get_servable_handle(request.tasks[0].model_spec) as handle:
     multi_inference_lib.run_multi_inference(
-        handle.servable, request, response, version=handle.id.version)
+        handle.servable, request, response, version=handle.id.version
+    )
   return response

@@ -8,7 +8,7 @@ from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.util import status
 
 
-class servable_for_request:  # pylint: disable=invalid-name
+class servable_for_request:  # noqa: N801 (used like a function)
   """`with servable_for_request(core, request, response) as servable:`.
 
   Holds the servable `request.model_spec` resolves to for the block, and fills
@@ -20,8 +20,9 @@ class servable_for_request:  # pylint: disable=invalid-name
 
   __slots__ = ("_core", "_request", "_response", "_handle")
 
-  def __init__(self, core: server_core_lib.ServerCore, request: Any,
-               response: Any):
+  def __init__(
+      self, core: server_core_lib.ServerCore, request: Any, response: Any
+  ):
     self._core = core
     self._request = request
     self._response = response

@@ -47,7 +47,8 @@ class ServerOptions:
   ssl_custom_ca: str | None = None
   ssl_client_verify: bool = False
   http: http_server.HttpOptions = dataclasses.field(
-      default_factory=http_server.HttpOptions)
+      default_factory=http_server.HttpOptions
+  )
   # Re-read this ModelServerConfig file every period and apply it (0: never).
   model_config_file: str = ""
   model_config_file_poll_wait_seconds: int = 0
@@ -63,7 +64,8 @@ GRPC_CHANNEL_ARGUMENTS = {
 
 
 def grpc_server_arguments(
-    channel_arguments: tuple[tuple[str, str | int], ...]) -> dict[str, int]:
+    channel_arguments: tuple[tuple[str, str | int], ...],
+) -> dict[str, int]:
   """The grpc_h2 server settings that --grpc_channel_arguments asks for.
 
   Upstream passes these to gRPC's C++ builder; the ones that have a meaning
@@ -73,8 +75,9 @@ def grpc_server_arguments(
   for key, value in channel_arguments:
     name = GRPC_CHANNEL_ARGUMENTS.get(key)
     if name is None or not isinstance(value, int):
-      logging.warning("gRPC channel argument %s=%s has no effect here.", key,
-                      value)
+      logging.warning(
+          "gRPC channel argument %s=%s has no effect here.", key, value
+      )
       continue
     # gRPC reads a negative size limit as "unlimited".
     settings[name] = value if value >= 0 else None
@@ -89,7 +92,8 @@ class Server:
     self._options = options
     self._executor = concurrent.futures.ThreadPoolExecutor(
         max_workers=max(1, options.grpc_max_threads),
-        thread_name_prefix="request")
+        thread_name_prefix="request",
+    )
     self._runner = model_runner.ModelRunner(self._executor)
     self._grpc: grpc_h2_server.Server | None = None
     self._http: http_server.HttpServer | None = None
@@ -102,39 +106,52 @@ class Server:
     if opts.grpc_port or opts.grpc_socket_path:
       self._grpc = grpc_h2_server.Server(
           executor=self._executor,
-          **grpc_server_arguments(opts.grpc_channel_arguments))
-      grpc_services.add_services(self._grpc, self.core, self._runner,
-                                 opts.enable_serialization_as_tensor_content)
+          **grpc_server_arguments(opts.grpc_channel_arguments),
+      )
+      grpc_services.add_services(
+          self._grpc,
+          self.core,
+          self._runner,
+          opts.enable_serialization_as_tensor_content,
+      )
       if opts.enable_grpc_healthcheck_service:
         self._health = grpc_health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         for service in ("ModelService", "PredictionService"):
-          await self._health.set(service,
-                                 health_pb2.HealthCheckResponse.SERVING)
+          await self._health.set(
+              service, health_pb2.HealthCheckResponse.SERVING
+          )
       if opts.grpc_port:
         await self._add_port(f"0.0.0.0:{opts.grpc_port}")
       if opts.grpc_socket_path:
         await self._add_port(f"unix:{opts.grpc_socket_path}")
       await self._grpc.start()
       if opts.grpc_port:
-        logging.info("Running gRPC ModelServer at 0.0.0.0:%d ...",
-                     opts.grpc_port)
+        logging.info(
+            "Running gRPC ModelServer at 0.0.0.0:%d ...", opts.grpc_port
+        )
       if opts.grpc_socket_path:
-        logging.info("Running gRPC ModelServer at UNIX socket %s ...",
-                     opts.grpc_socket_path)
+        logging.info(
+            "Running gRPC ModelServer at UNIX socket %s ...",
+            opts.grpc_socket_path,
+        )
     if opts.rest_api_port:
       if opts.rest_api_port == opts.grpc_port:
-        logging.error("--rest_api_port cannot be the same as --port. "
-                      "Please use a different port for HTTP/REST API. "
-                      "Skipped setting up HTTP/REST API server.")
+        logging.error(
+            "--rest_api_port cannot be the same as --port. "
+            "Please use a different port for HTTP/REST API. "
+            "Skipped setting up HTTP/REST API server."
+        )
       else:
         handler = http_rest_api_handler.HttpRestApiHandler(self.core)
         self._http = http_server.HttpServer(
             http_server.make_app(handler, self._runner, opts.http),
-            opts.rest_api_port)
+            opts.rest_api_port,
+        )
         await self._http.start()
-        logging.info("Exporting HTTP/REST API at:localhost:%d ...",
-                     opts.rest_api_port)
+        logging.info(
+            "Exporting HTTP/REST API at:localhost:%d ...", opts.rest_api_port
+        )
 
     if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
       self._config_poller = asyncio.create_task(self._poll_model_config())
@@ -145,8 +162,11 @@ class Server:
       await self._grpc.add_insecure_port(address)
       return
     context = grpc_h2_server.ssl_server_context(
-        opts.ssl_server_cert, opts.ssl_server_key, opts.ssl_custom_ca,
-        opts.ssl_client_verify)
+        opts.ssl_server_cert,
+        opts.ssl_server_key,
+        opts.ssl_custom_ca,
+        opts.ssl_client_verify,
+    )
     await self._grpc.add_secure_port(address, context)
 
   async def _poll_model_config(self) -> None:
@@ -157,15 +177,18 @@ class Server:
       await asyncio.sleep(opts.model_config_file_poll_wait_seconds)
       try:
         config = await loop.run_in_executor(
-            None, model_config.parse_model_server_config, opts.model_config_file)
+            None, model_config.parse_model_server_config, opts.model_config_file
+        )
       except (OSError, model_config.ConfigError) as exc:
         logging.error("Failed to read ModelServerConfig file: %s", exc)
         continue
       try:
         await loop.run_in_executor(None, self.core.reload_config, config)
       except status.ServingError as exc:
-        logging.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s",
-                      exc.message)
+        logging.error(
+            "PollFilesystemAndReloadConfig failed to ReloadConfig: %s",
+            exc.message,
+        )
 
   def request_stop(self) -> None:
     self._stop.set()

@@ -9,16 +9,18 @@ TensorFlow (platforms come in as adapter factories) nor of any transport.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 import dataclasses
 import os
 import threading
-from typing import Callable, Mapping
 
 from absl import logging
-from tensorflow_serving.apis import model_pb2
-from tensorflow_serving.config import file_system_storage_path_source_pb2 as fs_pb2
-from tensorflow_serving.config import model_server_config_pb2
 
+from tensorflow_serving.apis import model_pb2
+from tensorflow_serving.config import (
+    file_system_storage_path_source_pb2 as fs_pb2,
+)
+from tensorflow_serving.config import model_server_config_pb2
 from tensorflow_serving.core import aspired_version_policy as policy_lib
 from tensorflow_serving.core import aspired_versions_manager
 from tensorflow_serving.core import availability_preserving_policy
@@ -30,9 +32,13 @@ from tensorflow_serving.core import servable_request
 from tensorflow_serving.core import servable_state
 from tensorflow_serving.core import servable_state_monitor
 from tensorflow_serving.core import source_adapter as source_adapter_lib
-from tensorflow_serving.resources import resource_tracker as resource_tracker_lib
+from tensorflow_serving.resources import (
+    resource_tracker as resource_tracker_lib,
+)
 from tensorflow_serving.resources import resources
-from tensorflow_serving.sources.storage_path import file_system_storage_path_source as fs_source
+from tensorflow_serving.sources.storage_path import (
+    file_system_storage_path_source as fs_source,
+)
 from tensorflow_serving.util import status
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
@@ -48,12 +54,13 @@ class ServerCoreOptions:
 
   model_server_config: ModelServerConfig
   # Platform name -> factory of the adapter turning a version path into a Loader.
-  platform_adapters: Mapping[str, Callable[[],
-                                           source_adapter_lib.SourceAdapter]]
+  platform_adapters: Mapping[
+      str, Callable[[], source_adapter_lib.SourceAdapter]
+  ]
   file_system_poll_wait_seconds: int = 30
   aspired_version_policy: policy_lib.AspiredVersionPolicy = dataclasses.field(
-      default_factory=availability_preserving_policy
-      .AvailabilityPreservingPolicy)
+      default_factory=availability_preserving_policy.AvailabilityPreservingPolicy
+  )
   manage_state_interval_s: float = 0.1
   num_load_threads: int = 0
   num_unload_threads: int = 0
@@ -83,7 +90,8 @@ class ServerCore:
     budget = None
     if options.total_model_memory_limit_bytes is not None:
       budget = resources.ResourceAllocation(
-          {resources.RAM_BYTES: options.total_model_memory_limit_bytes})
+          {resources.RAM_BYTES: options.total_model_memory_limit_bytes}
+      )
     self.manager = aspired_versions_manager.AspiredVersionsManager(
         policy=options.aspired_version_policy,
         manage_state_interval_s=options.manage_state_interval_s,
@@ -92,12 +100,14 @@ class ServerCore:
         max_num_load_retries=options.max_num_load_retries,
         load_retry_interval_s=options.load_retry_interval_s,
         resource_tracker=resource_tracker_lib.ResourceTracker(budget),
-        event_bus=self.event_bus)
+        event_bus=self.event_bus,
+    )
     self._adapters: dict[str, source_adapter_lib.SourceAdapter] = {}
     for platform, factory in options.platform_adapters.items():
       adapter = factory()
       adapter.set_aspired_versions_callback(
-          self.manager.get_aspired_versions_callback())
+          self.manager.get_aspired_versions_callback()
+      )
       self._adapters[platform] = adapter
     self._source: fs_source.FileSystemStoragePathSource | None = None
     self.manager.start()
@@ -105,7 +115,7 @@ class ServerCore:
   # --- Config ---------------------------------------------------------------
 
   @classmethod
-  def create(cls, options: ServerCoreOptions) -> "ServerCore":
+  def create(cls, options: ServerCoreOptions) -> ServerCore:
     """Builds the core and blocks until every configured model is loaded.
 
     Raises the ServingError upstream's ServerCore::Create would return when a
@@ -138,12 +148,14 @@ class ServerCore:
         return
       if kind != "model_config_list":
         raise status.unimplemented(
-            "ModelServerConfig.custom_model_config is not supported")
+            "ModelServerConfig.custom_model_config is not supported"
+        )
       old_kind = self._config.WhichOneof("config")
       if old_kind not in (None, "model_config_list"):
         raise status.failed_precondition(
             "Cannot transition to requested config. It is only legal to "
-            "transition from one ModelConfigList to another.")
+            "transition from one ModelConfigList to another."
+        )
       models = list(new_config.model_config_list.config)
       platforms = self._validate(models)
       old_names = set(self._platform_of)
@@ -160,30 +172,36 @@ class ServerCore:
     for m in models:
       if m.name in platforms:
         raise status.invalid_argument(
-            f"Illegal to list model {m.name} multiple times in config list")
+            f"Illegal to list model {m.name} multiple times in config list"
+        )
       if not _is_absolute_or_uri(m.base_path):
         raise status.invalid_argument(
             f"Expected model {m.name} to have an absolute path or URI; got "
-            f"base_path()={m.base_path}")
+            f"base_path()={m.base_path}"
+        )
       platform = m.model_platform
       if m.model_type != model_server_config_pb2.MODEL_TYPE_UNSPECIFIED:
         if platform:
           raise status.invalid_argument(
               "Illegal setting both ModelServerConfig::model_type (deprecated)"
-              f" and ModelServerConfig::model_platform, model name is {m.name}")
+              f" and ModelServerConfig::model_platform, model name is {m.name}"
+          )
         platform = TENSORFLOW_PLATFORM
       if not platform:
         raise status.invalid_argument(
             "Illegal setting neither ModelServerConfig::model_type (deprecated)"
-            f" nor ModelServerConfig::model_platform, model name is {m.name}")
+            f" nor ModelServerConfig::model_platform, model name is {m.name}"
+        )
       if platform not in self._adapters:
         raise status.invalid_argument(
-            f"Model {m.name} requests unsupported platform {platform}")
+            f"Model {m.name} requests unsupported platform {platform}"
+        )
       old = self._platform_of.get(m.name)
       if old is not None and old != platform:
         raise status.invalid_argument(
             f"Illegal to change a model's platform. For model {m.name} "
-            f"platform was {old} and new platform requested is {platform}")
+            f"platform was {old} and new platform requested is {platform}"
+        )
       platforms[m.name] = platform
     return platforms
 
@@ -195,20 +213,24 @@ class ServerCore:
         continue
       if not self._options.allow_version_labels:
         raise status.failed_precondition(
-            "Model version labels are not currently allowed by the server.")
+            "Model version labels are not currently allowed by the server."
+        )
       for label, version in m.version_labels.items():
         unchanged = old_labels.get(m.name, {}).get(label) == version
         is_new = label not in old_labels.get(m.name, {})
         may_skip_check = (
-            self._options.allow_version_labels_for_unavailable_models and
-            (is_new or unchanged))
+            self._options.allow_version_labels_for_unavailable_models
+            and (is_new or unchanged)
+        )
         if not may_skip_check:
           state = self.monitor.get_state(
-              servable_id_lib.ServableId(m.name, version))
+              servable_id_lib.ServableId(m.name, version)
+          )
           if state is None or state.manager_state != ManagerState.AVAILABLE:
             raise status.failed_precondition(
                 f"Request to assign label to version {version} of model "
-                f"{m.name}, which is not currently available for inference")
+                f"{m.name}, which is not currently available for inference"
+            )
       new_labels[m.name] = dict(m.version_labels)
     self._labels = new_labels
 
@@ -216,10 +238,13 @@ class ServerCore:
     source_config = fs_pb2.FileSystemStoragePathSourceConfig(
         file_system_poll_wait_seconds=self._options.file_system_poll_wait_seconds,
         servable_versions_always_present=(
-            self._options.servable_versions_always_present))
+            self._options.servable_versions_always_present
+        ),
+    )
     for m in models:
       servable = source_config.servables.add(
-          servable_name=m.name, base_path=m.base_path)
+          servable_name=m.name, base_path=m.base_path
+      )
       if m.HasField("model_version_policy"):
         servable.servable_version_policy.CopyFrom(m.model_version_policy)
       else:
@@ -243,22 +268,26 @@ class ServerCore:
       return
     error = status.invalid_argument(f"No platform found for model {name}")
     self.manager.get_aspired_versions_callback()(
-        name, [servable_data_lib.ServableData.failed(v.id, error)
-               for v in versions])
+        name,
+        [servable_data_lib.ServableData.failed(v.id, error) for v in versions],
+    )
 
   def _wait_until_available(self, models) -> None:
     requests = []
     for m in models:
       policy = m.model_version_policy
       if policy.WhichOneof("policy_choice") == "specific":
-        requests += [ServableRequest.specific(m.name, v)
-                     for v in policy.specific.versions]
+        requests += [
+            ServableRequest.specific(m.name, v)
+            for v in policy.specific.versions
+        ]
       else:
         requests.append(ServableRequest.latest(m.name))
     if not requests:
       return
     ok, states = self.monitor.wait_until_servables_reach_state(
-        requests, ManagerState.AVAILABLE, None)
+        requests, ManagerState.AVAILABLE, None
+    )
     if ok:
       return
     failed = []
@@ -268,12 +297,16 @@ class ServerCore:
       full = self.monitor.get_state(sid)
       reason = full.health.message if full and full.health else "unknown"
       failed.append(f"{{{sid} due to error: {reason}}}, ")
-    raise status.unknown(f"{len(failed)} model(s) did not become available: "
-                         f"{{{''.join(failed)}}}")
+    raise status.unknown(
+        f"{len(failed)} model(s) did not become available: "
+        f"{{{''.join(failed)}}}"
+    )
 
   # --- Requests -------------------------------------------------------------
 
-  def servable_request(self, model_spec: model_pb2.ModelSpec) -> ServableRequest:
+  def servable_request(
+      self, model_spec: model_pb2.ModelSpec
+  ) -> ServableRequest:
     """Resolves a ModelSpec (version, label or latest) to a ServableRequest."""
     name = model_spec.name
     if not name:
@@ -283,7 +316,8 @@ class ServerCore:
       return ServableRequest.specific(name, model_spec.version.value)
     if choice == "version_label":
       return ServableRequest.specific(
-          name, self.version_for_label(name, model_spec.version_label))
+          name, self.version_for_label(name, model_spec.version_label)
+      )
     return ServableRequest.latest(name)
 
   def version_for_label(self, name: str, label: str) -> int:
@@ -293,11 +327,13 @@ class ServerCore:
     version = labels.get(name, {}).get(label)
     if version is None:
       raise status.invalid_argument(
-          f"Unrecognized servable version label: {label}")
+          f"Unrecognized servable version label: {label}"
+      )
     return version
 
   def get_servable_handle(
-      self, model_spec: model_pb2.ModelSpec) -> servable_handle.ServableHandle:
+      self, model_spec: model_pb2.ModelSpec
+  ) -> servable_handle.ServableHandle:
     return self.manager.get_servable_handle(self.servable_request(model_spec))
 
   # --- Shutdown -------------------------------------------------------------

@@ -29,6 +29,7 @@ from tensorflow_serving.util import config_protos
 from tensorflow_serving.util import metrics
 from tensorflow_serving.util import status
 
+
 class FlagError(Exception):
   """A flag combination upstream rejects at start-up."""
 
@@ -39,51 +40,66 @@ def session_config_from_flags(flags) -> config_pb2.ConfigProto:
   if flags.tensorflow_session_config_file:
     try:
       config = config_protos.parse_text_file(
-          flags.tensorflow_session_config_file, config_pb2.ConfigProto)
+          flags.tensorflow_session_config_file, config_pb2.ConfigProto
+      )
     except (OSError, text_format.ParseError) as exc:
-      raise FlagError("Error parsing text-format tensorflow.ConfigProto: "
-                      f"{exc}") from exc
+      raise FlagError(
+          "Error parsing text-format tensorflow.ConfigProto: " f"{exc}"
+      ) from exc
   if flags.per_process_gpu_memory_fraction:
     config.gpu_options.per_process_gpu_memory_fraction = (
-        flags.per_process_gpu_memory_fraction)
+        flags.per_process_gpu_memory_fraction
+    )
   if flags.tensorflow_session_parallelism:
-    if (flags.tensorflow_intra_op_parallelism or
-        flags.tensorflow_inter_op_parallelism):
+    if (
+        flags.tensorflow_intra_op_parallelism
+        or flags.tensorflow_inter_op_parallelism
+    ):
       raise FlagError(
           "Either configure tensorflow_session_parallelism or "
           "(tensorflow_intra_op_parallelism, tensorflow_inter_op_parallelism)"
-          ". Both cannot be set.")
+          ". Both cannot be set."
+      )
     config.intra_op_parallelism_threads = flags.tensorflow_session_parallelism
     config.inter_op_parallelism_threads = flags.tensorflow_session_parallelism
   else:
     if flags.tensorflow_intra_op_parallelism:
       config.intra_op_parallelism_threads = (
-          flags.tensorflow_intra_op_parallelism)
+          flags.tensorflow_intra_op_parallelism
+      )
     if flags.tensorflow_inter_op_parallelism:
       config.inter_op_parallelism_threads = (
-          flags.tensorflow_inter_op_parallelism)
+          flags.tensorflow_inter_op_parallelism
+      )
   return config
 
 
-def from_flags(flags) -> tuple[server_core_lib.ServerCoreOptions,
-                               server_lib.ServerOptions]:
+def from_flags(
+    flags,
+) -> tuple[server_core_lib.ServerCoreOptions, server_lib.ServerOptions]:
   if not flags.port and not flags.grpc_socket_path:
-    raise FlagError("At least one of server_options.grpc_port or "
-                    "server_options.grpc_socket_path must be set.")
+    raise FlagError(
+        "At least one of server_options.grpc_port or "
+        "server_options.grpc_socket_path must be set."
+    )
   if flags.model_config_file:
     try:
       config = model_config.parse_model_server_config(flags.model_config_file)
     except (OSError, model_config.ConfigError) as exc:
       raise FlagError(str(exc)) from exc
   elif flags.model_base_path:
-    config = model_config.single_model_config(flags.model_name,
-                                              flags.model_base_path)
+    config = model_config.single_model_config(
+        flags.model_name, flags.model_base_path
+    )
   else:
-    raise FlagError("Both server_options.model_base_path and "
-                    "server_options.model_config_file are empty!")
+    raise FlagError(
+        "Both server_options.model_base_path and "
+        "server_options.model_config_file are empty!"
+    )
 
   example_input.set_signature_method_name_check(
-      flags.enable_signature_method_name_check)
+      flags.enable_signature_method_name_check
+  )
   placement = device.select_placement(version.prefers_gpu())
   batching = batching_config_from_flags(flags)
   tf_config = saved_model_loader.SavedModelConfig(
@@ -92,11 +108,13 @@ def from_flags(flags) -> tuple[server_core_lib.ServerCoreOptions,
       placement=placement,
       enable_model_warmup=flags.enable_model_warmup,
       num_request_iterations_for_warmup=max(
-          1, flags.num_request_iterations_for_warmup),
+          1, flags.num_request_iterations_for_warmup
+      ),
       prefer_tflite_model=flags.prefer_tflite_model,
       num_tflite_pools=flags.num_tflite_pools,
       num_tflite_interpreters_per_pool=flags.num_tflite_interpreters_per_pool,
-      batching=batching)
+      batching=batching,
+  )
   if flags.aspired_version_policy == "resource_preserving":
     policy = resource_preserving_policy.ResourcePreservingPolicy()
   else:
@@ -106,7 +124,8 @@ def from_flags(flags) -> tuple[server_core_lib.ServerCoreOptions,
       model_server_config=config,
       platform_adapters={
           server_core_lib.TENSORFLOW_PLATFORM: functools.partial(
-              saved_model_loader.SavedModelBundleSourceAdapter, tf_config)
+              saved_model_loader.SavedModelBundleSourceAdapter, tf_config
+          )
       },
       file_system_poll_wait_seconds=flags.file_system_poll_wait_seconds,
       aspired_version_policy=policy,
@@ -115,9 +134,11 @@ def from_flags(flags) -> tuple[server_core_lib.ServerCoreOptions,
       max_num_load_retries=flags.max_num_load_retries,
       load_retry_interval_s=retry_interval_s,
       total_model_memory_limit_bytes=(
-          flags.total_model_memory_limit_bytes or None),
+          flags.total_model_memory_limit_bytes or None
+      ),
       allow_version_labels_for_unavailable_models=(
-          flags.allow_version_labels_for_unavailable_models),
+          flags.allow_version_labels_for_unavailable_models
+      ),
   )
   server_options = server_lib.ServerOptions(
       grpc_port=flags.port,
@@ -125,40 +146,51 @@ def from_flags(flags) -> tuple[server_core_lib.ServerCoreOptions,
       rest_api_port=flags.rest_api_port,
       grpc_max_threads=flags.grpc_max_threads,
       enable_serialization_as_tensor_content=(
-          flags.enable_serialization_as_tensor_content),
+          flags.enable_serialization_as_tensor_content
+      ),
       grpc_channel_arguments=parse_grpc_channel_arguments(
-          flags.grpc_channel_arguments),
+          flags.grpc_channel_arguments
+      ),
       enable_grpc_healthcheck_service=flags.enable_grpc_healthcheck_service,
       http=http_server.HttpOptions(
-          timeout_s=(flags.rest_api_timeout_in_ms / 1000.0
-                     if flags.rest_api_timeout_in_ms > 0 else None),
+          timeout_s=(
+              flags.rest_api_timeout_in_ms / 1000.0
+              if flags.rest_api_timeout_in_ms > 0
+              else None
+          ),
           enable_cors=flags.rest_api_enable_cors_support,
-          prometheus_path=prometheus_path(flags.monitoring_config_file)),
+          prometheus_path=prometheus_path(flags.monitoring_config_file),
+      ),
       model_config_file=flags.model_config_file,
       model_config_file_poll_wait_seconds=(
-          flags.model_config_file_poll_wait_seconds),
+          flags.model_config_file_poll_wait_seconds
+      ),
   )
   _apply_ssl_config(flags, server_options)
   _warn_no_op_flags(flags)
   return core_options, server_options
 
 
-def batching_config_from_flags(
-    flags) -> batching_session.BatchingConfig | None:
+def batching_config_from_flags(flags) -> batching_session.BatchingConfig | None:
   """The shared batch scheduler and queue options, if batching is on."""
   if flags.batching_parameters_file and not flags.enable_batching:
-    raise FlagError("server_options.batching_parameters_file is set without "
-                    "setting server_options.enable_batching to true.")
+    raise FlagError(
+        "server_options.batching_parameters_file is set without "
+        "setting server_options.enable_batching to true."
+    )
   if not flags.enable_batching:
     return None
   params = config_protos.BatchingParameters()
   if flags.batching_parameters_file:
     try:
-      params = config_protos.parse_text_file(flags.batching_parameters_file,
-                                             config_protos.BatchingParameters)
+      params = config_protos.parse_text_file(
+          flags.batching_parameters_file, config_protos.BatchingParameters
+      )
     except (OSError, text_format.ParseError) as exc:
-      raise FlagError("Error parsing text-format "
-                      f"tensorflow.serving.BatchingParameters: {exc}") from exc
+      raise FlagError(
+          "Error parsing text-format "
+          f"tensorflow.serving.BatchingParameters: {exc}"
+      ) from exc
   else:
     params.thread_pool_name.value = batching_options.DEFAULT_THREAD_POOL_NAME
   try:
@@ -167,22 +199,30 @@ def batching_config_from_flags(
     raise FlagError(exc.message) from exc
   return batching_session.BatchingConfig(
       scheduler=shared_batch_scheduler.SharedBatchScheduler.from_options(
-          options),
+          options
+      ),
       options=options,
       enable_per_model_batching_parameters=(
-          flags.enable_per_model_batching_parameters),
+          flags.enable_per_model_batching_parameters
+      ),
       metrics=prometheus_metrics.PrometheusBatchingMetrics(
-          options.thread_pool_name))
+          options.thread_pool_name
+      ),
+  )
 
 
-def parse_grpc_channel_arguments(text: str) -> tuple[tuple[str, str | int], ...]:
+def parse_grpc_channel_arguments(
+    text: str,
+) -> tuple[tuple[str, str | int], ...]:
   """`k=v,k2=v2` -> gRPC server options; values that parse as int are ints."""
   args = []
   for item in filter(None, (part.strip() for part in text.split(","))):
     key, sep, value = item.partition("=")
     if not sep or not key:
-      raise FlagError(f"Invalid --grpc_channel_arguments entry: {item!r} "
-                      "(expected key=value)")
+      raise FlagError(
+          f"Invalid --grpc_channel_arguments entry: {item!r} "
+          "(expected key=value)"
+      )
     try:
       args.append((key, int(value)))
     except ValueError:
@@ -195,11 +235,14 @@ def prometheus_path(monitoring_config_file: str) -> str | None:
   if not monitoring_config_file:
     return None
   try:
-    config = config_protos.parse_text_file(monitoring_config_file,
-                                           config_protos.MonitoringConfig)
+    config = config_protos.parse_text_file(
+        monitoring_config_file, config_protos.MonitoringConfig
+    )
   except (OSError, text_format.ParseError) as exc:
-    raise FlagError("Error parsing text-format "
-                    f"tensorflow.serving.MonitoringConfig: {exc}") from exc
+    raise FlagError(
+        "Error parsing text-format "
+        f"tensorflow.serving.MonitoringConfig: {exc}"
+    ) from exc
   if not config.prometheus_config.enable:
     return None
   return config.prometheus_config.path or metrics.DEFAULT_PATH
@@ -207,18 +250,22 @@ def prometheus_path(monitoring_config_file: str) -> str | None:
 
 def _apply_ssl_config(flags, options: server_lib.ServerOptions) -> None:
   if flags.use_alts_credentials and flags.ssl_config_file:
-    raise FlagError("Either use_alts_credentials must be false or "
-                    "ssl_config_file must be empty.")
+    raise FlagError(
+        "Either use_alts_credentials must be false or "
+        "ssl_config_file must be empty."
+    )
   if flags.use_alts_credentials:
     raise FlagError("--use_alts_credentials is not supported by this server")
   if not flags.ssl_config_file:
     return
   try:
-    ssl = config_protos.parse_text_file(flags.ssl_config_file,
-                                        config_protos.SSLConfig)
+    ssl = config_protos.parse_text_file(
+        flags.ssl_config_file, config_protos.SSLConfig
+    )
   except (OSError, text_format.ParseError) as exc:
-    raise FlagError("Error parsing text-format tensorflow.serving.SSLConfig: "
-                    f"{exc}") from exc
+    raise FlagError(
+        "Error parsing text-format tensorflow.serving.SSLConfig: " f"{exc}"
+    ) from exc
   options.ssl_server_key = ssl.server_key
   options.ssl_server_cert = ssl.server_cert
   options.ssl_custom_ca = ssl.custom_ca or None
@@ -226,11 +273,17 @@ def _apply_ssl_config(flags, options: server_lib.ServerOptions) -> None:
 
 
 # Upstream flags with no effect here: accepted so command lines keep working.
-NO_OP_FLAGS = ("enable_profiler", "flush_filesystem_caches",
-               "remove_unused_fields_from_bundle_metagraph",
-               "thread_pool_factory_config_file", "mixed_precision",
-               "xla_cpu_compilation_enabled", "xla_gpu_compilation_enabled",
-               "skip_initialize_tpu", "platform_config_file")
+NO_OP_FLAGS = (
+    "enable_profiler",
+    "flush_filesystem_caches",
+    "remove_unused_fields_from_bundle_metagraph",
+    "thread_pool_factory_config_file",
+    "mixed_precision",
+    "xla_cpu_compilation_enabled",
+    "xla_gpu_compilation_enabled",
+    "skip_initialize_tpu",
+    "platform_config_file",
+)
 
 
 def _warn_no_op_flags(flags) -> None:
@@ -239,8 +292,10 @@ def _warn_no_op_flags(flags) -> None:
       logging.warning("--%s has no effect in this server.", name)
 
 
-def run(core_options: server_core_lib.ServerCoreOptions,
-        server_options: server_lib.ServerOptions) -> int:
+def run(
+    core_options: server_core_lib.ServerCoreOptions,
+    server_options: server_lib.ServerOptions,
+) -> int:
   """Loads every model, then serves until SIGINT/SIGTERM. Returns exit code."""
   # What is imported by now (TensorFlow alone is ~300k objects) lives as long
   # as the process. Freezing it stops every full collection, such as the one

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 import threading
-from typing import Hashable
 
 from tensorflow_serving.resources.resources import ResourceAllocation
 
@@ -38,8 +38,9 @@ class ResourceTracker:
     with self._lock:
       return self._reservations.get(servable_id)
 
-  def reserve_if_possible(self, servable_id: Hashable,
-                          allocation: ResourceAllocation) -> bool:
+  def reserve_if_possible(
+      self, servable_id: Hashable, allocation: ResourceAllocation
+  ) -> bool:
     """Reserves `allocation` for `servable_id` if it fits in what is left.
 
     A second reservation for the same id replaces the first (the check counts

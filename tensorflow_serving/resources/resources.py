@@ -7,7 +7,7 @@ enough and keeps the admission arithmetic obvious.
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 # The resource kind the TensorFlow loader estimates and the
 # `total_model_memory_limit_bytes` budget limits.
@@ -24,17 +24,22 @@ class ResourceAllocation(Mapping[str, int]):
 
   __slots__ = ("_quantities",)
 
-  def __init__(self, quantities: Mapping[str, int] | None = None, /,
-               **kinds: int):
+  def __init__(
+      self, quantities: Mapping[str, int] | None = None, /, **kinds: int
+  ):
     merged = dict(quantities or {})
     merged.update(kinds)
     for kind, quantity in merged.items():
       if not isinstance(kind, str):
         raise TypeError(f"resource kind must be a str, got {kind!r}")
-      if (isinstance(quantity, bool) or not isinstance(quantity, int) or
-          quantity < 0):
+      if (
+          isinstance(quantity, bool)
+          or not isinstance(quantity, int)
+          or quantity < 0
+      ):
         raise ValueError(
-            f"resource {kind!r} needs a non-negative int, got {quantity!r}")
+            f"resource {kind!r} needs a non-negative int, got {quantity!r}"
+        )
     self._quantities = merged
 
   def __getitem__(self, kind: str) -> int:
@@ -74,15 +79,19 @@ class ResourceAllocation(Mapping[str, int]):
     for kind, quantity in other.items():
       left = rest.get(kind, 0) - quantity
       if left < 0:
-        raise ValueError(f"cannot subtract {other!r} from {self!r}: "
-                         f"{kind!r} would become {left}")
+        raise ValueError(
+            f"cannot subtract {other!r} from {self!r}: "
+            f"{kind!r} would become {left}"
+        )
       rest[kind] = left
     return ResourceAllocation(rest)
 
   def fits_within(self, budget: Mapping[str, int]) -> bool:
     """Whether every quantity here is at most the budget's (absent = 0)."""
-    return all(quantity <= budget.get(kind, 0)
-               for kind, quantity in self._quantities.items())
+    return all(
+        quantity <= budget.get(kind, 0)
+        for kind, quantity in self._quantities.items()
+    )
 
   __add__ = add
   __sub__ = subtract

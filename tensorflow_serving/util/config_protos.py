@@ -23,8 +23,14 @@ _FILE_NAME = "tf_serving_py/server_config_files.proto"
 _PACKAGE = "tensorflow.serving"
 
 
-def _field(message, name: str, number: int, ftype: int, type_name: str = "",
-           repeated: bool = False) -> None:
+def _field(
+    message,
+    name: str,
+    number: int,
+    ftype: int,
+    type_name: str = "",
+    repeated: bool = False,
+) -> None:
   field = message.field.add(name=name, number=number, type=ftype)
   field.label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
   if type_name:
@@ -33,15 +39,23 @@ def _field(message, name: str, number: int, ftype: int, type_name: str = "",
 
 def _build_file() -> descriptor_pb2.FileDescriptorProto:
   f = descriptor_pb2.FileDescriptorProto(
-      name=_FILE_NAME, package=_PACKAGE, syntax="proto3",
-      dependency=["google/protobuf/wrappers.proto"])
+      name=_FILE_NAME,
+      package=_PACKAGE,
+      syntax="proto3",
+      dependency=["google/protobuf/wrappers.proto"],
+  )
 
   prometheus = f.message_type.add(name="PrometheusConfig")
   _field(prometheus, "enable", 1, _F.TYPE_BOOL)
   _field(prometheus, "path", 2, _F.TYPE_STRING)
   monitoring = f.message_type.add(name="MonitoringConfig")
-  _field(monitoring, "prometheus_config", 1, _F.TYPE_MESSAGE,
-         f".{_PACKAGE}.PrometheusConfig")
+  _field(
+      monitoring,
+      "prometheus_config",
+      1,
+      _F.TYPE_MESSAGE,
+      f".{_PACKAGE}.PrometheusConfig",
+  )
 
   ssl = f.message_type.add(name="SSLConfig")
   _field(ssl, "server_key", 1, _F.TYPE_STRING)
@@ -55,12 +69,22 @@ def _build_file() -> descriptor_pb2.FileDescriptorProto:
   _field(batching, "batch_timeout_micros", 2, _F.TYPE_MESSAGE, int64_value)
   _field(batching, "max_enqueued_batches", 3, _F.TYPE_MESSAGE, int64_value)
   _field(batching, "num_batch_threads", 4, _F.TYPE_MESSAGE, int64_value)
-  _field(batching, "thread_pool_name", 5, _F.TYPE_MESSAGE,
-         ".google.protobuf.StringValue")
+  _field(
+      batching,
+      "thread_pool_name",
+      5,
+      _F.TYPE_MESSAGE,
+      ".google.protobuf.StringValue",
+  )
   _field(batching, "allowed_batch_sizes", 6, _F.TYPE_INT64, repeated=True)
   _field(batching, "pad_variable_length_inputs", 7, _F.TYPE_BOOL)
-  _field(batching, "enable_large_batch_splitting", 8, _F.TYPE_MESSAGE,
-         ".google.protobuf.BoolValue")
+  _field(
+      batching,
+      "enable_large_batch_splitting",
+      8,
+      _F.TYPE_MESSAGE,
+      ".google.protobuf.BoolValue",
+  )
   _field(batching, "max_execution_batch_size", 9, _F.TYPE_MESSAGE, int64_value)
   return f
 
@@ -75,8 +99,10 @@ def _register():
     file_desc = pool.Add(_build_file())
     if not hasattr(file_desc, "message_types_by_name"):
       file_desc = pool.FindFileByName(_FILE_NAME)
-  return {name: message_factory.GetMessageClass(desc)
-          for name, desc in file_desc.message_types_by_name.items()}
+  return {
+      name: message_factory.GetMessageClass(desc)
+      for name, desc in file_desc.message_types_by_name.items()
+  }
 
 
 _CLASSES = _register()

@@ -32,14 +32,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Mapping, Sequence
 import dataclasses
 import functools
 import itertools
 import json
 import math
 import threading
-from typing import (Any, Callable, Literal, Mapping, NamedTuple, Protocol,
-                    Sequence)
+from typing import (
+    Any,
+    Literal,
+    NamedTuple,
+    Protocol,
+)
 
 import numpy as np
 import orjson
@@ -50,6 +55,7 @@ from tensorflow_serving.util.status import ServingError
 
 try:  # ml_dtypes ships with TensorFlow.
   import ml_dtypes  # pylint: disable=g-import-not-at-top
+
   _BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 except ImportError:  # pragma: no cover
   _BFLOAT16 = None
@@ -174,8 +180,15 @@ def _build_targets() -> dict[int, _Target]:
 _TARGETS = _build_targets()
 _TARGET_BY_DTYPE = {t.dtype: t for t in _TARGETS.values()}
 _UNSUPPORTED_NAMES = {
-    0: "invalid", 8: "complex64", 11: "qint8", 12: "quint8", 13: "qint32",
-    15: "qint16", 16: "quint16", 18: "complex128", 20: "resource",
+    0: "invalid",
+    8: "complex64",
+    11: "qint8",
+    12: "quint8",
+    13: "qint32",
+    15: "qint16",
+    16: "quint16",
+    18: "complex128",
+    20: "resource",
     21: "variant",
 }
 
@@ -256,15 +269,19 @@ def _status_str(error: ServingError) -> str:
 
 
 def _is_b64_object(value: Any) -> bool:
-  return (isinstance(value, dict) and len(value) == 1 and
-          isinstance(value.get(_B64_KEY), str))
+  return (
+      isinstance(value, dict)
+      and len(value) == 1
+      and isinstance(value.get(_B64_KEY), str)
+  )
 
 
 def _b64_decode(value: dict[str, Any]) -> bytes:
   if not _is_b64_object(value):
     raise status.invalid_argument(
         f"JSON Value: {_json_str(value)} not formatted correctly for base64 "
-        "data")
+        "data"
+    )
   text = value[_B64_KEY]
   # absl::Base64Unescape: standard alphabet, padding optional.
   if len(text) % 4:
@@ -295,10 +312,12 @@ def decode_json_body(body: bytes | str) -> JsonDocument:
       if not body.strip():
         raise status.invalid_argument(
             "JSON Parse error: The document is empty. at offset: "
-            f"{len(body)}") from None
+            f"{len(body)}"
+        ) from None
       raise status.invalid_argument(
           f"JSON Parse error: {orjson_error.msg} at offset: "
-          f"{orjson_error.pos}") from None
+          f"{orjson_error.pos}"
+      ) from None
   if not isinstance(doc, dict):
     raise status.invalid_argument(f"JSON Value: {_json_str(doc)} Is not object")
   return JsonDocument(doc, body)
@@ -312,14 +331,17 @@ def get_signature_name(doc: Mapping[str, Any]) -> str:
   if not isinstance(name, str):
     raise status.invalid_argument(
         f"JSON Value: {_json_str(doc)} not formatted correctly. "
-        "'signature_name' key must be a string value.")
+        "'signature_name' key must be a string value."
+    )
   return name
 
 
 def parse_predict_request(
     body: bytes | str,
-    input_specs: Mapping[str, TensorSpecLike] |
-    Callable[[str], Mapping[str, TensorSpecLike]],
+    input_specs: (
+        Mapping[str, TensorSpecLike]
+        | Callable[[str], Mapping[str, TensorSpecLike]]
+    ),
 ) -> PredictJsonRequest:
   """Parses a predict body in one go.
 
@@ -347,7 +369,8 @@ def parse_predict_inputs(
     signature_name = get_signature_name(doc)
     raise status.invalid_argument(
         "Failed to get input map for signature: "
-        f"{signature_name or 'DEFAULT'}")
+        f"{signature_name or 'DEFAULT'}"
+    )
   targets = {name: _target(spec) for name, spec in input_specs.items()}
 
   def may_contain_bools() -> bool:
@@ -357,16 +380,19 @@ def parse_predict_inputs(
   if has_instances and "inputs" in doc:
     raise status.invalid_argument(
         f"JSON Value: {_json_str(doc)} Not formatted correctly expecting only "
-        "one of 'inputs' or 'instances' keys to exist ")
+        "one of 'inputs' or 'instances' keys to exist "
+    )
   if has_instances:
     instances = doc["instances"]
     if not isinstance(instances, list):
       raise status.invalid_argument(
           f"JSON Value: {_json_str(doc)} Excepting 'instances' to be an "
-          "list/array")
+          "list/array"
+      )
     if not instances:
       raise status.invalid_argument(
-          f"JSON Value: {_json_str(doc)} No values in 'instances' array")
+          f"JSON Value: {_json_str(doc)} No values in 'instances' array"
+      )
     tensors = _parse_rows(instances, targets, may_contain_bools)
     request_format = ROW
   elif "inputs" in doc:
@@ -382,9 +408,12 @@ def parse_predict_inputs(
 
 # -- Fast path for the common predict body -------------------------------------
 
-_SIMPLE_KEYS = (frozenset(("instances",)), frozenset(("inputs",)),
-                frozenset(("signature_name", "instances")),
-                frozenset(("signature_name", "inputs")))
+_SIMPLE_KEYS = (
+    frozenset(("instances",)),
+    frozenset(("inputs",)),
+    frozenset(("signature_name", "instances")),
+    frozenset(("signature_name", "inputs")),
+)
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _parsers = threading.local()
 
@@ -458,8 +487,9 @@ def _simple_predict(parser: Any, body: bytes) -> SimplePredict | None:
   # brackets remain once as_buffer succeeded, so counting them rules nesting
   # out (the only string, signature_name, may hold brackets of its own).
   brackets = 1 + shape[0] if len(shape) == 2 else 1
-  if (values.size != math.prod(shape) or
-      body.count(b"[") != brackets + signature_name.count("[")):
+  if values.size != math.prod(shape) or body.count(
+      b"["
+  ) != brackets + signature_name.count("["):
     return None
   # Integers past float32's exact range keep the general path's checks.
   if not np.abs(values).max() <= _TARGETS[1].high:
@@ -473,30 +503,34 @@ def simple_predict_inputs(
   """The inputs for a one-input float signature, else None (general path)."""
   if len(input_specs) != 1:
     return None
-  (name, spec), = input_specs.items()
+  ((name, spec),) = input_specs.items()
   target = _target(spec)
   if target.dtype not in _FAST_DTYPES:
     return None
   return {name: simple.values.astype(target.dtype)}
 
 
-def _check_shape(name: str, shape: tuple[int, ...],
-                 expected: Sequence[int] | None) -> None:
+def _check_shape(
+    name: str, shape: tuple[int, ...], expected: Sequence[int] | None
+) -> None:
   if expected is None:
     return
   expected = list(expected)
   if len(shape) != len(expected) or any(
-      e >= 0 and e != d for d, e in zip(shape, expected)):
+      e >= 0 and e != d for d, e in zip(shape, expected)
+  ):
     raise status.invalid_argument(
         f"Input: {name} has shape {_shape_str(shape)} but the signature "
-        f"expects {_shape_str(expected)} (-1: any size)")
+        f"expects {_shape_str(expected)} (-1: any size)"
+    )
 
 
 # -- Value conversion ----------------------------------------------------------
 
 
-def _may_hide_bools(value: Any, arr: np.ndarray,
-                    may_contain_bools: Callable[[], bool]) -> bool:
+def _may_hide_bools(
+    value: Any, arr: np.ndarray, may_contain_bools: Callable[[], bool]
+) -> bool:
   """Whether `arr` = np.array(value) may have come from a bool somewhere."""
   if not ((arr == 0) | (arr == 1)).any():
     return False  # A bool would have become 0 or 1.
@@ -508,8 +542,9 @@ def _may_hide_bools(value: Any, arr: np.ndarray,
   return bool in set(map(type, flat if arr.ndim else [value]))
 
 
-def _fast_numeric(value: Any, target: _Target,
-                  may_contain_bools: Callable[[], bool]) -> np.ndarray | None:
+def _fast_numeric(
+    value: Any, target: _Target, may_contain_bools: Callable[[], bool]
+) -> np.ndarray | None:
   """np.array() conversion, or None when only the exact path can tell."""
   if target.kind not in ("float", "int", "bool"):
     return None
@@ -546,7 +581,8 @@ def _fast_numeric(value: Any, target: _Target,
 def _type_error(value: Any, target: _Target) -> ServingError:
   return status.invalid_argument(
       f"JSON Value: {_json_str(value)} Type: {_json_type(value)} is not of "
-      f"expected type: {target.name}")
+      f"expected type: {target.name}"
+  )
 
 
 def _convert_leaf(value: Any, target: _Target) -> Any:
@@ -565,8 +601,11 @@ def _convert_leaf(value: Any, target: _Target) -> Any:
       return value
     raise _type_error(value, target)
   if kind == "int":
-    if (isinstance(value, int) and not isinstance(value, bool) and
-        target.low <= value <= target.high):
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and target.low <= value <= target.high
+    ):
       return value
     raise _type_error(value, target)
   if kind == "float":
@@ -580,10 +619,12 @@ def _convert_leaf(value: Any, target: _Target) -> Any:
     if not lossless:
       raise status.invalid_argument(
           f"Cannot convert JSON value: {_json_str(value)} to {target.name} "
-          "without loss of precision.")
+          "without loss of precision."
+      )
     return value
   raise status.unimplemented(
-      f"Conversion of JSON Value: {_json_str(value)} to type: {target.name}")
+      f"Conversion of JSON Value: {_json_str(value)} to type: {target.name}"
+  )
 
 
 def _dense_shape(value: Any) -> list[int]:
@@ -597,8 +638,9 @@ def _dense_shape(value: Any) -> list[int]:
   return shape
 
 
-def _exact_values(value: Any, target: _Target, name: str,
-                  where: str) -> tuple[list[Any], list[int]]:
+def _exact_values(
+    value: Any, target: _Target, name: str, where: str
+) -> tuple[list[Any], list[int]]:
   """Flattens and converts a value the way upstream walks it.
 
   Raises upstream's messages, suffixed with which input and where.
@@ -608,32 +650,38 @@ def _exact_values(value: Any, target: _Target, name: str,
   if rank > _MAX_RANK:
     raise status.invalid_argument(
         f"Input: {name} has {rank} dimensions; at most {_MAX_RANK} are "
-        "supported")
+        "supported"
+    )
   flat: list[Any] = []
   path: list[int] = []
 
   def context() -> str:
     index = "".join(f"[{i}]" for i in path)
-    return (f" (input: {name}, at: {where}{index}, expected shape: "
-            f"{_shape_str(shape)})")
+    return (
+        f" (input: {name}, at: {where}{index}, expected shape: "
+        f"{_shape_str(shape)})"
+    )
 
   def walk(item: Any, level: int) -> None:
     if not isinstance(item, list):
       if level != rank:
         raise status.invalid_argument(
             f"JSON Value: {_json_str(item)} found at incorrect level: "
-            f"{level + 1} in the JSON DOM. Expected at level: {rank}" +
-            context())
+            f"{level + 1} in the JSON DOM. Expected at level: {rank}"
+            + context()
+        )
       flat.append(_convert_leaf(item, target))
       return
     if level >= rank:
       raise status.invalid_argument(
-          f"Encountered list at unexpected level: {level} expected < {rank}" +
-          context())
+          f"Encountered list at unexpected level: {level} expected < {rank}"
+          + context()
+      )
     if len(item) != shape[level]:
       raise status.invalid_argument(
           f"Encountered list at unexpected size: {len(item)} at level: "
-          f"{level} expected size: {shape[level]}" + context())
+          f"{level} expected size: {shape[level]}" + context()
+      )
     path.append(0)
     for i, element in enumerate(item):
       path[-1] = i
@@ -644,12 +692,14 @@ def _exact_values(value: Any, target: _Target, name: str,
     walk(value, 0)
   except RecursionError:
     raise status.invalid_argument(
-        f"JSON value nested too deeply for input: {name}") from None
+        f"JSON value nested too deeply for input: {name}"
+    ) from None
   return flat, shape
 
 
-def _to_array(flat: list[Any], shape: Sequence[int],
-              target: _Target) -> np.ndarray:
+def _to_array(
+    flat: list[Any], shape: Sequence[int], target: _Target
+) -> np.ndarray:
   if target.kind == "string":
     arr = np.empty(len(flat), dtype=object)
     arr[:] = flat
@@ -657,8 +707,13 @@ def _to_array(flat: list[Any], shape: Sequence[int],
   return np.array(flat, dtype=target.dtype).reshape(shape)
 
 
-def _convert_value(value: Any, target: _Target, name: str, where: str,
-                   may_contain_bools: Callable[[], bool]) -> np.ndarray:
+def _convert_value(
+    value: Any,
+    target: _Target,
+    name: str,
+    where: str,
+    may_contain_bools: Callable[[], bool],
+) -> np.ndarray:
   arr = _fast_numeric(value, target, may_contain_bools)
   if arr is not None:
     return arr
@@ -667,25 +722,33 @@ def _convert_value(value: Any, target: _Target, name: str, where: str,
 
 
 def _parse_columns(
-    inputs: Any, targets: dict[str, _Target],
-    may_contain_bools: Callable[[], bool]) -> dict[str, np.ndarray]:
+    inputs: Any,
+    targets: dict[str, _Target],
+    may_contain_bools: Callable[[], bool],
+) -> dict[str, np.ndarray]:
   if not isinstance(inputs, dict) or _is_b64_object(inputs):
     if len(targets) > 1:
       raise status.invalid_argument(
           "inputs is a plain value/list, but expecting an object as multiple "
-          "input tensors required as per tensorinfo_map")
-    (name, target), = targets.items()
+          "input tensors required as per tensorinfo_map"
+      )
+    ((name, target),) = targets.items()
     return {
-        name: _convert_value(inputs, target, name, "inputs",
-                             may_contain_bools)
+        name: _convert_value(inputs, target, name, "inputs", may_contain_bools)
     }
   tensors = {}
   for name in sorted(targets):
     if name not in inputs:
       raise status.invalid_argument(
-          f"Missing named input: {name} in 'inputs' object.")
-    tensors[name] = _convert_value(inputs[name], targets[name], name,
-                                   f'inputs["{name}"]', may_contain_bools)
+          f"Missing named input: {name} in 'inputs' object."
+      )
+    tensors[name] = _convert_value(
+        inputs[name],
+        targets[name],
+        name,
+        f'inputs["{name}"]',
+        may_contain_bools,
+    )
   return tensors
 
 
@@ -694,12 +757,15 @@ def _is_element_object(value: Any) -> bool:
 
 
 def _parse_rows(
-    instances: list[Any], targets: dict[str, _Target],
-    may_contain_bools: Callable[[], bool]) -> dict[str, np.ndarray]:
+    instances: list[Any],
+    targets: dict[str, _Target],
+    may_contain_bools: Callable[[], bool],
+) -> dict[str, np.ndarray]:
   if not _is_element_object(instances[0]) and len(targets) > 1:
     raise status.invalid_argument(
         "instances is a plain list, but expecting list of objects as multiple "
-        "input tensors required as per tensorinfo_map")
+        "input tensors required as per tensorinfo_map"
+    )
   objects = _is_element_object(instances[0])
   tensors = _fast_rows(instances, targets, objects, may_contain_bools)
   if tensors is None:
@@ -708,22 +774,25 @@ def _parse_rows(
 
 
 def _fast_rows(
-    instances: list[Any], targets: dict[str, _Target], objects: bool,
-    may_contain_bools: Callable[[], bool]) -> dict[str, np.ndarray] | None:
+    instances: list[Any],
+    targets: dict[str, _Target],
+    objects: bool,
+    may_contain_bools: Callable[[], bool],
+) -> dict[str, np.ndarray] | None:
   """Stacks rows with np.array; None sends the request to the exact path."""
   if not objects:
-    (name, target), = targets.items()
+    ((name, target),) = targets.items()
     arr = _fast_numeric(instances, target, may_contain_bools)
     return None if arr is None else {name: arr}
   names = targets.keys()
   for row in instances:
-    if (not isinstance(row, dict) or row.keys() != names or
-        _is_b64_object(row)):
+    if not isinstance(row, dict) or row.keys() != names or _is_b64_object(row):
       return None
   tensors = {}
   for name, target in targets.items():
-    arr = _fast_numeric([row[name] for row in instances], target,
-                        may_contain_bools)
+    arr = _fast_numeric(
+        [row[name] for row in instances], target, may_contain_bools
+    )
     if arr is None:
       return None
     tensors[name] = arr
@@ -744,26 +813,29 @@ class _RowStack:
     if len(shape) >= _MAX_RANK:
       raise status.invalid_argument(
           f"Rows have {len(shape)} dimensions; at most {_MAX_RANK - 1} are "
-          "supported, as the batch adds one")
+          "supported, as the batch adds one"
+      )
     if self.shape is None:
       self.shape, self.size = shape, len(values)
     elif len(values) != self.size:
       raise status.invalid_argument(
-          f"Expecting tensor size: {self.size} but got: {len(values)}")
+          f"Expecting tensor size: {self.size} but got: {len(values)}"
+      )
     elif shape != self.shape:
       raise status.invalid_argument(
           f"Expecting shape {_shape_str(self.shape)} but got: "
-          f"{_shape_str(shape)}")
+          f"{_shape_str(shape)}"
+      )
     self.flat.extend(values)
     self.rows += 1
 
   def array(self) -> np.ndarray:
-    return _to_array(self.flat, [self.rows] + (self.shape or []),
-                     self.target)
+    return _to_array(self.flat, [self.rows] + (self.shape or []), self.target)
 
 
-def _exact_rows(instances: list[Any], targets: dict[str, _Target],
-                objects: bool) -> dict[str, np.ndarray]:
+def _exact_rows(
+    instances: list[Any], targets: dict[str, _Target], objects: bool
+) -> dict[str, np.ndarray]:
   """Upstream's row-by-row walk, with its exact error messages."""
   stacks = {name: _RowStack(target) for name, target in targets.items()}
   expected_keys = ",".join(sorted(targets))
@@ -771,33 +843,42 @@ def _exact_rows(instances: list[Any], targets: dict[str, _Target],
     if objects:
       if not _is_element_object(row):
         raise status.invalid_argument(
-            f"Expecting object but got list at item {i} of input list")
+            f"Expecting object but got list at item {i} of input list"
+        )
       for key, value in row.items():
         try:
           if key not in targets:
             raise status.invalid_argument(
-                f"JSON object: does not have named input: {key}")
-          stacks[key].add(*_exact_values(value, targets[key], key,
-                                         f'instances[{i}]["{key}"]'))
+                f"JSON object: does not have named input: {key}"
+            )
+          stacks[key].add(
+              *_exact_values(
+                  value, targets[key], key, f'instances[{i}]["{key}"]'
+              )
+          )
         except ServingError as e:
           raise status.invalid_argument(
               f"Failed to process element: {i} key: {key} of 'instances' "
-              f"list. Error: {_status_str(e)}") from None
+              f"list. Error: {_status_str(e)}"
+          ) from None
       if row.keys() != targets.keys():
         raise status.invalid_argument(
             f"Failed to process element: {i} of 'instances' list. JSON "
-            f"object: {_json_str(row)} keys must be equal to: {expected_keys}")
+            f"object: {_json_str(row)} keys must be equal to: {expected_keys}"
+        )
     else:
       if _is_element_object(row):
         raise status.invalid_argument(
-            f"Expecting value/list but got object at item {i} of input list")
-      (name, target), = targets.items()
+            f"Expecting value/list but got object at item {i} of input list"
+        )
+      ((name, target),) = targets.items()
       try:
         stacks[name].add(*_exact_values(row, target, name, f"instances[{i}]"))
       except ServingError as e:
         raise status.invalid_argument(
             f"Failed to process element: {i} of 'instances' list. Error: "
-            f"{_status_str(e)}") from None
+            f"{_status_str(e)}"
+        ) from None
   return {name: stack.array() for name, stack in stacks.items()}
 
 
@@ -812,11 +893,13 @@ def _nonfinite_fragment(arr: np.ndarray) -> orjson.Fragment:
   """
   text = orjson.dumps(arr[()] if arr.ndim == 0 else arr, option=_NUMPY_OPTION)
   bad = arr[~np.isfinite(arr)]
-  tokens = np.where(np.isnan(bad), b"NaN",
-                    np.where(bad > 0, b"Infinity", b"-Infinity")).tolist()
+  tokens = np.where(
+      np.isnan(bad), b"NaN", np.where(bad > 0, b"Infinity", b"-Infinity")
+  ).tolist()
   parts = text.split(b"null")
-  return orjson.Fragment(b"".join(
-      itertools.chain.from_iterable(zip(parts, tokens + [b""]))))
+  return orjson.Fragment(
+      b"".join(itertools.chain.from_iterable(zip(parts, tokens + [b""])))
+  )
 
 
 def _prepare_numeric(arr: np.ndarray) -> np.ndarray:
@@ -869,9 +952,10 @@ def _tensor_json(name: str, arr: np.ndarray) -> Any:
     if kind == "U" and not as_b64:
       return arr.tolist()
     return _strings_json(arr, as_b64)
-  if kind == "c" or kind not in "biuf" and arr.dtype != _BFLOAT16:
+  if kind == "c" or (kind not in "biuf" and arr.dtype != _BFLOAT16):
     raise status.invalid_argument(
-        f"Failed to write JSON value for tensor type: {_dtype_name(arr.dtype)}")
+        f"Failed to write JSON value for tensor type: {_dtype_name(arr.dtype)}"
+    )
   arr = _prepare_numeric(arr)
   if arr.dtype.kind == "f" and not np.isfinite(arr).all():
     return _nonfinite_fragment(arr)
@@ -892,8 +976,9 @@ def _dtype_name(dtype: np.dtype) -> str:
   return target.name if target is not None else dtype.name
 
 
-def format_predict_response(outputs: Mapping[str, np.ndarray],
-                            request_format: RequestFormat) -> bytes:
+def format_predict_response(
+    outputs: Mapping[str, np.ndarray], request_format: RequestFormat
+) -> bytes:
   """The predict response body: {"predictions": ...} or {"outputs": ...}."""
   if not outputs:
     raise status.invalid_argument("Cannot convert empty tensor map to JSON")
@@ -904,27 +989,25 @@ def format_predict_response(outputs: Mapping[str, np.ndarray],
       shape = np.shape(outputs[name])
       if not shape:
         raise status.invalid_argument(
-            f"Tensor name: {name} has no shape information ")
+            f"Tensor name: {name} has no shape information "
+        )
       if batch_size >= 0 and shape[0] != batch_size:
         raise status.invalid_argument(
             f"Tensor name: {name} has inconsistent batch size: {shape[0]} "
-            f"expecting: {batch_size}")
+            f"expecting: {batch_size}"
+        )
       batch_size = shape[0]
     if len(names) == 1:
       body = {"predictions": _tensor_json(names[0], outputs[names[0]])}
     else:
       columns = [_row_values(name, outputs[name]) for name in names]
-      body = {
-          "predictions": [dict(zip(names, row)) for row in zip(*columns)]
-      }
+      body = {"predictions": [dict(zip(names, row)) for row in zip(*columns)]}
   elif request_format == COLUMNAR:
     if len(names) == 1:
       body = {"outputs": _tensor_json(names[0], outputs[names[0]])}
     else:
       body = {
-          "outputs": {
-              name: _tensor_json(name, outputs[name]) for name in names
-          }
+          "outputs": {name: _tensor_json(name, outputs[name]) for name in names}
       }
   else:
     raise status.invalid_argument("Invalid request format")
@@ -974,7 +1057,8 @@ def format_classify_response(classifications: Any) -> bytes:
     results.append([list(pair) for pair in zip(labels, score_json)])
   if not results:
     raise status.invalid_argument(
-        "Cannot convert empty ClassificationResults to JSON")
+        "Cannot convert empty ClassificationResults to JSON"
+    )
   return orjson.dumps({"results": results}, option=_NUMPY_OPTION)
 
 
@@ -986,9 +1070,9 @@ def format_regress_response(values: Any) -> bytes:
   values = np.asarray(values, dtype=np.float32).ravel()
   if values.size == 0:
     raise status.invalid_argument(
-        "Cannot convert empty RegressionResults to JSON")
-  return orjson.dumps({"results": _float32_json(values)},
-                      option=_NUMPY_OPTION)
+        "Cannot convert empty RegressionResults to JSON"
+    )
+  return orjson.dumps({"results": _float32_json(values)}, option=_NUMPY_OPTION)
 
 
 # -- Classify / regress requests -----------------------------------------------
@@ -1002,7 +1086,8 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 def _feature_error(name: str, value: Any) -> ServingError:
   return status.invalid_argument(
       f"Feature: {name} has element with unexpected JSON type: "
-      f"{_json_type(value)}")
+      f"{_json_type(value)}"
+  )
 
 
 def _feature_values(name: str, content: Any) -> tuple[str | None, list[Any]]:
@@ -1021,25 +1106,34 @@ def _feature_values(name: str, content: Any) -> tuple[str | None, list[Any]]:
       this_kind = _BYTES_LIST
     elif isinstance(value, str):
       this_kind, value = _BYTES_LIST, value.encode("utf-8", "surrogatepass")
-    elif isinstance(value, int) and value <= _UINT64_MAX and (
-        value >= _INT64_MIN):
+    elif (
+        isinstance(value, int)
+        and value <= _UINT64_MAX
+        and (value >= _INT64_MIN)
+    ):
       this_kind = _INT64_LIST
     else:  # Decimals, and integers too big for 64 bits (doubles upstream).
       this_kind, value = _FLOAT_LIST, float(value)
     if kind is not None and kind != this_kind:
       raise status.invalid_argument(
-          f"Unexpected element type in feature: {name} expecting type: {kind}")
+          f"Unexpected element type in feature: {name} expecting type: {kind}"
+      )
     kind = this_kind
     if isinstance(value, dict):
       value = _b64_decode(value)
     elif kind == _INT64_LIST and value > _INT64_MAX:
       raise status.invalid_argument(
-          f"Feature: {name} has uint64 element. Only int64 is supported.")
-    elif (kind == _FLOAT_LIST and math.isfinite(value) and
-          abs(value) > _FLOAT32_MAX):
+          f"Feature: {name} has uint64 element. Only int64 is supported."
+      )
+    elif (
+        kind == _FLOAT_LIST
+        and math.isfinite(value)
+        and abs(value) > _FLOAT32_MAX
+    ):
       raise status.invalid_argument(
           f"Cannot convert JSON value: {_json_str(value)} to float without "
-          "loss of precision.")
+          "loss of precision."
+      )
     values.append(value)
   return kind, values
 
@@ -1047,6 +1141,7 @@ def _feature_values(name: str, content: Any) -> tuple[str | None, list[Any]]:
 @functools.cache
 def _example_class():
   from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
+
   return example_pb2.Example
 
 
@@ -1054,7 +1149,8 @@ def _make_example(value: Any) -> bytes:
   """A serialized tf.Example from a JSON object of features."""
   if not isinstance(value, dict):
     raise status.invalid_argument(
-        f"Example must be JSON object but got JSON {_json_type(value)}")
+        f"Example must be JSON object but got JSON {_json_type(value)}"
+    )
   example = _example_class()()
   features = example.features.feature
   for name, content in value.items():
@@ -1082,17 +1178,21 @@ def parse_example_request(doc: Mapping[str, Any]) -> ExampleRequest:
   if "examples" not in doc:
     raise status.invalid_argument(
         f"JSON Value: {_json_str(doc)} When method is classify, key "
-        "'examples' is expected and was not found")
+        "'examples' is expected and was not found"
+    )
   examples = doc["examples"]
   if not isinstance(examples, list):
     raise status.invalid_argument(
         f"JSON Value: {_json_str(doc)} Expecting 'examples' value to be an "
-        "list/array")
+        "list/array"
+    )
   if not examples:
     raise status.invalid_argument(
-        f"JSON Value: {_json_str(doc)} 'examples' value is an empty array")
-  return ExampleRequest(signature_name, context,
-                        [_make_example(e) for e in examples])
+        f"JSON Value: {_json_str(doc)} 'examples' value is an empty array"
+    )
+  return ExampleRequest(
+      signature_name, context, [_make_example(e) for e in examples]
+  )
 
 
 def _len_delimited(field_number: int, payload: bytes) -> bytes:

@@ -18,9 +18,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter
 from prometheus_client import Gauge
 from prometheus_client import Histogram
+from prometheus_client import disable_created_metrics
 from prometheus_client import exposition as prometheus_exposition
 from prometheus_client import metrics_core
-from prometheus_client import disable_created_metrics
 
 # Upstream exports no `_created` series.
 disable_created_metrics()
@@ -50,58 +50,81 @@ class _Registry:
       return Counter(prometheus_name(name), doc, labels, registry=r)
 
     def histogram(name, doc, labels, buckets=LATENCY_BUCKETS_US):
-      return Histogram(prometheus_name(name), doc, labels, registry=r,
-                       buckets=buckets)
+      return Histogram(
+          prometheus_name(name), doc, labels, registry=r, buckets=buckets
+      )
 
     self.request_count = counter(
         "/tensorflow/serving/request_count",
-        "The total number of requests.", ["model_name", "status"])
+        "The total number of requests.",
+        ["model_name", "status"],
+    )
     self.request_latency = histogram(
         "/tensorflow/serving/request_latency",
         "Distribution of wall time (in microseconds) for successful requests.",
-        ["model_name", "API", "entrypoint"])
+        ["model_name", "API", "entrypoint"],
+    )
     self.runtime_latency = histogram(
         "/tensorflow/serving/runtime_latency",
         "Distribution of wall time (in microseconds) spent running the model.",
-        ["model_name", "API", "runtime"])
+        ["model_name", "API", "runtime"],
+    )
     self.request_example_count_total = counter(
         "/tensorflow/serving/request_example_count_total",
-        "The total number of tensorflow.Examples.", ["model_name"])
+        "The total number of tensorflow.Examples.",
+        ["model_name"],
+    )
     self.load_attempt_count = counter(
         "/tensorflow/cc/saved_model/load_attempt_count",
         "The number of times a SavedModel was loaded.",
-        ["model_path", "status"])
+        ["model_path", "status"],
+    )
     self.load_latency = histogram(
         "/tensorflow/cc/saved_model/load_latency",
         "Latency in microseconds for SavedModels that were successfully "
-        "loaded.", ["model_path"])
+        "loaded.",
+        ["model_path"],
+    )
     self.model_warmup_latency = histogram(
         "/tensorflow/serving/model_warmup_latency",
         "Distribution of wall time (in microseconds) for warming up the "
-        "model.", ["model_path", "status"])
+        "model.",
+        ["model_path", "status"],
+    )
     self.batching_queuing_latency = histogram(
         "/tensorflow/serving/batching_session/queuing_latency",
         "Distribution of wall time (in microseconds) tasks spend queued.",
-        ["thread_pool_name"])
+        ["thread_pool_name"],
+    )
     self.batching_input_batch_size = histogram(
         "/tensorflow/serving/batching_session/input_batch_size",
-        "Batch sizes before padding.", ["thread_pool_name"],
-        BATCH_SIZE_BUCKETS)
+        "Batch sizes before padding.",
+        ["thread_pool_name"],
+        BATCH_SIZE_BUCKETS,
+    )
     self.batching_processed_batch_size = histogram(
         "/tensorflow/serving/batching_session/processed_batch_size",
-        "Batch sizes after padding.", ["thread_pool_name"],
-        BATCH_SIZE_BUCKETS)
+        "Batch sizes after padding.",
+        ["thread_pool_name"],
+        BATCH_SIZE_BUCKETS,
+    )
     self.batching_padding_size = histogram(
         "/tensorflow/serving/batching_session/padding_size",
-        "Rows of padding added per batch.", ["thread_pool_name"],
-        BATCH_SIZE_BUCKETS)
+        "Rows of padding added per batch.",
+        ["thread_pool_name"],
+        BATCH_SIZE_BUCKETS,
+    )
     self.batching_wrapped_run_count = counter(
         "/tensorflow/serving/batching_session/wrapped_run_count",
-        "Runs of the wrapped session.", ["thread_pool_name"])
+        "Runs of the wrapped session.",
+        ["thread_pool_name"],
+    )
     self.loaded_versions = Gauge(
         prometheus_name("/tensorflow/serving/loaded_versions"),
         "Beyond upstream: versions currently AVAILABLE, per model.",
-        ["model_name"], registry=r)
+        ["model_name"],
+        registry=r,
+    )
 
 
 _lock = threading.Lock()
@@ -127,14 +150,16 @@ def elapsed_us(start: float) -> float:
   return (time.perf_counter() - start) * 1e6
 
 
-def record_request(model_name: str, api: str, entrypoint: str, code_name: str,
-                   start: float) -> None:
+def record_request(
+    model_name: str, api: str, entrypoint: str, code_name: str, start: float
+) -> None:
   """Counts one request; its latency is recorded on success only, as upstream."""
   m = get()
   m.request_count.labels(model_name, code_name).inc()
   if code_name == "OK":
     m.request_latency.labels(model_name, api, entrypoint).observe(
-        elapsed_us(start))
+        elapsed_us(start)
+    )
 
 
 class _UpstreamNames:
@@ -152,8 +177,7 @@ class _UpstreamNames:
       # Rendered as untyped here (prometheus_client would rename a counter to
       # `<name>_total`); exposition() restores the TYPE line.
       self.counter_names.append(metric.name)
-      family = metrics_core.Metric(metric.name, metric.documentation,
-                                   "unknown")
+      family = metrics_core.Metric(metric.name, metric.documentation, "unknown")
       for sample in metric.samples:
         if sample.name.endswith("_total"):
           family.add_sample(metric.name, sample.labels, sample.value)
@@ -165,6 +189,9 @@ def exposition() -> bytes:
   view = _UpstreamNames(get().registry)
   text = prometheus_exposition.generate_latest(view)
   for name in view.counter_names:
-    text = text.replace(f"# TYPE {name} untyped\n".encode(),
-                        f"# TYPE {name} counter\n".encode(), 1)
+    text = text.replace(
+        f"# TYPE {name} untyped\n".encode(),
+        f"# TYPE {name} counter\n".encode(),
+        1,
+    )
   return text

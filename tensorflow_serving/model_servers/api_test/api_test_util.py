@@ -7,6 +7,7 @@ free ports) exactly as an upstream client would: gRPC through the official
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 import dataclasses
 import gzip
 import http.client
@@ -14,20 +15,20 @@ import json
 import os
 import shutil
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 import unittest
 
 import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
+
 from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
-
 from tensorflow_serving.model_servers.api_test import test_models
 from tensorflow_serving.model_servers.test_util import binaries
 from tensorflow_serving.model_servers.test_util import model_server
@@ -63,8 +64,9 @@ class ModelRepo:
       self._exports[model] = path
     return self._exports[model]
 
-  def base_path(self, name: str, model: str,
-                versions: Sequence[int] = (1,)) -> str:
+  def base_path(
+      self, name: str, model: str, versions: Sequence[int] = (1,)
+  ) -> str:
     """`<root>/models/<name>` holding `versions` of `model`."""
     base = os.path.join(self.root, "models", name.replace("/", "_"))
     os.makedirs(base, exist_ok=True)
@@ -90,8 +92,9 @@ class ModelRepo:
     return path
 
 
-def start_server(flags: Sequence[str], timeout_s: float = 120.0,
-                 log_dir: str | None = None) -> model_server.ModelServer:
+def start_server(
+    flags: Sequence[str], timeout_s: float = 120.0, log_dir: str | None = None
+) -> model_server.ModelServer:
   """Starts the binary and waits until it serves; the caller stops it."""
   server = model_server.start_server(list(flags), log_dir=log_dir)
   try:
@@ -120,15 +123,20 @@ class HttpResponse:
     return self.headers.get("Content-Type", "")
 
 
-def http_request(server: model_server.ModelServer, method: str, path: str,
-                 body: bytes | str | None = None,
-                 headers: Mapping[str, str] | None = None,
-                 timeout_s: float = 30.0) -> HttpResponse:
+def http_request(
+    server: model_server.ModelServer,
+    method: str,
+    path: str,
+    body: bytes | str | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout_s: float = 30.0,
+) -> HttpResponse:
   """Sends `path` verbatim (no re-encoding) and reads the whole reply."""
   if isinstance(body, str):
     body = body.encode("utf-8")
-  conn = http.client.HTTPConnection("localhost", server.rest_port,
-                                    timeout=timeout_s)
+  conn = http.client.HTTPConnection(
+      "localhost", server.rest_port, timeout=timeout_s
+  )
   try:
     conn.request(method, path, body=body, headers=dict(headers or {}))
     reply = conn.getresponse()
@@ -137,8 +145,9 @@ def http_request(server: model_server.ModelServer, method: str, path: str,
     conn.close()
 
 
-def post_json(server: model_server.ModelServer, path: str, doc: Any,
-              **kwargs) -> HttpResponse:
+def post_json(
+    server: model_server.ModelServer, path: str, doc: Any, **kwargs
+) -> HttpResponse:
   return http_request(server, "POST", path, json.dumps(doc), **kwargs)
 
 
@@ -155,18 +164,22 @@ class GrpcClients:
   def __init__(self, target: str):
     self.channel = grpc.insecure_channel(target)
     self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(
-        self.channel)
+        self.channel
+    )
     self.model = model_service_pb2_grpc.ModelServiceStub(self.channel)
 
   def close(self) -> None:
     self.channel.close()
 
 
-def predict_request(model: str, inputs: Mapping[str, Any],
-                    signature_name: str = "", version: int | None = None,
-                    version_label: str = "",
-                    output_filter: Sequence[str] = ()
-                    ) -> predict_pb2.PredictRequest:
+def predict_request(
+    model: str,
+    inputs: Mapping[str, Any],
+    signature_name: str = "",
+    version: int | None = None,
+    version_label: str = "",
+    output_filter: Sequence[str] = (),
+) -> predict_pb2.PredictRequest:
   """A PredictRequest as clients build it, with tf.make_tensor_proto."""
   request = predict_pb2.PredictRequest()
   request.model_spec.name = model
@@ -184,8 +197,9 @@ def predict_request(model: str, inputs: Mapping[str, Any],
   return request
 
 
-def example(**features: float | int | bytes | Sequence[Any]
-            ) -> tf.train.Example:
+def example(
+    **features: float | int | bytes | Sequence[Any],
+) -> tf.train.Example:
   """A tf.Example from keyword features (float, int or bytes values)."""
   ex = tf.train.Example()
   for name, value in features.items():
@@ -201,7 +215,9 @@ def example(**features: float | int | bytes | Sequence[Any]
 
 
 def classification_request(
-    model: str, signature_name: str, examples: Sequence[tf.train.Example],
+    model: str,
+    signature_name: str,
+    examples: Sequence[tf.train.Example],
     context: tf.train.Example | None = None,
 ) -> classification_pb2.ClassificationRequest:
   request = classification_pb2.ClassificationRequest()
@@ -212,7 +228,9 @@ def classification_request(
 
 
 def regression_request(
-    model: str, signature_name: str, examples: Sequence[tf.train.Example],
+    model: str,
+    signature_name: str,
+    examples: Sequence[tf.train.Example],
     context: tf.train.Example | None = None,
 ) -> regression_pb2.RegressionRequest:
   request = regression_pb2.RegressionRequest()
@@ -230,9 +248,9 @@ def _fill_input(input_proto, examples, context) -> None:
     input_proto.example_list_with_context.examples.extend(examples)
 
 
-def model_status(clients: GrpcClients, name: str,
-                 version: int | None = None
-                 ) -> get_model_status_pb2.GetModelStatusResponse:
+def model_status(
+    clients: GrpcClients, name: str, version: int | None = None
+) -> get_model_status_pb2.GetModelStatusResponse:
   request = get_model_status_pb2.GetModelStatusRequest()
   request.model_spec.name = name
   if version is not None:
@@ -242,12 +260,17 @@ def model_status(clients: GrpcClients, name: str,
 
 def version_states(clients: GrpcClients, name: str) -> dict[int, int]:
   """{version: ModelVersionStatus.State} from GetModelStatus."""
-  return {s.version: s.state
-          for s in model_status(clients, name).model_version_status}
+  return {
+      s.version: s.state
+      for s in model_status(clients, name).model_version_status
+  }
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0,
-             what: str = "condition") -> None:
+def wait_for(
+    predicate: Callable[[], bool],
+    timeout_s: float = 60.0,
+    what: str = "condition",
+) -> None:
   deadline = time.monotonic() + timeout_s
   while time.monotonic() < deadline:
     try:
@@ -273,8 +296,9 @@ class ApiTestCase(unittest.TestCase):
     return repo
 
   @classmethod
-  def class_server(cls, repo: ModelRepo,
-                   flags: Sequence[str]) -> model_server.ModelServer:
+  def class_server(
+      cls, repo: ModelRepo, flags: Sequence[str]
+  ) -> model_server.ModelServer:
     server = start_server(flags, log_dir=repo.root)
     cls.addClassCleanup(server.stop)
     return server
@@ -285,9 +309,13 @@ class ApiTestCase(unittest.TestCase):
     cls.addClassCleanup(clients.close)
     return clients
 
-  def assertRpcError(self, call: Callable[[], Any], code: grpc.StatusCode,
-                     message: str | None = None,
-                     contains: Sequence[str] = ()) -> grpc.RpcError:
+  def assertRpcError(
+      self,
+      call: Callable[[], Any],
+      code: grpc.StatusCode,
+      message: str | None = None,
+      contains: Sequence[str] = (),
+  ) -> grpc.RpcError:
     """`call` fails with `code`; details equal `message` / contain strings."""
     with self.assertRaises(grpc.RpcError) as cm:
       call()
@@ -299,9 +327,13 @@ class ApiTestCase(unittest.TestCase):
       self.assertIn(part, err.details())
     return err
 
-  def assertHttpError(self, response: HttpResponse, status: int,
-                      message: str | None = None,
-                      contains: Sequence[str] = ()) -> str:
+  def assertHttpError(
+      self,
+      response: HttpResponse,
+      status: int,
+      message: str | None = None,
+      contains: Sequence[str] = (),
+  ) -> str:
     """A `{"error": ...}` JSON reply with `status`; returns the message."""
     self.assertEqual(response.status, status, msg=response.body[:2000])
     self.assertIn("application/json", response.content_type)
@@ -319,5 +351,8 @@ class ApiTestCase(unittest.TestCase):
     return response.json()
 
   def assertAllClose(self, actual: Any, expected: Any) -> None:
-    np.testing.assert_allclose(np.asarray(actual, np.float64),
-                               np.asarray(expected, np.float64), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(actual, np.float64),
+        np.asarray(expected, np.float64),
+        rtol=1e-6,
+    )

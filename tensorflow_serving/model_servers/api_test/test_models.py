@@ -8,9 +8,9 @@ string/int tensors, `_bytes` outputs and non-finite floats.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import os
 import shutil
-from typing import Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -33,7 +33,8 @@ CLASS_LABELS = ("neg", "pos")
 def _parse_x(serialized: tf.Tensor) -> tf.Tensor:
   """[N] serialized tf.Examples with float feature `x` [1] -> [N, 1]."""
   return tf.io.parse_example(
-      serialized, {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"]
+      serialized, {"x": tf.io.FixedLenFeature([1], tf.float32)}
+  )["x"]
 
 
 class _Tf2Module(tf.Module):
@@ -47,26 +48,31 @@ class _Tf2Module(tf.Module):
   def predict(self, x):
     return {"y": x * self.scale + TF2_OFFSET}
 
-  @tf.function(input_signature=[
-      tf.TensorSpec([None], tf.float32, name="a"),
-      tf.TensorSpec([None], tf.float32, name="b"),
-  ])
+  @tf.function(
+      input_signature=[
+          tf.TensorSpec([None], tf.float32, name="a"),
+          tf.TensorSpec([None], tf.float32, name="b"),
+      ]
+  )
   def combine(self, a, b):
     return {"sum": a + b, "product": a * b}
 
-  @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32,
-                                              name="matrix")])
+  @tf.function(
+      input_signature=[tf.TensorSpec([None, 2], tf.float32, name="matrix")]
+  )
   def row_sums(self, matrix):
     return {"sums": tf.reduce_sum(matrix, axis=1)}
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
-                                              name="inputs")])
+  @tf.function(
+      input_signature=[tf.TensorSpec([None], tf.string, name="inputs")]
+  )
   def regress(self, inputs):
     x = _parse_x(inputs)
     return {"outputs": tf.reshape(x * self.scale + TF2_OFFSET, [-1])}
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
-                                              name="inputs")])
+  @tf.function(
+      input_signature=[tf.TensorSpec([None], tf.string, name="inputs")]
+  )
   def classify(self, inputs):
     x = _parse_x(inputs)  # [N, 1]
     n = tf.shape(inputs)[0]
@@ -74,16 +80,19 @@ class _Tf2Module(tf.Module):
     classes = tf.tile(tf.constant([list(CLASS_LABELS)]), [n, 1])
     return {"scores": scores, "classes": classes}
 
-  @tf.function(input_signature=[
-      tf.TensorSpec([None], tf.float32, name="x"),
-      tf.TensorSpec([], tf.float32, name="seconds"),
-  ])
+  @tf.function(
+      input_signature=[
+          tf.TensorSpec([None], tf.float32, name="x"),
+          tf.TensorSpec([], tf.float32, name="seconds"),
+      ]
+  )
   def slow(self, x, seconds):
     """y = x after busy-waiting `seconds` inside the graph."""
     start = tf.timestamp()
     deadline = start + tf.cast(seconds, tf.float64)
-    (end,) = tf.while_loop(lambda now: now < deadline,
-                           lambda now: tf.timestamp(), [start])
+    (end,) = tf.while_loop(
+        lambda now: now < deadline, lambda now: tf.timestamp(), [start]
+    )
     with tf.control_dependencies([end]):
       return {"y": tf.identity(x)}
 
@@ -100,24 +109,31 @@ def export_tf2_module(export_dir: str) -> str:
   slow: x float [-1], seconds float [] -> y = x after `seconds`.
   """
   module = _Tf2Module()
-  tf.saved_model.save(module, export_dir, signatures={
-      "serving_default": module.predict,
-      "combine": module.combine,
-      "row_sums": module.row_sums,
-      "regress": module.regress,
-      "classify": module.classify,
-      "slow": module.slow,
-  })
+  tf.saved_model.save(
+      module,
+      export_dir,
+      signatures={
+          "serving_default": module.predict,
+          "combine": module.combine,
+          "row_sums": module.row_sums,
+          "regress": module.regress,
+          "classify": module.classify,
+          "slow": module.slow,
+      },
+  )
   return export_dir
 
 
 def export_keras(export_dir: str) -> str:
   """Keras 3 `Model.export`: features float [-1, 3] -> output_0 [-1, 2]."""
   import keras  # pylint: disable=g-import-not-at-top
-  model = keras.Sequential([
-      keras.Input(shape=(3,), name=KERAS_INPUT),
-      keras.layers.Dense(2, name="dense"),
-  ])
+
+  model = keras.Sequential(
+      [
+          keras.Input(shape=(3,), name=KERAS_INPUT),
+          keras.layers.Dense(2, name="dense"),
+      ]
+  )
   model.get_layer("dense").set_weights([KERAS_KERNEL, KERAS_BIAS])
   model.export(export_dir, verbose=False)
   return export_dir
@@ -129,22 +145,24 @@ def keras_expected(features: np.ndarray) -> np.ndarray:
 
 class _StringsModule(tf.Module):
 
-  @tf.function(input_signature=[
-      tf.TensorSpec([None], tf.string, name="text"),
-      tf.TensorSpec([None], tf.int64, name="count"),
-  ])
+  @tf.function(
+      input_signature=[
+          tf.TensorSpec([None], tf.string, name="text"),
+          tf.TensorSpec([None], tf.int64, name="count"),
+      ]
+  )
   def predict(self, text, count):
     length = tf.cast(tf.strings.length(text, unit="UTF8_CHAR"), tf.int64)
     return {"total": length + count, "upper": tf.strings.upper(text)}
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
-                                              name="data")])
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="data")])
   def echo_bytes(self, data):
-    return {"data_bytes": data,
-            "size": tf.strings.length(data)}  # int32, in bytes.
+    return {
+        "data_bytes": data,
+        "size": tf.strings.length(data),
+    }  # int32, in bytes.
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.int32,
-                                              name="n")])
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="n")])
   def int32_square(self, n):
     return {"square": n * n}
 
@@ -159,18 +177,21 @@ def export_strings(export_dir: str) -> str:
   int32_square: n int32 [-1] -> square int32.
   """
   module = _StringsModule()
-  tf.saved_model.save(module, export_dir, signatures={
-      "serving_default": module.predict,
-      "echo_bytes": module.echo_bytes,
-      "int32_square": module.int32_square,
-  })
+  tf.saved_model.save(
+      module,
+      export_dir,
+      signatures={
+          "serving_default": module.predict,
+          "echo_bytes": module.echo_bytes,
+          "int32_square": module.int32_square,
+      },
+  )
   return export_dir
 
 
 class _NonFiniteModule(tf.Module):
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.float32,
-                                              name="x")])
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
   def predict(self, x):
     return {"log": tf.math.log(x), "echo": tf.identity(x)}
 
@@ -181,8 +202,9 @@ def export_nonfinite(export_dir: str) -> str:
   log(0) = -Infinity and log(-1) = NaN; echo returns NaN/Infinity sent in.
   """
   module = _NonFiniteModule()
-  tf.saved_model.save(module, export_dir,
-                      signatures={"serving_default": module.predict})
+  tf.saved_model.save(
+      module, export_dir, signatures={"serving_default": module.predict}
+  )
   return export_dir
 
 
@@ -195,8 +217,9 @@ def copy_version(src: str, base_path: str, version: int) -> str:
   return dst
 
 
-def model_config_text(models: Mapping[str, str],
-                      extra: Mapping[str, str] | None = None) -> str:
+def model_config_text(
+    models: Mapping[str, str], extra: Mapping[str, str] | None = None
+) -> str:
   """Text-format ModelServerConfig serving `models` (name -> base path).
 
   `extra` adds text-proto fields to a model's `config { ... }` block.
@@ -204,7 +227,9 @@ def model_config_text(models: Mapping[str, str],
   extra = extra or {}
   parts = ["model_config_list {"]
   for name, base_path in models.items():
-    parts.append(f"  config {{ name: {name!r} base_path: {base_path!r} "
-                 f"model_platform: 'tensorflow' {extra.get(name, '')} }}")
+    parts.append(
+        f"  config {{ name: {name!r} base_path: {base_path!r} "
+        f"model_platform: 'tensorflow' {extra.get(name, '')} }}"
+    )
   parts.append("}")
   return "\n".join(parts) + "\n"

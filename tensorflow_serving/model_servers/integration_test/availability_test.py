@@ -11,9 +11,11 @@ from __future__ import annotations
 import time
 
 from absl.testing import absltest
-from tensorflow_serving.apis import get_model_status_pb2
 
-from tensorflow_serving.model_servers.integration_test import lifecycle_util as lu
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.model_servers.integration_test import (
+    lifecycle_util as lu,
+)
 from tensorflow_serving.model_servers.integration_test import test_models
 
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -49,12 +51,17 @@ class AvailabilityTest(absltest.TestCase):
             publisher.publish(version)
             published[version] = time.time()
             served[version] = lu.wait_for(
-                lambda v=version: clients.first_served(v), SWAP_TIMEOUT_S,
-                f"version {version} to serve")
+                lambda v=version: clients.first_served(v),
+                SWAP_TIMEOUT_S,
+                f"version {version} to serve",
+            )
             # Let the old version finish unloading under load before the
             # next swap, so every swap is a complete load + unload.
-            lu.wait_for(lambda v=version: status.state(v - 1) == State.END,
-                        SWAP_TIMEOUT_S, f"version {version - 1} to unload")
+            lu.wait_for(
+                lambda v=version: status.state(v - 1) == State.END,
+                SWAP_TIMEOUT_S,
+                f"version {version - 1} to unload",
+            )
           time.sleep(0.5)
         results = clients.stop()
       final = status.versions()
@@ -69,35 +76,48 @@ class AvailabilityTest(absltest.TestCase):
     for version in new_versions:
       done = lu.event_time(events, "Done unloading", version - 1)
       windows.append((published[version], done or time.time()))
-    swap_latencies = [r.latency_s for r in results
-                      if any(r.start <= end and r.end >= start
-                             for start, end in windows)]
+    swap_latencies = [
+        r.latency_s
+        for r in results
+        if any(r.start <= end and r.end >= start for start, end in windows)
+    ]
     in_memory, peak = lu.max_versions_in_memory(events)
 
-    print(f"requests sent: {len(results)}, failed: {len(failed)} "
-          f"({NUM_CLIENT_THREADS} client threads, "
-          f"{results[-1].end - results[0].start:.1f} s)")
-    print(f"latency p50 {lu.percentile(latencies, 50) * 1e3:.1f} ms, "
-          f"p99 {lu.percentile(latencies, 99) * 1e3:.1f} ms, "
-          f"max {max(latencies) * 1e3:.1f} ms; during swaps: "
-          f"{len(swap_latencies)} requests, max "
-          f"{max(swap_latencies) * 1e3:.1f} ms")
-    print(f"most versions in memory at once (log): {in_memory} {peak}; "
-          f"most held per GetModelStatus ({sampler.samples} samples): "
-          f"{sampler.max_held} {sampler.max_held_versions}")
+    print(
+        f"requests sent: {len(results)}, failed: {len(failed)} "
+        f"({NUM_CLIENT_THREADS} client threads, "
+        f"{results[-1].end - results[0].start:.1f} s)"
+    )
+    print(
+        f"latency p50 {lu.percentile(latencies, 50) * 1e3:.1f} ms, "
+        f"p99 {lu.percentile(latencies, 99) * 1e3:.1f} ms, "
+        f"max {max(latencies) * 1e3:.1f} ms; during swaps: "
+        f"{len(swap_latencies)} requests, max "
+        f"{max(swap_latencies) * 1e3:.1f} ms"
+    )
+    print(
+        f"most versions in memory at once (log): {in_memory} {peak}; "
+        f"most held per GetModelStatus ({sampler.samples} samples): "
+        f"{sampler.max_held} {sampler.max_held_versions}"
+    )
     for version in new_versions:
       load_s = lu.load_seconds(events, version)
-      print(f"version {version}: publish -> first served "
-            f"{served[version] - published[version]:.2f} s (load "
-            f"{load_s:.2f} s)")
+      print(
+          f"version {version}: publish -> first served "
+          f"{served[version] - published[version]:.2f} s (load "
+          f"{load_s:.2f} s)"
+      )
 
     self.assertEmpty(failed, lu.summarize_failures(results))
     self.assertEqual({r.version for r in results}, {1, *new_versions})
     for version in new_versions:
       load_s = lu.load_seconds(events, version)
       self.assertIsNotNone(load_s, f"no load of {version} in the log")
-      self.assertLess(served[version] - published[version],
-                      lu.POLL_S + load_s + SLACK_S, f"version {version}")
+      self.assertLess(
+          served[version] - published[version],
+          lu.POLL_S + load_s + SLACK_S,
+          f"version {version}",
+      )
     # The new version loads while the old serves, so two is also the norm.
     self.assertEqual(in_memory, 2, peak)
     self.assertLessEqual(sampler.max_held, 2, sampler.max_held_versions)
@@ -118,12 +138,17 @@ class AvailabilityTest(absltest.TestCase):
     base = lu.new_base_path()
     publisher = test_models.Publisher(base)
     publisher.publish(1)
-    slow_warmup = [test_models.predict_request(
-        [0.0], signature=test_models.SLOW_SIGNATURE, seconds=SLOW_LOAD_S)]
+    slow_warmup = [
+        test_models.predict_request(
+            [0.0], signature=test_models.SLOW_SIGNATURE, seconds=SLOW_LOAD_S
+        )
+    ]
     new_versions = [2, 3, 4]
     for version in new_versions:
-      publisher.stage(version, then=lambda d: test_models.write_warmup_requests(
-          d, slow_warmup))
+      publisher.stage(
+          version,
+          then=lambda d: test_models.write_warmup_requests(d, slow_warmup),
+      )
 
     with lu.serving(base) as server:
       status = lu.StatusClient(server.grpc_address)
@@ -134,36 +159,53 @@ class AvailabilityTest(absltest.TestCase):
           if version != new_versions[-1]:
             lu.wait_for(
                 lambda v=version: "Loading servable version {name: m "
-                f"version: {v}}}" in server.log(), SWAP_TIMEOUT_S,
-                f"version {version} to start loading")
-        lu.wait_for(lambda: clients.first_served(new_versions[-1]),
-                    SWAP_TIMEOUT_S, "the last version to serve")
-        lu.wait_for(lambda: [v for v, s in status.versions().items()
-                             if s.state != State.END] == [new_versions[-1]],
-                    SWAP_TIMEOUT_S, "older versions to unload")
+                f"version: {v}}}" in server.log(),
+                SWAP_TIMEOUT_S,
+                f"version {version} to start loading",
+            )
+        lu.wait_for(
+            lambda: clients.first_served(new_versions[-1]),
+            SWAP_TIMEOUT_S,
+            "the last version to serve",
+        )
+        lu.wait_for(
+            lambda: [
+                v for v, s in status.versions().items() if s.state != State.END
+            ]
+            == [new_versions[-1]],
+            SWAP_TIMEOUT_S,
+            "older versions to unload",
+        )
         results = clients.stop()
       status.close()
       log = server.log()
 
     events = lu.lifecycle_events(log)
     in_memory, peak = lu.max_versions_in_memory(events)
-    order = [f"{e.kind} {e.version}" for e in events
-             if e.kind in ("Loading", "Successfully loaded", "Done unloading")]
-    print(f"replaced while loading: {len(results)} requests, "
-          f"{len(lu.failures(results))} failed, versions served "
-          f"{sorted({r.version for r in results})}; most in memory at once: "
-          f"{in_memory} {peak}\n  " + ", ".join(order))
+    order = [
+        f"{e.kind} {e.version}"
+        for e in events
+        if e.kind in ("Loading", "Successfully loaded", "Done unloading")
+    ]
+    print(
+        f"replaced while loading: {len(results)} requests, "
+        f"{len(lu.failures(results))} failed, versions served "
+        f"{sorted({r.version for r in results})}; most in memory at once: "
+        f"{in_memory} {peak}\n  " + ", ".join(order)
+    )
     self.assertEmpty(lu.failures(results), lu.summarize_failures(results))
     self.assertEqual(in_memory, 2, peak)
     self.assertEqual(lu.version_regressions(results), [])
     # Every published version was loaded (it was already loading when the
     # next one arrived), and each but the last is unloaded again.
     for version in new_versions:
-      self.assertIsNotNone(lu.event_time(events, "Successfully loaded",
-                                         version), version)
+      self.assertIsNotNone(
+          lu.event_time(events, "Successfully loaded", version), version
+      )
     for version in [1, *new_versions[:-1]]:
-      self.assertIsNotNone(lu.event_time(events, "Done unloading", version),
-                           version)
+      self.assertIsNotNone(
+          lu.event_time(events, "Done unloading", version), version
+      )
 
 
 if __name__ == "__main__":

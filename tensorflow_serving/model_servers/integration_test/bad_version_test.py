@@ -12,9 +12,11 @@ import re
 import time
 
 from absl.testing import absltest
-from tensorflow_serving.apis import get_model_status_pb2
 
-from tensorflow_serving.model_servers.integration_test import lifecycle_util as lu
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.model_servers.integration_test import (
+    lifecycle_util as lu,
+)
 from tensorflow_serving.model_servers.integration_test import test_models
 
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -33,17 +35,25 @@ class BadVersionTest(absltest.TestCase):
     publisher.stage(3)
 
     retry_micros = int(RETRY_INTERVAL_S * 1e6)
-    with lu.serving(base, f"--max_num_load_retries={MAX_RETRIES}",
-                    f"--load_retry_interval_micros={retry_micros}") as server:
+    with lu.serving(
+        base,
+        f"--max_num_load_retries={MAX_RETRIES}",
+        f"--load_retry_interval_micros={retry_micros}",
+    ) as server:
       status = lu.StatusClient(server.grpc_address)
       with lu.ClientLoad(server.grpc_address, num_threads=4) as clients:
         lu.wait_for(lambda: clients.first_served(1), 30, "v1 to serve")
         publisher.publish(2)
         published = time.time()
         bad = lu.wait_for(
-            lambda: (status.versions().get(2)
-                     if status.state(2) == State.END else None),
-            TIMEOUT_S, "version 2 to fail")
+            lambda: (
+                status.versions().get(2)
+                if status.state(2) == State.END
+                else None
+            ),
+            TIMEOUT_S,
+            "version 2 to fail",
+        )
         failed_after = time.time() - published
         # A few more polls: the failed version is not retried again, and
         # version 1 still answers everything.
@@ -52,24 +62,34 @@ class BadVersionTest(absltest.TestCase):
         versions_while_bad = status.versions()
         attempts_after_polls = _load_attempts(server.log(), 2)
         publisher.publish(3)
-        lu.wait_for(lambda: clients.first_served(3), TIMEOUT_S,
-                    "version 3 to serve")
-        lu.wait_for(lambda: status.state(1) == State.END, TIMEOUT_S,
-                    "version 1 to unload")
+        lu.wait_for(
+            lambda: clients.first_served(3), TIMEOUT_S, "version 3 to serve"
+        )
+        lu.wait_for(
+            lambda: status.state(1) == State.END,
+            TIMEOUT_S,
+            "version 1 to unload",
+        )
         results = clients.stop()
       final = status.versions()
       status.close()
       log = server.log()
 
     attempts = _load_attempts(log, 2)
-    retries = re.findall(r"Retrying load of servable \{name: m version: 2\}: "
-                         r"retry (\d+)", log)
-    print(f"requests sent: {len(results)}, failed: "
-          f"{len(lu.failures(results))}; while version 2 was failing: "
-          f"{len(during_bad)} requests, all from version 1")
-    print(f"version 2: {len(attempts)} load attempts (retries {retries}), "
-          f"END after {failed_after:.2f} s with error "
-          f"{bad.error_code}: {bad.error_message!r}")
+    retries = re.findall(
+        r"Retrying load of servable \{name: m version: 2\}: " r"retry (\d+)",
+        log,
+    )
+    print(
+        f"requests sent: {len(results)}, failed: "
+        f"{len(lu.failures(results))}; while version 2 was failing: "
+        f"{len(during_bad)} requests, all from version 1"
+    )
+    print(
+        f"version 2: {len(attempts)} load attempts (retries {retries}), "
+        f"END after {failed_after:.2f} s with error "
+        f"{bad.error_code}: {bad.error_message!r}"
+    )
 
     self.assertEmpty(lu.failures(results), lu.summarize_failures(results))
     self.assertEqual({r.version for r in during_bad}, {1})
@@ -95,7 +115,8 @@ class BadVersionTest(absltest.TestCase):
 def _load_attempts(log: str, version: int) -> list[str]:
   """The error of each failed load attempt of `version`, from the log."""
   return re.findall(
-      r"Servable \{name: m version: %d\} load failure: (.*)" % version, log)
+      rf"Servable \{{name: m version: {version}\}} load failure: (.*)", log
+  )
 
 
 if __name__ == "__main__":

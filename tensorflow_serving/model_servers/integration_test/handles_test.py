@@ -12,10 +12,12 @@ import concurrent.futures
 import time
 
 from absl.testing import absltest
+
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
-
-from tensorflow_serving.model_servers.integration_test import lifecycle_util as lu
+from tensorflow_serving.model_servers.integration_test import (
+    lifecycle_util as lu,
+)
 from tensorflow_serving.model_servers.integration_test import test_models
 
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -38,7 +40,8 @@ class HandlesTest(absltest.TestCase):
       channel = server.channel()
       stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
       slow = test_models.predict_request(
-          [X], signature=test_models.SLOW_SIGNATURE, seconds=SLOW_REQUEST_S)
+          [X], signature=test_models.SLOW_SIGNATURE, seconds=SLOW_REQUEST_S
+      )
       fast = test_models.predict_request([X])
       with concurrent.futures.ThreadPoolExecutor(1) as pool:
         sent = time.time()
@@ -48,15 +51,21 @@ class HandlesTest(absltest.TestCase):
         if swap == "remove":
           publisher.remove(1)
         # Version 2 serves and version 1 is withdrawn, but not unloaded.
-        lu.wait_for(lambda: status.state(1) == State.UNLOADING, 30,
-                    "version 1 to start unloading")
+        lu.wait_for(
+            lambda: status.state(1) == State.UNLOADING,
+            30,
+            "version 1 to start unloading",
+        )
         new_reply = stub.Predict(fast, timeout=10)
         mid_log = server.log()
         in_flight = not future.done()
         response = future.result()
         replied = time.time()
-      lu.wait_for(lambda: status.state(1) == State.END, 30,
-                  "version 1 to finish unloading")
+      lu.wait_for(
+          lambda: status.state(1) == State.END,
+          30,
+          "version 1 to finish unloading",
+      )
       status.close()
       channel.close()
       log = server.log()
@@ -65,17 +74,20 @@ class HandlesTest(absltest.TestCase):
     quiescing = lu.event_time(events, "Quiescing", 1)
     done_quiescing = lu.event_time(events, "Done quiescing", 1)
     unloaded = lu.event_time(events, "Done unloading", 1)
-    print(f"[{swap}] slow request on version 1: {replied - sent:.2f} s; "
-          f"version 1 quiescing from +{quiescing - sent:.2f} s to "
-          f"+{done_quiescing - sent:.2f} s, unloaded at "
-          f"+{unloaded - sent:.2f} s; reply at +{replied - sent:.2f} s")
+    print(
+        f"[{swap}] slow request on version 1: {replied - sent:.2f} s; "
+        f"version 1 quiescing from +{quiescing - sent:.2f} s to "
+        f"+{done_quiescing - sent:.2f} s, unloaded at "
+        f"+{unloaded - sent:.2f} s; reply at +{replied - sent:.2f} s"
+    )
 
     self.assertTrue(in_flight, "the slow request ended before the swap")
     self.assertEqual(new_reply.model_spec.version.value, 2)
     self.assertEqual(list(new_reply.outputs["y"].float_val), [X + 2])
     self.assertIn("Quiescing servable version {name: m version: 1}", mid_log)
-    self.assertNotIn("Done quiescing servable version {name: m version: 1}",
-                     mid_log)
+    self.assertNotIn(
+        "Done quiescing servable version {name: m version: 1}", mid_log
+    )
     self.assertEqual(response.model_spec.version.value, 1)
     self.assertEqual(list(response.outputs["y"].float_val), [X + 1])
     self.assertGreaterEqual(replied - sent, SLOW_REQUEST_S)

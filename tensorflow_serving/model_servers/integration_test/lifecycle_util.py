@@ -8,6 +8,7 @@ loader_harness ("Loading servable version {name: m version: 3}", ...).
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable, Iterator, Sequence
 import contextlib
 import dataclasses
 import datetime
@@ -16,13 +17,12 @@ import os
 import re
 import threading
 import time
-from typing import Callable, Iterator, Sequence
 
 import grpc
+
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
-
 from tensorflow_serving.model_servers.integration_test import test_models
 from tensorflow_serving.model_servers.test_util import binaries
 from tensorflow_serving.model_servers.test_util import model_server
@@ -36,8 +36,12 @@ ModelVersionStatus = get_model_status_pb2.ModelVersionStatus
 
 def server_args(base_path: str, *extra: str) -> list[str]:
   """The flags every lifecycle test starts from: one model, a 1 s poll."""
-  return [f"--model_name={MODEL}", f"--model_base_path={base_path}",
-          f"--file_system_poll_wait_seconds={POLL_S}", *extra]
+  return [
+      f"--model_name={MODEL}",
+      f"--model_base_path={base_path}",
+      f"--file_system_poll_wait_seconds={POLL_S}",
+      *extra,
+  ]
 
 
 def start_server(args: Sequence[str]) -> model_server.ModelServer:
@@ -47,15 +51,18 @@ def start_server(args: Sequence[str]) -> model_server.ModelServer:
   outlive the test's temporary directory to explain a failure.
   """
   server = model_server.start_server(
-      args, rest=False,
-      log_dir=os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR") or None)
+      args,
+      rest=False,
+      log_dir=os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR") or None,
+  )
   print(f"server log: {server.log_path}")
   return server
 
 
 @contextlib.contextmanager
-def serving(base_path: str, *extra: str,
-            timeout_s: float = 120.0) -> Iterator[model_server.ModelServer]:
+def serving(
+    base_path: str, *extra: str, timeout_s: float = 120.0
+) -> Iterator[model_server.ModelServer]:
   """The real binary serving `base_path`, stopped on exit."""
   server = start_server(server_args(base_path, *extra))
   try:
@@ -69,8 +76,12 @@ def new_base_path() -> str:
   return os.path.join(binaries.test_tmpdir(), MODEL)
 
 
-def wait_for(predicate: Callable[[], object], timeout_s: float,
-             what: str, interval_s: float = 0.05):
+def wait_for(
+    predicate: Callable[[], object],
+    timeout_s: float,
+    what: str,
+    interval_s: float = 0.05,
+):
   """Polls `predicate` until it returns something truthy; returns that."""
   deadline = time.monotonic() + timeout_s
   while True:
@@ -114,9 +125,12 @@ class StatusClient:
       if e.code() == grpc.StatusCode.NOT_FOUND:
         return {}
       raise
-    return {s.version: VersionStatus(s.state, s.status.error_code,
-                                     s.status.error_message)
-            for s in response.model_version_status}
+    return {
+        s.version: VersionStatus(
+            s.state, s.status.error_code, s.status.error_message
+        )
+        for s in response.model_version_status
+    }
 
   def state(self, version: int) -> int | None:
     status = self.versions().get(version)
@@ -156,8 +170,13 @@ class ClientLoad:
 
   X = (1.0, 2.0, 3.0)
 
-  def __init__(self, address: str, num_threads: int = 4,
-               max_requests: int = 100_000, max_seconds: float = 300.0):
+  def __init__(
+      self,
+      address: str,
+      num_threads: int = 4,
+      max_requests: int = 100_000,
+      max_seconds: float = 300.0,
+  ):
     self._address = address
     self._max_requests = max_requests
     self._max_seconds = max_seconds
@@ -166,7 +185,8 @@ class ClientLoad:
     self._results: list[Result] = []
     self._threads = [
         threading.Thread(target=self._run, name=f"client-{i}", daemon=True)
-        for i in range(num_threads)]
+        for i in range(num_threads)
+    ]
 
   def start(self) -> ClientLoad:
     # A full collection here rescans TensorFlow's ~300k objects with the GIL
@@ -218,21 +238,34 @@ class ClientLoad:
       response = stub.Predict(request, timeout=30)
     except grpc.RpcError as e:
       latency = time.perf_counter() - t0
-      return Result(start, start + latency, latency, None, e.code().name,
-                    e.details() or "")
+      return Result(
+          start,
+          start + latency,
+          latency,
+          None,
+          e.code().name,
+          e.details() or "",
+      )
     latency = time.perf_counter() - t0
     version = response.model_spec.version.value
     y = list(response.outputs["y"].float_val)
     expected = [x + version for x in self.X]
     if y != expected:
-      return Result(start, start + latency, latency, version, "WRONG_ANSWER",
-                    f"y={y}, expected {expected}")
+      return Result(
+          start,
+          start + latency,
+          latency,
+          version,
+          "WRONG_ANSWER",
+          f"y={y}, expected {expected}",
+      )
     return Result(start, start + latency, latency, version, "OK")
 
 
 def version_regressions(
     results: Sequence[Result],
-    order: Callable[[int], int] = lambda version: version) -> list[Result]:
+    order: Callable[[int], int] = lambda version: version,
+) -> list[Result]:
   """Replies from a version that an earlier reply had already superseded.
 
   A request sent after another one's reply came back must not be answered by
@@ -267,19 +300,23 @@ def failures(results: Sequence[Result]) -> list[Result]:
 
 def summarize_failures(results: Sequence[Result], limit: int = 5) -> str:
   counts = collections.Counter((r.code, r.message) for r in failures(results))
-  return "; ".join(f"{n} x {code}: {message}"
-                   for (code, message), n in counts.most_common(limit))
+  return "; ".join(
+      f"{n} x {code}: {message}"
+      for (code, message), n in counts.most_common(limit)
+  )
 
 
 # --- Server log ---------------------------------------------------------------
 
 # absl's Python log prefix: "I1122 01:03:31.592067 140093788948160 x.py:12] ".
 _LOG_LINE = re.compile(
-    r"^[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6}) +\d+ [^\]]+\] (.*)$")
+    r"^[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6}) +\d+ [^\]]+\] (.*)$"
+)
 _EVENT = re.compile(
     r"^(Approving load for|Loading|Successfully loaded|Quiescing|"
     r"Done quiescing|Unloading|Done unloading|Encountered an error for) "
-    r"servable version \{name: (\S+) version: (-?\d+)\}")
+    r"servable version \{name: (\S+) version: (-?\d+)\}"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,7 +330,8 @@ class LogEvent:
 
 def _log_time(match: re.Match) -> float:
   month, day, hour, minute, second, micros = (
-      int(g) for g in match.groups()[:6])
+      int(g) for g in match.groups()[:6]
+  )
   now = datetime.datetime.now()
   stamp = datetime.datetime(now.year, month, day, hour, minute, second, micros)
   if stamp - now > datetime.timedelta(days=1):  # Logged last year.
@@ -311,8 +349,15 @@ def lifecycle_events(log: str, name: str = MODEL) -> list[LogEvent]:
     message = match.group(7)
     event = _EVENT.match(message)
     if event and event.group(2) == name:
-      events.append(LogEvent(_log_time(match), event.group(1), name,
-                             int(event.group(3)), message))
+      events.append(
+          LogEvent(
+              _log_time(match),
+              event.group(1),
+              name,
+              int(event.group(3)),
+              message,
+          )
+      )
   return events
 
 
@@ -334,8 +379,9 @@ def max_versions_in_memory(events: Sequence[LogEvent]) -> tuple[int, list[int]]:
   return len(peak), peak
 
 
-def event_time(events: Sequence[LogEvent], kind: str,
-               version: int) -> float | None:
+def event_time(
+    events: Sequence[LogEvent], kind: str, version: int
+) -> float | None:
   for event in events:
     if event.kind == kind and event.version == version:
       return event.time
@@ -355,15 +401,19 @@ class StatusSampler:
   A cross-check of the log: it can miss short states, never invent them.
   """
 
-  HELD = (ModelVersionStatus.LOADING, ModelVersionStatus.AVAILABLE,
-          ModelVersionStatus.UNLOADING)
+  HELD = (
+      ModelVersionStatus.LOADING,
+      ModelVersionStatus.AVAILABLE,
+      ModelVersionStatus.UNLOADING,
+  )
 
   def __init__(self, address: str, interval_s: float = 0.1):
     self._client = StatusClient(address)
     self._interval_s = interval_s
     self._stop = threading.Event()
-    self._thread = threading.Thread(target=self._run, name="status-sampler",
-                                    daemon=True)
+    self._thread = threading.Thread(
+        target=self._run, name="status-sampler", daemon=True
+    )
     self.samples = 0
     self.max_held = 0
     self.max_held_versions: list[int] = []

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from absl.testing import absltest
 import grpc
+
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
-
-from tensorflow_serving.model_servers.integration_test import lifecycle_util as lu
+from tensorflow_serving.model_servers.integration_test import (
+    lifecycle_util as lu,
+)
 from tensorflow_serving.model_servers.integration_test import test_models
 
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -41,10 +43,14 @@ class RemovalTest(absltest.TestCase):
       with lu.ClientLoad(server.grpc_address, num_threads=2) as clients:
         lu.wait_for(lambda: clients.first_served(3), 30, "v3 to serve")
         publisher.remove(3)
-        lu.wait_for(lambda: clients.first_served(2), TIMEOUT_S,
-                    "version 2 to serve")
-        lu.wait_for(lambda: status.state(3) == State.END, TIMEOUT_S,
-                    "version 3 to unload")
+        lu.wait_for(
+            lambda: clients.first_served(2), TIMEOUT_S, "version 2 to serve"
+        )
+        lu.wait_for(
+            lambda: status.state(3) == State.END,
+            TIMEOUT_S,
+            "version 3 to unload",
+        )
         results = clients.stop()
       fallback_status = status.versions()
       response = stub.Predict(request)
@@ -52,18 +58,23 @@ class RemovalTest(absltest.TestCase):
       # 2. Version 3 published again (it was unloaded and forgotten) loads
       # afresh and takes over again.
       publisher.publish(3)
-      lu.wait_for(lambda: status.state(3) == State.AVAILABLE, TIMEOUT_S,
-                  "version 3 to load again")
-      lu.wait_for(lambda: status.state(2) == State.END, TIMEOUT_S,
-                  "version 2 to unload")
+      lu.wait_for(
+          lambda: status.state(3) == State.AVAILABLE,
+          TIMEOUT_S,
+          "version 3 to load again",
+      )
+      lu.wait_for(
+          lambda: status.state(2) == State.END, TIMEOUT_S, "version 2 to unload"
+      )
       republished = stub.Predict(request)
 
       # 3. Without any version the model is unloaded (base path still there).
       publisher.remove(1)  # 1 and 2 are not loaded; 3 goes last.
       publisher.remove(2)
       publisher.remove(3)
-      lu.wait_for(lambda: status.state(3) == State.END, TIMEOUT_S,
-                  "version 3 to unload")
+      lu.wait_for(
+          lambda: status.state(3) == State.END, TIMEOUT_S, "version 3 to unload"
+      )
       with self.assertRaises(grpc.RpcError) as ctx:
         stub.Predict(request)
       gone_status = status.versions()
@@ -71,8 +82,10 @@ class RemovalTest(absltest.TestCase):
       channel.close()
       log = server.log()
 
-    print(f"fallback 3 -> 2 under load: {len(results)} requests, "
-          f"{len(lu.failures(results))} failed")
+    print(
+        f"fallback 3 -> 2 under load: {len(results)} requests, "
+        f"{len(lu.failures(results))} failed"
+    )
     self.assertEmpty(lu.failures(results), lu.summarize_failures(results))
     self.assertEqual({r.version for r in results}, {2, 3})
     # Once version 2 answered, version 3 never did again.
@@ -84,18 +97,25 @@ class RemovalTest(absltest.TestCase):
     self.assertNotIn(1, fallback_status)  # Never aspired: latest is 1 version.
     self.assertEqual(republished.model_spec.version.value, 3)
     self.assertEqual(list(republished.outputs["y"].float_val), [4.0])
-    self.assertEqual(log.count(
-        "Successfully loaded servable version {name: m version: 3}"), 2)
+    self.assertEqual(
+        log.count("Successfully loaded servable version {name: m version: 3}"),
+        2,
+    )
 
     self.assertEqual(ctx.exception.code(), grpc.StatusCode.NOT_FOUND)
-    self.assertEqual(ctx.exception.details(),
-                     f"Servable not found for request: Latest({lu.MODEL})")
-    self.assertEqual({v: s.state for v, s in gone_status.items()},
-                     {2: State.END, 3: State.END})
+    self.assertEqual(
+        ctx.exception.details(),
+        f"Servable not found for request: Latest({lu.MODEL})",
+    )
+    self.assertEqual(
+        {v: s.state for v, s in gone_status.items()},
+        {2: State.END, 3: State.END},
+    )
     self.assertIn(
         f"No versions of servable {lu.MODEL} found under base path {base}. "
         "Did you forget to name your leaf directory as a number (eg. '/1/')?",
-        log)
+        log,
+    )
 
 
 if __name__ == "__main__":

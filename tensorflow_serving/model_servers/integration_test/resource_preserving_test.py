@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 
 from absl.testing import absltest
-from tensorflow_serving.apis import get_model_status_pb2
 
-from tensorflow_serving.model_servers.integration_test import lifecycle_util as lu
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.model_servers.integration_test import (
+    lifecycle_util as lu,
+)
 from tensorflow_serving.model_servers.integration_test import test_models
 
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -32,8 +34,9 @@ class ResourcePreservingTest(absltest.TestCase):
       publisher.stage(version)
 
     published: dict[int, float] = {}
-    with lu.serving(base, "--aspired_version_policy=resource_preserving"
-                    ) as server:
+    with lu.serving(
+        base, "--aspired_version_policy=resource_preserving"
+    ) as server:
       status = lu.StatusClient(server.grpc_address)
       with lu.StatusSampler(server.grpc_address) as sampler:
         with lu.ClientLoad(server.grpc_address, num_threads=4) as clients:
@@ -41,8 +44,11 @@ class ResourcePreservingTest(absltest.TestCase):
           for version in new_versions:
             publisher.publish(version)
             published[version] = time.time()
-            lu.wait_for(lambda v=version: clients.first_served(v),
-                        SWAP_TIMEOUT_S, f"version {version} to serve")
+            lu.wait_for(
+                lambda v=version: clients.first_served(v),
+                SWAP_TIMEOUT_S,
+                f"version {version} to serve",
+            )
           time.sleep(0.3)
           results = clients.stop()
       final = status.versions()
@@ -52,8 +58,10 @@ class ResourcePreservingTest(absltest.TestCase):
     events = lu.lifecycle_events(log)
     failed = lu.failures(results)
     in_memory, peak = lu.max_versions_in_memory(events)
-    print(f"requests sent: {len(results)}, failed: {len(failed)} "
-          f"(all NOT_FOUND, during the gaps)")
+    print(
+        f"requests sent: {len(results)}, failed: {len(failed)} "
+        f"(all NOT_FOUND, during the gaps)"
+    )
     client_gaps, server_gaps = [], []
     for version in new_versions:
       old = version - 1
@@ -62,19 +70,24 @@ class ResourcePreservingTest(absltest.TestCase):
       not_found = [r for r in failed if last_old <= r.start <= first_new]
       # Server side: the old version leaves the serving map as it starts
       # quiescing; the new one enters it once loaded.
-      gap = (lu.event_time(events, "Successfully loaded", version) -
-             lu.event_time(events, "Quiescing", old))
+      gap = lu.event_time(
+          events, "Successfully loaded", version
+      ) - lu.event_time(events, "Quiescing", old)
       client_gaps.append(first_new - last_old)
       server_gaps.append(gap)
-      print(f"swap {old} -> {version}: gap {gap * 1e3:.0f} ms per log "
-            f"(unload {old} then load {version} "
-            f"{lu.load_seconds(events, version) * 1e3:.0f} ms), "
-            f"{(first_new - last_old) * 1e3:.0f} ms between replies, "
-            f"{len(not_found)} NOT_FOUND")
-    print(f"availability gap: max {max(server_gaps) * 1e3:.0f} ms (log), "
-          f"max {max(client_gaps) * 1e3:.0f} ms (clients); most versions in "
-          f"memory at once: {in_memory} {peak}, per GetModelStatus: "
-          f"{sampler.max_held}")
+      print(
+          f"swap {old} -> {version}: gap {gap * 1e3:.0f} ms per log "
+          f"(unload {old} then load {version} "
+          f"{lu.load_seconds(events, version) * 1e3:.0f} ms), "
+          f"{(first_new - last_old) * 1e3:.0f} ms between replies, "
+          f"{len(not_found)} NOT_FOUND"
+      )
+    print(
+        f"availability gap: max {max(server_gaps) * 1e3:.0f} ms (log), "
+        f"max {max(client_gaps) * 1e3:.0f} ms (clients); most versions in "
+        f"memory at once: {in_memory} {peak}, per GetModelStatus: "
+        f"{sampler.max_held}"
+    )
 
     self.assertEqual(in_memory, 1, peak)
     self.assertLessEqual(sampler.max_held, 1, sampler.max_held_versions)
@@ -82,10 +95,12 @@ class ResourcePreservingTest(absltest.TestCase):
       # The new version starts loading only after the old one is gone.
       self.assertGreaterEqual(
           lu.event_time(events, "Loading", version),
-          lu.event_time(events, "Done unloading", version - 1))
+          lu.event_time(events, "Done unloading", version - 1),
+      )
     for result in failed:
-      self.assertEqual((result.code, result.message),
-                       ("NOT_FOUND", NOT_FOUND_MESSAGE))
+      self.assertEqual(
+          (result.code, result.message), ("NOT_FOUND", NOT_FOUND_MESSAGE)
+      )
     self.assertNotEmpty(failed, "expected clients to observe the gap")
     self.assertEqual(lu.version_regressions(results), [])
     self.assertEqual(final[new_versions[-1]].state, State.AVAILABLE)

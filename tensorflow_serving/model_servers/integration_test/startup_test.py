@@ -12,9 +12,11 @@ import subprocess
 
 from absl.testing import absltest
 import grpc
-from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from tensorflow_serving.model_servers.integration_test import lifecycle_util as lu
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow_serving.model_servers.integration_test import (
+    lifecycle_util as lu,
+)
 from tensorflow_serving.model_servers.integration_test import test_models
 from tensorflow_serving.model_servers.test_util import model_server
 
@@ -35,16 +37,23 @@ class StartupTest(absltest.TestCase):
       server.stop()
       self.fail(f"server did not exit:\n{server.log()}")
     log = server.log()
-    print(f"exit code {returncode}; " + next(
-        line for line in log.splitlines()
-        if line.startswith("Failed to start server")))
+    print(
+        f"exit code {returncode}; "
+        + next(
+            line
+            for line in log.splitlines()
+            if line.startswith("Failed to start server")
+        )
+    )
 
     self.assertNotEqual(returncode, 0, log)
     self.assertIn("Failed to start server. Error: ", log)
     self.assertIn("{name: m version: 1} due to error: ", log)
     self.assertIn(
         f"Can't parse {os.path.join(base, '1', 'saved_model.pb')} as binary "
-        "proto", log)
+        "proto",
+        log,
+    )
     self.assertNotIn("Running gRPC ModelServer", log)
     self.assertNotIn("Retrying load", log)
 
@@ -53,8 +62,11 @@ class StartupTest(absltest.TestCase):
     server = lu.start_server(lu.server_args(base))
     try:
       missing = f"Could not find base path {base} for servable m"
-      lu.wait_for(lambda: _alive_log(server).count(missing) >= 2,
-                  EXIT_TIMEOUT_S, "two polls to log the missing base path")
+      lu.wait_for(
+          lambda: _alive_log(server).count(missing) >= 2,
+          EXIT_TIMEOUT_S,
+          "two polls to log the missing base path",
+      )
       self.assertIsNone(server.proc.poll(), server.log())
       with server.channel() as channel:
         with self.assertRaises(grpc.FutureTimeoutError):
@@ -72,19 +84,23 @@ class StartupTest(absltest.TestCase):
     finally:
       server.stop()
 
-    print(f"waited through {log.count('Could not find base path')} polls of "
-          "a missing base path, then served")
+    print(
+        f"waited through {log.count('Could not find base path')} polls of "
+        "a missing base path, then served"
+    )
     self.assertEqual(response.model_spec.version.value, 1)
     self.assertEqual(list(response.outputs["y"].float_val), [2.0])
-    self.assertIn("Successfully loaded servable version {name: m version: 1}",
-                  log)
+    self.assertIn(
+        "Successfully loaded servable version {name: m version: 1}", log
+    )
 
 
 def _alive_log(server: model_server.ModelServer) -> str:
   """The server's log so far; fails at once if the server has exited."""
   if server.proc.poll() is not None:
     raise AssertionError(
-        f"server exited with {server.proc.returncode}:\n{server.log()}")
+        f"server exited with {server.proc.returncode}:\n{server.log()}"
+    )
   return server.log()
 
 

@@ -7,19 +7,21 @@ do the first two, so these models are exported here.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 import os
 import shutil
-from typing import Callable, Sequence
 
 import tensorflow as tf
+
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 # Signature names of `export_versioned`.
 DEFAULT_SIGNATURE = "serving_default"
 SLOW_SIGNATURE = "slow"
-WARMUP_RELATIVE_PATH = os.path.join("assets.extra",
-                                    "tf_serving_warmup_requests")
+WARMUP_RELATIVE_PATH = os.path.join(
+    "assets.extra", "tf_serving_warmup_requests"
+)
 
 # Exporting logs a few INFO lines per model; the server's log is what matters.
 tf.get_logger().setLevel("WARNING")
@@ -44,21 +46,24 @@ def export_versioned(export_dir: str, version: int) -> str:
     seconds = tf.compat.v1.placeholder(tf.float32, shape=[], name="seconds")
     start = tf.timestamp()
     deadline = start + tf.cast(seconds, tf.float64)
-    (end,) = tf.while_loop(lambda now: now < deadline,
-                        lambda now: tf.timestamp(), [start])
+    (end,) = tf.while_loop(
+        lambda now: now < deadline, lambda now: tf.timestamp(), [start]
+    )
     with tf.control_dependencies([end]):
       y_slow = tf.identity(tf.add(x, offset), name="y_slow")
     sigs = tf.compat.v1.saved_model.signature_def_utils
     signature_def_map = {
         DEFAULT_SIGNATURE: sigs.predict_signature_def({"x": x}, {"y": y}),
         SLOW_SIGNATURE: sigs.predict_signature_def(
-            {"x": x, "seconds": seconds}, {"y": y_slow}),
+            {"x": x, "seconds": seconds}, {"y": y_slow}
+        ),
     }
     with tf.compat.v1.Session(graph=graph) as session:
       session.run(tf.compat.v1.global_variables_initializer())
       builder = tf.compat.v1.saved_model.Builder(export_dir)
       builder.add_meta_graph_and_variables(
-          session, ["serve"], signature_def_map=signature_def_map)
+          session, ["serve"], signature_def_map=signature_def_map
+      )
       builder.save()
   return export_dir
 
@@ -70,10 +75,13 @@ def corrupt_saved_model(export_dir: str) -> str:
   return export_dir
 
 
-def predict_request(x: Sequence[float], model_name: str = "m",
-                    signature: str = DEFAULT_SIGNATURE,
-                    seconds: float | None = None,
-                    version: int | None = None) -> predict_pb2.PredictRequest:
+def predict_request(
+    x: Sequence[float],
+    model_name: str = "m",
+    signature: str = DEFAULT_SIGNATURE,
+    seconds: float | None = None,
+    version: int | None = None,
+) -> predict_pb2.PredictRequest:
   request = predict_pb2.PredictRequest()
   request.model_spec.name = model_name
   request.model_spec.signature_name = signature
@@ -81,13 +89,15 @@ def predict_request(x: Sequence[float], model_name: str = "m",
     request.model_spec.version.value = version
   request.inputs["x"].CopyFrom(tf.make_tensor_proto(list(x), tf.float32))
   if seconds is not None:
-    request.inputs["seconds"].CopyFrom(tf.make_tensor_proto(seconds,
-                                                            tf.float32))
+    request.inputs["seconds"].CopyFrom(
+        tf.make_tensor_proto(seconds, tf.float32)
+    )
   return request
 
 
 def write_warmup_requests(
-    export_dir: str, requests: Sequence[predict_pb2.PredictRequest]) -> str:
+    export_dir: str, requests: Sequence[predict_pb2.PredictRequest]
+) -> str:
   """Writes assets.extra/tf_serving_warmup_requests: one PredictionLog each."""
   path = os.path.join(export_dir, WARMUP_RELATIVE_PATH)
   os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -130,9 +140,12 @@ class Publisher:
     os.makedirs(base_path, exist_ok=True)
     self._staged: dict[int, str] = {}
 
-  def stage(self, version: int,
-            export: Callable[[str, int], object] = export_versioned,
-            then: Callable[[str], object] | None = None) -> str:
+  def stage(
+      self,
+      version: int,
+      export: Callable[[str, int], object] = export_versioned,
+      then: Callable[[str], object] | None = None,
+  ) -> str:
     """Exports `version` into its staging dir; `then(dir)` may alter it."""
     staging = os.path.join(self.base_path, f".staging-{version}")
     if os.path.exists(staging):

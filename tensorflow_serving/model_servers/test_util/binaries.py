@@ -37,13 +37,13 @@ def runfiles_root() -> str | None:
       return os.environ[var]
   manifest = os.environ.get("RUNFILES_MANIFEST_FILE", "")
   if manifest.endswith(".runfiles_manifest"):
-    return manifest[:-len("_manifest")]
+    return manifest[: -len("_manifest")]
   if manifest.endswith(os.sep + "MANIFEST"):
     return os.path.dirname(manifest)
   here = os.path.abspath(__file__)
   marker = ".runfiles" + os.sep
   if marker in here:
-    return here[:here.index(marker) + len(".runfiles")]
+    return here[: here.index(marker) + len(".runfiles")]
   return None
 
 
@@ -66,7 +66,8 @@ def subprocess_env() -> dict[str, str]:
   env = dict(os.environ)
   if runfiles_root() is None:
     env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [repo_root(), env.get("PYTHONPATH")]))
+        filter(None, [repo_root(), env.get("PYTHONPATH")])
+    )
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   return env
 

@@ -9,12 +9,12 @@ MultiInference reuses through `prepare_classification` and
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+
 from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import prediction_log_pb2
-
 from tensorflow_serving.servables.tensorflow import example_input
 from tensorflow_serving.servables.tensorflow import saved_model_bundle
 from tensorflow_serving.servables.tensorflow import signature as signature_lib
@@ -28,37 +28,45 @@ Classifications = list[list[tuple[bytes, float]]]
 
 
 def prepare_classification(
-    sig: signature_lib.Signature) -> example_input.ExampleSignature:
+    sig: signature_lib.Signature,
+) -> example_input.ExampleSignature:
   """Checks `sig` can classify and says what to feed and fetch."""
-  example_input.check_method_name(sig, signature_lib.CLASSIFY_METHOD_NAME,
-                                  "classification")
+  example_input.check_method_name(
+      sig, signature_lib.CLASSIFY_METHOD_NAME, "classification"
+  )
   input_alias = example_input.example_input_alias(sig)
   if len(sig.outputs) not in (1, 2):
     raise status.invalid_argument(
-        f"Expected one or two output Tensors, found {len(sig.outputs)}")
+        f"Expected one or two output Tensors, found {len(sig.outputs)}"
+    )
   outputs = tuple(a for a in (CLASSES, SCORES) if a in sig.outputs)
   if not outputs:
     raise status.failed_precondition(
-        f'Expected classification signature outputs to contain at least one '
+        f"Expected classification signature outputs to contain at least one "
         f'of "{CLASSES}" or "{SCORES}". Signature was: {sig.key} with outputs '
-        f'{saved_model_bundle.format_alias_set(sig.outputs)}')
+        f"{saved_model_bundle.format_alias_set(sig.outputs)}"
+    )
   return example_input.ExampleSignature(sig, input_alias, outputs)
 
 
-def _check_matrix(name: str, value: np.ndarray, want_dtype: str,
-                  num_examples: int) -> None:
+def _check_matrix(
+    name: str, value: np.ndarray, want_dtype: str, num_examples: int
+) -> None:
   if value.ndim != 2:
     raise status.invalid_argument(
         "Expected Tensor shape: [batch_size num_classes] but got "
-        f"{example_input.shape_str(value.shape)}")
+        f"{example_input.shape_str(value.shape)}"
+    )
   got_dtype = example_input.dtype_name(value)
   if got_dtype != want_dtype:
     raise status.invalid_argument(
-        f"Expected {name} Tensor of {want_dtype}. Got: {got_dtype}")
+        f"Expected {name} Tensor of {want_dtype}. Got: {got_dtype}"
+    )
   if value.shape[0] != num_examples:
     raise status.invalid_argument(
         f"Expected {name} output batch size of {num_examples}. "
-        f"Got: {value.shape[0]}")
+        f"Got: {value.shape[0]}"
+    )
 
 
 def _validated_outputs(
@@ -75,41 +83,49 @@ def _validated_outputs(
     if classes.shape[1] != scores.shape[1]:
       raise status.invalid_argument(
           "Tensors class and score should match in dim_size(1). Got "
-          f"{classes.shape[1]} vs. {scores.shape[1]}")
+          f"{classes.shape[1]} vs. {scores.shape[1]}"
+      )
   reference = classes if classes is not None else scores
   return classes, scores, (reference.shape[1] if reference is not None else 0)
 
 
-def _labels(classes: np.ndarray | None, num_examples: int,
-            num_classes: int) -> list[list[bytes]]:
+def _labels(
+    classes: np.ndarray | None, num_examples: int, num_classes: int
+) -> list[list[bytes]]:
   if classes is None:
     return [[b""] * num_classes for _ in range(num_examples)]
   return classes.tolist()
 
 
-def _scores(scores: np.ndarray | None, num_examples: int,
-            num_classes: int) -> list[list[float]]:
+def _scores(
+    scores: np.ndarray | None, num_examples: int, num_classes: int
+) -> list[list[float]]:
   if scores is None:
     return [[0.0] * num_classes for _ in range(num_examples)]
   return scores.tolist()
 
 
 def classifications_from_outputs(
-    num_examples: int, outputs: Mapping[str, np.ndarray]) -> Classifications:
+    num_examples: int, outputs: Mapping[str, np.ndarray]
+) -> Classifications:
   """Validated (label, score) pairs per example from `classes`/`scores`.
 
   A missing `classes` output gives empty labels, a missing `scores` 0.
   """
   classes, scores, k = _validated_outputs(num_examples, outputs)
   return [
-      list(zip(labels, row)) for labels, row in zip(
-          _labels(classes, num_examples, k), _scores(scores, num_examples, k))
+      list(zip(labels, row))
+      for labels, row in zip(
+          _labels(classes, num_examples, k), _scores(scores, num_examples, k)
+      )
   ]
 
 
 def fill_classification_result(
-    num_examples: int, outputs: Mapping[str, np.ndarray],
-    result: classification_pb2.ClassificationResult) -> None:
+    num_examples: int,
+    outputs: Mapping[str, np.ndarray],
+    result: classification_pb2.ClassificationResult,
+) -> None:
   """Appends one Classifications per example to `result`."""
   classes, scores, k = _validated_outputs(num_examples, outputs)
   labels = _labels(classes, num_examples, k)
@@ -123,38 +139,50 @@ def fill_classification_result(
 
 
 def resolve_classification_signature(
-    bundle: saved_model_bundle.SavedModelBundle,
-    signature_name: str) -> example_input.ExampleSignature:
+    bundle: saved_model_bundle.SavedModelBundle, signature_name: str
+) -> example_input.ExampleSignature:
   return prepare_classification(
-      example_input.resolve_signature(bundle, signature_name))
+      example_input.resolve_signature(bundle, signature_name)
+  )
 
 
-def run_classify(bundle: saved_model_bundle.SavedModelBundle,
-                 request: classification_pb2.ClassificationRequest,
-                 response: classification_pb2.ClassificationResponse) -> None:
+def run_classify(
+    bundle: saved_model_bundle.SavedModelBundle,
+    request: classification_pb2.ClassificationRequest,
+    response: classification_pb2.ClassificationResponse,
+) -> None:
   """Fills `response.result` and the signature name of its model_spec."""
   prepared = resolve_classification_signature(
-      bundle, request.model_spec.signature_name)
+      bundle, request.model_spec.signature_name
+  )
   examples = example_input.serialized_examples(request.input)
   outputs = example_input.run(bundle, prepared, examples)
   fill_classification_result(len(examples), outputs, response.result)
   response.model_spec.signature_name = prepared.sig.key
 
 
-def classify_serialized(bundle: saved_model_bundle.SavedModelBundle,
-                        signature_name: str,
-                        examples: Sequence[bytes],
-                        context: bytes | None = None) -> Classifications:
+def classify_serialized(
+    bundle: saved_model_bundle.SavedModelBundle,
+    signature_name: str,
+    examples: Sequence[bytes],
+    context: bytes | None = None,
+) -> Classifications:
   """Classify for REST: `json_tensor.parse_example_request`'s output in,
   `json_tensor.format_classify_response`'s input out."""
   prepared = resolve_classification_signature(bundle, signature_name)
   tensor = example_input.examples_tensor(examples, context)
-  return classifications_from_outputs(len(tensor),
-                                      example_input.run(bundle, prepared, tensor))
+  return classifications_from_outputs(
+      len(tensor), example_input.run(bundle, prepared, tensor)
+  )
 
 
-def replay_classify_log(bundle: saved_model_bundle.SavedModelBundle,
-                        log: prediction_log_pb2.PredictionLog) -> None:
+def replay_classify_log(
+    bundle: saved_model_bundle.SavedModelBundle,
+    log: prediction_log_pb2.PredictionLog,
+) -> None:
   """Warmup replayer for `classify_log` (the logged response is ignored)."""
-  run_classify(bundle, log.classify_log.request,
-               classification_pb2.ClassificationResponse())
+  run_classify(
+      bundle,
+      log.classify_log.request,
+      classification_pb2.ClassificationResponse(),
+  )

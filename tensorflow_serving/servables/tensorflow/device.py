@@ -7,8 +7,8 @@ on a visible GPU and says clearly when none is visible and it falls back to CPU.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 import dataclasses
-from typing import Callable, Sequence
 
 from absl import logging
 from tensorflow.core.protobuf import config_pb2
@@ -35,6 +35,7 @@ class DevicePlacement:
 
 def _list_visible_gpus() -> list[str]:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   return [d.name for d in tf.config.list_physical_devices("GPU")]
 
 
@@ -48,8 +49,11 @@ def select_placement(
   gpus = list(list_gpus())
   if gpus:
     placement = DevicePlacement(True, f"GPU ({', '.join(gpus)})")
-    logging.info("CUDA build: models will be placed on %s", placement.description)
+    logging.info(
+        "CUDA build: models will be placed on %s", placement.description
+    )
     return placement
   logging.warning(
-      "CUDA build, but no GPU is visible to TensorFlow: serving on CPU.")
+      "CUDA build, but no GPU is visible to TensorFlow: serving on CPU."
+  )
   return DevicePlacement(False, "CPU (CUDA build, no GPU visible)")

@@ -10,18 +10,21 @@ class DeviceTest(absltest.TestCase):
 
   def test_cpu_build_hides_gpus(self):
     placement = device.select_placement(
-        False, list_gpus=lambda: ["/physical_device:GPU:0"])
+        False, list_gpus=lambda: ["/physical_device:GPU:0"]
+    )
     self.assertFalse(placement.use_gpu)
     config = placement.apply(config_pb2.ConfigProto())
     self.assertEqual(config.device_count["GPU"], 0)
 
   def test_cuda_build_uses_visible_gpu(self):
     placement = device.select_placement(
-        True, list_gpus=lambda: ["/physical_device:GPU:0"])
+        True, list_gpus=lambda: ["/physical_device:GPU:0"]
+    )
     self.assertTrue(placement.use_gpu)
     self.assertIn("GPU", placement.description)
-    config = placement.apply(config_pb2.ConfigProto(
-        intra_op_parallelism_threads=3))
+    config = placement.apply(
+        config_pb2.ConfigProto(intra_op_parallelism_threads=3)
+    )
     self.assertNotIn("GPU", config.device_count)
     self.assertTrue(config.allow_soft_placement)
     self.assertEqual(config.intra_op_parallelism_threads, 3)

@@ -8,14 +8,14 @@ for all three, as upstream's servables/tensorflow/util.cc does.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 import dataclasses
-from typing import Iterable, Sequence
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import input_pb2
 
+from tensorflow_serving.apis import input_pb2
 from tensorflow_serving.servables.tensorflow import saved_model_bundle
 from tensorflow_serving.servables.tensorflow import signature as signature_lib
 from tensorflow_serving.util import status
@@ -53,23 +53,27 @@ class ExampleSignature:
     return self.sig.inputs[self.input_alias].tensor_name
 
 
-def check_method_name(sig: signature_lib.Signature, expected: str,
-                      kind: str) -> None:
+def check_method_name(
+    sig: signature_lib.Signature, expected: str, kind: str
+) -> None:
   """`kind` is `classification` or `regression`, as in upstream's message."""
   if _method_name_check and sig.method_name != expected:
     raise status.invalid_argument(
         f"Expected {kind} signature method_name to be {expected}. "
-        f"Was: {sig.method_name}")
+        f"Was: {sig.method_name}"
+    )
 
 
-def resolve_signature(bundle: saved_model_bundle.SavedModelBundle,
-                      signature_name: str) -> signature_lib.Signature:
+def resolve_signature(
+    bundle: saved_model_bundle.SavedModelBundle, signature_name: str
+) -> signature_lib.Signature:
   """The signature Classify/Regress run; empty means `serving_default`."""
   key = signature_name or signature_lib.DEFAULT_SERVING_SIGNATURE_DEF_KEY
   sig = bundle.signatures.get(key)
   if sig is None:
     raise status.invalid_argument(
-        f"No signature was found with the name: {key}")
+        f"No signature was found with the name: {key}"
+    )
   return sig
 
 
@@ -81,11 +85,12 @@ def example_input_alias(sig: signature_lib.Signature) -> str:
   """
   if len(sig.inputs) != 1:
     raise status.invalid_argument("Expected one input Tensor.")
-  (alias, spec), = sig.inputs.items()
+  ((alias, spec),) = sig.inputs.items()
   if spec.tf_dtype != types_pb2.DT_STRING:
     raise status.invalid_argument(
         f"Expected input Tensor '{alias}' of signature {sig.key} to be "
-        f"DT_STRING (serialized tf.Examples). Got: {spec.dtype_name}")
+        f"DT_STRING (serialized tf.Examples). Got: {spec.dtype_name}"
+    )
   return alias
 
 
@@ -114,8 +119,9 @@ def serialized_examples(request_input: input_pb2.Input) -> np.ndarray:
   return examples_tensor([e.SerializeToString() for e in examples], context)
 
 
-def examples_tensor(examples: Iterable[bytes],
-                    context: bytes | None = None) -> np.ndarray:
+def examples_tensor(
+    examples: Iterable[bytes], context: bytes | None = None
+) -> np.ndarray:
   """DT_STRING `[N]` array from serialized Examples (and an optional context).
 
   Takes what REST's `json_tensor.parse_example_request` returns
@@ -147,5 +153,6 @@ def shape_str(shape: Sequence[int]) -> str:
 
 def run(bundle, prepared: ExampleSignature, examples) -> dict:
   """Runs a prepared classify/regress signature over a serialized batch."""
-  return bundle.run(prepared.sig, {prepared.input_alias: examples},
-                    prepared.output_aliases)
+  return bundle.run(
+      prepared.sig, {prepared.input_alias: examples}, prepared.output_aliases
+  )

@@ -11,9 +11,9 @@ extension that still takes one run.)
 from __future__ import annotations
 
 from tensorflow.core.protobuf import meta_graph_pb2
+
 from tensorflow_serving.apis import inference_pb2
 from tensorflow_serving.apis import prediction_log_pb2
-
 from tensorflow_serving.servables.tensorflow import classifier
 from tensorflow_serving.servables.tensorflow import example_input
 from tensorflow_serving.servables.tensorflow import regressor
@@ -28,19 +28,21 @@ NO_TASKS_MESSAGE = "MultiInferenceRequest must have at least one task"
 _COMBINED_KEY = "\0multi_inference"
 
 
-def _prepare(task: inference_pb2.InferenceTask,
-             sig: signature_lib.Signature) -> example_input.ExampleSignature:
+def _prepare(
+    task: inference_pb2.InferenceTask, sig: signature_lib.Signature
+) -> example_input.ExampleSignature:
   if task.method_name == signature_lib.CLASSIFY_METHOD_NAME:
     return classifier.prepare_classification(sig)
   if task.method_name == signature_lib.REGRESS_METHOD_NAME:
     return regressor.prepare_regression(sig)
   raise status.unimplemented(
-      f"Unsupported signature method_name: {task.method_name}")
+      f"Unsupported signature method_name: {task.method_name}"
+  )
 
 
 def _prepare_tasks(
     bundle: saved_model_bundle.SavedModelBundle,
-    request: inference_pb2.MultiInferenceRequest
+    request: inference_pb2.MultiInferenceRequest,
 ) -> list[example_input.ExampleSignature]:
   """Upstream's per-task checks, in its order, before any work is done."""
   if not request.tasks:
@@ -57,23 +59,27 @@ def _prepare_tasks(
     elif name != model_name:
       raise status.invalid_argument(
           "All ModelSpecs in a MultiInferenceRequest must access the same "
-          "model name.")
-    key = (task.model_spec.signature_name or
-           signature_lib.DEFAULT_SERVING_SIGNATURE_DEF_KEY)
+          "model name."
+      )
+    key = (
+        task.model_spec.signature_name
+        or signature_lib.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+    )
     if key in seen:
-      raise status.invalid_argument(
-          f"Duplicate evaluation of signature: {key}")
+      raise status.invalid_argument(f"Duplicate evaluation of signature: {key}")
     seen.add(key)
     sig = bundle.signatures.get(key)
     if sig is None:
       raise status.invalid_argument(
-          f"Requested signature not found in model graph: {key}")
+          f"Requested signature not found in model graph: {key}"
+      )
     prepared.append(_prepare(task, sig))
   return prepared
 
 
 def _combined_signature(
-    prepared: list[example_input.ExampleSignature]) -> signature_lib.Signature:
+    prepared: list[example_input.ExampleSignature],
+) -> signature_lib.Signature:
   """One pseudo-signature over every task, keyed by tensor name.
 
   Keying by tensor name merges tasks that share an input or an output tensor,
@@ -84,24 +90,29 @@ def _combined_signature(
   for entry in prepared:
     spec = entry.sig.inputs[entry.input_alias]
     inputs[spec.tensor_name] = signature_lib.TensorSpec(
-        spec.tensor_name, spec.tensor_name, spec.tf_dtype, spec.shape)
+        spec.tensor_name, spec.tensor_name, spec.tf_dtype, spec.shape
+    )
     for alias in entry.output_aliases:
       spec = entry.sig.outputs[alias]
       outputs[spec.tensor_name] = signature_lib.TensorSpec(
-          spec.tensor_name, spec.tensor_name, spec.tf_dtype, spec.shape)
+          spec.tensor_name, spec.tensor_name, spec.tf_dtype, spec.shape
+      )
   return signature_lib.Signature(
       key=_COMBINED_KEY,
       method_name="",
       inputs=dict(sorted(inputs.items())),
       outputs=dict(sorted(outputs.items())),
       defaults=frozenset(),
-      proto=meta_graph_pb2.SignatureDef())
+      proto=meta_graph_pb2.SignatureDef(),
+  )
 
 
-def run_multi_inference(bundle: saved_model_bundle.SavedModelBundle,
-                        request: inference_pb2.MultiInferenceRequest,
-                        response: inference_pb2.MultiInferenceResponse,
-                        version: int | None = None) -> None:
+def run_multi_inference(
+    bundle: saved_model_bundle.SavedModelBundle,
+    request: inference_pb2.MultiInferenceRequest,
+    response: inference_pb2.MultiInferenceResponse,
+    version: int | None = None,
+) -> None:
   """Appends one InferenceResult per task, in task order.
 
   `version` (the served version) is echoed in each result's model_spec.
@@ -122,15 +133,22 @@ def run_multi_inference(bundle: saved_model_bundle.SavedModelBundle,
     if version is not None:
       result.model_spec.version.value = version
     if task.method_name == signature_lib.CLASSIFY_METHOD_NAME:
-      classifier.fill_classification_result(num_examples, outputs,
-                                            result.classification_result)
+      classifier.fill_classification_result(
+          num_examples, outputs, result.classification_result
+      )
     else:
-      regressor.fill_regression_result(num_examples, outputs,
-                                       result.regression_result)
+      regressor.fill_regression_result(
+          num_examples, outputs, result.regression_result
+      )
 
 
-def replay_multi_inference_log(bundle: saved_model_bundle.SavedModelBundle,
-                               log: prediction_log_pb2.PredictionLog) -> None:
+def replay_multi_inference_log(
+    bundle: saved_model_bundle.SavedModelBundle,
+    log: prediction_log_pb2.PredictionLog,
+) -> None:
   """Warmup replayer for `multi_inference_log` (the response is ignored)."""
-  run_multi_inference(bundle, log.multi_inference_log.request,
-                      inference_pb2.MultiInferenceResponse())
+  run_multi_inference(
+      bundle,
+      log.multi_inference_log.request,
+      inference_pb2.MultiInferenceResponse(),
+  )

@@ -6,11 +6,11 @@ numpy and calls `SavedModelBundle.run`, so both share validation and messages.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
-from tensorflow_serving.apis import predict_pb2
 
+from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.servables.tensorflow import saved_model_bundle
 from tensorflow_serving.servables.tensorflow import signature as signature_lib
 from tensorflow_serving.servables.tensorflow import tensor_codec
@@ -18,15 +18,16 @@ from tensorflow_serving.util import status
 
 
 def resolve_predict_signature(
-    bundle: saved_model_bundle.SavedModelBundle,
-    signature_name: str) -> signature_lib.Signature:
+    bundle: saved_model_bundle.SavedModelBundle, signature_name: str
+) -> signature_lib.Signature:
   key = signature_name or signature_lib.DEFAULT_SERVING_SIGNATURE_DEF_KEY
   sig = bundle.signatures.get(key)
   if sig is None:
     # Upstream (predict_util.cc) reports a missing Predict signature as
     # FAILED_PRECONDITION, unlike Classify/Regress.
     raise status.failed_precondition(
-        f'Serving signature key "{key}" not found.')
+        f'Serving signature key "{key}" not found.'
+    )
   return sig
 
 
@@ -46,22 +47,28 @@ def decode_predict_request(
   return sig, inputs, tuple(request.output_filter)
 
 
-def encode_predict_response(sig: signature_lib.Signature,
-                            outputs: Mapping[str, np.ndarray],
-                            response: predict_pb2.PredictResponse,
-                            use_tensor_content: bool = False) -> None:
+def encode_predict_response(
+    sig: signature_lib.Signature,
+    outputs: Mapping[str, np.ndarray],
+    response: predict_pb2.PredictResponse,
+    use_tensor_content: bool = False,
+) -> None:
   """Fills `response.outputs` (and the signature name of its model_spec)."""
   response.model_spec.signature_name = sig.key
   for alias, value in outputs.items():
     tensor_codec.ndarray_to_tensor_proto(
-        value, use_tensor_content=use_tensor_content,
-        out=response.outputs[alias])
+        value,
+        use_tensor_content=use_tensor_content,
+        out=response.outputs[alias],
+    )
 
 
-def run_predict(bundle: saved_model_bundle.SavedModelBundle,
-                request: predict_pb2.PredictRequest,
-                response: predict_pb2.PredictResponse,
-                use_tensor_content: bool = False) -> None:
+def run_predict(
+    bundle: saved_model_bundle.SavedModelBundle,
+    request: predict_pb2.PredictRequest,
+    response: predict_pb2.PredictResponse,
+    use_tensor_content: bool = False,
+) -> None:
   """Decodes, runs and encodes one Predict in the calling thread."""
   sig, inputs, output_filter = decode_predict_request(bundle, request)
   outputs = bundle.run(sig, inputs, output_filter)

@@ -9,9 +9,9 @@ alike, since all of them carry SignatureDefs over graph tensors.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Iterable, Mapping, Sequence
 import os
 import threading
-from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -50,13 +50,16 @@ class SignatureRunner(abc.ABC):
   signatures: dict[str, Signature]
 
   def get_signature(self, key: str) -> Signature | None:
-    return self.signatures.get(key or
-                               signature_lib.DEFAULT_SERVING_SIGNATURE_DEF_KEY)
+    return self.signatures.get(
+        key or signature_lib.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+    )
 
-  def run(self,
-          sig: Signature,
-          inputs: Mapping[str, np.ndarray],
-          output_filter: Sequence[str] = ()) -> dict[str, np.ndarray]:
+  def run(
+      self,
+      sig: Signature,
+      inputs: Mapping[str, np.ndarray],
+      output_filter: Sequence[str] = (),
+  ) -> dict[str, np.ndarray]:
     """Validates `inputs` against `sig` and runs it; returns outputs by alias.
 
     Error messages follow upstream's predict_util (clients match on them).
@@ -64,10 +67,12 @@ class SignatureRunner(abc.ABC):
     output_aliases = self.validate(sig, inputs, output_filter)
     return self.run_validated(sig, inputs, output_aliases)
 
-  def validate(self,
-               sig: Signature,
-               inputs: Mapping[str, np.ndarray],
-               output_filter: Sequence[str] = ()) -> tuple[str, ...]:
+  def validate(
+      self,
+      sig: Signature,
+      inputs: Mapping[str, np.ndarray],
+      output_filter: Sequence[str] = (),
+  ) -> tuple[str, ...]:
     """Raises INVALID_ARGUMENT unless `run` would accept the request.
 
     Returns the output aliases to fetch. Split from `run` so a batching
@@ -80,8 +85,12 @@ class SignatureRunner(abc.ABC):
     return output_aliases
 
   @abc.abstractmethod
-  def run_validated(self, sig: Signature, inputs: Mapping[str, np.ndarray],
-                    output_aliases: Sequence[str]) -> dict[str, np.ndarray]:
+  def run_validated(
+      self,
+      sig: Signature,
+      inputs: Mapping[str, np.ndarray],
+      output_aliases: Sequence[str],
+  ) -> dict[str, np.ndarray]:
     """Runs a request `validate` accepted; fetches `output_aliases` in order."""
 
   @abc.abstractmethod
@@ -92,18 +101,27 @@ class SignatureRunner(abc.ABC):
 class SavedModelBundle(SignatureRunner):
   """A servable SavedModel version: signatures, and a way to run them."""
 
-  def __init__(self, session: tf.compat.v1.Session,
-               meta_graph: meta_graph_pb2.MetaGraphDef, export_dir: str):
+  def __init__(
+      self,
+      session: tf.compat.v1.Session,
+      meta_graph: meta_graph_pb2.MetaGraphDef,
+      export_dir: str,
+  ):
     self.session = session
     self.meta_graph = meta_graph
     self.export_dir = export_dir
     self.signatures: dict[str, Signature] = (
-        signature_lib.signatures_from_meta_graph(meta_graph))
+        signature_lib.signatures_from_meta_graph(meta_graph)
+    )
     self._callables: dict[tuple, Callable] = {}
     self._callables_lock = threading.Lock()
 
-  def run_validated(self, sig: Signature, inputs: Mapping[str, np.ndarray],
-                    output_aliases: Sequence[str]) -> dict[str, np.ndarray]:
+  def run_validated(
+      self,
+      sig: Signature,
+      inputs: Mapping[str, np.ndarray],
+      output_aliases: Sequence[str],
+  ) -> dict[str, np.ndarray]:
     """Runs a request `validate` accepted; fetches `output_aliases` in order."""
     feed_aliases = tuple(sorted(inputs))
     output_aliases = tuple(output_aliases)
@@ -114,8 +132,12 @@ class SavedModelBundle(SignatureRunner):
       raise error_from_tf(exc) from exc
     return dict(zip(output_aliases, values))
 
-  def _callable(self, sig: Signature, feed_aliases: tuple[str, ...],
-                output_aliases: tuple[str, ...]) -> Callable:
+  def _callable(
+      self,
+      sig: Signature,
+      feed_aliases: tuple[str, ...],
+      output_aliases: tuple[str, ...],
+  ) -> Callable:
     key = (sig.key, feed_aliases, output_aliases)
     fn = self._callables.get(key)
     if fn is None:
@@ -124,7 +146,8 @@ class SavedModelBundle(SignatureRunner):
         if fn is None:
           fn = self.session.make_callable(
               [sig.outputs[a].tensor_name for a in output_aliases],
-              [sig.inputs[a].tensor_name for a in feed_aliases])
+              [sig.inputs[a].tensor_name for a in feed_aliases],
+          )
           self._callables[key] = fn
     return fn
 
@@ -143,11 +166,13 @@ def _check_input_aliases(sig: Signature, inputs: Mapping[str, np.ndarray]):
         f"input size does not match signature: {len(sent)}!={len(expected)} "
         f"len({format_alias_set(sent)}) != len({format_alias_set(expected)}). "
         f"Sent extra: {format_alias_set(extra)}. "
-        f"Missing but required: {format_alias_set(missing)}.")
+        f"Missing but required: {format_alias_set(missing)}."
+    )
 
 
-def _resolve_output_filter(sig: Signature,
-                           output_filter: Sequence[str]) -> tuple[str, ...]:
+def _resolve_output_filter(
+    sig: Signature, output_filter: Sequence[str]
+) -> tuple[str, ...]:
   if not output_filter:
     return tuple(sig.outputs)
   seen: set[str] = set()
@@ -155,7 +180,8 @@ def _resolve_output_filter(sig: Signature,
     if alias not in sig.outputs:
       raise status.invalid_argument(
           f"output tensor alias not found in signature: {alias} Outputs "
-          f"expected to be in the set {format_alias_set(sig.outputs)}.")
+          f"expected to be in the set {format_alias_set(sig.outputs)}."
+      )
     if alias in seen:
       raise status.invalid_argument(f"duplicate output tensor alias: {alias}")
     seen.add(alias)
@@ -163,15 +189,18 @@ def _resolve_output_filter(sig: Signature,
 
 
 def load_saved_model_bundle(
-    export_dir: str, tags: Sequence[str],
-    session_config: config_pb2.ConfigProto | None = None) -> SavedModelBundle:
+    export_dir: str,
+    tags: Sequence[str],
+    session_config: config_pb2.ConfigProto | None = None,
+) -> SavedModelBundle:
   """Loads the MetaGraph tagged `tags` from `export_dir` into a new Session."""
   graph = tf.Graph()
   session = tf.compat.v1.Session(graph=graph, config=session_config)
   try:
     with graph.as_default():
       meta_graph = tf.compat.v1.saved_model.loader.load(
-          session, list(tags), export_dir)
+          session, list(tags), export_dir
+      )
   except Exception as exc:  # pylint: disable=broad-except
     session.close()
     if isinstance(exc, RuntimeError) and "MetaGraphDef" in str(exc):
@@ -180,6 +209,7 @@ def load_saved_model_bundle(
       # A truncated or corrupt saved_model.pb: upstream reports DATA_LOSS.
       raise status.data_loss(
           f"Can't parse {os.path.join(export_dir, 'saved_model.pb')} as "
-          "binary proto") from exc
+          "binary proto"
+      ) from exc
     raise error_from_tf(exc) from exc
   return SavedModelBundle(session, meta_graph, export_dir)

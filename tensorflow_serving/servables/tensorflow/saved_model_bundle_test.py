@@ -8,8 +8,8 @@ import tempfile
 from absl.testing import absltest
 import numpy as np
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import predict_pb2
 
+from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.servables.tensorflow import predict_util
 from tensorflow_serving.servables.tensorflow import saved_model_bundle
 from tensorflow_serving.servables.tensorflow import tensor_codec
@@ -32,7 +32,8 @@ class SavedModelBundleTest(absltest.TestCase):
     request.model_spec.signature_name = signature
     for alias, value in inputs.items():
       request.inputs[alias].CopyFrom(
-          tensor_codec.ndarray_to_tensor_proto(np.asarray(value)))
+          tensor_codec.ndarray_to_tensor_proto(np.asarray(value))
+      )
     return request
 
   def _predict(self, request, **kwargs):
@@ -48,20 +49,24 @@ class SavedModelBundleTest(absltest.TestCase):
     self.assertEqual(sig.inputs["x"].shape, (-1,))
     self.assertEqual(
         self.bundle.signatures["classify_x_to_y"].method_name,
-        "tensorflow/serving/classify")
+        "tensorflow/serving/classify",
+    )
 
   def test_predict_default_signature(self):
     response = self._predict(
-        self._request(x=np.array([1.0, 2.0, 5.0], np.float32)))
+        self._request(x=np.array([1.0, 2.0, 5.0], np.float32))
+    )
     self.assertEqual(response.model_spec.signature_name, "serving_default")
     np.testing.assert_allclose(
         tensor_codec.tensor_proto_to_ndarray(response.outputs["y"]),
-        [2.5, 3.0, 4.5])
+        [2.5, 3.0, 4.5],
+    )
     self.assertEqual(list(response.outputs["y"].float_val), [2.5, 3.0, 4.5])
 
   def test_tensor_content_output(self):
     response = self._predict(
-        self._request(x=np.array([1.0], np.float32)), use_tensor_content=True)
+        self._request(x=np.array([1.0], np.float32)), use_tensor_content=True
+    )
     self.assertEmpty(response.outputs["y"].float_val)
     self.assertNotEmpty(response.outputs["y"].tensor_content)
 
@@ -76,8 +81,9 @@ class SavedModelBundleTest(absltest.TestCase):
     with self.assertRaises(status.ServingError) as ctx:
       self._predict(self._request("nope", x=np.array([1.0], np.float32)))
     self.assertEqual(ctx.exception.code, status.Code.FAILED_PRECONDITION)
-    self.assertEqual(ctx.exception.message,
-                     'Serving signature key "nope" not found.')
+    self.assertEqual(
+        ctx.exception.message, 'Serving signature key "nope" not found.'
+    )
 
   def test_missing_and_extra_inputs(self):
     with self.assertRaises(status.ServingError) as ctx:
@@ -86,10 +92,14 @@ class SavedModelBundleTest(absltest.TestCase):
     self.assertEqual(
         ctx.exception.message,
         "input size does not match signature: 1!=2 len({x}) != len({x,x2}). "
-        "Sent extra: {}. Missing but required: {x2}.")
+        "Sent extra: {}. Missing but required: {x2}.",
+    )
     with self.assertRaises(status.ServingError) as ctx:
-      self._predict(self._request(x=np.array([1.0], np.float32),
-                                  z=np.array([1.0], np.float32)))
+      self._predict(
+          self._request(
+              x=np.array([1.0], np.float32), z=np.array([1.0], np.float32)
+          )
+      )
     self.assertIn("Sent extra: {z}.", ctx.exception.message)
 
   def test_output_filter_errors(self):
@@ -100,7 +110,8 @@ class SavedModelBundleTest(absltest.TestCase):
     self.assertEqual(
         ctx.exception.message,
         "output tensor alias not found in signature: bogus Outputs expected "
-        "to be in the set {y,y2}.")
+        "to be in the set {y,y2}.",
+    )
     request = self._request("two_outputs", x=np.array([2.0], np.float32))
     request.output_filter.extend(["y", "y"])
     with self.assertRaises(status.ServingError) as ctx:
@@ -111,8 +122,10 @@ class SavedModelBundleTest(absltest.TestCase):
     with self.assertRaises(status.ServingError) as ctx:
       self._predict(self._request(x=np.array([b"a"], object)))
     self.assertEqual(ctx.exception.code, status.Code.INVALID_ARGUMENT)
-    self.assertStartsWith(ctx.exception.message,
-                          "Expects arg[0] to be float but string is provided")
+    self.assertStartsWith(
+        ctx.exception.message,
+        "Expects arg[0] to be float but string is provided",
+    )
     self.assertIn("'x'", ctx.exception.message)
 
   def test_wrong_rank_names_input_and_shapes(self):
@@ -121,7 +134,8 @@ class SavedModelBundleTest(absltest.TestCase):
     self.assertEqual(ctx.exception.code, status.Code.INVALID_ARGUMENT)
     self.assertEqual(
         ctx.exception.message,
-        "Input 'x' has shape [2, 2] but the signature expects [?]")
+        "Input 'x' has shape [2, 2] but the signature expects [?]",
+    )
 
   def test_unparsable_tensor_is_upstream_message(self):
     request = self._request(x=np.array([1.0, 2.0], np.float32))
@@ -138,18 +152,21 @@ class SavedModelBundleTest(absltest.TestCase):
     with open(os.path.join(tmp, "1", "saved_model.pb"), "wb") as f:
       f.write(b"\x0a\xff\xff garbage")
     with self.assertRaises(status.ServingError) as ctx:
-      saved_model_bundle.load_saved_model_bundle(os.path.join(tmp, "1"),
-                                                 ["serve"])
+      saved_model_bundle.load_saved_model_bundle(
+          os.path.join(tmp, "1"), ["serve"]
+      )
     self.assertEqual(ctx.exception.code, status.Code.DATA_LOSS)
     self.assertEqual(
         ctx.exception.message,
         f"Can't parse {os.path.join(tmp, '1', 'saved_model.pb')} as binary "
-        "proto")
+        "proto",
+    )
 
   def test_missing_tags_is_not_found(self):
     with self.assertRaises(status.ServingError) as ctx:
-      saved_model_bundle.load_saved_model_bundle(self.bundle.export_dir,
-                                                 ["gpu"])
+      saved_model_bundle.load_saved_model_bundle(
+          self.bundle.export_dir, ["gpu"]
+      )
     self.assertEqual(ctx.exception.code, status.Code.NOT_FOUND)
 
 

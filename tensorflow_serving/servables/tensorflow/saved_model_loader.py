@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import dataclasses
 import gc
 import os
 import time
-from typing import Sequence
 
 from absl import logging
 from google.protobuf import text_format
@@ -39,7 +39,8 @@ class SavedModelConfig:
 
   tags: Sequence[str] = ("serve",)
   session_config: config_pb2.ConfigProto = dataclasses.field(
-      default_factory=config_pb2.ConfigProto)
+      default_factory=config_pb2.ConfigProto
+  )
   placement: device.DevicePlacement = device.DevicePlacement(False, "CPU")
   enable_model_warmup: bool = True
   num_request_iterations_for_warmup: int = 1
@@ -63,8 +64,12 @@ def directory_size_bytes(path: str) -> int:
 class SavedModelLoader(loader_lib.Loader):
   """Loads one SavedModel version; the servable is a SavedModelBundle."""
 
-  def __init__(self, servable_id: servable_id_lib.ServableId, export_dir: str,
-               config: SavedModelConfig):
+  def __init__(
+      self,
+      servable_id: servable_id_lib.ServableId,
+      export_dir: str,
+      config: SavedModelConfig,
+  ):
     self._id = servable_id
     self._export_dir = export_dir
     self._config = config
@@ -73,21 +78,26 @@ class SavedModelLoader(loader_lib.Loader):
   def estimate_resources(self) -> resources.ResourceAllocation:
     size = directory_size_bytes(self._export_dir)
     return resources.ResourceAllocation(
-        {resources.RAM_BYTES: int(size * RAM_ESTIMATE_FACTOR)})
+        {resources.RAM_BYTES: int(size * RAM_ESTIMATE_FACTOR)}
+    )
 
   def load(self) -> None:
     session_config = self._config.placement.apply(self._config.session_config)
     m = metrics.get()
     start = time.perf_counter()
     try:
-      if (self._config.prefer_tflite_model and
-          tflite_bundle.has_tflite_model(self._export_dir)):
+      if self._config.prefer_tflite_model and tflite_bundle.has_tflite_model(
+          self._export_dir
+      ):
         bundle = tflite_bundle.load_tflite_bundle(
-            self._export_dir, self._config.num_tflite_pools,
-            self._config.num_tflite_interpreters_per_pool)
+            self._export_dir,
+            self._config.num_tflite_pools,
+            self._config.num_tflite_interpreters_per_pool,
+        )
       else:
         bundle = saved_model_bundle.load_saved_model_bundle(
-            self._export_dir, self._config.tags, session_config)
+            self._export_dir, self._config.tags, session_config
+        )
     except status.ServingError as exc:
       m.load_attempt_count.labels(self._export_dir, exc.code.name).inc()
       raise
@@ -102,18 +112,26 @@ class SavedModelLoader(loader_lib.Loader):
     try:
       if self._config.enable_model_warmup:
         start = time.perf_counter()
-        warmup.run_warmup(bundle, self._export_dir,
-                          self._config.num_request_iterations_for_warmup)
+        warmup.run_warmup(
+            bundle,
+            self._export_dir,
+            self._config.num_request_iterations_for_warmup,
+        )
         m.model_warmup_latency.labels(self._export_dir, "OK").observe(
-            metrics.elapsed_us(start))
+            metrics.elapsed_us(start)
+        )
     except Exception as exc:
       m.model_warmup_latency.labels(
-          self._export_dir, status.from_exception(exc).code.name).observe(
-              metrics.elapsed_us(start))
+          self._export_dir, status.from_exception(exc).code.name
+      ).observe(metrics.elapsed_us(start))
       bundle.close()
       raise
-    logging.info("Loaded %s from %s on %s", self._id, self._export_dir,
-                 self._config.placement.description)
+    logging.info(
+        "Loaded %s from %s on %s",
+        self._id,
+        self._export_dir,
+        self._config.placement.description,
+    )
     self._bundle = bundle
 
   def _maybe_wrap_for_batching(self, bundle):
@@ -141,7 +159,8 @@ class SavedModelLoader(loader_lib.Loader):
 
 
 def per_model_batching_options(
-    export_dir: str) -> batching_options.BatchingOptions | None:
+    export_dir: str,
+) -> batching_options.BatchingOptions | None:
   """Options from `<export_dir>/batching_params.pbtxt`; None if absent.
 
   A file that does not parse or validate fails the load (INVALID_ARGUMENT).
@@ -156,7 +175,8 @@ def per_model_batching_options(
       text_format.Parse(f.read(), params)
   except (text_format.ParseError, tf.errors.OpError) as exc:
     raise status.invalid_argument(
-        f"Failed to read batching parameters from {path}: {exc}") from exc
+        f"Failed to read batching parameters from {path}: {exc}"
+    ) from exc
   return batching_options.BatchingOptions.from_proto(params)
 
 
@@ -167,6 +187,7 @@ class SavedModelBundleSourceAdapter(source_adapter.SourceAdapter):
     super().__init__()
     self._config = config
 
-  def convert(self, servable_id: servable_id_lib.ServableId,
-              path: str) -> loader_lib.Loader:
+  def convert(
+      self, servable_id: servable_id_lib.ServableId, path: str
+  ) -> loader_lib.Loader:
     return SavedModelLoader(servable_id, path, self._config)

@@ -50,8 +50,11 @@ def numpy_dtype(dtype: int) -> np.dtype | None:
 
 def dtype_short_name(dtype: int) -> str:
   """TF's short name for a DataType (`float`, `string`), as in its errors."""
-  name = types_pb2.DataType.Name(dtype) if dtype in types_pb2.DataType.values(
-  ) else str(dtype)
+  name = (
+      types_pb2.DataType.Name(dtype)
+      if dtype in types_pb2.DataType.values()
+      else str(dtype)
+  )
   return name[3:].lower() if name.startswith("DT_") else name
 
 
@@ -84,11 +87,13 @@ class TensorSpec:
       raise status.invalid_argument(
           f"Expects arg[{index}] to be {dtype_short_name(self.tf_dtype)} but "
           f"{got_name[3:].lower()} is provided (input '{self.alias}': "
-          f"expected {self.dtype_name}, received {got_name})")
+          f"expected {self.dtype_name}, received {got_name})"
+      )
     if self.shape is not None and not _shape_fits(self.shape, arr.shape):
       raise status.invalid_argument(
           f"Input '{self.alias}' has shape {list(arr.shape)} but the "
-          f"signature expects {_format_shape(self.shape)}")
+          f"signature expects {_format_shape(self.shape)}"
+      )
 
 
 def _dtype_name_of(dtype: np.dtype) -> str:
@@ -123,27 +128,31 @@ class Signature:
   proto: meta_graph_pb2.SignatureDef
 
   @classmethod
-  def from_proto(cls, key: str,
-                 proto: meta_graph_pb2.SignatureDef) -> "Signature":
+  def from_proto(
+      cls, key: str, proto: meta_graph_pb2.SignatureDef
+  ) -> Signature:
     return cls(
         key=key,
         method_name=proto.method_name,
         inputs={a: _spec(a, t) for a, t in sorted(proto.inputs.items())},
         outputs={a: _spec(a, t) for a, t in sorted(proto.outputs.items())},
         defaults=frozenset(proto.defaults.keys()),
-        proto=proto)
+        proto=proto,
+    )
 
 
 def _spec(alias: str, info: meta_graph_pb2.TensorInfo) -> TensorSpec:
   shape = None
   if info.HasField("tensor_shape") and not info.tensor_shape.unknown_rank:
     shape = tuple(d.size for d in info.tensor_shape.dim)
-  return TensorSpec(alias=alias, tensor_name=info.name, tf_dtype=info.dtype,
-                    shape=shape)
+  return TensorSpec(
+      alias=alias, tensor_name=info.name, tf_dtype=info.dtype, shape=shape
+  )
 
 
 def signatures_from_meta_graph(
-    meta_graph: meta_graph_pb2.MetaGraphDef) -> dict[str, Signature]:
+    meta_graph: meta_graph_pb2.MetaGraphDef,
+) -> dict[str, Signature]:
   return {
       key: Signature.from_proto(key, sig)
       for key, sig in sorted(meta_graph.signature_def.items())

@@ -35,6 +35,7 @@ from tensorflow_serving.util import status
 
 try:  # ml_dtypes ships with TensorFlow; bfloat16 is optional without it.
   import ml_dtypes  # pylint: disable=g-import-not-at-top
+
   _BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 except ImportError:  # pragma: no cover
   _BFLOAT16 = None
@@ -59,13 +60,37 @@ DT_UINT64 = 23
 
 # TF's DataTypeString(), for messages; covers the enums a client may send.
 DTYPE_NAMES: dict[int, str] = {
-    0: "invalid", 1: "float", 2: "double", 3: "int32", 4: "uint8", 5: "int16",
-    6: "int8", 7: "string", 8: "complex64", 9: "int64", 10: "bool",
-    11: "qint8", 12: "quint8", 13: "qint32", 14: "bfloat16", 15: "qint16",
-    16: "quint16", 17: "uint16", 18: "complex128", 19: "half",
-    20: "resource", 21: "variant", 22: "uint32", 23: "uint64",
-    24: "float8_e5m2", 25: "float8_e4m3fn", 26: "float8_e4m3fnuz",
-    27: "float8_e4m3b11fnuz", 28: "float8_e5m2fnuz", 29: "int4", 30: "uint4",
+    0: "invalid",
+    1: "float",
+    2: "double",
+    3: "int32",
+    4: "uint8",
+    5: "int16",
+    6: "int8",
+    7: "string",
+    8: "complex64",
+    9: "int64",
+    10: "bool",
+    11: "qint8",
+    12: "quint8",
+    13: "qint32",
+    14: "bfloat16",
+    15: "qint16",
+    16: "quint16",
+    17: "uint16",
+    18: "complex128",
+    19: "half",
+    20: "resource",
+    21: "variant",
+    22: "uint32",
+    23: "uint64",
+    24: "float8_e5m2",
+    25: "float8_e4m3fn",
+    26: "float8_e4m3fnuz",
+    27: "float8_e4m3b11fnuz",
+    28: "float8_e5m2fnuz",
+    29: "int4",
+    30: "uint4",
 }
 
 
@@ -110,17 +135,35 @@ def _kinds() -> list[_Kind]:
       _Kind(DT_INT16, np.dtype("<i2"), "int_val", 7, i4, "varint"),
       _Kind(DT_INT8, np.dtype("i1"), "int_val", 7, i4, "varint"),
       _Kind(DT_UINT16, np.dtype("<u2"), "int_val", 7, i4, "varint"),
-      _Kind(DT_STRING, np.dtype(object), "string_val", 8, np.dtype(object),
-            "bytes"),
+      _Kind(
+          DT_STRING,
+          np.dtype(object),
+          "string_val",
+          8,
+          np.dtype(object),
+          "bytes",
+      ),
       _Kind(DT_COMPLEX64, np.dtype("<c8"), "scomplex_val", 9, f4, "fixed"),
       _Kind(DT_INT64, i8, "int64_val", 10, i8, "varint"),
       _Kind(DT_BOOL, np.dtype("?"), "bool_val", 11, np.dtype("?"), "varint"),
       _Kind(DT_COMPLEX128, np.dtype("<c16"), "dcomplex_val", 12, f8, "fixed"),
       _Kind(DT_HALF, np.dtype("<f2"), "half_val", 13, i4, "varint"),
-      _Kind(DT_UINT32, np.dtype("<u4"), "uint32_val", 16, np.dtype("<u4"),
-            "varint"),
-      _Kind(DT_UINT64, np.dtype("<u8"), "uint64_val", 17, np.dtype("<u8"),
-            "varint"),
+      _Kind(
+          DT_UINT32,
+          np.dtype("<u4"),
+          "uint32_val",
+          16,
+          np.dtype("<u4"),
+          "varint",
+      ),
+      _Kind(
+          DT_UINT64,
+          np.dtype("<u8"),
+          "uint64_val",
+          17,
+          np.dtype("<u8"),
+          "varint",
+      ),
   ]
   if _BFLOAT16 is not None:
     kinds.append(_Kind(DT_BFLOAT16, _BFLOAT16, "half_val", 13, i4, "varint"))
@@ -143,7 +186,8 @@ def numpy_dtype(dtype_enum: int) -> np.dtype:
   kind = _BY_ENUM.get(dtype_enum)
   if kind is None:
     raise status.invalid_argument(
-        f"Unsupported tensor dtype: {dtype_name(dtype_enum)}")
+        f"Unsupported tensor dtype: {dtype_name(dtype_enum)}"
+    )
   return kind.dtype
 
 
@@ -152,8 +196,9 @@ def dtype_enum(dtype: Any) -> int:
   dtype = np.dtype(dtype)
   if dtype.kind in "OSU":
     return DT_STRING
-  kind = _BY_DTYPE.get(dtype.newbyteorder("<") if dtype.byteorder == ">"
-                       else dtype)
+  kind = _BY_DTYPE.get(
+      dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype
+  )
   if kind is None:
     raise status.invalid_argument(f"Unsupported numpy dtype: {dtype}")
   return kind.enum
@@ -175,7 +220,8 @@ def tensor_proto_to_ndarray(proto: Any) -> np.ndarray:
   kind = _BY_ENUM.get(proto.dtype)
   if kind is None:
     raise status.invalid_argument(
-        f"Unsupported tensor dtype: {dtype_name(proto.dtype)}")
+        f"Unsupported tensor dtype: {dtype_name(proto.dtype)}"
+    )
   shape_proto = proto.tensor_shape
   if shape_proto.unknown_rank:
     raise status.invalid_argument("Cannot decode a tensor of unknown rank")
@@ -184,11 +230,13 @@ def tensor_proto_to_ndarray(proto: Any) -> np.ndarray:
   for d in shape:
     if d < 0:
       raise status.invalid_argument(
-          f"Tensor shape {_shape_str(shape)} has a negative dimension")
+          f"Tensor shape {_shape_str(shape)} has a negative dimension"
+      )
     num_elements *= d
   if num_elements > _INT64_MAX:
     raise status.invalid_argument(
-        f"Tensor shape {_shape_str(shape)} has too many elements")
+        f"Tensor shape {_shape_str(shape)} has too many elements"
+    )
 
   content = proto.tensor_content
   if content:
@@ -199,7 +247,8 @@ def tensor_proto_to_ndarray(proto: Any) -> np.ndarray:
       raise status.invalid_argument(
           f"tensor_content has {len(content)} bytes but a "
           f"{dtype_name(kind.enum)} tensor of shape {_shape_str(shape)} needs "
-          f"{expected}")
+          f"{expected}"
+      )
     arr = np.frombuffer(content, dtype=kind.dtype)
     if not arr.flags.aligned:
       arr = arr.copy()
@@ -207,15 +256,16 @@ def tensor_proto_to_ndarray(proto: Any) -> np.ndarray:
   return _decode_typed(proto, kind, shape, num_elements)
 
 
-def _decode_typed(proto: Any, kind: _Kind, shape: tuple[int, ...],
-                  num_elements: int) -> np.ndarray:
+def _decode_typed(
+    proto: Any, kind: _Kind, shape: tuple[int, ...], num_elements: int
+) -> np.ndarray:
   values = getattr(proto, kind.field)
   if kind.enum == DT_STRING:
     flat = np.array(values, dtype=object)
   else:
     flat = np.array(values, dtype=kind.field_dtype)
     if kind.enum in (DT_COMPLEX64, DT_COMPLEX128):
-      flat = flat[:flat.size - flat.size % 2].view(kind.dtype)
+      flat = flat[: flat.size - flat.size % 2].view(kind.dtype)
     elif kind.enum in (DT_HALF, DT_BFLOAT16):
       flat = flat.astype(np.uint16).view(kind.dtype)
     elif flat.dtype != kind.dtype:
@@ -255,13 +305,15 @@ def _decode_string_content(content: bytes, num_elements: int) -> np.ndarray:
       lengths.append(value)
   except IndexError:
     raise status.invalid_argument(
-        "Malformed tensor_content for a string tensor") from None
+        "Malformed tensor_content for a string tensor"
+    ) from None
   if pos + sum(lengths) != len(content):
     raise status.invalid_argument(
-        "Malformed tensor_content for a string tensor")
+        "Malformed tensor_content for a string tensor"
+    )
   out = np.empty(num_elements, dtype=object)
   for i, length in enumerate(lengths):
-    out[i] = content[pos:pos + length]
+    out[i] = content[pos : pos + length]
     pos += length
   return out
 
@@ -337,6 +389,7 @@ def _len_field(field_number: int, payload: bytes) -> list[bytes]:
 @functools.cache
 def _tensor_proto_class():
   from tensorflow.core.framework import tensor_pb2  # pylint: disable=g-import-not-at-top
+
   return tensor_pb2.TensorProto
 
 
@@ -344,13 +397,12 @@ def _string_list(flat: np.ndarray) -> list[bytes]:
   values = flat.tolist()
   if flat.dtype.kind == "S" or set(map(type, values)) <= {bytes}:
     return values  # The common case, checked without a Python-level loop.
-  return [v.encode("utf-8") if isinstance(v, str) else bytes(v)
-          for v in values]
+  return [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values]
 
 
-def ndarray_to_tensor_proto(arr: Any,
-                            use_tensor_content: bool = False,
-                            out: Any | None = None) -> Any:
+def ndarray_to_tensor_proto(
+    arr: Any, use_tensor_content: bool = False, out: Any | None = None
+) -> Any:
   """Encodes an array into a TensorProto (`out`, cleared first, or a new one).
 
   Values go to the typed `*_val` field, or with `use_tensor_content` to the

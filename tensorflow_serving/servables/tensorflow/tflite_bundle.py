@@ -15,13 +15,14 @@ than all at load.
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable, Iterator, Mapping, Sequence
 import contextlib
 import dataclasses
 import functools
 import os
 import threading
+from typing import Any
 import warnings
-from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -46,7 +47,8 @@ except ImportError:
   warnings.filterwarnings(
       "ignore",
       message=r"\s*Warning: tf\.lite\.Interpreter is deprecated",
-      category=UserWarning)
+      category=UserWarning,
+  )
 
 # An input or output as the interpreter knows it: a SignatureRunner's name for
 # it, or its tensor index in the primary subgraph.
@@ -83,8 +85,12 @@ class _PooledInterpreter:
     # same batch size skips resize_tensor_input + allocate_tensors.
     self._input_shapes: dict[int, tuple[int, ...]] = {}
 
-  def run(self, entry: _Entry, feeds: Mapping[str, np.ndarray],
-          fetches: Sequence[str]) -> list[np.ndarray]:
+  def run(
+      self,
+      entry: _Entry,
+      feeds: Mapping[str, np.ndarray],
+      fetches: Sequence[str],
+  ) -> list[np.ndarray]:
     """Runs `entry` on arrays keyed by its aliases; returns `fetches`."""
     if entry.runner_key is not None:
       runner = self._runners.get(entry.runner_key)
@@ -101,8 +107,12 @@ class _PooledInterpreter:
       self._input_shapes.clear()  # Unknown state: re-allocate next time.
       raise
 
-  def _run_primary(self, entry: _Entry, feeds: Mapping[str, np.ndarray],
-                   fetches: Sequence[str]) -> list[np.ndarray]:
+  def _run_primary(
+      self,
+      entry: _Entry,
+      feeds: Mapping[str, np.ndarray],
+      fetches: Sequence[str],
+  ) -> list[np.ndarray]:
     interpreter = self.interpreter
     resized = False
     for alias, value in feeds.items():
@@ -126,8 +136,12 @@ class _InterpreterPool:
   reusing a few warm interpreters (already allocated for its batch size).
   """
 
-  def __init__(self, factory: Callable[[], _PooledInterpreter], capacity: int,
-               first: _PooledInterpreter):
+  def __init__(
+      self,
+      factory: Callable[[], _PooledInterpreter],
+      capacity: int,
+      first: _PooledInterpreter,
+  ):
     self._factory = factory
     self.capacity = capacity
     self._idle = [first]
@@ -155,8 +169,9 @@ class _InterpreterPool:
 
   def _take(self) -> _PooledInterpreter:
     with self._cond:
-      while (not self._closed and not self._idle and
-             self._created >= self.capacity):
+      while (
+          not self._closed and not self._idle and self._created >= self.capacity
+      ):
         self._cond.wait()
       if self._closed:
         raise status.unavailable("The TF Lite model has been unloaded.")
@@ -182,11 +197,13 @@ class _InterpreterPool:
 class TfLiteBundle(saved_model_bundle.SignatureRunner):
   """A servable `model.tflite`: signatures, and a way to run them."""
 
-  def __init__(self,
-               model_content: bytes,
-               export_dir: str = "",
-               num_pools: int | None = None,
-               num_interpreters_per_pool: int = 1):
+  def __init__(
+      self,
+      model_content: bytes,
+      export_dir: str = "",
+      num_pools: int | None = None,
+      num_interpreters_per_pool: int = 1,
+  ):
     """Builds the first interpreter now, so a bad model fails the load.
 
     Args:
@@ -201,7 +218,8 @@ class TfLiteBundle(saved_model_bundle.SignatureRunner):
     self.meta_graph: meta_graph_pb2.MetaGraphDef | None = None
     if not model_content:
       raise status.invalid_argument(
-          f"Empty TF Lite model in {export_dir or 'buffer'}")
+          f"Empty TF Lite model in {export_dir or 'buffer'}"
+      )
     factory = functools.partial(_new_interpreter, model_content)
     first = factory()
     self._entries = _entries_from_interpreter(first.interpreter)
@@ -221,8 +239,12 @@ class TfLiteBundle(saved_model_bundle.SignatureRunner):
   def num_interpreters_created(self) -> int:
     return self._pool.num_created
 
-  def run_validated(self, sig: Signature, inputs: Mapping[str, np.ndarray],
-                    output_aliases: Sequence[str]) -> dict[str, np.ndarray]:
+  def run_validated(
+      self,
+      sig: Signature,
+      inputs: Mapping[str, np.ndarray],
+      output_aliases: Sequence[str],
+  ) -> dict[str, np.ndarray]:
     """Runs a request `validate` accepted, on a borrowed interpreter."""
     entry, in_alias, out_alias = self._resolve(sig)
     feeds = {in_alias(a): np.ascontiguousarray(v) for a, v in inputs.items()}
@@ -247,25 +269,33 @@ class TfLiteBundle(saved_model_bundle.SignatureRunner):
     if entry is not None and entry.signature is sig:
       return entry, _identity, _identity
     candidates = ([entry] if entry is not None else []) + list(
-        self._entries.values())
+        self._entries.values()
+    )
     for candidate in candidates:
       ins = {s.tensor_name: a for a, s in candidate.signature.inputs.items()}
       outs = {s.tensor_name: a for a, s in candidate.signature.outputs.items()}
-      if (all(s.tensor_name in ins for s in sig.inputs.values()) and
-          all(s.tensor_name in outs for s in sig.outputs.values())):
-        return (candidate, lambda a: ins[sig.inputs[a].tensor_name],
-                lambda a: outs[sig.outputs[a].tensor_name])
+      if all(s.tensor_name in ins for s in sig.inputs.values()) and all(
+          s.tensor_name in outs for s in sig.outputs.values()
+      ):
+        return (
+            candidate,
+            lambda a: ins[sig.inputs[a].tensor_name],  # noqa: B023
+            lambda a: outs[sig.outputs[a].tensor_name],  # noqa: B023
+        )
     raise status.unimplemented(
         f"Signature {sig.key} does not match a single signature of the TF "
-        "Lite model; TF Lite runs one signature at a time.")
+        "Lite model; TF Lite runs one signature at a time."
+    )
 
   def close(self) -> None:
     self._pool.close()
 
 
-def load_tflite_bundle(export_dir: str,
-                       num_pools: int | None = None,
-                       num_interpreters_per_pool: int = 1) -> TfLiteBundle:
+def load_tflite_bundle(
+    export_dir: str,
+    num_pools: int | None = None,
+    num_interpreters_per_pool: int = 1,
+) -> TfLiteBundle:
   """Loads `<export_dir>/model.tflite` (through TF's file systems)."""
   path = tflite_model_path(export_dir)
   try:
@@ -273,8 +303,7 @@ def load_tflite_bundle(export_dir: str,
       content = f.read()
   except tf.errors.OpError as exc:
     raise saved_model_bundle.error_from_tf(exc) from exc
-  return TfLiteBundle(content, export_dir, num_pools,
-                      num_interpreters_per_pool)
+  return TfLiteBundle(content, export_dir, num_pools, num_interpreters_per_pool)
 
 
 def _identity(alias: str) -> str:
@@ -288,10 +317,12 @@ def _new_interpreter(model_content: bytes) -> _PooledInterpreter:
     interpreter.allocate_tensors()
   except ValueError as exc:  # Not a flatbuffer, or not a TF Lite model.
     raise status.invalid_argument(
-        f"Cannot build TF Lite interpreter from model: {exc}") from exc
+        f"Cannot build TF Lite interpreter from model: {exc}"
+    ) from exc
   except RuntimeError as exc:
     raise status.internal(
-        f"Cannot build TF Lite interpreter from model: {exc}") from exc
+        f"Cannot build TF Lite interpreter from model: {exc}"
+    ) from exc
   return _PooledInterpreter(interpreter)
 
 
@@ -307,8 +338,9 @@ def _entries_from_interpreter(interpreter: Any) -> dict[str, _Entry]:
   signature_keys = sorted(interpreter.get_signature_list())
   if not signature_keys:
     return {
-        signature_lib.DEFAULT_SERVING_SIGNATURE_DEF_KEY:
-            _synthesized_entry(interpreter)
+        signature_lib.DEFAULT_SERVING_SIGNATURE_DEF_KEY: _synthesized_entry(
+            interpreter
+        )
     }
   entries = {}
   for key in signature_keys:
@@ -319,7 +351,8 @@ def _entries_from_interpreter(interpreter: Any) -> dict[str, _Entry]:
         signature=_signature(key, inputs, outputs),
         runner_key=key,
         inputs={alias: alias for alias, _ in inputs},
-        outputs={alias: alias for alias, _ in outputs})
+        outputs={alias: alias for alias, _ in outputs},
+    )
   return entries
 
 
@@ -334,12 +367,15 @@ def _synthesized_entry(interpreter: Any) -> _Entry:
   inputs = list(zip(_synthesized_aliases(input_details), input_details))
   outputs = list(zip(_synthesized_aliases(output_details), output_details))
   return _Entry(
-      signature=_signature(signature_lib.DEFAULT_SERVING_SIGNATURE_DEF_KEY,
-                           sorted(inputs, key=lambda p: p[0]),
-                           sorted(outputs, key=lambda p: p[0])),
+      signature=_signature(
+          signature_lib.DEFAULT_SERVING_SIGNATURE_DEF_KEY,
+          sorted(inputs, key=lambda p: p[0]),
+          sorted(outputs, key=lambda p: p[0]),
+      ),
       runner_key=None,
       inputs={alias: d["index"] for alias, d in inputs},
-      outputs={alias: d["index"] for alias, d in outputs})
+      outputs={alias: d["index"] for alias, d in outputs},
+  )
 
 
 def _synthesized_aliases(details: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -349,8 +385,11 @@ def _synthesized_aliases(details: Sequence[Mapping[str, Any]]) -> list[str]:
   return [s if counts[s] == 1 else n for s, n in zip(stripped, names)]
 
 
-def _signature(key: str, inputs: Sequence[tuple[str, Mapping[str, Any]]],
-               outputs: Sequence[tuple[str, Mapping[str, Any]]]) -> Signature:
+def _signature(
+    key: str,
+    inputs: Sequence[tuple[str, Mapping[str, Any]]],
+    outputs: Sequence[tuple[str, Mapping[str, Any]]],
+) -> Signature:
   """A Predict Signature, with the SignatureDef that metadata reports.
 
   The SignatureDef shows the model's shape signature (-1 where a dimension is
@@ -359,13 +398,15 @@ def _signature(key: str, inputs: Sequence[tuple[str, Mapping[str, Any]]],
   for models exported with a fixed batch size.
   """
   proto = meta_graph_pb2.SignatureDef(
-      method_name=signature_lib.PREDICT_METHOD_NAME)
+      method_name=signature_lib.PREDICT_METHOD_NAME
+  )
   input_specs = {}
   for alias, details in inputs:
     spec = _tensor_spec(alias, details)
     proto.inputs[alias].CopyFrom(_tensor_info(spec))
     input_specs[alias] = dataclasses.replace(
-        spec, shape=_any_batch_size(spec.shape))
+        spec, shape=_any_batch_size(spec.shape)
+    )
   output_specs = {}
   for alias, details in outputs:
     spec = _tensor_spec(alias, details)
@@ -377,24 +418,28 @@ def _signature(key: str, inputs: Sequence[tuple[str, Mapping[str, Any]]],
       inputs=input_specs,
       outputs=output_specs,
       defaults=frozenset(),
-      proto=proto)
+      proto=proto,
+  )
 
 
-def _tensor_spec(alias: str,
-                 details: Mapping[str, Any]) -> signature_lib.TensorSpec:
+def _tensor_spec(
+    alias: str, details: Mapping[str, Any]
+) -> signature_lib.TensorSpec:
   try:
     tf_dtype = tf.as_dtype(np.dtype(details["dtype"])).as_datatype_enum
   except TypeError as exc:
     raise status.unimplemented(
         f"TF Lite tensor {details['name']} has unsupported type "
-        f"{details['dtype']}") from exc
+        f"{details['dtype']}"
+    ) from exc
   # shape_signature has -1 for dynamic dimensions; `shape` is as allocated.
   shape = details.get("shape_signature", details["shape"])
   return signature_lib.TensorSpec(
       alias=alias,
       tensor_name=details["name"],
       tf_dtype=tf_dtype,
-      shape=tuple(int(d) for d in shape))
+      shape=tuple(int(d) for d in shape),
+  )
 
 
 def _tensor_info(spec: signature_lib.TensorSpec) -> meta_graph_pb2.TensorInfo:

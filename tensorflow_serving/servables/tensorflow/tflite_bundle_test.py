@@ -12,10 +12,10 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
+
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
-
 from tensorflow_serving.core import servable_id as servable_id_lib
 from tensorflow_serving.model_servers import get_model_metadata_impl
 from tensorflow_serving.servables.tensorflow import predict_util
@@ -38,7 +38,8 @@ def _predict(bundle, signature: str = "", output_filter=(), **inputs):
   request.model_spec.signature_name = signature
   for alias, value in inputs.items():
     request.inputs[alias].CopyFrom(
-        tensor_codec.ndarray_to_tensor_proto(np.asarray(value)))
+        tensor_codec.ndarray_to_tensor_proto(np.asarray(value))
+    )
   request.output_filter.extend(output_filter)
   response = predict_pb2.PredictResponse()
   predict_util.run_predict(bundle, request, response)
@@ -60,9 +61,11 @@ class TfLiteBundleTest(absltest.TestCase):
     tmp = _tmpdir()
     cls.export_dir = tflite_models.export_half_plus_two(os.path.join(tmp, "1"))
     cls.bundle = tflite_bundle.load_tflite_bundle(
-        cls.export_dir, num_pools=2, num_interpreters_per_pool=2)
+        cls.export_dir, num_pools=2, num_interpreters_per_pool=2
+    )
     cls.saved_model = saved_model_bundle.load_saved_model_bundle(
-        cls.export_dir, ["serve"])
+        cls.export_dir, ["serve"]
+    )
 
   @classmethod
   def tearDownClass(cls):
@@ -71,10 +74,13 @@ class TfLiteBundleTest(absltest.TestCase):
     super().tearDownClass()
 
   def test_exposes_the_models_signature_defs(self):
-    self.assertEqual(sorted(self.bundle.signatures),
-                     ["serving_default", "two_inputs", "two_outputs"])
-    self.assertEqual(sorted(self.bundle.signatures),
-                     sorted(self.saved_model.signatures))
+    self.assertEqual(
+        sorted(self.bundle.signatures),
+        ["serving_default", "two_inputs", "two_outputs"],
+    )
+    self.assertEqual(
+        sorted(self.bundle.signatures), sorted(self.saved_model.signatures)
+    )
     sig = self.bundle.signatures["two_inputs"]
     self.assertEqual(sig.method_name, "tensorflow/serving/predict")
     self.assertEqual(list(sig.inputs), ["x", "x2"])
@@ -83,13 +89,17 @@ class TfLiteBundleTest(absltest.TestCase):
     self.assertEqual(sig.inputs["x"].shape, (-1,))
     self.assertIsNone(self.bundle.meta_graph)
     self.assertEqual(self.bundle.export_dir, self.export_dir)
-    self.assertIs(self.bundle.get_signature(""),
-                  self.bundle.signatures["serving_default"])
+    self.assertIs(
+        self.bundle.get_signature(""), self.bundle.signatures["serving_default"]
+    )
 
   def test_predicts_each_signature_like_the_saved_model(self):
     x = _f32(1.0, 2.0, 5.0)
-    cases = [("", {"x": x}), ("two_outputs", {"x": x}),
-             ("two_inputs", {"x": x, "x2": _f32(4.0, 0.0, -2.0)})]
+    cases = [
+        ("", {"x": x}),
+        ("two_outputs", {"x": x}),
+        ("two_inputs", {"x": x, "x2": _f32(4.0, 0.0, -2.0)}),
+    ]
     for signature, inputs in cases:
       with self.subTest(signature):
         key, got = _predict(self.bundle, signature, **inputs)
@@ -106,8 +116,9 @@ class TfLiteBundleTest(absltest.TestCase):
     _, got = _predict(self.bundle, "two_outputs", ("y2",), x=_f32(2.0))
     self.assertEqual(list(got), ["y2"])
     np.testing.assert_allclose(got["y2"], [4.0])
-    out = self.bundle.run(self.bundle.signatures["two_outputs"],
-                          {"x": _f32(2.0)}, ("y2", "y"))
+    out = self.bundle.run(
+        self.bundle.signatures["two_outputs"], {"x": _f32(2.0)}, ("y2", "y")
+    )
     self.assertEqual(list(out), ["y2", "y"])
 
   def test_errors_match_saved_model_bundle(self):
@@ -120,39 +131,47 @@ class TfLiteBundleTest(absltest.TestCase):
         "duplicate output": ("two_outputs", {"x": x}, ("y", "y")),
         "wrong dtype": ("", {"x": np.array([1], np.int32)}, ()),
         "wrong dtype, second input": (
-            "two_inputs", {"x": x, "x2": np.array([1.0])}, ()),
+            "two_inputs",
+            {"x": x, "x2": np.array([1.0])},
+            (),
+        ),
         "wrong rank": ("", {"x": np.ones([2, 1], np.float32)}, ()),
         "strings for floats": ("", {"x": np.array([b"a"], object)}, ()),
     }
     for name, (key, inputs, output_filter) in cases.items():
       with self.subTest(name):
         with self.assertRaises(status.ServingError) as want:
-          self.saved_model.run(self.saved_model.get_signature(key), inputs,
-                               output_filter)
+          self.saved_model.run(
+              self.saved_model.get_signature(key), inputs, output_filter
+          )
         with self.assertRaises(status.ServingError) as got:
-          self.bundle.run(self.bundle.get_signature(key), inputs,
-                          output_filter)
+          self.bundle.run(self.bundle.get_signature(key), inputs, output_filter)
         self.assertEqual(got.exception.code, status.Code.INVALID_ARGUMENT)
-        self.assertEqual((got.exception.code, got.exception.message),
-                         (want.exception.code, want.exception.message))
+        self.assertEqual(
+            (got.exception.code, got.exception.message),
+            (want.exception.code, want.exception.message),
+        )
 
   def test_unknown_signature_is_failed_precondition(self):
     with self.assertRaises(status.ServingError) as ctx:
       _predict(self.bundle, "nope", x=_f32(1.0))
     self.assertEqual(ctx.exception.code, status.Code.FAILED_PRECONDITION)
-    self.assertEqual(ctx.exception.message,
-                     'Serving signature key "nope" not found.')
+    self.assertEqual(
+        ctx.exception.message, 'Serving signature key "nope" not found.'
+    )
 
   def test_resizes_to_each_batch_size(self):
     bundle = tflite_bundle.load_tflite_bundle(
-        self.export_dir, num_pools=1, num_interpreters_per_pool=1)
+        self.export_dir, num_pools=1, num_interpreters_per_pool=1
+    )
     self.addCleanup(bundle.close)
     sig = bundle.signatures["serving_default"]
     for rows in (1, 5, 5, 1, 0, 3):
       with self.subTest(rows=rows):
         x = np.arange(rows, dtype=np.float32)
-        np.testing.assert_allclose(bundle.run(sig, {"x": x})["y"],
-                                   0.5 * x + 2.0)
+        np.testing.assert_allclose(
+            bundle.run(sig, {"x": x})["y"], 0.5 * x + 2.0
+        )
     self.assertEqual(bundle.num_interpreters_created, 1)
 
   def test_concurrent_requests_each_get_their_own_result(self):
@@ -182,16 +201,20 @@ class TfLiteBundleTest(absltest.TestCase):
         del spec
         yield types.SimpleNamespace(
             servable=TfLiteBundleTest.bundle,
-            id=servable_id_lib.ServableId("m", 1))
+            id=servable_id_lib.ServableId("m", 1),
+        )
 
     request = get_model_metadata_pb2.GetModelMetadataRequest(
-        metadata_field=["signature_def"])
+        metadata_field=["signature_def"]
+    )
     request.model_spec.name = "m"
     response = get_model_metadata_impl.get_model_metadata(FakeCore(), request)
     sig_map = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(sig_map)
-    self.assertEqual(sorted(sig_map.signature_def),
-                     ["serving_default", "two_inputs", "two_outputs"])
+    self.assertEqual(
+        sorted(sig_map.signature_def),
+        ["serving_default", "two_inputs", "two_outputs"],
+    )
     sig_def = sig_map.signature_def["serving_default"]
     self.assertEqual(sig_def.method_name, "tensorflow/serving/predict")
     self.assertEqual(list(sig_def.inputs), ["x"])
@@ -203,7 +226,8 @@ class TfLiteBundleTest(absltest.TestCase):
     # Tensor names are the interpreter's, which the SavedModel shares here.
     self.assertEqual(
         info.name,
-        self.saved_model.signatures["serving_default"].inputs["x"].tensor_name)
+        self.saved_model.signatures["serving_default"].inputs["x"].tensor_name,
+    )
     self.assertEqual(sig_def.outputs["y"].dtype, types_pb2.DT_FLOAT)
 
   def test_run_after_close_is_unavailable(self):
@@ -218,14 +242,15 @@ class SynthesizedSignatureTest(absltest.TestCase):
 
   def test_model_without_signature_defs_gets_serving_default(self):
     export_dir = tflite_models.export_half_plus_two(
-        os.path.join(_tmpdir(), "1"), signature_defs=False)
+        os.path.join(_tmpdir(), "1"), signature_defs=False
+    )
     bundle = tflite_bundle.load_tflite_bundle(export_dir, 1, 1)
     self.addCleanup(bundle.close)
     self.assertEqual(list(bundle.signatures), ["serving_default"])
     sig = bundle.signatures["serving_default"]
     # As upstream: aliases are tensor names without their ":0".
-    (in_alias, in_spec), = sig.inputs.items()
-    (out_alias, out_spec), = sig.outputs.items()
+    ((in_alias, in_spec),) = sig.inputs.items()
+    ((out_alias, out_spec),) = sig.outputs.items()
     self.assertEqual(in_spec.tensor_name, in_alias + ":0")
     self.assertEqual(out_spec.tensor_name, out_alias + ":0")
     self.assertEqual(sig.proto.method_name, "tensorflow/serving/predict")
@@ -239,47 +264,59 @@ class SynthesizedSignatureTest(absltest.TestCase):
     with self.assertRaises(status.ServingError) as ctx:
       bundle.run(sig, {"x": x})
     self.assertEqual(ctx.exception.code, status.Code.INVALID_ARGUMENT)
-    self.assertStartsWith(ctx.exception.message,
-                          "input size does not match signature")
+    self.assertStartsWith(
+        ctx.exception.message, "input size does not match signature"
+    )
 
 
 class TfLiteModelsTest(absltest.TestCase):
 
   def test_string_tensors(self):
     bundle = tflite_bundle.load_tflite_bundle(
-        tflite_models.export_string_gather(_tmpdir()), 1, 1)
+        tflite_models.export_string_gather(_tmpdir()), 1, 1
+    )
     self.addCleanup(bundle.close)
     sig = bundle.signatures["serving_default"]
     self.assertEqual(sig.inputs["s"].tf_dtype, types_pb2.DT_STRING)
     self.assertEqual(sig.outputs["picked"].tf_dtype, types_pb2.DT_STRING)
-    _, out = _predict(bundle, s=np.array([b"a", b"\xff\x00b", b""], object),
-                      idx=np.array([1, 2, 0, 1], np.int32))
-    self.assertEqual(out["picked"].tolist(), [b"\xff\x00b", b"", b"a",
-                                              b"\xff\x00b"])
+    _, out = _predict(
+        bundle,
+        s=np.array([b"a", b"\xff\x00b", b""], object),
+        idx=np.array([1, 2, 0, 1], np.int32),
+    )
+    self.assertEqual(
+        out["picked"].tolist(), [b"\xff\x00b", b"", b"a", b"\xff\x00b"]
+    )
 
   def test_invoke_failure_is_internal(self):
     bundle = tflite_bundle.load_tflite_bundle(
-        tflite_models.export_string_gather(_tmpdir()), 1, 1)
+        tflite_models.export_string_gather(_tmpdir()), 1, 1
+    )
     self.addCleanup(bundle.close)
     sig = bundle.signatures["serving_default"]
     with self.assertRaises(status.ServingError) as ctx:
-      bundle.run(sig, {"s": np.array([b"a"], object),
-                       "idx": np.array([3], np.int32)})
+      bundle.run(
+          sig, {"s": np.array([b"a"], object), "idx": np.array([3], np.int32)}
+      )
     self.assertEqual(ctx.exception.code, status.Code.INTERNAL)
-    self.assertStartsWith(ctx.exception.message,
-                          "Failed to invoke TfLite interpreter")
+    self.assertStartsWith(
+        ctx.exception.message, "Failed to invoke TfLite interpreter"
+    )
     # The interpreter went back to the pool and still works.
-    out = bundle.run(sig, {"s": np.array([b"a"], object),
-                           "idx": np.array([0], np.int32)})
+    out = bundle.run(
+        sig, {"s": np.array([b"a"], object), "idx": np.array([0], np.int32)}
+    )
     self.assertEqual(out["picked"].tolist(), [b"a"])
 
   def test_fixed_batch_model_accepts_other_batch_sizes(self):
     bundle = tflite_bundle.load_tflite_bundle(
-        tflite_models.export_fixed_batch(_tmpdir()), 1, 1)
+        tflite_models.export_fixed_batch(_tmpdir()), 1, 1
+    )
     self.addCleanup(bundle.close)
     sig = bundle.signatures["serving_default"]
-    self.assertEqual([d.size for d in sig.proto.inputs["x"].tensor_shape.dim],
-                     [1, 2])
+    self.assertEqual(
+        [d.size for d in sig.proto.inputs["x"].tensor_shape.dim], [1, 2]
+    )
     x = np.arange(6, dtype=np.float32).reshape(3, 2)
     np.testing.assert_allclose(bundle.run(sig, {"x": x})["y"], 2 * x)
     with self.assertRaises(status.ServingError) as ctx:
@@ -287,13 +324,15 @@ class TfLiteModelsTest(absltest.TestCase):
     self.assertEqual(ctx.exception.code, status.Code.INVALID_ARGUMENT)
     self.assertEqual(
         ctx.exception.message,
-        "Input 'x' has shape [3, 3] but the signature expects [?,2]")
+        "Input 'x' has shape [3, 3] but the signature expects [?,2]",
+    )
 
   def test_bad_model_file_fails_the_load(self):
     export_dir = _tmpdir()
-    for content, code in ((b"not a flatbuffer" * 4,
-                           status.Code.INVALID_ARGUMENT),
-                          (b"", status.Code.INVALID_ARGUMENT)):
+    for content, code in (
+        (b"not a flatbuffer" * 4, status.Code.INVALID_ARGUMENT),
+        (b"", status.Code.INVALID_ARGUMENT),
+    ):
       with open(tflite_bundle.tflite_model_path(export_dir), "wb") as f:
         f.write(content)
       with self.assertRaises(status.ServingError) as ctx:
@@ -310,8 +349,10 @@ class LoaderTest(absltest.TestCase):
 
   def _load(self, export_dir: str, **config):
     loader = saved_model_loader.SavedModelLoader(
-        servable_id_lib.ServableId("m", 1), export_dir,
-        saved_model_loader.SavedModelConfig(**config))
+        servable_id_lib.ServableId("m", 1),
+        export_dir,
+        saved_model_loader.SavedModelConfig(**config),
+    )
     loader.load()
     self.addCleanup(loader.unload)
     return loader.servable()
@@ -319,15 +360,21 @@ class LoaderTest(absltest.TestCase):
   def test_tflite_only_with_the_flag_and_the_file(self):
     both = tflite_models.export_half_plus_two(os.path.join(_tmpdir(), "1"))
     saved_model_only = tflite_models.export_half_plus_two(
-        os.path.join(_tmpdir(), "1"))
+        os.path.join(_tmpdir(), "1")
+    )
     os.remove(tflite_bundle.tflite_model_path(saved_model_only))
 
     self.assertIsInstance(self._load(both), saved_model_bundle.SavedModelBundle)
     self.assertIsInstance(
         self._load(saved_model_only, prefer_tflite_model=True),
-        saved_model_bundle.SavedModelBundle)
-    bundle = self._load(both, prefer_tflite_model=True, num_tflite_pools=3,
-                        num_tflite_interpreters_per_pool=2)
+        saved_model_bundle.SavedModelBundle,
+    )
+    bundle = self._load(
+        both,
+        prefer_tflite_model=True,
+        num_tflite_pools=3,
+        num_tflite_interpreters_per_pool=2,
+    )
     self.assertIsInstance(bundle, tflite_bundle.TfLiteBundle)
     self.assertEqual(bundle.num_interpreters, 6)
     _, out = _predict(bundle, x=_f32(4.0))
@@ -335,13 +382,15 @@ class LoaderTest(absltest.TestCase):
 
   def test_warmup_runs_on_the_tflite_bundle(self):
     export_dir = tflite_models.export_half_plus_two(
-        os.path.join(_tmpdir(), "1"), saved_model=False)
+        os.path.join(_tmpdir(), "1"), saved_model=False
+    )
     path = warmup.warmup_path(export_dir)
     os.makedirs(os.path.dirname(path))
     log = prediction_log_pb2.PredictionLog()
     log.predict_log.request.model_spec.name = "m"
     log.predict_log.request.inputs["x"].CopyFrom(
-        tensor_codec.ndarray_to_tensor_proto(_f32(1.0)))
+        tensor_codec.ndarray_to_tensor_proto(_f32(1.0))
+    )
     with tf.io.TFRecordWriter(path) as writer:
       writer.write(log.SerializeToString())
     bundle = self._load(export_dir, prefer_tflite_model=True)
@@ -350,7 +399,8 @@ class LoaderTest(absltest.TestCase):
     bad = prediction_log_pb2.PredictionLog()
     bad.CopyFrom(log)
     bad.predict_log.request.inputs["x"].CopyFrom(
-        tensor_codec.ndarray_to_tensor_proto(np.array([1], np.int32)))
+        tensor_codec.ndarray_to_tensor_proto(np.array([1], np.int32))
+    )
     with tf.io.TFRecordWriter(path) as writer:
       writer.write(bad.SerializeToString())
     with self.assertRaises(status.ServingError) as ctx:

@@ -8,8 +8,8 @@ import tempfile
 from absl.testing import absltest
 import tensorflow as tf
 from tensorflow.core.example import example_pb2
-from tensorflow_serving.apis import prediction_log_pb2
 
+from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.servables.tensorflow import saved_model_bundle
 from tensorflow_serving.servables.tensorflow import warmup
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
@@ -46,8 +46,10 @@ def regress_log():
 def multi_inference_log():
   log = prediction_log_pb2.PredictionLog()
   request = log.multi_inference_log.request
-  for signature, method in (("classify_both", "tensorflow/serving/classify"),
-                            ("regress_flat", "tensorflow/serving/regress")):
+  for signature, method in (
+      ("classify_both", "tensorflow/serving/classify"),
+      ("regress_flat", "tensorflow/serving/regress"),
+  ):
     task = request.tasks.add()
     task.model_spec.name = "m"
     task.model_spec.signature_name = signature
@@ -63,9 +65,11 @@ class WarmupClassifyRegressTest(absltest.TestCase):
     super().setUpClass()
     tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
     cls.export_dir = half_plus_two.export_example_signatures_tf1(
-        os.path.join(tmp, "1"))
+        os.path.join(tmp, "1")
+    )
     cls.bundle = saved_model_bundle.load_saved_model_bundle(
-        cls.export_dir, ["serve"])
+        cls.export_dir, ["serve"]
+    )
 
   @classmethod
   def tearDownClass(cls):
@@ -82,29 +86,36 @@ class WarmupClassifyRegressTest(absltest.TestCase):
     return path
 
   def test_replays_each_kind(self):
-    self.write_records([
-        classify_log().SerializeToString(),
-        regress_log().SerializeToString(),
-        multi_inference_log().SerializeToString(),
-    ])
+    self.write_records(
+        [
+            classify_log().SerializeToString(),
+            regress_log().SerializeToString(),
+            multi_inference_log().SerializeToString(),
+        ]
+    )
     self.assertEqual(warmup.run_warmup(self.bundle, self.export_dir), 3)
     self.assertEqual(
-        warmup.run_warmup(self.bundle, self.export_dir,
-                          num_request_iterations=3), 3)
+        warmup.run_warmup(
+            self.bundle, self.export_dir, num_request_iterations=3
+        ),
+        3,
+    )
 
   def test_failing_request_fails_warmup(self):
     self.write_records([classify_log("nope").SerializeToString()])
     with self.assertRaises(status.ServingError) as ctx:
       warmup.run_warmup(self.bundle, self.export_dir)
-    self.assertEqual(ctx.exception.message,
-                     "No signature was found with the name: nope")
+    self.assertEqual(
+        ctx.exception.message, "No signature was found with the name: nope"
+    )
 
   def test_bad_record(self):
     self.write_records([regress_log().SerializeToString(), b"\xff\xff\xff"])
     with self.assertRaises(status.ServingError) as ctx:
       warmup.run_warmup(self.bundle, self.export_dir)
-    self.assertStartsWith(ctx.exception.message,
-                          "Failed to parse warmup record")
+    self.assertStartsWith(
+        ctx.exception.message, "Failed to parse warmup record"
+    )
 
   def test_too_many_records(self):
     record = regress_log().SerializeToString()
@@ -113,7 +124,8 @@ class WarmupClassifyRegressTest(absltest.TestCase):
       warmup.run_warmup(self.bundle, self.export_dir)
     self.assertEqual(
         ctx.exception.message,
-        f"Number of warmup records exceeds the maximum (1000) at {path}")
+        f"Number of warmup records exceeds the maximum (1000) at {path}",
+    )
 
 
 if __name__ == "__main__":

@@ -21,23 +21,26 @@ documented choices:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 import os
 import re
 import threading
 import time
-from typing import Iterable, Protocol
+from typing import Protocol
 
 from absl import logging
 
 from tensorflow_serving.config import file_system_storage_path_source_pb2
 from tensorflow_serving.core.servable_data import ServableData
 from tensorflow_serving.core.servable_id import ServableId
-from tensorflow_serving.core.source import AspiredVersionsCallback, Source
+from tensorflow_serving.core.source import AspiredVersionsCallback
+from tensorflow_serving.core.source import Source
 from tensorflow_serving.util import status
 from tensorflow_serving.util.status import ServingError
 
 FileSystemStoragePathSourceConfig = (
-    file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig)
+    file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig
+)
 ServableToMonitor = FileSystemStoragePathSourceConfig.ServableToMonitor
 
 StoragePath = str
@@ -63,14 +66,15 @@ def parse_version(name: str) -> int | None:
   return value
 
 
-def servable_id_from_version_dir(servable_name: str,
-                                 version_dir: str) -> ServableId | None:
+def servable_id_from_version_dir(
+    servable_name: str, version_dir: str
+) -> ServableId | None:
   """The ServableId for a version directory (path or bare name), if numeric.
 
   Only the last path component counts, so `/models/m/7/` gives version 7.
   """
   child = version_dir.rstrip("/")
-  child = child[child.rfind("/") + 1:]
+  child = child[child.rfind("/") + 1 :]
   version = parse_version(child)
   if version is None:
     return None
@@ -113,6 +117,7 @@ class GFileSystem:
   def _io(self):
     if self._gfile is None:
       import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
       self._gfile = tf.io.gfile
     return self._gfile
 
@@ -142,7 +147,8 @@ class LocalFileSystem:
 def _policy_choice(servable: ServableToMonitor) -> str:
   # An unset policy means latest{num_versions: 1}, as upstream.
   return servable.servable_version_policy.WhichOneof("policy_choice") or (
-      "latest")
+      "latest"
+  )
 
 
 def _index_children_by_version(children: Iterable[str]) -> dict[int, str]:
@@ -155,7 +161,11 @@ def _index_children_by_version(children: Iterable[str]) -> dict[int, str]:
     if version in by_version:
       logging.warning(
           "Duplicate version directories detected. Version %d will be loaded "
-          "from %s, %s will be ignored.", version, child, by_version[version])
+          "from %s, %s will be ignored.",
+          version,
+          child,
+          by_version[version],
+      )
     by_version[version] = child
   return by_version
 
@@ -168,9 +178,11 @@ class FileSystemStoragePathSource(Source[StoragePath]):
   when zero, never when negative (then call `poll_once()` yourself).
   """
 
-  def __init__(self,
-               config: FileSystemStoragePathSourceConfig | None = None,
-               file_system: FileSystem | None = None):
+  def __init__(
+      self,
+      config: FileSystemStoragePathSourceConfig | None = None,
+      file_system: FileSystem | None = None,
+  ):
     self._fs: FileSystem = file_system or GFileSystem()
     # Reentrant so that a callback may call back into update_config().
     self._lock = threading.RLock()
@@ -194,13 +206,18 @@ class FileSystemStoragePathSource(Source[StoragePath]):
     new_config = FileSystemStoragePathSourceConfig()
     new_config.CopyFrom(config)
     with self._lock:
-      if (self._thread is not None and
-          new_config.file_system_poll_wait_seconds !=
-          self._config.file_system_poll_wait_seconds):
+      if (
+          self._thread is not None
+          and new_config.file_system_poll_wait_seconds
+          != self._config.file_system_poll_wait_seconds
+      ):
         raise status.invalid_argument(
-            "Changing file_system_poll_wait_seconds is not supported")
-      if (new_config.fail_if_zero_versions_at_startup or
-          new_config.servable_versions_always_present):
+            "Changing file_system_poll_wait_seconds is not supported"
+        )
+      if (
+          new_config.fail_if_zero_versions_at_startup
+          or new_config.servable_versions_always_present
+      ):
         self._fail_if_zero_versions(new_config)
       if self._callback is not None and self._config is not None:
         for name in self._deleted_servables(self._config, new_config):
@@ -209,11 +226,14 @@ class FileSystemStoragePathSource(Source[StoragePath]):
       self._maybe_start_polling()
 
   def set_aspired_versions_callback(
-      self, callback: AspiredVersionsCallback[StoragePath]) -> None:
+      self, callback: AspiredVersionsCallback[StoragePath]
+  ) -> None:
     with self._lock:
       if self._thread is not None:
-        logging.error("SetAspiredVersionsCallback() called multiple times; "
-                      "ignoring this call")
+        logging.error(
+            "SetAspiredVersionsCallback() called multiple times; "
+            "ignoring this call"
+        )
         return
       self._callback = callback
       self._maybe_start_polling()
@@ -233,20 +253,26 @@ class FileSystemStoragePathSource(Source[StoragePath]):
     with self._lock:
       if self._callback is None:
         raise status.failed_precondition(
-            "poll_once() needs set_aspired_versions_callback() first")
+            "poll_once() needs set_aspired_versions_callback() first"
+        )
       if self._config is None:
         raise status.failed_precondition("poll_once() needs a config first")
       versions_by_name = self.poll_file_system(self._config)
       for name, versions in versions_by_name.items():
         if not versions and self._config.servable_versions_always_present:
-          logging.error("Refusing to unload all versions for Servable: %s",
-                        name)
+          logging.error(
+              "Refusing to unload all versions for Servable: %s", name
+          )
           continue
         for version in versions:
           logging.vlog(
-              1, "File-system polling update: Servable:%s; Servable path: %s; "
-              "Polling frequency: %d", version.id, version.data,
-              self._config.file_system_poll_wait_seconds)
+              1,
+              "File-system polling update: Servable:%s; Servable path: %s; "
+              "Polling frequency: %d",
+              version.id,
+              version.data,
+              self._config.file_system_poll_wait_seconds,
+          )
         self._callback(name, versions)
 
   def poll_file_system(
@@ -271,17 +297,24 @@ class FileSystemStoragePathSource(Source[StoragePath]):
 
   def _maybe_start_polling(self) -> None:
     """Starts the poll thread once config and callback are both present."""
-    if (self._thread is not None or self._stopped or self._config is None or
-        self._callback is None):
+    if (
+        self._thread is not None
+        or self._stopped
+        or self._config is None
+        or self._callback is None
+    ):
       return
     period = self._config.file_system_poll_wait_seconds
     if period < 0:
       return
-    name = ("FileSystemStoragePathSource_filesystem_oneshot_thread"
-            if period == 0 else
-            "FileSystemStoragePathSource_filesystem_polling_thread")
+    name = (
+        "FileSystemStoragePathSource_filesystem_oneshot_thread"
+        if period == 0
+        else "FileSystemStoragePathSource_filesystem_polling_thread"
+    )
     self._thread = threading.Thread(
-        target=self._poll_loop, args=(period,), name=name, daemon=True)
+        target=self._poll_loop, args=(period,), name=name, daemon=True
+    )
     self._thread.start()
 
   def _poll_loop(self, period: int) -> None:
@@ -293,12 +326,15 @@ class FileSystemStoragePathSource(Source[StoragePath]):
       except ServingError as e:
         logging.error(
             "FileSystemStoragePathSource encountered a filesystem access "
-            "error: %s", e.message)
+            "error: %s",
+            e.message,
+        )
       except Exception as e:  # pylint: disable=broad-except
         # A failing callback must not kill polling for good.
         logging.exception("FileSystemStoragePathSource poll failed: %s", e)
       if period == 0 or self._stop_event.wait(
-          max(0.0, period - (time.monotonic() - start))):
+          max(0.0, period - (time.monotonic() - start))
+      ):
         return
 
   def _list_children(self, servable: ServableToMonitor) -> list[str]:
@@ -312,13 +348,15 @@ class FileSystemStoragePathSource(Source[StoragePath]):
     if error:
       raise status.invalid_argument(
           f"Could not find base path {base} for servable "
-          f"{servable.servable_name} with error {error}")
+          f"{servable.servable_name} with error {error}"
+      )
     try:
       children = self._fs.listdir(base)
     except Exception as e:  # pylint: disable=broad-except
       raise status.invalid_argument(
           f"Could not list base path {base} for servable "
-          f"{servable.servable_name} with error {e}") from e
+          f"{servable.servable_name} with error {e}"
+      ) from e
     # Object stores may list all descendants: keep the first component.
     return sorted({child.split("/", 1)[0] for child in children} - {""})
 
@@ -335,25 +373,27 @@ class FileSystemStoragePathSource(Source[StoragePath]):
       except Exception:  # pylint: disable=broad-except
         return None
       found.append(
-          ServableData.of(ServableId(servable.servable_name, version), path))
+          ServableData.of(ServableId(servable.servable_name, version), path)
+      )
     return found
 
   def _poll_servable(
-      self, servable: ServableToMonitor) -> list[ServableData[StoragePath]]:
+      self, servable: ServableToMonitor
+  ) -> list[ServableData[StoragePath]]:
     name = servable.servable_name
     policy = servable.servable_version_policy
     choice = _policy_choice(servable)
 
     def aspire(version: int, child: str) -> ServableData[StoragePath]:
       return ServableData.of(
-          ServableId(name, version), join_path(servable.base_path, child))
+          ServableId(name, version), join_path(servable.base_path, child)
+      )
 
     versions: list[ServableData[StoragePath]] = []
     if choice == "specific":
       wanted = list(policy.specific.versions)
       if not wanted:
-        logging.warning("No specific versions requested for servable %s.",
-                        name)
+        logging.warning("No specific versions requested for servable %s.", name)
       else:
         # The base path must still exist so an outage aborts the round.
         fast = None
@@ -374,7 +414,10 @@ class FileSystemStoragePathSource(Source[StoragePath]):
           logging.warning(
               "Version %d of servable %s, which was requested to be served as "
               "a 'specific' version in the servable's version policy, was not "
-              "found in the file system", version, name)
+              "found in the file system",
+              version,
+              name,
+          )
     else:
       by_version = _index_children_by_version(self._list_children(servable))
       if choice == "all":
@@ -388,22 +431,28 @@ class FileSystemStoragePathSource(Source[StoragePath]):
     if not versions:
       logging.warning(
           "No versions of servable %s found under base path %s. Did you "
-          "forget to name your leaf directory as a number (eg. '/1/')?", name,
-          servable.base_path)
+          "forget to name your leaf directory as a number (eg. '/1/')?",
+          name,
+          servable.base_path,
+      )
     return versions
 
   def _fail_if_zero_versions(
-      self, config: FileSystemStoragePathSourceConfig) -> None:
+      self, config: FileSystemStoragePathSourceConfig
+  ) -> None:
     versions_by_name = self.poll_file_system(config)
     base_paths = {s.servable_name: s.base_path for s in config.servables}
     for name, versions in versions_by_name.items():
       if not versions:
         raise status.not_found(
             f"Unable to find a numerical version path for servable {name} "
-            f"at: {base_paths[name]}")
+            f"at: {base_paths[name]}"
+        )
 
   @staticmethod
-  def _deleted_servables(old: FileSystemStoragePathSourceConfig,
-                         new: FileSystemStoragePathSourceConfig) -> list[str]:
+  def _deleted_servables(
+      old: FileSystemStoragePathSourceConfig,
+      new: FileSystemStoragePathSourceConfig,
+  ) -> list[str]:
     kept = {s.servable_name for s in new.servables}
     return sorted({s.servable_name for s in old.servables} - kept)

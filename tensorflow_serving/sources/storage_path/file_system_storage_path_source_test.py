@@ -13,7 +13,9 @@ from google.protobuf import text_format
 
 from tensorflow_serving.core.servable_data import ServableData
 from tensorflow_serving.core.servable_id import ServableId
-from tensorflow_serving.sources.storage_path import file_system_storage_path_source as fssps
+from tensorflow_serving.sources.storage_path import (
+    file_system_storage_path_source as fssps,
+)
 from tensorflow_serving.util.status import Code
 from tensorflow_serving.util.status import ServingError
 
@@ -72,12 +74,17 @@ class ParseVersionTest(parameterized.TestCase):
     self.assertEqual(fssps.parse_version(name), expected)
 
   def test_servable_id_from_version_dir(self):
-    self.assertEqual(fssps.servable_id_from_version_dir("m", "/models/m/7"),
-                     ServableId("m", 7))
-    self.assertEqual(fssps.servable_id_from_version_dir("m", "gs://b/m/07/"),
-                     ServableId("m", 7))
-    self.assertEqual(fssps.servable_id_from_version_dir("m", "3"),
-                     ServableId("m", 3))
+    self.assertEqual(
+        fssps.servable_id_from_version_dir("m", "/models/m/7"),
+        ServableId("m", 7),
+    )
+    self.assertEqual(
+        fssps.servable_id_from_version_dir("m", "gs://b/m/07/"),
+        ServableId("m", 7),
+    )
+    self.assertEqual(
+        fssps.servable_id_from_version_dir("m", "3"), ServableId("m", 3)
+    )
     self.assertIsNone(fssps.servable_id_from_version_dir("m", "/models/m/x"))
 
   def test_join_path(self):
@@ -101,17 +108,21 @@ class SourceTestBase(absltest.TestCase):
 
   def make_source(self, config_text: str, fs=None):
     source = fssps.FileSystemStoragePathSource(
-        _config(config_text), file_system=fs or fssps.LocalFileSystem())
+        _config(config_text), file_system=fs or fssps.LocalFileSystem()
+    )
     self.addCleanup(source.stop)
     recorder = Recorder()
     source.set_aspired_versions_callback(recorder)
     return source, recorder
 
   def assert_versions(self, versions, name, base, children_by_version):
-    self.assertEqual(versions, [
-        ServableData.of(ServableId(name, v), os.path.join(base, child))
-        for v, child in children_by_version
-    ])
+    self.assertEqual(
+        versions,
+        [
+            ServableData.of(ServableId(name, v), os.path.join(base, child))
+            for v, child in children_by_version
+        ],
+    )
 
 
 class PolicyTest(SourceTestBase):
@@ -134,8 +145,9 @@ class PolicyTest(SourceTestBase):
           servable_version_policy {{ latest {{ num_versions: 2 }} }} }}
         file_system_poll_wait_seconds: -1""")
     source.poll_once()
-    self.assert_versions(recorder.by_name()["m"], "m", base,
-                         [(10, "10"), (3, "3")])
+    self.assert_versions(
+        recorder.by_name()["m"], "m", base, [(10, "10"), (3, "3")]
+    )
 
   def test_latest_zero_treated_as_one(self):
     base = self.make_dirs("m", "1", "2")
@@ -153,8 +165,9 @@ class PolicyTest(SourceTestBase):
           servable_version_policy {{ latest {{ num_versions: 5 }} }} }}
         file_system_poll_wait_seconds: -1""")
     source.poll_once()
-    self.assert_versions(recorder.by_name()["m"], "m", base,
-                         [(2, "2"), (1, "1")])
+    self.assert_versions(
+        recorder.by_name()["m"], "m", base, [(2, "2"), (1, "1")]
+    )
 
   def test_all(self):
     base = self.make_dirs("m", "1", "3", "0002", "junk")
@@ -163,8 +176,9 @@ class PolicyTest(SourceTestBase):
           servable_version_policy {{ all {{}} }} }}
         file_system_poll_wait_seconds: -1""")
     source.poll_once()
-    self.assert_versions(recorder.by_name()["m"], "m", base,
-                         [(1, "1"), (2, "0002"), (3, "3")])
+    self.assert_versions(
+        recorder.by_name()["m"], "m", base, [(1, "1"), (2, "0002"), (3, "3")]
+    )
 
   def test_leading_zeros(self):
     base = self.make_dirs("m", "00000123")
@@ -172,8 +186,9 @@ class PolicyTest(SourceTestBase):
         servables {{ servable_name: 'm' base_path: '{base}' }}
         file_system_poll_wait_seconds: -1""")
     source.poll_once()
-    self.assert_versions(recorder.by_name()["m"], "m", base,
-                         [(123, "00000123")])
+    self.assert_versions(
+        recorder.by_name()["m"], "m", base, [(123, "00000123")]
+    )
 
   def test_duplicate_versions_later_name_wins(self):
     base = self.make_dirs("m", "01", "1")
@@ -184,9 +199,13 @@ class PolicyTest(SourceTestBase):
     with self.assertLogs("absl", level="WARNING") as logs:
       source.poll_once()
     self.assertTrue(
-        any("Duplicate version directories detected. Version 1 will be "
-            "loaded from 1, 01 will be ignored." in m for m in logs.output),
-        logs.output)
+        any(
+            "Duplicate version directories detected. Version 1 will be "
+            "loaded from 1, 01 will be ignored." in m
+            for m in logs.output
+        ),
+        logs.output,
+    )
     self.assert_versions(recorder.by_name()["m"], "m", base, [(1, "1")])
 
   def test_specific(self):
@@ -197,8 +216,9 @@ class PolicyTest(SourceTestBase):
         }}
         file_system_poll_wait_seconds: -1""")
     source.poll_once()
-    self.assert_versions(recorder.by_name()["m"], "m", base,
-                         [(1, "1"), (3, "3")])
+    self.assert_versions(
+        recorder.by_name()["m"], "m", base, [(1, "1"), (3, "3")]
+    )
 
   def test_specific_padded_name_found_by_listing(self):
     base = self.make_dirs("m", "007")
@@ -221,7 +241,9 @@ class PolicyTest(SourceTestBase):
     self.assertIn(
         "Version 5 of servable m, which was requested to be served as a "
         "'specific' version in the servable's version policy, was not found "
-        "in the file system", "\n".join(logs.output))
+        "in the file system",
+        "\n".join(logs.output),
+    )
     self.assert_versions(recorder.by_name()["m"], "m", base, [(1, "1")])
 
   def test_specific_empty_list_warns_and_unloads(self):
@@ -232,8 +254,9 @@ class PolicyTest(SourceTestBase):
         file_system_poll_wait_seconds: -1""")
     with self.assertLogs("absl", level="WARNING") as logs:
       source.poll_once()
-    self.assertIn("No specific versions requested for servable m.",
-                  "\n".join(logs.output))
+    self.assertIn(
+        "No specific versions requested for servable m.", "\n".join(logs.output)
+    )
     self.assertEqual(recorder.by_name()["m"], [])
 
   def test_uri_join(self):
@@ -253,18 +276,24 @@ class PolicyTest(SourceTestBase):
     source, recorder = self.make_source(
         """servables { servable_name: 'm' base_path: 'gs://bucket/m'
              servable_version_policy { all {} } }
-           file_system_poll_wait_seconds: -1""", fs=FakeFs())
+           file_system_poll_wait_seconds: -1""",
+        fs=FakeFs(),
+    )
     source.poll_once()
-    self.assertEqual(recorder.by_name()["m"], [
-        ServableData.of(ServableId("m", 1), "gs://bucket/m/1"),
-        ServableData.of(ServableId("m", 2), "gs://bucket/m/2"),
-    ])
+    self.assertEqual(
+        recorder.by_name()["m"],
+        [
+            ServableData.of(ServableId("m", 1), "gs://bucket/m/1"),
+            ServableData.of(ServableId("m", 2), "gs://bucket/m/2"),
+        ],
+    )
 
   def test_default_gfile_file_system(self):
     base = self.make_dirs("m", "4", "5")
     source = fssps.FileSystemStoragePathSource(
         _config(f"""servables {{ servable_name: 'm' base_path: '{base}' }}
-                    file_system_poll_wait_seconds: -1"""))
+                    file_system_poll_wait_seconds: -1""")
+    )
     self.addCleanup(source.stop)
     recorder = Recorder()
     source.set_aspired_versions_callback(recorder)
@@ -286,7 +315,8 @@ class ErrorsAndEmptyTest(SourceTestBase):
     self.assertEqual(cm.exception.code, Code.INVALID_ARGUMENT)
     self.assertStartsWith(
         cm.exception.message,
-        f"Could not find base path {missing} for servable bad with error ")
+        f"Could not find base path {missing} for servable bad with error ",
+    )
     self.assertEqual(recorder.calls, [])
 
   def test_missing_base_path_logged_by_poll_thread(self):
@@ -301,7 +331,8 @@ class ErrorsAndEmptyTest(SourceTestBase):
     self.assertIn(
         "FileSystemStoragePathSource encountered a filesystem access error: "
         f"Could not find base path {missing} for servable bad",
-        "\n".join(logs.output))
+        "\n".join(logs.output),
+    )
     self.assertEqual(recorder.calls, [])
 
   def test_listdir_error_aborts_round(self):
@@ -312,9 +343,12 @@ class ErrorsAndEmptyTest(SourceTestBase):
         raise OSError("permission denied")
 
     base = self.make_dirs("m", "1")
-    source, recorder = self.make_source(f"""
+    source, recorder = self.make_source(
+        f"""
         servables {{ servable_name: 'm' base_path: '{base}' }}
-        file_system_poll_wait_seconds: -1""", fs=BrokenFs())
+        file_system_poll_wait_seconds: -1""",
+        fs=BrokenFs(),
+    )
     with self.assertRaisesRegex(ServingError, "permission denied"):
       source.poll_once()
     self.assertEqual(recorder.calls, [])
@@ -329,7 +363,8 @@ class ErrorsAndEmptyTest(SourceTestBase):
     self.assertIn(
         f"No versions of servable m found under base path {base}. Did you "
         "forget to name your leaf directory as a number (eg. '/1/')?",
-        "\n".join(logs.output))
+        "\n".join(logs.output),
+    )
     self.assertEqual(recorder.calls, [("m", [])])
 
   def test_always_present_refuses_to_unload(self):
@@ -343,8 +378,10 @@ class ErrorsAndEmptyTest(SourceTestBase):
     os.rmdir(os.path.join(base, "1"))
     with self.assertLogs("absl", level="ERROR") as logs:
       source.poll_once()
-    self.assertIn("Refusing to unload all versions for Servable: m",
-                  "\n".join(logs.output))
+    self.assertIn(
+        "Refusing to unload all versions for Servable: m",
+        "\n".join(logs.output),
+    )
     self.assertLen(recorder.calls, 1)
 
   def test_always_present_fails_creation_without_versions(self):
@@ -353,11 +390,13 @@ class ErrorsAndEmptyTest(SourceTestBase):
       fssps.FileSystemStoragePathSource(
           _config(f"""servables {{ servable_name: 'm' base_path: '{base}' }}
                       servable_versions_always_present: true"""),
-          file_system=fssps.LocalFileSystem())
+          file_system=fssps.LocalFileSystem(),
+      )
     self.assertEqual(cm.exception.code, Code.NOT_FOUND)
     self.assertEqual(
         cm.exception.message,
-        f"Unable to find a numerical version path for servable m at: {base}")
+        f"Unable to find a numerical version path for servable m at: {base}",
+    )
 
   def test_fail_if_zero_versions_at_startup(self):
     base = self.make_dirs("m")
@@ -365,13 +404,15 @@ class ErrorsAndEmptyTest(SourceTestBase):
       fssps.FileSystemStoragePathSource(
           _config(f"""servables {{ servable_name: 'm' base_path: '{base}' }}
                       fail_if_zero_versions_at_startup: true"""),
-          file_system=fssps.LocalFileSystem())
+          file_system=fssps.LocalFileSystem(),
+      )
     self.assertEqual(cm.exception.code, Code.NOT_FOUND)
 
   def test_poll_once_needs_callback(self):
     source = fssps.FileSystemStoragePathSource(
         _config("file_system_poll_wait_seconds: -1"),
-        file_system=fssps.LocalFileSystem())
+        file_system=fssps.LocalFileSystem(),
+    )
     with self.assertRaises(ServingError) as cm:
       source.poll_once()
     self.assertEqual(cm.exception.code, Code.FAILED_PRECONDITION)
@@ -392,7 +433,8 @@ class UpdateConfigTest(SourceTestBase):
     source.update_config(
         _config(f"""servables {{ servable_name: 'a' base_path: '{a}' }}
                     servables {{ servable_name: 'b' base_path: '{b}' }}
-                    file_system_poll_wait_seconds: -1"""))
+                    file_system_poll_wait_seconds: -1""")
+    )
     self.assertEqual(recorder.calls, [])  # Adding emits on the next poll.
     source.poll_once()
     self.assertEqual(sorted(name for name, _ in recorder.calls), ["a", "b"])
@@ -400,7 +442,8 @@ class UpdateConfigTest(SourceTestBase):
     recorder.calls.clear()
     source.update_config(
         _config(f"""servables {{ servable_name: 'b' base_path: '{b}' }}
-                    file_system_poll_wait_seconds: -1"""))
+                    file_system_poll_wait_seconds: -1""")
+    )
     # The removed servable is unaspired immediately.
     self.assertEqual(recorder.calls, [("a", [])])
     recorder.calls.clear()
@@ -415,19 +458,24 @@ class UpdateConfigTest(SourceTestBase):
     with self.assertRaises(ServingError) as cm:
       source.update_config(
           _config(f"""servables {{ servable_name: 'm' base_path: '{base}' }}
-                      file_system_poll_wait_seconds: 5"""))
+                      file_system_poll_wait_seconds: 5""")
+      )
     self.assertEqual(cm.exception.code, Code.INVALID_ARGUMENT)
-    self.assertEqual(cm.exception.message,
-                     "Changing file_system_poll_wait_seconds is not supported")
+    self.assertEqual(
+        cm.exception.message,
+        "Changing file_system_poll_wait_seconds is not supported",
+    )
     # The same period is fine.
     source.update_config(
         _config(f"""servables {{ servable_name: 'm' base_path: '{base}' }}
-                    file_system_poll_wait_seconds: 100"""))
+                    file_system_poll_wait_seconds: 100""")
+    )
 
   def test_config_before_callback_is_fine_to_change(self):
     source = fssps.FileSystemStoragePathSource(
         _config("file_system_poll_wait_seconds: 100"),
-        file_system=fssps.LocalFileSystem())
+        file_system=fssps.LocalFileSystem(),
+    )
     self.addCleanup(source.stop)
     source.update_config(_config("file_system_poll_wait_seconds: 3"))
     self.assertEqual(source.config.file_system_poll_wait_seconds, 3)
@@ -437,7 +485,8 @@ class UpdateConfigTest(SourceTestBase):
     config = _config(f"""servables {{ servable_name: 'm' base_path: '{base}' }}
                          file_system_poll_wait_seconds: -1""")
     source = fssps.FileSystemStoragePathSource(
-        config, file_system=fssps.LocalFileSystem())
+        config, file_system=fssps.LocalFileSystem()
+    )
     config.ClearField("servables")
     self.assertLen(source.config.servables, 1)
 
@@ -449,7 +498,8 @@ class PollingThreadTest(SourceTestBase):
     source = fssps.FileSystemStoragePathSource(
         _config(f"""servables {{ servable_name: 'm' base_path: '{base}' }}
                     file_system_poll_wait_seconds: 1"""),
-        file_system=fssps.LocalFileSystem())
+        file_system=fssps.LocalFileSystem(),
+    )
     self.addCleanup(source.stop)
     recorder = Recorder()
     source.set_aspired_versions_callback(recorder)
@@ -460,7 +510,8 @@ class PollingThreadTest(SourceTestBase):
     deadline = time.monotonic() + 10
     while True:
       name, versions = recorder.queue.get(
-          timeout=max(0.01, deadline - time.monotonic()))
+          timeout=max(0.01, deadline - time.monotonic())
+      )
       if [v.id.version for v in versions] == [2]:
         break
     self.assertEqual(versions[0].data, os.path.join(base, "2"))
@@ -485,13 +536,15 @@ class PollingThreadTest(SourceTestBase):
   def test_thread_starts_when_callback_set_before_config(self):
     base = self.make_dirs("m", "1")
     source = fssps.FileSystemStoragePathSource(
-        file_system=fssps.LocalFileSystem())
+        file_system=fssps.LocalFileSystem()
+    )
     self.addCleanup(source.stop)
     recorder = Recorder()
     source.set_aspired_versions_callback(recorder)
     source.update_config(
         _config(f"""servables {{ servable_name: 'm' base_path: '{base}' }}
-                    file_system_poll_wait_seconds: 0"""))
+                    file_system_poll_wait_seconds: 0""")
+    )
     self.assertEqual(recorder.queue.get(timeout=10)[0], "m")
 
   def test_stop_joins_thread_and_is_idempotent(self):
@@ -505,7 +558,8 @@ class PollingThreadTest(SourceTestBase):
     source = fssps.FileSystemStoragePathSource(
         _config(f"""servables {{ servable_name: 'm' base_path: '{base}' }}
                     file_system_poll_wait_seconds: 3600"""),
-        file_system=fssps.LocalFileSystem())
+        file_system=fssps.LocalFileSystem(),
+    )
     source.set_aspired_versions_callback(callback)
     self.assertTrue(started.wait(10))
     begin = time.monotonic()
@@ -513,9 +567,12 @@ class PollingThreadTest(SourceTestBase):
     self.assertLess(time.monotonic() - begin, 5)  # Did not sleep the hour.
     source.stop()
     # No thread is alive after stop.
-    self.assertFalse(any(
-        t.name.startswith("FileSystemStoragePathSource") and t.is_alive()
-        for t in threading.enumerate()))
+    self.assertFalse(
+        any(
+            t.name.startswith("FileSystemStoragePathSource") and t.is_alive()
+            for t in threading.enumerate()
+        )
+    )
 
   def test_second_callback_ignored(self):
     base = self.make_dirs("m", "1")
@@ -526,8 +583,10 @@ class PollingThreadTest(SourceTestBase):
     other = Recorder()
     with self.assertLogs("absl", level="ERROR") as logs:
       source.set_aspired_versions_callback(other)
-    self.assertIn("SetAspiredVersionsCallback() called multiple times",
-                  "\n".join(logs.output))
+    self.assertIn(
+        "SetAspiredVersionsCallback() called multiple times",
+        "\n".join(logs.output),
+    )
     source.poll_once()
     self.assertEqual(other.calls, [])
     self.assertLen(recorder.calls, 2)

@@ -20,23 +20,32 @@ class CompareSmokeTest(absltest.TestCase):
   def test_comparison(self):
     tmp = self.create_tempdir().full_path
     mnist_dir = os.path.join(tmp, "mnist")
-    mnist_test_util.write_synthetic_mnist(mnist_dir, num_train=200,
-                                          num_test=50)
+    mnist_test_util.write_synthetic_mnist(mnist_dir, num_train=200, num_test=50)
     out = os.path.join(tmp, "report.md")
     json_out = os.path.join(tmp, "report.json")
-    report = compare.run(compare.Options(
-        configs=list(compare.CONFIGS), concurrency=[1, 4], duration_s=1.0,
-        warmup_s=0.5, in_process_duration_s=0.5, out=out, json_out=json_out,
-        training_iteration=20, mnist_dir=mnist_dir,
-        work_dir=os.path.join(tmp, "work")))
+    report = compare.run(
+        compare.Options(
+            configs=list(compare.CONFIGS),
+            concurrency=[1, 4],
+            duration_s=1.0,
+            warmup_s=0.5,
+            in_process_duration_s=0.5,
+            out=out,
+            json_out=json_out,
+            training_iteration=20,
+            mnist_dir=mnist_dir,
+            work_dir=os.path.join(tmp, "work"),
+        )
+    )
     print(report.markdown)
 
     self.assertLen(report.rows, 2 * len(compare.CONFIGS))
     for row in report.rows:
       with self.subTest(config=row.config.name, concurrency=row.concurrency):
         self.assertIsNotNone(row.summary, row.failure)
-        self.assertEqual(row.summary["errors"], 0,
-                         row.summary["errors_by_status"])
+        self.assertEqual(
+            row.summary["errors"], 0, row.summary["errors_by_status"]
+        )
         self.assertGreater(row.summary["ok"], 0)
         self.assertGreater(row.summary["throughput_rps"], 0)
         # Every answer was checked against the in-process scores.

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tensorflow_serving.util.grpc_h2 import frames as fr
 
@@ -63,9 +64,13 @@ class GrpcChannel:
     """Opens a new connection; concurrent callers share the one underway."""
     if self._connecting is None:
       loop = asyncio.get_running_loop()
-      self._connecting = loop.create_task(loop.create_connection(
-          lambda: _Connection(self._block, self._timeout_s), self._host,
-          self._port))
+      self._connecting = loop.create_task(
+          loop.create_connection(
+              lambda: _Connection(self._block, self._timeout_s),
+              self._host,
+              self._port,
+          )
+      )
     try:
       _, connection = await asyncio.shield(self._connecting)
     finally:
@@ -115,38 +120,52 @@ class _Connection(asyncio.Protocol):
 
   @property
   def usable(self) -> bool:
-    return (self._transport is not None and not self._going_away and
-            not self._closing and self._next_id < fr.MAX_STREAM_ID)
+    return (
+        self._transport is not None
+        and not self._going_away
+        and not self._closing
+        and self._next_id < fr.MAX_STREAM_ID
+    )
 
   def connection_made(self, transport: Any) -> None:
     self._transport = transport
-    settings = fr.settings({
-        fr.SETTINGS_HEADER_TABLE_SIZE: 0,
-        fr.SETTINGS_ENABLE_PUSH: 0,
-        fr.SETTINGS_INITIAL_WINDOW_SIZE: _RECEIVE_WINDOW,
-    })
-    transport.write(fr.PREFACE + settings +
-                    fr.window_update(0, _RECEIVE_WINDOW - fr.DEFAULT_WINDOW))
+    settings = fr.settings(
+        {
+            fr.SETTINGS_HEADER_TABLE_SIZE: 0,
+            fr.SETTINGS_ENABLE_PUSH: 0,
+            fr.SETTINGS_INITIAL_WINDOW_SIZE: _RECEIVE_WINDOW,
+        }
+    )
+    transport.write(
+        fr.PREFACE
+        + settings
+        + fr.window_update(0, _RECEIVE_WINDOW - fr.DEFAULT_WINDOW)
+    )
     self._sweep()
 
   def _sweep(self) -> None:
     """Fails calls past their deadline; one timer instead of one per call."""
     loop = asyncio.get_running_loop()
     now = loop.time()
-    for stream_id in [sid for sid, stream in self._streams.items()
-                      if stream.deadline <= now]:
+    for stream_id in [
+        sid for sid, stream in self._streams.items() if stream.deadline <= now
+    ]:
       self._deadline(stream_id)
     if self._transport is not None:
-      self._sweeper = loop.call_later(min(1.0, self._timeout_s / 4),
-                                      self._sweep)
+      self._sweeper = loop.call_later(
+          min(1.0, self._timeout_s / 4), self._sweep
+      )
 
   def connection_lost(self, exc: Exception | None) -> None:
     self._transport = None
     self._pending.clear()
     if self._sweeper is not None:
       self._sweeper.cancel()
-    self._fail_streams(lambda stream_id: True, "UNAVAILABLE",
-                       str(exc) if exc else "connection closed")
+    self._fail_streams(
+        lambda stream_id: True,
+        "UNAVAILABLE",
+        str(exc) if exc else "connection closed",
+    )
 
   def close(self) -> None:
     if self._transport is not None:
@@ -166,7 +185,9 @@ class _Connection(asyncio.Protocol):
     self._next_id += 2
     stream = _Stream(loop.create_future(), loop.time() + self._timeout_s)
     self._streams[stream_id] = stream
-    self._write(fr.frame(fr.HEADERS, fr.FLAG_END_HEADERS, stream_id, self._block))
+    self._write(
+        fr.frame(fr.HEADERS, fr.FLAG_END_HEADERS, stream_id, self._block)
+    )
     data = fr.frame(fr.DATA, fr.FLAG_END_STREAM, stream_id, message)
     if self._pending or len(message) > self._send_window:
       self._pending.append((len(message), data))
@@ -193,13 +214,13 @@ class _Connection(asyncio.Protocol):
     if self._closing and not self._streams:
       self.close()
     elif self._transport is not None:
-      self._transport.write(
-          fr.rst_stream(stream_id, fr.CANCEL))
+      self._transport.write(fr.rst_stream(stream_id, fr.CANCEL))
     if not stream.waiter.done():
       stream.waiter.set_exception(GrpcError("DEADLINE_EXCEEDED"))
 
-  def _fail_streams(self, which: Callable[[int], bool], status: str,
-                    message: str) -> None:
+  def _fail_streams(
+      self, which: Callable[[int], bool], status: str, message: str
+  ) -> None:
     for stream_id in [s for s in self._streams if which(s)]:
       stream = self._streams.pop(stream_id)
       if not stream.waiter.done():
@@ -222,7 +243,7 @@ class _Connection(asyncio.Protocol):
       stop = pos + 9 + (high << 16 | low)
       if stop > end:
         break
-      payload = buffer[pos + 9:stop]
+      payload = buffer[pos + 9 : stop]
       pos = stop
       stream_id &= fr.MAX_STREAM_ID
       if frame_type == fr.DATA:
@@ -242,19 +263,20 @@ class _Connection(asyncio.Protocol):
     if stream is None:
       return
     if flags & fr.FLAG_PADDED:
-      payload = payload[1:len(payload) - payload[0]]
+      payload = payload[1 : len(payload) - payload[0]]
     stream.data.append(payload)
     if flags & fr.FLAG_END_STREAM:
       self._finish(stream_id, b"")
 
-  def _on_headers(self, frame_type: int, flags: int, stream_id: int,
-                  payload: bytes) -> None:
+  def _on_headers(
+      self, frame_type: int, flags: int, stream_id: int, payload: bytes
+  ) -> None:
     stream = self._streams.get(stream_id)
     if stream is None:
       return
     if frame_type == fr.HEADERS:
       if flags & fr.FLAG_PADDED:
-        payload = payload[1:len(payload) - payload[0]]
+        payload = payload[1 : len(payload) - payload[0]]
       if flags & fr.FLAG_PRIORITY:
         payload = payload[5:]
       stream.block = [payload]
@@ -270,8 +292,9 @@ class _Connection(asyncio.Protocol):
     else:
       stream.block = []
 
-  def _on_control(self, frame_type: int, flags: int, stream_id: int,
-                  payload: bytes) -> None:
+  def _on_control(
+      self, frame_type: int, flags: int, stream_id: int, payload: bytes
+  ) -> None:
     transport = self._transport
     if frame_type == fr.SETTINGS and not flags & fr.FLAG_ACK:
       for offset in range(0, len(payload) - 5, 6):
@@ -291,8 +314,9 @@ class _Connection(asyncio.Protocol):
         self._flush_pending()
     elif frame_type == fr.RST_STREAM:
       code = fr.U32.unpack(payload)[0]
-      self._fail_streams(lambda s: s == stream_id, "RST_STREAM",
-                         f"error code {code}")
+      self._fail_streams(
+          lambda s: s == stream_id, "RST_STREAM", f"error code {code}"
+      )
     elif frame_type == fr.GOAWAY:
       last = fr.U32.unpack_from(payload)[0] & fr.MAX_STREAM_ID
       self._going_away = True
@@ -308,8 +332,11 @@ class _Connection(asyncio.Protocol):
     status = self._status(trailers, body)
     if status is not None:
       stream.waiter.set_exception(GrpcError(status))
-    elif len(body) < 5 or body[0] != 0 or int.from_bytes(
-        body[1:5], "big") != len(body) - 5:
+    elif (
+        len(body) < 5
+        or body[0] != 0
+        or int.from_bytes(body[1:5], "big") != len(body) - 5
+    ):
       stream.waiter.set_exception(GrpcError("INTERNAL", "bad gRPC framing"))
     else:
       stream.waiter.set_result(body[5:])
@@ -323,10 +350,18 @@ class _Connection(asyncio.Protocol):
     status: str | None
     try:
       import hpack  # pylint: disable=g-import-not-at-top
+
       fields = dict(hpack.Decoder().decode(trailers, raw=False))
       code = int(fields.get("grpc-status", 2))
-      status = None if code == 0 else (
-          fr.STATUS_NAMES[code] if code < len(fr.STATUS_NAMES) else str(code))
+      status = (
+          None
+          if code == 0
+          else (
+              fr.STATUS_NAMES[code]
+              if code < len(fr.STATUS_NAMES)
+              else str(code)
+          )
+      )
     except Exception:  # pylint: disable=broad-except
       # Undecodable (the peer kept a table after all): judge by the body.
       status = None if body else "UNKNOWN"

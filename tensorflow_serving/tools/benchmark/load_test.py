@@ -22,8 +22,9 @@ from tensorflow_serving.tools.benchmark import loadgen
 
 flags.DEFINE_string("server", "127.0.0.1:8500", "host:port to load.")
 flags.DEFINE_enum("protocol", "grpc", loadgen.PROTOCOLS, "API to call.")
-flags.DEFINE_integer("concurrency", 1, "Requests kept outstanding.",
-                     lower_bound=1)
+flags.DEFINE_integer(
+    "concurrency", 1, "Requests kept outstanding.", lower_bound=1
+)
 flags.DEFINE_float("duration", 10.0, "Seconds measured (0: --max_requests).")
 flags.DEFINE_float("warmup", 2.0, "Seconds of load before measuring.")
 flags.DEFINE_string("model_name", "mnist", "Model to call.")
@@ -31,37 +32,69 @@ flags.DEFINE_string("signature_name", "predict_images", "Signature to call.")
 flags.DEFINE_string("input_name", "images", "Input tensor of the signature.")
 flags.DEFINE_string("output_name", "scores", "Output every response must hold.")
 flags.DEFINE_integer("output_size", 10, "Values that output must hold.")
-flags.DEFINE_integer("processes", 1,
-                     "Worker processes sharing the streams (each its own "
-                     "event loop); 1 runs them in this process.",
-                     lower_bound=1)
-flags.DEFINE_integer("max_requests", 0,
-                     "Stop measuring after this many requests (0: no cap).",
-                     lower_bound=0)
-flags.DEFINE_bool("check", False,
-                  "Also check each answer's scores: against --expected_scores "
-                  "when given, else against the first answer for that image.")
-flags.DEFINE_string("expected_scores", "",
-                    ".npy of float [num_images, output_size] to --check "
-                    "against (compare.py writes one).")
-flags.DEFINE_integer("server_pid", 0,
-                     "Report this process's (and its children's) CPU use.")
-flags.DEFINE_integer("num_images", 0, "Use only the first N test images.",
-                     lower_bound=0)
-flags.DEFINE_string("mnist_dir", "/tmp",
-                    "Directory checked first for the MNIST .gz files (then "
-                    "the offline copy).")
-flags.DEFINE_enum("rest_client", "raw", loadgen.REST_CLIENTS,
-                  "REST client: raw (asyncio + httptools, the lightest "
-                  "Python one), aiohttp, or wrk (C; no --check).")
-flags.DEFINE_enum("grpc_client", "raw", loadgen.GRPC_CLIENTS,
-                  "gRPC client: raw (HTTP/2 frames on asyncio, ~6x less CPU "
-                  "per call) or aio (grpc.aio generic stub).")
-flags.DEFINE_integer("grpc_channels", 1,
-                     "gRPC channels (connections) per worker process.",
-                     lower_bound=1)
-flags.DEFINE_enum("event_loop", "auto", loadgen.EVENT_LOOPS,
-                  "auto: uvloop when installed, except under grpc.aio.")
+flags.DEFINE_integer(
+    "processes",
+    1,
+    "Worker processes sharing the streams (each its own "
+    "event loop); 1 runs them in this process.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "max_requests",
+    0,
+    "Stop measuring after this many requests (0: no cap).",
+    lower_bound=0,
+)
+flags.DEFINE_bool(
+    "check",
+    False,
+    "Also check each answer's scores: against --expected_scores "
+    "when given, else against the first answer for that image.",
+)
+flags.DEFINE_string(
+    "expected_scores",
+    "",
+    ".npy of float [num_images, output_size] to --check "
+    "against (compare.py writes one).",
+)
+flags.DEFINE_integer(
+    "server_pid", 0, "Report this process's (and its children's) CPU use."
+)
+flags.DEFINE_integer(
+    "num_images", 0, "Use only the first N test images.", lower_bound=0
+)
+flags.DEFINE_string(
+    "mnist_dir",
+    "/tmp",
+    "Directory checked first for the MNIST .gz files (then "
+    "the offline copy).",
+)
+flags.DEFINE_enum(
+    "rest_client",
+    "raw",
+    loadgen.REST_CLIENTS,
+    "REST client: raw (asyncio + httptools, the lightest "
+    "Python one), aiohttp, or wrk (C; no --check).",
+)
+flags.DEFINE_enum(
+    "grpc_client",
+    "raw",
+    loadgen.GRPC_CLIENTS,
+    "gRPC client: raw (HTTP/2 frames on asyncio, ~6x less CPU "
+    "per call) or aio (grpc.aio generic stub).",
+)
+flags.DEFINE_integer(
+    "grpc_channels",
+    1,
+    "gRPC channels (connections) per worker process.",
+    lower_bound=1,
+)
+flags.DEFINE_enum(
+    "event_loop",
+    "auto",
+    loadgen.EVENT_LOOPS,
+    "auto: uvloop when installed, except under grpc.aio.",
+)
 flags.DEFINE_float("timeout", 30.0, "Per-request deadline in seconds.")
 flags.DEFINE_string("json_out", "", "Also write every number here as JSON.")
 FLAGS = flags.FLAGS
@@ -69,18 +102,29 @@ FLAGS = flags.FLAGS
 
 def config_from_flags() -> loadgen.Config:
   return loadgen.Config(
-      server=FLAGS.server, protocol=FLAGS.protocol,
-      concurrency=FLAGS.concurrency, duration_s=FLAGS.duration,
-      warmup_s=FLAGS.warmup, model_name=FLAGS.model_name,
-      signature_name=FLAGS.signature_name, input_name=FLAGS.input_name,
-      output_name=FLAGS.output_name, output_size=FLAGS.output_size,
-      processes=FLAGS.processes, max_requests=FLAGS.max_requests,
-      check=FLAGS.check, expected_scores=FLAGS.expected_scores,
-      server_pid=FLAGS.server_pid, num_images=FLAGS.num_images,
-      mnist_dir=FLAGS.mnist_dir, rest_client=FLAGS.rest_client,
-      grpc_client=FLAGS.grpc_client, grpc_channels=FLAGS.grpc_channels,
+      server=FLAGS.server,
+      protocol=FLAGS.protocol,
+      concurrency=FLAGS.concurrency,
+      duration_s=FLAGS.duration,
+      warmup_s=FLAGS.warmup,
+      model_name=FLAGS.model_name,
+      signature_name=FLAGS.signature_name,
+      input_name=FLAGS.input_name,
+      output_name=FLAGS.output_name,
+      output_size=FLAGS.output_size,
+      processes=FLAGS.processes,
+      max_requests=FLAGS.max_requests,
+      check=FLAGS.check,
+      expected_scores=FLAGS.expected_scores,
+      server_pid=FLAGS.server_pid,
+      num_images=FLAGS.num_images,
+      mnist_dir=FLAGS.mnist_dir,
+      rest_client=FLAGS.rest_client,
+      grpc_client=FLAGS.grpc_client,
+      grpc_channels=FLAGS.grpc_channels,
       event_loop=FLAGS.event_loop,
-      timeout_s=FLAGS.timeout)
+      timeout_s=FLAGS.timeout,
+  )
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:
@@ -101,31 +145,46 @@ def format_summary(summary: dict[str, Any]) -> str:
       f"{summary['errors']} errors)",
   ]
   if summary["errors_by_status"]:
-    lines.append("  errors      " + ", ".join(
-        f"{kind}: {count}"
-        for kind, count in summary["errors_by_status"].items()))
+    lines.append(
+        "  errors      "
+        + ", ".join(
+            f"{kind}: {count}"
+            for kind, count in summary["errors_by_status"].items()
+        )
+    )
   lines.append(f"  throughput  {summary['throughput_rps']:.1f} req/s")
   latency = summary["latency_ms"]
   if latency:
-    lines.append("  latency ms  " + "  ".join(
-        f"{key} {latency[key]:.2f}"
-        for key in ("p50", "p90", "p99", "max", "mean")))
+    lines.append(
+        "  latency ms  "
+        + "  ".join(
+            f"{key} {latency[key]:.2f}"
+            for key in ("p50", "p90", "p99", "max", "mean")
+        )
+    )
   lines.append(
       f"  loadgen CPU {_fmt(summary['loadgen_cpu_pct'], '.1f')}% of one core "
-      f"({_fmt(summary['loadgen_cpu_us_per_request'], '.0f')} us/request)")
+      f"({_fmt(summary['loadgen_cpu_us_per_request'], '.0f')} us/request)"
+  )
   if config["server_pid"]:
     lines.append(
-        f"  server CPU  {_fmt(summary['server_cpu_pct'], '.1f')}% of one core")
+        f"  server CPU  {_fmt(summary['server_cpu_pct'], '.1f')}% of one core"
+    )
     if summary.get("server_threads"):
-      lines.append("  busiest     " + ", ".join(
-          f"{t['name']} {t['cpu_pct']:.0f}%"
-          for t in summary["server_threads"]))
+      lines.append(
+          "  busiest     "
+          + ", ".join(
+              f"{t['name']} {t['cpu_pct']:.0f}%"
+              for t in summary["server_threads"]
+          )
+      )
   host = summary.get("host_cpu")
   if host:
     lines.append(
         f"  host CPU    busy {host['busy_pct']:.0f}%, idle "
         f"{host['idle_pct']:.0f}%, steal {host['steal_pct']:.0f}% (% of one "
-        "core, all processes)")
+        "core, all processes)"
+    )
   return "\n".join(lines)
 
 

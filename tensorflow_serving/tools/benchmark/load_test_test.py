@@ -14,7 +14,6 @@ from absl.testing import absltest
 from aiohttp import web
 import numpy as np
 
-from tensorflow_serving.tools.benchmark import grpc_h2
 from tensorflow_serving.tools.benchmark import load_test
 from tensorflow_serving.tools.benchmark import loadgen
 from tensorflow_serving.tools.benchmark import wire
@@ -47,11 +46,19 @@ class PercentileTest(absltest.TestCase):
 class AggregateTest(absltest.TestCase):
 
   def test_merges_workers(self):
-    a = loadgen.WorkerResult(latencies_s=[0.001] * 90, errors={"UNAVAILABLE": 2},
-                             elapsed_s=1.0, cpu_s=0.25, server_cpu_s=1.5)
-    b = loadgen.WorkerResult(latencies_s=[0.010] * 10, errors={"UNAVAILABLE": 1,
-                                                               "malformed": 1},
-                             elapsed_s=2.0, cpu_s=0.5)
+    a = loadgen.WorkerResult(
+        latencies_s=[0.001] * 90,
+        errors={"UNAVAILABLE": 2},
+        elapsed_s=1.0,
+        cpu_s=0.25,
+        server_cpu_s=1.5,
+    )
+    b = loadgen.WorkerResult(
+        latencies_s=[0.010] * 10,
+        errors={"UNAVAILABLE": 1, "malformed": 1},
+        elapsed_s=2.0,
+        cpu_s=0.5,
+    )
     s = loadgen.aggregate([a, b])
     self.assertEqual(s["ok"], 100)
     self.assertEqual(s["errors"], 4)
@@ -110,10 +117,13 @@ class ConfigTest(absltest.TestCase):
 
   def test_validate(self):
     loadgen.Config(server="h:1").validate()
-    for bad in (dict(protocol="soap"), dict(concurrency=0),
-                dict(concurrency=2, processes=3),
-                dict(duration_s=0, max_requests=0),
-                dict(protocol="rest", rest_client="wrk", check=True)):
+    for bad in (
+        dict(protocol="soap"),
+        dict(concurrency=0),
+        dict(concurrency=2, processes=3),
+        dict(duration_s=0, max_requests=0),
+        dict(protocol="rest", rest_client="wrk", check=True),
+    ):
       with self.subTest(bad=bad), self.assertRaises(ValueError):
         loadgen.Config(server="h:1", **bad).validate()
 
@@ -146,22 +156,27 @@ class CheckerTest(absltest.TestCase):
   def test_against_expected_scores(self):
     workload = loadgen.Workload([b""] * 3, self.expected)
     checker = loadgen.Checker(
-        loadgen.Config(server="h:1", check=True), workload)
+        loadgen.Config(server="h:1", check=True), workload
+    )
     self.assertIsNone(checker.grpc(2, self._grpc(self.expected[2])))
-    self.assertEqual(checker.grpc(2, self._grpc(self.expected[1])),
-                     "wrong_answer")
+    self.assertEqual(
+        checker.grpc(2, self._grpc(self.expected[1])), "wrong_answer"
+    )
     self.assertIsNone(checker.rest(1, self._rest(self.expected[1] + 1e-6)))
-    self.assertEqual(checker.rest(1, self._rest(self.expected[1] + 0.01)),
-                     "wrong_answer")
+    self.assertEqual(
+        checker.rest(1, self._rest(self.expected[1] + 0.01)), "wrong_answer"
+    )
 
   def test_learns_first_answers(self):
     workload = loadgen.Workload([b""] * 3, None)
     checker = loadgen.Checker(
-        loadgen.Config(server="h:1", check=True), workload)
+        loadgen.Config(server="h:1", check=True), workload
+    )
     self.assertIsNone(checker.grpc(0, self._grpc(self.expected[2])))
     self.assertIsNone(checker.grpc(0, self._grpc(self.expected[2])))
-    self.assertEqual(checker.grpc(0, self._grpc(self.expected[0])),
-                     "wrong_answer")
+    self.assertEqual(
+        checker.grpc(0, self._grpc(self.expected[0])), "wrong_answer"
+    )
 
 
 def _scores_for(image: np.ndarray) -> np.ndarray:
@@ -203,7 +218,8 @@ class _FakeServers:
       body = await request.json()
       image = np.asarray(body["instances"][0], np.float32)
       response = web.json_response(
-          {"predictions": [_scores_for(image).tolist()]})
+          {"predictions": [_scores_for(image).tolist()]}
+      )
       if self.close_every and self.calls % self.close_every == 0:
         response.force_close()  # Connection: close, then hang up.
       return response
@@ -222,16 +238,20 @@ class _FakeServers:
         await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "full")
       # The request's only tensor_content is the image.
       start = raw.index(b"\x22\xc0\x18") + 3  # field 4, 3136 bytes
-      image = np.frombuffer(raw[start:start + 3136], "<f4")
+      image = np.frombuffer(raw[start : start + 3136], "<f4")
       tensor = wire.encode_float_tensor(_scores_for(image)[None])
       entry = b"\x0a\x06scores\x12" + bytes([len(tensor)]) + tensor
       return b"\x0a" + bytes([len(entry)]) + entry
 
     self.grpc_server = grpc.aio.server()
-    self.grpc_server.add_generic_rpc_handlers((
-        grpc.method_handlers_generic_handler(
-            "tensorflow.serving.PredictionService",
-            {"Predict": grpc.unary_unary_rpc_method_handler(predict)}),))
+    self.grpc_server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "tensorflow.serving.PredictionService",
+                {"Predict": grpc.unary_unary_rpc_method_handler(predict)},
+            ),
+        )
+    )
     self.grpc_port = self.grpc_server.add_insecure_port("127.0.0.1:0")
     await self.grpc_server.start()
 
@@ -257,28 +277,38 @@ class ClientsTest(absltest.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.enter_context(mock.patch.object(
-        loadgen, "load_images", lambda config: self.images))
+    self.enter_context(
+        mock.patch.object(loadgen, "load_images", lambda config: self.images)
+    )
     self.servers = _FakeServers()
     self.addCleanup(self.servers.stop)
     self.expected_path = self.create_tempfile("expected.npy").full_path
     np.save(self.expected_path, self.expected)
 
   def _config(self, protocol: str, **kwargs) -> loadgen.Config:
-    port = (self.servers.grpc_port if protocol == "grpc" else
-            self.servers.rest_port)
-    defaults = dict(server=f"127.0.0.1:{port}", protocol=protocol,
-                    concurrency=4, duration_s=0, warmup_s=0,
-                    max_requests=60, check=True,
-                    expected_scores=self.expected_path)
+    port = (
+        self.servers.grpc_port if protocol == "grpc" else self.servers.rest_port
+    )
+    defaults = dict(
+        server=f"127.0.0.1:{port}",
+        protocol=protocol,
+        concurrency=4,
+        duration_s=0,
+        warmup_s=0,
+        max_requests=60,
+        check=True,
+        expected_scores=self.expected_path,
+    )
     defaults.update(kwargs)
     return loadgen.Config(**defaults)
 
   def test_every_client_answers_and_checks(self):
-    for protocol, client in (("grpc", dict(grpc_client="raw")),
-                             ("grpc", dict(grpc_client="aio")),
-                             ("rest", dict(rest_client="raw")),
-                             ("rest", dict(rest_client="aiohttp"))):
+    for protocol, client in (
+        ("grpc", dict(grpc_client="raw")),
+        ("grpc", dict(grpc_client="aio")),
+        ("rest", dict(rest_client="raw")),
+        ("rest", dict(rest_client="aiohttp")),
+    ):
       with self.subTest(protocol=protocol, **client):
         summary = loadgen.run(self._config(protocol, **client))
         self.assertEqual(summary["errors"], 0, summary["errors_by_status"])
@@ -296,8 +326,9 @@ class ClientsTest(absltest.TestCase):
   def test_errors_are_counted_by_status(self):
     self.servers.fail_every = 3
     grpc_summary = loadgen.run(self._config("grpc", max_requests=30))
-    self.assertEqual(grpc_summary["errors_by_status"],
-                     {"RESOURCE_EXHAUSTED": 10})
+    self.assertEqual(
+        grpc_summary["errors_by_status"], {"RESOURCE_EXHAUSTED": 10}
+    )
     self.assertEqual(grpc_summary["ok"], 20)
     self.servers.calls = 0
     rest_summary = loadgen.run(self._config("rest", max_requests=30))
@@ -315,14 +346,21 @@ class ClientsTest(absltest.TestCase):
     self.servers.delay_s = 5.0
     for protocol in ("grpc", "rest"):
       with self.subTest(protocol=protocol):
-        summary = loadgen.run(self._config(
-            protocol, concurrency=2, duration_s=1.2, max_requests=0,
-            timeout_s=0.3))
+        summary = loadgen.run(
+            self._config(
+                protocol,
+                concurrency=2,
+                duration_s=1.2,
+                max_requests=0,
+                timeout_s=0.3,
+            )
+        )
         self.assertEqual(summary["ok"], 0)
         self.assertGreater(summary["errors"], 0)
-        self.assertEqual(list(summary["errors_by_status"]),
-                         ["DEADLINE_EXCEEDED" if protocol == "grpc"
-                          else "TimeoutError"])
+        self.assertEqual(
+            list(summary["errors_by_status"]),
+            ["DEADLINE_EXCEEDED" if protocol == "grpc" else "TimeoutError"],
+        )
 
   def test_unreachable_server_raises(self):
     with socket.socket() as s:
@@ -331,20 +369,41 @@ class ClientsTest(absltest.TestCase):
     for protocol in ("grpc", "rest"):
       with self.subTest(protocol=protocol):
         with self.assertRaises(ConnectionError):
-          loadgen.run(loadgen.Config(
-              server=f"127.0.0.1:{port}", protocol=protocol, concurrency=2,
-              duration_s=0.3, warmup_s=0, timeout_s=2))
+          loadgen.run(
+              loadgen.Config(
+                  server=f"127.0.0.1:{port}",
+                  protocol=protocol,
+                  concurrency=2,
+                  duration_s=0.3,
+                  warmup_s=0,
+                  timeout_s=2,
+              )
+          )
 
   def test_wrk(self):
-    summary = loadgen.run(self._config(
-        "rest", rest_client="wrk", check=False, expected_scores="",
-        max_requests=0, duration_s=1))
+    summary = loadgen.run(
+        self._config(
+            "rest",
+            rest_client="wrk",
+            check=False,
+            expected_scores="",
+            max_requests=0,
+            duration_s=1,
+        )
+    )
     self.assertEqual(summary["errors"], 0, summary["errors_by_status"])
     self.assertGreater(summary["ok"], 0)
     self.servers.fail_every = 2
-    summary = loadgen.run(self._config(
-        "rest", rest_client="wrk", check=False, expected_scores="",
-        max_requests=0, duration_s=1))
+    summary = loadgen.run(
+        self._config(
+            "rest",
+            rest_client="wrk",
+            check=False,
+            expected_scores="",
+            max_requests=0,
+            duration_s=1,
+        )
+    )
     self.assertGreater(summary["errors_by_status"]["HTTP non-2xx"], 0)
 
 

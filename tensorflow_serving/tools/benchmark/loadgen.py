@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Awaitable, Callable, Sequence
 import dataclasses
 import itertools
 import json
@@ -27,7 +28,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -94,8 +95,10 @@ class Config:
     if self.duration_s <= 0 and self.max_requests <= 0:
       raise ValueError("give a positive --duration or --max_requests")
     if self.uses_wrk and (self.check or self.max_requests):
-      raise ValueError("--rest_client=wrk cannot --check responses or stop "
-                       "at --max_requests; use --rest_client=raw")
+      raise ValueError(
+          "--rest_client=wrk cannot --check responses or stop "
+          "at --max_requests; use --rest_client=raw"
+      )
 
   @property
   def uses_wrk(self) -> bool:
@@ -107,8 +110,9 @@ class Config:
 
   def streams_of(self, worker: int) -> int:
     """How many of the concurrent streams worker `worker` drives."""
-    return (self.concurrency // self.processes +
-            (1 if worker < self.concurrency % self.processes else 0))
+    return self.concurrency // self.processes + (
+        1 if worker < self.concurrency % self.processes else 0
+    )
 
 
 # --------------------------------------------------------------------------
@@ -154,8 +158,9 @@ def aggregate(results: Sequence[WorkerResult]) -> dict[str, Any]:
   The windows overlap (workers start together), so the throughputs add up;
   latency percentiles are over the union of all successful requests.
   """
-  latencies = sorted(itertools.chain.from_iterable(
-      r.latencies_s for r in results))
+  latencies = sorted(
+      itertools.chain.from_iterable(r.latencies_s for r in results)
+  )
   errors: collections.Counter[str] = collections.Counter()
   for r in results:
     errors.update(r.errors)
@@ -174,10 +179,14 @@ def aggregate(results: Sequence[WorkerResult]) -> dict[str, Any]:
       "latency_ms": None,
       "loadgen_cpu_s": cpu_s,
       "loadgen_cpu_pct": 100 * cpu_s / elapsed if elapsed else None,
-      "loadgen_cpu_us_per_request": (1e6 * cpu_s / (ok + sum(errors.values()))
-                                     if ok + sum(errors.values()) else None),
-      "server_cpu_pct": (100 * server_cpu[0] / elapsed
-                         if server_cpu and elapsed else None),
+      "loadgen_cpu_us_per_request": (
+          1e6 * cpu_s / (ok + sum(errors.values()))
+          if ok + sum(errors.values())
+          else None
+      ),
+      "server_cpu_pct": (
+          100 * server_cpu[0] / elapsed if server_cpu and elapsed else None
+      ),
       "server_threads": None,
       "host_cpu": next((r.host for r in results if r.host), None),
   }
@@ -185,7 +194,8 @@ def aggregate(results: Sequence[WorkerResult]) -> dict[str, Any]:
     if r.server_threads is not None and r.elapsed_s > 0:
       summary["server_threads"] = [
           {"name": name, "cpu_pct": 100 * cpu / r.elapsed_s}
-          for name, cpu in r.server_threads]
+          for name, cpu in r.server_threads
+      ]
       break
   if latencies:
     summary["latency_ms"] = {
@@ -253,7 +263,7 @@ def thread_cpu_s(pid: int) -> dict[int, tuple[str, float]]:
         raw = f.read()
     except OSError:
       continue
-    name = raw[raw.find(b"(") + 1:raw.rfind(b")")].decode(errors="replace")
+    name = raw[raw.find(b"(") + 1 : raw.rfind(b")")].decode(errors="replace")
     fields = raw.rsplit(b")", 1)[1].split()
     out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / ticks)
   return out
@@ -268,8 +278,9 @@ def host_cpu_ticks() -> list[int] | None:
     return None
 
 
-def host_cpu_split(before: Sequence[int], after: Sequence[int]
-                   ) -> dict[str, float]:
+def host_cpu_split(
+    before: Sequence[int], after: Sequence[int]
+) -> dict[str, float]:
   """Busy, idle and steal between two samples, in % of one core.
 
   Steal is time the hypervisor gave this VM's CPUs to someone else: when it
@@ -280,15 +291,22 @@ def host_cpu_split(before: Sequence[int], after: Sequence[int]
   idle = delta[3] + delta[4]  # idle + iowait
   steal = delta[7] if len(delta) > 7 else 0
   scale = 100 * (os.cpu_count() or 1) / total
-  return {"busy_pct": scale * (total - idle - steal),
-          "idle_pct": scale * idle, "steal_pct": scale * steal}
+  return {
+      "busy_pct": scale * (total - idle - steal),
+      "idle_pct": scale * idle,
+      "steal_pct": scale * steal,
+  }
 
 
 class ResourceProbe:
   """CPU used between start() and stop(): ours, the server's, the host's."""
 
-  def __init__(self, server_pid: int = 0, host: bool = True,
-               own: Callable[[], float] = self_cpu_s):
+  def __init__(
+      self,
+      server_pid: int = 0,
+      host: bool = True,
+      own: Callable[[], float] = self_cpu_s,
+  ):
     self._pid = server_pid
     self._host = host
     self._own = own
@@ -305,8 +323,14 @@ class ResourceProbe:
     if self._host:
       self._host0 = host_cpu_ticks()
 
-  def stop(self) -> tuple[float, float | None, list[tuple[str, float]] | None,
-                          dict[str, float] | None]:
+  def stop(
+      self,
+  ) -> tuple[
+      float,
+      float | None,
+      list[tuple[str, float]] | None,
+      dict[str, float] | None,
+  ]:
     """(own CPU s, server CPU s, server's top threads, host split)."""
     own = self._own() - self._own0
     server = threads = host = None
@@ -340,7 +364,7 @@ def load_images(config: Config) -> np.ndarray:
   """MNIST test images (float32 [n, 784]), read as the tutorial reads them."""
   images = mnist_input_data.read_data_sets(config.mnist_dir).test.images
   if config.num_images:
-    images = images[:config.num_images]
+    images = images[: config.num_images]
   if not len(images):
     raise ValueError("no MNIST test images to send")
   return images
@@ -348,18 +372,23 @@ def load_images(config: Config) -> np.ndarray:
 
 def rest_body(config: Config, image: np.ndarray) -> bytes:
   """The JSON a typical client posts: row format, one instance."""
-  return json.dumps({
-      "signature_name": config.signature_name,
-      "instances": [image.tolist()],
-  }).encode()
+  return json.dumps(
+      {
+          "signature_name": config.signature_name,
+          "instances": [image.tolist()],
+      }
+  ).encode()
 
 
 def build_workload(config: Config) -> Workload:
   images = load_images(config)
   if config.protocol == "grpc":
     bodies = [
-        wire.encode_predict_request(config.model_name, config.signature_name,
-                                    {config.input_name: image[np.newaxis]})
+        wire.encode_predict_request(
+            config.model_name,
+            config.signature_name,
+            {config.input_name: image[np.newaxis]},
+        )
         for image in images
     ]
   else:
@@ -368,12 +397,17 @@ def build_workload(config: Config) -> Workload:
   if config.expected_scores:
     expected = np.load(config.expected_scores).astype(np.float32)
     if expected.shape != (len(images), config.output_size):
-      if (expected.ndim == 2 and expected.shape[0] >= len(images) and
-          expected.shape[1] == config.output_size):
-        expected = expected[:len(images)]
+      if (
+          expected.ndim == 2
+          and expected.shape[0] >= len(images)
+          and expected.shape[1] == config.output_size
+      ):
+        expected = expected[: len(images)]
       else:
-        raise ValueError(f"--expected_scores has shape {expected.shape}, "
-                         f"want ({len(images)}, {config.output_size})")
+        raise ValueError(
+            f"--expected_scores has shape {expected.shape}, "
+            f"want ({len(images)}, {config.output_size})"
+        )
   return Workload(bodies, expected)
 
 
@@ -403,8 +437,10 @@ class Checker:
       self._known[index] = True
       return None
     expected = self._expected[index]
-    if (scores.argmax() != expected.argmax() or
-        np.abs(scores - expected).max() > SCORE_TOLERANCE):
+    if (
+        scores.argmax() != expected.argmax()
+        or np.abs(scores - expected).max() > SCORE_TOLERANCE
+    ):
       return "wrong_answer"
     return None
 
@@ -436,6 +472,7 @@ class Checker:
 def _json_loader() -> Callable[[bytes], Any]:
   try:
     import orjson  # pylint: disable=g-import-not-at-top
+
     return orjson.loads
   except ImportError:
     return json.loads
@@ -451,8 +488,13 @@ _json_loads = _json_loader()
 class Window:
   """A worker's warmup-then-measure clock and what completed inside it."""
 
-  def __init__(self, duration_s: float, max_requests: int, server_pid: int,
-               sample_host: bool = True):
+  def __init__(
+      self,
+      duration_s: float,
+      max_requests: int,
+      server_pid: int,
+      sample_host: bool = True,
+  ):
     self._duration_s = duration_s
     self._max_requests = max_requests
     self._probe = ResourceProbe(server_pid, host=sample_host)
@@ -494,16 +536,27 @@ class Window:
   def result(self) -> WorkerResult:
     cpu, server_cpu, threads, host = self._usage
     return WorkerResult(
-        latencies_s=self.latencies, errors=dict(self.errors),
+        latencies_s=self.latencies,
+        errors=dict(self.errors),
         elapsed_s=(self.end or time.perf_counter()) - (self.start or 0.0),
-        cpu_s=cpu, server_cpu_s=server_cpu, server_threads=threads, host=host)
+        cpu_s=cpu,
+        server_cpu_s=server_cpu,
+        server_threads=threads,
+        host=host,
+    )
 
 
 Send = Callable[[int], Awaitable[ErrorKind]]
 
 
-async def drive(senders: Sequence[Send], window: Window, warmup_s: float,
-                num_bodies: int, offset: int = 0, stride: int = 1) -> None:
+async def drive(
+    senders: Sequence[Send],
+    window: Window,
+    warmup_s: float,
+    num_bodies: int,
+    offset: int = 0,
+    stride: int = 1,
+) -> None:
   """Runs one closed-loop stream per sender until the window closes.
 
   Streams take images round-robin from a shared counter, so concurrent
@@ -544,8 +597,14 @@ async def drive(senders: Sequence[Send], window: Window, warmup_s: float,
 # Clients.
 
 
-async def _run_grpc_raw(config: Config, workload: Workload, window: Window,
-                        streams: int, offset: int, stride: int) -> None:
+async def _run_grpc_raw(
+    config: Config,
+    workload: Workload,
+    window: Window,
+    streams: int,
+    offset: int,
+    stride: int,
+) -> None:
   host, port = _split_host_port(config.server)
   checker = Checker(config, workload)
   messages = [frames.grpc_message(body) for body in workload.bodies]
@@ -563,31 +622,49 @@ async def _run_grpc_raw(config: Config, workload: Workload, window: Window,
       except OSError as exc:
         return type(exc).__name__
       return checker.grpc(index, raw)
+
     return send
 
   try:
     for channel in channels:
       await asyncio.wait_for(channel.connect(), config.timeout_s)
-    await drive([sender(channels[k % len(channels)]) for k in range(streams)],
-                window, config.warmup_s, len(messages), offset, stride)
+    await drive(
+        [sender(channels[k % len(channels)]) for k in range(streams)],
+        window,
+        config.warmup_s,
+        len(messages),
+        offset,
+        stride,
+    )
   finally:
     for channel in channels:
       channel.close()
 
 
-async def _run_grpc_aio(config: Config, workload: Workload, window: Window,
-                        streams: int, offset: int, stride: int) -> None:
+async def _run_grpc_aio(
+    config: Config,
+    workload: Workload,
+    window: Window,
+    streams: int,
+    offset: int,
+    stride: int,
+) -> None:
   # Only this client needs grpc (and the threads it starts) in the generator.
   import grpc  # pylint: disable=g-import-not-at-top
+
   checker = Checker(config, workload)
   bodies = workload.bodies
   timeout = config.timeout_s
   channels = [
       # A private subchannel pool gives each channel its own connection.
-      grpc.aio.insecure_channel(config.server, options=[
-          ("grpc.use_local_subchannel_pool", 1),
-          ("grpc.max_receive_message_length", -1),
-      ]) for _ in range(max(1, min(config.grpc_channels, streams)))
+      grpc.aio.insecure_channel(
+          config.server,
+          options=[
+              ("grpc.use_local_subchannel_pool", 1),
+              ("grpc.max_receive_message_length", -1),
+          ],
+      )
+      for _ in range(max(1, min(config.grpc_channels, streams)))
   ]
   try:
     for channel in channels:
@@ -602,10 +679,17 @@ async def _run_grpc_aio(config: Config, workload: Workload, window: Window,
         except grpc.aio.AioRpcError as exc:
           return exc.code().name
         return checker.grpc(index, raw)
+
       return send
 
-    await drive([sender(calls[k % len(calls)]) for k in range(streams)],
-                window, config.warmup_s, len(bodies), offset, stride)
+    await drive(
+        [sender(calls[k % len(calls)]) for k in range(streams)],
+        window,
+        config.warmup_s,
+        len(bodies),
+        offset,
+        stride,
+    )
   finally:
     for channel in channels:
       await channel.close()
@@ -618,16 +702,26 @@ def _split_host_port(server: str) -> tuple[str, int]:
   return host.strip("[]"), int(port)
 
 
-async def _run_rest_raw(config: Config, workload: Workload, window: Window,
-                        streams: int, offset: int, stride: int) -> None:
+async def _run_rest_raw(
+    config: Config,
+    workload: Workload,
+    window: Window,
+    streams: int,
+    offset: int,
+    stride: int,
+) -> None:
   host, port = _split_host_port(config.server)
   checker = Checker(config, workload)
-  head = (f"POST {config.rest_path} HTTP/1.1\r\nHost: {config.server}\r\n"
-          "Content-Type: application/json\r\nContent-Length: ")
-  payloads = [f"{head}{len(body)}\r\n\r\n".encode() + body
-              for body in workload.bodies]
-  connections = [http1.HttpConnection(host, port, config.timeout_s)
-                 for _ in range(streams)]
+  head = (
+      f"POST {config.rest_path} HTTP/1.1\r\nHost: {config.server}\r\n"
+      "Content-Type: application/json\r\nContent-Length: "
+  )
+  payloads = [
+      f"{head}{len(body)}\r\n\r\n".encode() + body for body in workload.bodies
+  ]
+  connections = [
+      http1.HttpConnection(host, port, config.timeout_s) for _ in range(streams)
+  ]
   for connection in connections:
     await connection.connect()
 
@@ -642,42 +736,58 @@ async def _run_rest_raw(config: Config, workload: Workload, window: Window,
       if status != 200:
         return f"HTTP {status}"
       return checker.rest(index, body)
+
     return send
 
   try:
-    await drive([sender(c) for c in connections], window, config.warmup_s,
-                len(payloads), offset, stride)
+    await drive(
+        [sender(c) for c in connections],
+        window,
+        config.warmup_s,
+        len(payloads),
+        offset,
+        stride,
+    )
   finally:
     for connection in connections:
       connection.close()
 
 
-async def _run_rest_aiohttp(config: Config, workload: Workload, window: Window,
-                            streams: int, offset: int, stride: int) -> None:
+async def _run_rest_aiohttp(
+    config: Config,
+    workload: Workload,
+    window: Window,
+    streams: int,
+    offset: int,
+    stride: int,
+) -> None:
   import aiohttp  # pylint: disable=g-import-not-at-top
+
   checker = Checker(config, workload)
   url = f"http://{config.server}{config.rest_path}"
   headers = {"Content-Type": "application/json"}
   bodies = workload.bodies
   connector = aiohttp.TCPConnector(limit=streams, force_close=False)
   async with aiohttp.ClientSession(
-      connector=connector,
-      timeout=aiohttp.ClientTimeout(total=config.timeout_s)) as session:
+      connector=connector, timeout=aiohttp.ClientTimeout(total=config.timeout_s)
+  ) as session:
 
     async def send(index: int) -> ErrorKind:
       try:
-        async with session.post(url, data=bodies[index],
-                                headers=headers) as response:
+        async with session.post(
+            url, data=bodies[index], headers=headers
+        ) as response:
           body = await response.read()
           status = response.status
-      except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+      except (TimeoutError, aiohttp.ClientError) as exc:
         return type(exc).__name__
       if status != 200:
         return f"HTTP {status}"
       return checker.rest(index, body)
 
-    await drive([send] * streams, window, config.warmup_s, len(bodies),
-                offset, stride)
+    await drive(
+        [send] * streams, window, config.warmup_s, len(bodies), offset, stride
+    )
 
 
 def _new_event_loop(config: Config) -> asyncio.AbstractEventLoop:
@@ -689,6 +799,7 @@ def _new_event_loop(config: Config) -> asyncio.AbstractEventLoop:
   if want == "uvloop":
     try:
       import uvloop  # pylint: disable=g-import-not-at-top
+
       return uvloop.new_event_loop()
     except ImportError:
       if config.event_loop == "uvloop":
@@ -696,19 +807,24 @@ def _new_event_loop(config: Config) -> asyncio.AbstractEventLoop:
   return asyncio.new_event_loop()
 
 
-def run_worker(config: Config, worker: int = 0,
-               barrier: Any | None = None) -> WorkerResult:
+def run_worker(
+    config: Config, worker: int = 0, barrier: Any | None = None
+) -> WorkerResult:
   """One worker's share of the streams, on its own event loop."""
   workload = build_workload(config)
-  window = Window(config.duration_s,
-                  _share(config.max_requests, config.processes, worker),
-                  config.server_pid if worker == 0 else 0,
-                  sample_host=worker == 0)
+  window = Window(
+      config.duration_s,
+      _share(config.max_requests, config.processes, worker),
+      config.server_pid if worker == 0 else 0,
+      sample_host=worker == 0,
+  )
   streams = config.streams_of(worker)
   if config.protocol == "grpc":
     run = _run_grpc_raw if config.grpc_client == "raw" else _run_grpc_aio
   else:
-    run = _run_rest_aiohttp if config.rest_client == "aiohttp" else _run_rest_raw
+    run = (
+        _run_rest_aiohttp if config.rest_client == "aiohttp" else _run_rest_raw
+    )
 
   async def main() -> None:
     if barrier is not None:
@@ -729,8 +845,9 @@ def _share(total: int, parts: int, index: int) -> int:
   return total // parts + (1 if index < total % parts else 0)
 
 
-def _worker_process(config: Config, worker: int, barrier: Any,
-                    results: Any) -> None:
+def _worker_process(
+    config: Config, worker: int, barrier: Any, results: Any
+) -> None:
   try:
     results.put((worker, run_worker(config, worker, barrier)))
   except BaseException as exc:  # pylint: disable=broad-except
@@ -746,16 +863,20 @@ def run_processes(config: Config) -> list[WorkerResult]:
   barrier = context.Barrier(config.processes)
   results = context.Queue()
   procs = [
-      context.Process(target=_worker_process,
-                      args=(config, worker, barrier, results), daemon=True)
+      context.Process(
+          target=_worker_process,
+          args=(config, worker, barrier, results),
+          daemon=True,
+      )
       for worker in range(config.processes)
   ]
   for proc in procs:
     proc.start()
   collected: dict[int, WorkerResult] = {}
   failures = []
-  deadline = (time.monotonic() + 120 + config.warmup_s + config.duration_s +
-              _DRAIN_S)
+  deadline = (
+      time.monotonic() + 120 + config.warmup_s + config.duration_s + _DRAIN_S
+  )
   try:
     while len(collected) + len(failures) < len(procs):
       remaining = deadline - time.monotonic()
@@ -765,7 +886,9 @@ def run_processes(config: Config) -> list[WorkerResult]:
         worker, result = results.get(timeout=min(remaining, 1.0))
       except Exception:  # pylint: disable=broad-except
         if not any(p.is_alive() for p in procs):
-          raise RuntimeError("load-generator workers died without a result")
+          raise RuntimeError(
+              "load-generator workers died without a result"
+          ) from None
         continue
       if isinstance(result, str):
         failures.append(f"worker {worker}: {result}")
@@ -853,22 +976,37 @@ def run_wrk(config: Config) -> dict[str, Any]:
     script = os.path.join(tmp, "predict.lua")
     with open(script, "w", encoding="utf-8") as f:
       # wrk passes no arguments to the chunk: bind them as upvalues here.
-      f.write(f"OUTPUT_SIZE = {config.output_size}\n" +
-              _WRK_SCRIPT.replace("local bodies_path, path = ...",
-                                  f"local bodies_path, path = "
-                                  f"{json.dumps(bodies)}, "
-                                  f"{json.dumps(config.rest_path)}"))
+      f.write(
+          f"OUTPUT_SIZE = {config.output_size}\n"
+          + _WRK_SCRIPT.replace(
+              "local bodies_path, path = ...",
+              f"local bodies_path, path = "
+              f"{json.dumps(bodies)}, "
+              f"{json.dumps(config.rest_path)}",
+          )
+      )
 
     def wrk_run(seconds: float) -> dict[str, Any]:
-      argv = [wrk, f"-t{config.processes}", f"-c{config.concurrency}",
-              f"-d{max(1, round(seconds))}s",
-              f"--timeout={max(1, round(config.timeout_s))}s", "-s", script,
-              f"http://{config.server}{config.rest_path}"]
-      out = subprocess.run(argv, check=True, capture_output=True, text=True,
-                           timeout=seconds + config.timeout_s + 30)
+      argv = [
+          wrk,
+          f"-t{config.processes}",
+          f"-c{config.concurrency}",
+          f"-d{max(1, round(seconds))}s",
+          f"--timeout={max(1, round(config.timeout_s))}s",
+          "-s",
+          script,
+          f"http://{config.server}{config.rest_path}",
+      ]
+      out = subprocess.run(
+          argv,
+          check=True,
+          capture_output=True,
+          text=True,
+          timeout=seconds + config.timeout_s + 30,
+      )
       for line in out.stdout.splitlines():
         if line.startswith("WRK_JSON "):
-          return json.loads(line[len("WRK_JSON "):])
+          return json.loads(line[len("WRK_JSON ") :])
       raise RuntimeError(f"wrk printed no summary:\n{out.stdout}{out.stderr}")
 
     if config.warmup_s > 0:
@@ -878,8 +1016,11 @@ def run_wrk(config: Config) -> dict[str, Any]:
     stats = wrk_run(config.duration_s)
     cpu, server_cpu, threads, host = probe.stop()
   elapsed = stats["duration_us"] / 1e6
-  errors = {kind: stats[kind] for kind in
-            ("connect", "read", "write", "timeout", "malformed") if stats[kind]}
+  errors = {
+      kind: stats[kind]
+      for kind in ("connect", "read", "write", "timeout", "malformed")
+      if stats[kind]
+  }
   if stats["status"]:
     errors["HTTP non-2xx"] = stats["status"]
   ok = max(0, stats["requests"] - stats["status"] - stats["malformed"])
@@ -892,21 +1033,33 @@ def run_wrk(config: Config) -> dict[str, Any]:
       "elapsed_s": elapsed,
       "throughput_rps": ok / elapsed if elapsed else 0.0,
       # wrk's histogram covers every response, including the few bad ones.
-      "latency_ms": {
-          "mean": stats["mean"] / 1e3,
-          "min": stats["min"] / 1e3,
-          "p50": stats["p50"] / 1e3,
-          "p90": stats["p90"] / 1e3,
-          "p99": stats["p99"] / 1e3,
-          "max": stats["max"] / 1e3,
-      } if stats["requests"] else None,
+      "latency_ms": (
+          {
+              "mean": stats["mean"] / 1e3,
+              "min": stats["min"] / 1e3,
+              "p50": stats["p50"] / 1e3,
+              "p90": stats["p90"] / 1e3,
+              "p99": stats["p99"] / 1e3,
+              "max": stats["max"] / 1e3,
+          }
+          if stats["requests"]
+          else None
+      ),
       "loadgen_cpu_s": cpu,
       "loadgen_cpu_pct": 100 * cpu / elapsed if elapsed else None,
       "loadgen_cpu_us_per_request": 1e6 * cpu / total if total else None,
-      "server_cpu_pct": (100 * server_cpu / elapsed
-                         if server_cpu is not None and elapsed else None),
-      "server_threads": [{"name": name, "cpu_pct": 100 * thread_cpu / elapsed}
-                         for name, thread_cpu in threads or ()] or None,
+      "server_cpu_pct": (
+          100 * server_cpu / elapsed
+          if server_cpu is not None and elapsed
+          else None
+      ),
+      "server_threads": (
+          [
+              {"name": name, "cpu_pct": 100 * thread_cpu / elapsed}
+              for name, thread_cpu in threads or ()
+          ]
+          or None
+      ),
       "host_cpu": host,
   }
 
@@ -919,6 +1072,7 @@ def run(config: Config) -> dict[str, Any]:
   else:
     summary = aggregate(run_processes(config))
   summary["config"] = dataclasses.asdict(config)
-  summary["client"] = (config.rest_client if config.protocol == "rest"
-                       else config.grpc_client)
+  summary["client"] = (
+      config.rest_client if config.protocol == "rest" else config.grpc_client
+  )
   return summary

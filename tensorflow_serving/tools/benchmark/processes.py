@@ -8,6 +8,7 @@ outlives a driver that is killed outright.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import json
 import os
 import shlex
@@ -17,7 +18,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from typing import Sequence
 
 import grpc
 
@@ -42,8 +42,13 @@ pick_unused_port = binaries.pick_unused_port
 class Child:
   """A started subprocess with its output in a log file."""
 
-  def __init__(self, name: str, argv: Sequence[str], log_path: str,
-               env: dict[str, str] | None = None):
+  def __init__(
+      self,
+      name: str,
+      argv: Sequence[str],
+      log_path: str,
+      env: dict[str, str] | None = None,
+  ):
     self.name = name
     self.argv = list(argv)
     self.log_path = log_path
@@ -53,9 +58,13 @@ class Child:
       log.flush()
       # The pid stays the child's: setpriv execs it.
       self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-          wrapper + self.argv, stdout=log, stderr=subprocess.STDOUT,
-          stdin=subprocess.DEVNULL, env=env or subprocess_env(),
-          start_new_session=True)
+          wrapper + self.argv,
+          stdout=log,
+          stderr=subprocess.STDOUT,
+          stdin=subprocess.DEVNULL,
+          env=env or subprocess_env(),
+          start_new_session=True,
+      )
 
   @property
   def pid(self) -> int:
@@ -100,23 +109,26 @@ class Child:
       pass
 
 
-def run_to_completion(name: str, argv: Sequence[str], log_path: str,
-                      timeout_s: float) -> None:
+def run_to_completion(
+    name: str, argv: Sequence[str], log_path: str, timeout_s: float
+) -> None:
   """Runs a child to the end; raises with its log tail if it fails."""
   child = Child(name, argv, log_path)
   try:
     code = child.wait(timeout_s)
   except subprocess.TimeoutExpired as exc:
-    raise RuntimeError(f"{name} did not finish in {timeout_s:.0f}s:\n"
-                       f"{child.log_tail()}") from exc
+    raise RuntimeError(
+        f"{name} did not finish in {timeout_s:.0f}s:\n" f"{child.log_tail()}"
+    ) from exc
   finally:
     child.stop()
   if code != 0:
     raise RuntimeError(f"{name} exited with {code}:\n{child.log_tail()}")
 
 
-def grpc_predict_probe(address: str, body: bytes, timeout_s: float = 2.0
-                       ) -> str | None:
+def grpc_predict_probe(
+    address: str, body: bytes, timeout_s: float = 2.0
+) -> str | None:
   """None when a Predict with `body` succeeds, else why not."""
   with grpc.insecure_channel(address) as channel:
     call = channel.unary_unary(loadgen.PREDICT_METHOD)
@@ -128,11 +140,13 @@ def grpc_predict_probe(address: str, body: bytes, timeout_s: float = 2.0
   return None
 
 
-def rest_predict_probe(url: str, body: bytes, timeout_s: float = 2.0
-                       ) -> str | None:
+def rest_predict_probe(
+    url: str, body: bytes, timeout_s: float = 2.0
+) -> str | None:
   """None when POSTing `body` to `url` answers 200 with predictions."""
   request = urllib.request.Request(
-      url, data=body, headers={"Content-Type": "application/json"})
+      url, data=body, headers={"Content-Type": "application/json"}
+  )
   try:
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
       if "predictions" not in json.loads(response.read()):
@@ -150,11 +164,15 @@ def wait_until(child: Child, probe, timeout_s: float) -> None:
   why = "not probed yet"
   while time.monotonic() < deadline:
     if not child.alive():
-      raise RuntimeError(f"{child.name} exited with {child.proc.returncode} "
-                         f"before serving:\n{child.log_tail()}")
+      raise RuntimeError(
+          f"{child.name} exited with {child.proc.returncode} "
+          f"before serving:\n{child.log_tail()}"
+      )
     why = probe()
     if why is None:
       return
     time.sleep(0.25)
-  raise TimeoutError(f"{child.name} not serving after {timeout_s:.0f}s "
-                     f"({why}):\n{child.log_tail()}")
+  raise TimeoutError(
+      f"{child.name} not serving after {timeout_s:.0f}s "
+      f"({why}):\n{child.log_tail()}"
+  )

@@ -13,6 +13,7 @@ directions against the real generated classes.
 from __future__ import annotations
 
 import struct
+
 import numpy as np
 
 DT_FLOAT = 1
@@ -55,14 +56,21 @@ def encode_float_tensor(array: np.ndarray) -> bytes:
   (little-endian tensor_content), the common client encoding.
   """
   array = np.ascontiguousarray(array, dtype="<f4")
-  shape = b"".join(_len_field(2, _key(1, _VARINT) + _varint(int(size)))
-                   for size in array.shape)
-  return (_key(1, _VARINT) + _varint(DT_FLOAT) + _len_field(2, shape) +
-          _len_field(4, array.tobytes()))
+  shape = b"".join(
+      _len_field(2, _key(1, _VARINT) + _varint(int(size)))
+      for size in array.shape
+  )
+  return (
+      _key(1, _VARINT)
+      + _varint(DT_FLOAT)
+      + _len_field(2, shape)
+      + _len_field(4, array.tobytes())
+  )
 
 
-def encode_predict_request(model_name: str, signature_name: str,
-                           inputs: dict[str, np.ndarray]) -> bytes:
+def encode_predict_request(
+    model_name: str, signature_name: str, inputs: dict[str, np.ndarray]
+) -> bytes:
   """A serialized tensorflow.serving.PredictRequest with float inputs."""
   spec = _len_field(1, model_name.encode())
   if signature_name:
@@ -70,7 +78,8 @@ def encode_predict_request(model_name: str, signature_name: str,
   out = _len_field(1, spec)
   for name, array in inputs.items():
     entry = _len_field(1, name.encode()) + _len_field(
-        2, encode_float_tensor(array))
+        2, encode_float_tensor(array)
+    )
     out += _len_field(2, entry)
   return out
 
@@ -91,8 +100,9 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
       raise WireError("varint too long")
 
 
-def _skip_or_read(buf: bytes, pos: int, end: int,
-                  wire_type: int) -> tuple[int, int]:
+def _skip_or_read(
+    buf: bytes, pos: int, end: int, wire_type: int
+) -> tuple[int, int]:
   """(value or payload start, next position) of the field at pos.
 
   Length-delimited payloads are buf[value:next]; fixed-size values come back
@@ -110,16 +120,17 @@ def _skip_or_read(buf: bytes, pos: int, end: int,
   if wire_type == _FIXED32:
     if pos + 4 > end:
       raise WireError("truncated fixed32")
-    return int.from_bytes(buf[pos:pos + 4], "little"), pos + 4
+    return int.from_bytes(buf[pos : pos + 4], "little"), pos + 4
   if wire_type == _FIXED64:
     if pos + 8 > end:
       raise WireError("truncated fixed64")
-    return int.from_bytes(buf[pos:pos + 8], "little"), pos + 8
+    return int.from_bytes(buf[pos : pos + 8], "little"), pos + 8
   raise WireError(f"unsupported wire type {wire_type}")
 
 
-def _float_tensor_values(buf: bytes, pos: int, end: int
-                         ) -> tuple[bytes, tuple[int, int] | None]:
+def _float_tensor_values(
+    buf: bytes, pos: int, end: int
+) -> tuple[bytes, tuple[int, int] | None]:
   """A DT_FLOAT TensorProto's values as little-endian float32 bytes.
 
   Also returns where they lie in `buf` when they are one contiguous run
@@ -165,8 +176,9 @@ def _float_tensor_values(buf: bytes, pos: int, end: int
   return values, None
 
 
-def _predict_output(buf: bytes, key: bytes
-                    ) -> tuple[bytes, tuple[int, int] | None]:
+def _predict_output(
+    buf: bytes, key: bytes
+) -> tuple[bytes, tuple[int, int] | None]:
   """(values, their span in buf or None) of PredictResponse.outputs[key]."""
   pos, end = 0, len(buf)
   while pos < end:
@@ -195,8 +207,9 @@ def _predict_output(buf: bytes, key: bytes
         tensor = (value, after)
       entry = after
     if name == key:
-      return (b"", None) if tensor is None else _float_tensor_values(
-          buf, *tensor)
+      return (
+          (b"", None) if tensor is None else _float_tensor_values(buf, *tensor)
+      )
   if pos != end:
     raise WireError("field runs past its message")
   raise WireError(f"no output named {key.decode(errors='replace')!r}")

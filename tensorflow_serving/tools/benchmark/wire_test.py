@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from absl.testing import absltest
 import numpy as np
-from tensorflow_serving.apis import predict_pb2
 
+from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.tools.benchmark import wire
 
 
-def _response(values: np.ndarray, as_content: bool) -> predict_pb2.PredictResponse:
+def _response(
+    values: np.ndarray, as_content: bool
+) -> predict_pb2.PredictResponse:
   response = predict_pb2.PredictResponse()
   response.model_spec.name = "mnist"
   response.model_spec.version.value = 7
   response.model_spec.signature_name = "predict_images"
-  for name, array in (("other", np.arange(3, dtype=np.float32)),
-                      ("scores", values)):
+  for name, array in (
+      ("other", np.arange(3, dtype=np.float32)),
+      ("scores", values),
+  ):
     tensor = response.outputs[name]
     tensor.dtype = wire.DT_FLOAT
     for size in array.shape:
@@ -31,8 +35,9 @@ class WireTest(absltest.TestCase):
 
   def test_request_parses_as_predict_request(self):
     image = np.random.RandomState(0).rand(1, 784).astype(np.float32)
-    raw = wire.encode_predict_request("mnist", "predict_images",
-                                      {"images": image})
+    raw = wire.encode_predict_request(
+        "mnist", "predict_images", {"images": image}
+    )
     request = predict_pb2.PredictRequest.FromString(raw)
     self.assertEqual(request.model_spec.name, "mnist")
     self.assertEqual(request.model_spec.signature_name, "predict_images")
@@ -40,30 +45,35 @@ class WireTest(absltest.TestCase):
     self.assertEqual(tensor.dtype, wire.DT_FLOAT)
     self.assertEqual([d.size for d in tensor.tensor_shape.dim], [1, 784])
     np.testing.assert_array_equal(
-        np.frombuffer(tensor.tensor_content, "<f4").reshape(1, 784), image)
+        np.frombuffer(tensor.tensor_content, "<f4").reshape(1, 784), image
+    )
 
   def test_request_without_signature_leaves_it_unset(self):
     raw = wire.encode_predict_request("m", "", {"x": np.zeros((2, 3))})
     request = predict_pb2.PredictRequest.FromString(raw)
     self.assertEqual(request.model_spec.signature_name, "")
-    self.assertEqual([d.size for d in request.inputs["x"].tensor_shape.dim],
-                     [2, 3])
+    self.assertEqual(
+        [d.size for d in request.inputs["x"].tensor_shape.dim], [2, 3]
+    )
 
   def test_decodes_tensor_content_and_float_val(self):
     values = np.linspace(0, 1, 10, dtype=np.float32).reshape(1, 10)
     for as_content in (True, False):
       raw = _response(values, as_content).SerializeToString()
       np.testing.assert_array_equal(
-          wire.decode_predict_output(raw, "scores"), values.ravel())
+          wire.decode_predict_output(raw, "scores"), values.ravel()
+      )
 
   def test_decodes_unpacked_float_val(self):
     # Field 5 as separate fixed32 entries (legal, if unusual, on the wire).
-    tensor = (b"\x08\x01" + b"".join(
-        b"\x2d" + np.float32(v).tobytes() for v in (0.5, 0.25)))
+    tensor = b"\x08\x01" + b"".join(
+        b"\x2d" + np.float32(v).tobytes() for v in (0.5, 0.25)
+    )
     entry = b"\x0a\x06scores\x12" + bytes([len(tensor)]) + tensor
     raw = b"\x0a" + bytes([len(entry)]) + entry
-    np.testing.assert_array_equal(wire.decode_predict_output(raw, "scores"),
-                                  [0.5, 0.25])
+    np.testing.assert_array_equal(
+        wire.decode_predict_output(raw, "scores"), [0.5, 0.25]
+    )
 
   def test_missing_output_and_garbage_raise(self):
     raw = _response(np.zeros((1, 10), np.float32), True).SerializeToString()
@@ -71,7 +81,8 @@ class WireTest(absltest.TestCase):
       wire.decode_predict_output(raw, "probabilities")
     only = predict_pb2.PredictResponse()
     only.outputs["scores"].CopyFrom(
-        predict_pb2.PredictResponse.FromString(raw).outputs["scores"])
+        predict_pb2.PredictResponse.FromString(raw).outputs["scores"]
+    )
     with self.assertRaises(wire.WireError):
       wire.decode_predict_output(only.SerializeToString()[:-3], "scores")
     with self.assertRaises(wire.WireError):
@@ -95,13 +106,15 @@ class OutputReaderTest(absltest.TestCase):
         values = rng.rand(1, 10).astype(np.float32)
         raw = _response(values, as_content).SerializeToString()
         np.testing.assert_array_equal(
-            np.frombuffer(read(raw), "<f4"), values.ravel())
+            np.frombuffer(read(raw), "<f4"), values.ravel()
+        )
     # Same length, different structure around the values: parsed afresh.
     values = rng.rand(1, 10).astype(np.float32)
     other = _response(values, True)
     other.model_spec.version.value = 8
     np.testing.assert_array_equal(
-        np.frombuffer(read(other.SerializeToString()), "<f4"), values.ravel())
+        np.frombuffer(read(other.SerializeToString()), "<f4"), values.ravel()
+    )
     with self.assertRaises(wire.WireError):
       read(b"\x0a\x03abc")
 

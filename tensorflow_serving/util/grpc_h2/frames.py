@@ -60,22 +60,43 @@ U32 = struct.Struct(">I")
 
 # grpc-status numbers, in the order grpc.StatusCode names them.
 STATUS_NAMES = (
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
-    "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+)
 
 
-def frame(frame_type: int, flags: int, stream_id: int,
-          payload: bytes = b"") -> bytes:
+def frame(
+    frame_type: int, flags: int, stream_id: int, payload: bytes = b""
+) -> bytes:
   size = len(payload)
-  return HEADER.pack(size >> 16, size & 0xFFFF, frame_type, flags,
-                     stream_id) + payload
+  return (
+      HEADER.pack(size >> 16, size & 0xFFFF, frame_type, flags, stream_id)
+      + payload
+  )
 
 
 def settings(pairs: dict[int, int]) -> bytes:
-  return frame(SETTINGS, 0, 0, b"".join(
-      SETTING.pack(key, value) for key, value in pairs.items()))
+  return frame(
+      SETTINGS,
+      0,
+      0,
+      b"".join(SETTING.pack(key, value) for key, value in pairs.items()),
+  )
 
 
 def window_update(stream_id: int, increment: int) -> bytes:
@@ -87,17 +108,19 @@ def rst_stream(stream_id: int, error_code: int) -> bytes:
 
 
 def goaway(last_stream_id: int, error_code: int, debug: bytes = b"") -> bytes:
-  return frame(GOAWAY, 0, 0,
-               U32.pack(last_stream_id) + U32.pack(error_code) + debug)
+  return frame(
+      GOAWAY, 0, 0, U32.pack(last_stream_id) + U32.pack(error_code) + debug
+  )
 
 
-def header_frames(stream_id: int, block: bytes, end_stream: bool,
-                  max_frame: int) -> bytes:
+def header_frames(
+    stream_id: int, block: bytes, end_stream: bool, max_frame: int
+) -> bytes:
   """HEADERS, plus CONTINUATIONs when `block` exceeds the peer's frame size."""
   first_flags = FLAG_END_STREAM if end_stream else 0
   if len(block) <= max_frame:
     return frame(HEADERS, first_flags | FLAG_END_HEADERS, stream_id, block)
-  chunks = [block[i:i + max_frame] for i in range(0, len(block), max_frame)]
+  chunks = [block[i : i + max_frame] for i in range(0, len(block), max_frame)]
   out = [frame(HEADERS, first_flags, stream_id, chunks[0])]
   for chunk in chunks[1:-1]:
     out.append(frame(CONTINUATION, 0, stream_id, chunk))
@@ -143,17 +166,22 @@ STATUS_200 = b"\x88"  # indexed :status 200
 
 def request_header_block(method_path: str, authority: str) -> bytes:
   """A gRPC request's header block: POST, http, path, authority, te."""
-  return (b"\x83\x86" + literal_indexed_name(_STATIC_PATH, method_path) +
-          literal_indexed_name(_STATIC_AUTHORITY, authority) +
-          literal_indexed_name(_STATIC_CONTENT_TYPE, "application/grpc") +
-          literal("te", "trailers"))
+  return (
+      b"\x83\x86"
+      + literal_indexed_name(_STATIC_PATH, method_path)
+      + literal_indexed_name(_STATIC_AUTHORITY, authority)
+      + literal_indexed_name(_STATIC_CONTENT_TYPE, "application/grpc")
+      + literal("te", "trailers")
+  )
 
 
 def response_header_block(extra: bytes = b"") -> bytes:
   """A gRPC response's leading headers: :status 200, content-type."""
-  return (STATUS_200 +
-          literal_indexed_name(_STATIC_CONTENT_TYPE, "application/grpc") +
-          extra)
+  return (
+      STATUS_200
+      + literal_indexed_name(_STATIC_CONTENT_TYPE, "application/grpc")
+      + extra
+  )
 
 
 def grpc_message(payload: bytes) -> bytes:
@@ -168,4 +196,5 @@ def percent_encode(text: str) -> bytes:
     return data
   return b"".join(
       bytes([b]) if 0x20 <= b <= 0x7E and b != 0x25 else b"%%%02X" % b
-      for b in data)
+      for b in data
+  )

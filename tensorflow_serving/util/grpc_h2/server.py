@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+from collections.abc import Iterable, Sequence
 import concurrent.futures
 import dataclasses
 import inspect
@@ -31,8 +32,8 @@ import os
 import ssl
 import stat
 import tempfile
+from typing import Any
 import zlib
-from typing import Any, Callable, Iterable, Sequence
 
 from absl import logging
 import grpc
@@ -48,18 +49,29 @@ CONNECTION_WINDOW = 16 << 20
 # Header blocks larger than this fail their call, as gRPC's default hard limit.
 DEFAULT_MAX_METADATA_SIZE = 16 << 10
 # Not sent to the application as invocation metadata (grpcio does the same).
-_RESERVED_HEADERS = frozenset((
-    b"content-type", b"te", b"grpc-timeout", b"grpc-encoding",
-    b"grpc-accept-encoding"))
+_RESERVED_HEADERS = frozenset(
+    (
+        b"content-type",
+        b"te",
+        b"grpc-timeout",
+        b"grpc-encoding",
+        b"grpc-accept-encoding",
+    )
+)
 _TIMEOUT_UNITS = {
-    ord("H"): 3600.0, ord("M"): 60.0, ord("S"): 1.0, ord("m"): 1e-3,
-    ord("u"): 1e-6, ord("n"): 1e-9}
+    ord("H"): 3600.0,
+    ord("M"): 60.0,
+    ord("S"): 1.0,
+    ord("m"): 1e-3,
+    ord("u"): 1e-6,
+    ord("n"): 1e-9,
+}
 _ACCEPT_ENCODING = fr.literal("grpc-accept-encoding", "identity,deflate,gzip")
 _RESPONSE_HEADERS = fr.response_header_block(_ACCEPT_ENCODING)
 _OK_TRAILERS = fr.literal("grpc-status", "0")
 
 
-class _Abort(Exception):
+class _Abort(Exception):  # noqa: N818 (control flow, not an error)
   """Raised by ServicerContext.abort to end the call with a status."""
 
   def __init__(self, code: grpc.StatusCode, details: str):
@@ -91,7 +103,7 @@ class ServicerContext:
   as in grpc.aio.
   """
 
-  def __init__(self, connection: "_Connection", stream: "_Stream"):
+  def __init__(self, connection: _Connection, stream: _Stream):
     self._connection = connection
     self._stream = stream
     self._code: grpc.StatusCode | None = None
@@ -147,8 +159,12 @@ class ServicerContext:
   def disable_next_message_compression(self) -> None:
     """Responses are never compressed."""
 
-  def abort(self, code: grpc.StatusCode, details: str = "",
-            trailing_metadata: Metadata = ()):
+  def abort(
+      self,
+      code: grpc.StatusCode,
+      details: str = "",
+      trailing_metadata: Metadata = (),
+  ):
     if trailing_metadata:
       self.trailing_metadata = tuple(trailing_metadata)
     raise _Abort(code, details)
@@ -160,8 +176,12 @@ class ServicerContext:
 class _AsyncServicerContext(ServicerContext):
   """grpc.aio's flavour: abort and send_initial_metadata are coroutines."""
 
-  async def abort(self, code: grpc.StatusCode, details: str = "",
-                  trailing_metadata: Metadata = ()):
+  async def abort(
+      self,
+      code: grpc.StatusCode,
+      details: str = "",
+      trailing_metadata: Metadata = (),
+  ):
     super().abort(code, details, trailing_metadata)
 
   async def send_initial_metadata(self, metadata: Metadata) -> None:
@@ -175,19 +195,37 @@ class _Method:
 
 
 class _HandlerCallDetails(
-    collections.namedtuple("_HandlerCallDetails",
-                           ("method", "invocation_metadata")),
-    grpc.HandlerCallDetails):
+    collections.namedtuple(
+        "_HandlerCallDetails", ("method", "invocation_metadata")
+    ),
+    grpc.HandlerCallDetails,
+):
   pass
 
 
 class _Stream:
   """One call: its request as it arrives, then its response as it leaves."""
 
-  __slots__ = ("id", "headers", "path", "encoding", "data", "size", "unacked",
-               "send_window", "ended", "finished", "cancelled", "deadline",
-               "timer", "task", "context", "pending", "trailers",
-               "headers_sent")
+  __slots__ = (
+      "id",
+      "headers",
+      "path",
+      "encoding",
+      "data",
+      "size",
+      "unacked",
+      "send_window",
+      "ended",
+      "finished",
+      "cancelled",
+      "deadline",
+      "timer",
+      "task",
+      "context",
+      "pending",
+      "trailers",
+      "headers_sent",
+  )
 
   def __init__(self, stream_id: int, headers: list, send_window: int):
     self.id = stream_id
@@ -218,6 +256,7 @@ def _parse_timeout(value: bytes) -> float | None:
 
 
 class _ConnectionError(Exception):
+
   def __init__(self, code: int, message: str):
     super().__init__(message)
     self.code = code
@@ -226,7 +265,7 @@ class _ConnectionError(Exception):
 class _Connection(asyncio.Protocol):
   """One client connection: HTTP/2 state, flow control and its calls."""
 
-  def __init__(self, server: "Server"):
+  def __init__(self, server: Server):
     self._server = server
     self.loop = server.loop
     self.peer = ""
@@ -262,9 +301,12 @@ class _Connection(asyncio.Protocol):
     ours = {fr.SETTINGS_INITIAL_WINDOW_SIZE: STREAM_WINDOW}
     if self._server.max_concurrent_streams:
       ours[fr.SETTINGS_MAX_CONCURRENT_STREAMS] = (
-          self._server.max_concurrent_streams)
-    self._out.append(fr.settings(ours) + fr.window_update(
-        0, CONNECTION_WINDOW - fr.DEFAULT_WINDOW))
+          self._server.max_concurrent_streams
+      )
+    self._out.append(
+        fr.settings(ours)
+        + fr.window_update(0, CONNECTION_WINDOW - fr.DEFAULT_WINDOW)
+    )
     self._server.connections.add(self)
     if self._server.stopping:
       self.go_away()
@@ -311,7 +353,7 @@ class _Connection(asyncio.Protocol):
         stop = pos + 9 + length
         if stop > end:
           break
-        payload = buffer[pos + 9:stop]
+        payload = buffer[pos + 9 : stop]
         pos = stop
         stream_id &= fr.MAX_STREAM_ID
         if self._continuation is not None and frame_type != fr.CONTINUATION:
@@ -349,16 +391,19 @@ class _Connection(asyncio.Protocol):
       if not payload or payload[0] >= len(payload):
         raise _ConnectionError(fr.PROTOCOL_ERROR, "bad padding")
       received = len(payload)
-      payload = payload[1:len(payload) - payload[0]]
+      payload = payload[1 : len(payload) - payload[0]]
     else:
       received = len(payload)
     stream.data.append(payload)
     stream.size += len(payload)
     limit = self._server.max_receive_message_length
     if limit is not None and stream.size > limit + 5:
-      self._finish(stream, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                   f"Received message larger than max ({stream.size - 5} vs. "
-                   f"{limit})")
+      self._finish(
+          stream,
+          grpc.StatusCode.RESOURCE_EXHAUSTED,
+          f"Received message larger than max ({stream.size - 5} vs. "
+          f"{limit})",
+      )
       return
     if flags & fr.FLAG_END_STREAM:
       stream.ended = True
@@ -375,7 +420,7 @@ class _Connection(asyncio.Protocol):
     if flags & fr.FLAG_PADDED:
       if not payload or payload[0] >= len(payload):
         raise _ConnectionError(fr.PROTOCOL_ERROR, "bad padding")
-      payload = payload[1:len(payload) - payload[0]]
+      payload = payload[1 : len(payload) - payload[0]]
     if flags & fr.FLAG_PRIORITY:
       payload = payload[5:]
     if flags & fr.FLAG_END_HEADERS:
@@ -383,8 +428,9 @@ class _Connection(asyncio.Protocol):
     else:
       self._continuation = (stream_id, flags, [payload])
 
-  def _on_continuation(self, flags: int, stream_id: int,
-                       payload: bytes) -> None:
+  def _on_continuation(
+      self, flags: int, stream_id: int, payload: bytes
+  ) -> None:
     if self._continuation is None or self._continuation[0] != stream_id:
       raise _ConnectionError(fr.PROTOCOL_ERROR, "unexpected CONTINUATION")
     self._continuation[2].append(payload)
@@ -427,16 +473,21 @@ class _Connection(asyncio.Protocol):
         timeout = _parse_timeout(value)
         if timeout is not None:
           stream.deadline = self.loop.time() + timeout
-          stream.timer = self.loop.call_at(stream.deadline, self._expire,
-                                           stream)
+          stream.timer = self.loop.call_at(
+              stream.deadline, self._expire, stream
+          )
     if metadata_size > self._server.max_metadata_size:
-      self._finish(stream, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                   f"received metadata size exceeds hard limit "
-                   f"({metadata_size} vs. {self._server.max_metadata_size})")
+      self._finish(
+          stream,
+          grpc.StatusCode.RESOURCE_EXHAUSTED,
+          f"received metadata size exceeds hard limit "
+          f"({metadata_size} vs. {self._server.max_metadata_size})",
+      )
     elif method != b"POST":
       self._http_error(stream, b"405")
     elif content_type is None or not content_type.startswith(
-        b"application/grpc"):
+        b"application/grpc"
+    ):
       self._http_error(stream, b"415")
     elif flags & fr.FLAG_END_STREAM:
       stream.ended = True
@@ -466,13 +517,18 @@ class _Connection(asyncio.Protocol):
     # Metadata size as HTTP/2 counts it (RFC 9113 section 6.5.2).
     size = sum(len(name) + len(value) + 32 for name, value in headers)
     decoded = (headers, size)
-    if (stateless and not table.dynamic_entries and
-        table.maxsize == table_size and len(self._stateless_blocks) < 64):
+    if (
+        stateless
+        and not table.dynamic_entries
+        and table.maxsize == table_size
+        and len(self._stateless_blocks) < 64
+    ):
       self._stateless_blocks[block] = decoded
     return decoded
 
-  def _on_control(self, frame_type: int, flags: int, stream_id: int,
-                  payload: bytes) -> None:
+  def _on_control(
+      self, frame_type: int, flags: int, stream_id: int, payload: bytes
+  ) -> None:
     if frame_type == fr.SETTINGS:
       if stream_id:
         raise _ConnectionError(fr.PROTOCOL_ERROR, "SETTINGS on a stream")
@@ -531,13 +587,19 @@ class _Connection(asyncio.Protocol):
     """Runs the call once its request has fully arrived."""
     method = self._server.lookup(stream.path)
     if method is None:
-      self._finish(stream, grpc.StatusCode.UNIMPLEMENTED,
-                   f"Method not found: {stream.path.decode('latin-1')}")
+      self._finish(
+          stream,
+          grpc.StatusCode.UNIMPLEMENTED,
+          f"Method not found: {stream.path.decode('latin-1')}",
+      )
       return
     handler = method.handler
     if handler.request_streaming or handler.response_streaming:
-      self._finish(stream, grpc.StatusCode.UNIMPLEMENTED,
-                   "Streaming methods are not supported by this server")
+      self._finish(
+          stream,
+          grpc.StatusCode.UNIMPLEMENTED,
+          "Streaming methods are not supported by this server",
+      )
       return
     body = stream.data[0] if len(stream.data) == 1 else b"".join(stream.data)
     stream.data = []
@@ -548,29 +610,35 @@ class _Connection(asyncio.Protocol):
       self._finish(stream, exc.code, exc.details)
       return
     except Exception:  # pylint: disable=broad-except
-      self._finish(stream, grpc.StatusCode.INTERNAL,
-                   "Exception deserializing request!")
+      self._finish(
+          stream, grpc.StatusCode.INTERNAL, "Exception deserializing request!"
+      )
       return
     if method.is_async:
       context = _AsyncServicerContext(self, stream)
       task = self.loop.create_task(handler.unary_unary(request, context))
     else:
       context = ServicerContext(self, stream)
-      task = self.loop.run_in_executor(self._server.executor,
-                                       handler.unary_unary, request, context)
+      task = self.loop.run_in_executor(
+          self._server.executor, handler.unary_unary, request, context
+      )
     stream.context = context
     stream.task = task
     task.add_done_callback(lambda done: self._on_result(stream, handler, done))
 
   def _unframe(self, stream: _Stream, body: bytes) -> bytes:
     if len(body) < 5:
-      raise _Abort(grpc.StatusCode.INTERNAL,
-                   "Expected one request message, received none")
+      raise _Abort(
+          grpc.StatusCode.INTERNAL,
+          "Expected one request message, received none",
+      )
     compressed = body[0]
     length = fr.U32.unpack_from(body, 1)[0]
     if length != len(body) - 5:
-      raise _Abort(grpc.StatusCode.INTERNAL,
-                   "Expected one request message, received a malformed one")
+      raise _Abort(
+          grpc.StatusCode.INTERNAL,
+          "Expected one request message, received a malformed one",
+      )
     message = body[5:]
     if compressed:
       encoding = stream.encoding
@@ -580,21 +648,26 @@ class _Connection(asyncio.Protocol):
         elif encoding == b"deflate":
           message = zlib.decompress(message)
         else:
-          raise _Abort(grpc.StatusCode.UNIMPLEMENTED,
-                       "Compression algorithm "
-                       f"'{encoding.decode('latin-1')}' is not supported")
+          raise _Abort(
+              grpc.StatusCode.UNIMPLEMENTED,
+              "Compression algorithm "
+              f"'{encoding.decode('latin-1')}' is not supported",
+          )
       except zlib.error as exc:
-        raise _Abort(grpc.StatusCode.INTERNAL,
-                     f"Failed to decompress the request: {exc}") from exc
+        raise _Abort(
+            grpc.StatusCode.INTERNAL, f"Failed to decompress the request: {exc}"
+        ) from exc
     limit = self._server.max_receive_message_length
     if limit is not None and len(message) > limit:
-      raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                   f"Received message larger than max ({len(message)} vs. "
-                   f"{limit})")
+      raise _Abort(
+          grpc.StatusCode.RESOURCE_EXHAUSTED,
+          f"Received message larger than max ({len(message)} vs. " f"{limit})",
+      )
     return message
 
-  def _on_result(self, stream: _Stream, handler: Any,
-                 done: asyncio.Future) -> None:
+  def _on_result(
+      self, stream: _Stream, handler: Any, done: asyncio.Future
+  ) -> None:
     if stream.finished or done.cancelled():
       return
     context = stream.context
@@ -602,18 +675,25 @@ class _Connection(asyncio.Protocol):
     if isinstance(exc, _Abort):
       self._finish(stream, exc.code, exc.details)
     elif exc is not None:
-      logging.error("Exception calling application: %r", exc,
-                    exc_info=(type(exc), exc, exc.__traceback__))
-      self._finish(stream, grpc.StatusCode.UNKNOWN,
-                   f"Exception calling application: {exc}")
+      logging.error(
+          "Exception calling application: %r",
+          exc,
+          exc_info=(type(exc), exc, exc.__traceback__),
+      )
+      self._finish(
+          stream,
+          grpc.StatusCode.UNKNOWN,
+          f"Exception calling application: {exc}",
+      )
     elif context._code not in (None, grpc.StatusCode.OK):  # pylint: disable=protected-access
       self._finish(stream, context._code, context._details)  # pylint: disable=protected-access
     else:
       try:
         payload = handler.response_serializer(done.result())
       except Exception:  # pylint: disable=broad-except
-        self._finish(stream, grpc.StatusCode.INTERNAL,
-                     "Failed to serialize response!")
+        self._finish(
+            stream, grpc.StatusCode.INTERNAL, "Failed to serialize response!"
+        )
         return
       self._respond(stream, payload)
     self._schedule_flush()
@@ -632,12 +712,17 @@ class _Connection(asyncio.Protocol):
     max_frame = self._peer_max_frame
     out = fr.header_frames(stream.id, headers, False, max_frame)
     stream.headers_sent = True
-    if size <= max_frame and size <= self._send_window and (
-        size <= stream.send_window):
+    if (
+        size <= max_frame
+        and size <= self._send_window
+        and (size <= stream.send_window)
+    ):
       self._send_window -= size
       self._out.append(
-          out + fr.frame(fr.DATA, 0, stream.id, message) +
-          fr.header_frames(stream.id, trailers, True, max_frame))
+          out
+          + fr.frame(fr.DATA, 0, stream.id, message)
+          + fr.header_frames(stream.id, trailers, True, max_frame)
+      )
       self._close_stream(stream)
       return
     self._out.append(out)
@@ -651,8 +736,12 @@ class _Connection(asyncio.Protocol):
     for stream in list(self._blocked.values()):
       pending = stream.pending
       while pending and self._send_window > 0 and stream.send_window > 0:
-        size = min(len(pending), self._send_window, stream.send_window,
-                   self._peer_max_frame)
+        size = min(
+            len(pending),
+            self._send_window,
+            stream.send_window,
+            self._peer_max_frame,
+        )
         self._out.append(fr.frame(fr.DATA, 0, stream.id, bytes(pending[:size])))
         pending = pending[size:]
         self._send_window -= size
@@ -663,13 +752,17 @@ class _Connection(asyncio.Protocol):
           break
         continue
       del self._blocked[stream.id]
-      self._out.append(fr.header_frames(stream.id, stream.trailers, True,
-                                        self._peer_max_frame))
+      self._out.append(
+          fr.header_frames(
+              stream.id, stream.trailers, True, self._peer_max_frame
+          )
+      )
       self._close_stream(stream)
     self._schedule_flush()
 
-  def _finish(self, stream: _Stream, code: grpc.StatusCode,
-              details: str) -> None:
+  def _finish(
+      self, stream: _Stream, code: grpc.StatusCode, details: str
+  ) -> None:
     """Ends a call with a non-OK status (trailers-only when possible)."""
     if stream.finished:
       return
@@ -681,8 +774,9 @@ class _Connection(asyncio.Protocol):
     if context is not None and context.trailing_metadata:
       block += _encode_metadata(context.trailing_metadata)
     self._blocked.pop(stream.id, None)
-    self._out.append(fr.header_frames(stream.id, block, True,
-                                      self._peer_max_frame))
+    self._out.append(
+        fr.header_frames(stream.id, block, True, self._peer_max_frame)
+    )
     if not stream.ended:
       # We answered before the request ended; the client may stop sending.
       self._out.append(fr.rst_stream(stream.id, fr.NO_ERROR))
@@ -691,8 +785,9 @@ class _Connection(asyncio.Protocol):
 
   def _http_error(self, stream: _Stream, http_status: bytes) -> None:
     block = fr.literal_indexed_name(8, http_status)  # :status
-    self._out.append(fr.header_frames(stream.id, block, True,
-                                      self._peer_max_frame))
+    self._out.append(
+        fr.header_frames(stream.id, block, True, self._peer_max_frame)
+    )
     if not stream.ended:
       self._out.append(fr.rst_stream(stream.id, fr.NO_ERROR))
     self._close_stream(stream)
@@ -700,8 +795,9 @@ class _Connection(asyncio.Protocol):
   def _expire(self, stream: _Stream) -> None:
     stream.timer = None
     if not stream.finished:
-      self._finish(stream, grpc.StatusCode.DEADLINE_EXCEEDED,
-                   "Deadline Exceeded")
+      self._finish(
+          stream, grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"
+      )
       self._flush()
 
   def _close_stream(self, stream: _Stream) -> None:
@@ -766,9 +862,12 @@ class _Connection(asyncio.Protocol):
       self._transport.abort()
 
 
-def ssl_server_context(cert_chain: str, private_key: str,
-                       root_certificates: str | None,
-                       require_client_auth: bool) -> ssl.SSLContext:
+def ssl_server_context(
+    cert_chain: str,
+    private_key: str,
+    root_certificates: str | None,
+    require_client_auth: bool,
+) -> ssl.SSLContext:
   """A TLS server context from PEM text, negotiating `h2` as gRPC needs."""
   context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
   context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -780,9 +879,13 @@ def ssl_server_context(cert_chain: str, private_key: str,
     context.load_cert_chain(path)
   if root_certificates:
     context.load_verify_locations(cadata=root_certificates)
-  context.verify_mode = (ssl.CERT_REQUIRED if require_client_auth else
-                         ssl.CERT_OPTIONAL if root_certificates else
-                         ssl.CERT_NONE)
+  context.verify_mode = (
+      ssl.CERT_REQUIRED
+      if require_client_auth
+      else ssl.CERT_OPTIONAL
+      if root_certificates
+      else ssl.CERT_NONE
+  )
   context.set_alpn_protocols(["h2"])
   return context
 
@@ -795,16 +898,20 @@ class Server:
   `start`; `stop(grace)` lets calls in flight finish.
   """
 
-  def __init__(self, executor: concurrent.futures.Executor | None = None,
-               max_receive_message_length: int | None = None,
-               max_concurrent_streams: int | None = None,
-               max_metadata_size: int | None = DEFAULT_MAX_METADATA_SIZE):
+  def __init__(
+      self,
+      executor: concurrent.futures.Executor | None = None,
+      max_receive_message_length: int | None = None,
+      max_concurrent_streams: int | None = None,
+      max_metadata_size: int | None = DEFAULT_MAX_METADATA_SIZE,
+  ):
     self.loop = asyncio.get_running_loop()
     self.executor = executor
     self.max_receive_message_length = max_receive_message_length
     self.max_concurrent_streams = max_concurrent_streams
-    self.max_metadata_size = (max_metadata_size if max_metadata_size
-                              is not None else fr.MAX_WINDOW)
+    self.max_metadata_size = (
+        max_metadata_size if max_metadata_size is not None else fr.MAX_WINDOW
+    )
     self.connections: set[_Connection] = set()
     self.stopping = False
     self._generic: list[Any] = []
@@ -817,10 +924,12 @@ class Server:
     self._generic.extend(handlers)
     self._methods.clear()
 
-  def add_registered_method_handlers(self, service: str,
-                                     handlers: dict[str, Any]) -> None:
+  def add_registered_method_handlers(
+      self, service: str, handlers: dict[str, Any]
+  ) -> None:
     self.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(service, handlers),))
+        (grpc.method_handlers_generic_handler(service, handlers),)
+    )
 
   def lookup(self, path: bytes) -> _Method | None:
     try:
@@ -833,8 +942,9 @@ class Server:
     for generic in self._generic:
       handler = generic.service(details)
       if handler is not None:
-        method = _Method(handler,
-                         inspect.iscoroutinefunction(handler.unary_unary))
+        method = _Method(
+            handler, inspect.iscoroutinefunction(handler.unary_unary)
+        )
         break
     if len(self._methods) < 1024:  # unknown paths must not grow it forever
       self._methods[path] = method
@@ -845,21 +955,23 @@ class Server:
   async def add_insecure_port(self, address: str) -> int:
     return await self._bind(address, None)
 
-  async def add_secure_port(self, address: str,
-                            ssl_context: ssl.SSLContext) -> int:
+  async def add_secure_port(
+      self, address: str, ssl_context: ssl.SSLContext
+  ) -> int:
     return await self._bind(address, ssl_context)
 
   async def _bind(self, address: str, context: ssl.SSLContext | None) -> int:
     factory = lambda: _Connection(self)
     if address.startswith("unix:"):
-      path = address[len("unix:"):]
+      path = address[len("unix:") :]
       try:
         if stat.S_ISSOCK(os.stat(path).st_mode):
           os.unlink(path)  # a stale socket from an earlier run, as grpc does
       except FileNotFoundError:
         pass
       listener = await self.loop.create_unix_server(
-          factory, path, ssl=context, start_serving=False)
+          factory, path, ssl=context, start_serving=False
+      )
       self._listeners.append(listener)
       return 0
     host, _, port = address.rpartition(":")
@@ -867,8 +979,13 @@ class Server:
     if host in ("0.0.0.0", "::", "*"):
       host = host if host != "*" else None
     listener = await self.loop.create_server(
-        factory, host, int(port), ssl=context, reuse_address=True,
-        start_serving=False)
+        factory,
+        host,
+        int(port),
+        ssl=context,
+        reuse_address=True,
+        start_serving=False,
+    )
     self._listeners.append(listener)
     return listener.sockets[0].getsockname()[1]
 
@@ -888,4 +1005,3 @@ class Server:
       await asyncio.wait([c.closed for c in connections], timeout=grace)
     for connection in list(self.connections):
       connection.abort()
-

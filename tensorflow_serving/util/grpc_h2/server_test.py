@@ -42,8 +42,9 @@ class _Handlers:
     return request * 4
 
   async def fail(self, request: bytes, context) -> bytes:
-    await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                        request.decode("utf-8"))
+    await context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT, request.decode("utf-8")
+    )
 
   def fail_sync(self, request: bytes, context) -> bytes:
     context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
@@ -66,25 +67,34 @@ class _Handlers:
 
   def generic_handler(self):
     unary = lambda fn: grpc.unary_unary_rpc_method_handler(
-        fn, request_deserializer=_IDENTITY, response_serializer=_IDENTITY)
-    return grpc.method_handlers_generic_handler(SERVICE, {
-        "Echo": unary(self.echo),
-        "EchoSync": unary(self.echo_sync),
-        "Grow": unary(self.grow),
-        "Fail": unary(self.fail),
-        "FailSync": unary(self.fail_sync),
-        "Crash": unary(self.crash),
-        "Slow": unary(self.slow),
-        "SetCode": unary(self.set_code),
-        "Stream": grpc.unary_stream_rpc_method_handler(self.echo),
-    })
+        fn, request_deserializer=_IDENTITY, response_serializer=_IDENTITY
+    )
+    return grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "Echo": unary(self.echo),
+            "EchoSync": unary(self.echo_sync),
+            "Grow": unary(self.grow),
+            "Fail": unary(self.fail),
+            "FailSync": unary(self.fail_sync),
+            "Crash": unary(self.crash),
+            "Slow": unary(self.slow),
+            "SetCode": unary(self.set_code),
+            "Stream": grpc.unary_stream_rpc_method_handler(self.echo),
+        },
+    )
 
 
 class _ServerThread:
   """A grpc_h2 server on its own event loop thread."""
 
-  def __init__(self, handlers: _Handlers, addresses=("127.0.0.1:0",),
-               ssl_context=None, **options):
+  def __init__(
+      self,
+      handlers: _Handlers,
+      addresses=("127.0.0.1:0",),
+      ssl_context=None,
+      **options,
+  ):
     self.loop = asyncio.new_event_loop()
     self.executor = concurrent.futures.ThreadPoolExecutor(4)
     self.ports: list[int] = []
@@ -97,8 +107,9 @@ class _ServerThread:
         if ssl_context is None:
           self.ports.append(await self.server.add_insecure_port(address))
         else:
-          self.ports.append(await self.server.add_secure_port(
-              address, ssl_context))
+          self.ports.append(
+              await self.server.add_secure_port(address, ssl_context)
+          )
       await self.server.start()
 
     def main():
@@ -129,9 +140,11 @@ class _ServerThread:
 
 
 def _method(channel: grpc.Channel, name: str):
-  return channel.unary_unary(f"/{SERVICE}/{name}",
-                             request_serializer=_IDENTITY,
-                             response_deserializer=_IDENTITY)
+  return channel.unary_unary(
+      f"/{SERVICE}/{name}",
+      request_serializer=_IDENTITY,
+      response_deserializer=_IDENTITY,
+  )
 
 
 class GrpcH2ServerTest(absltest.TestCase):
@@ -162,8 +175,10 @@ class GrpcH2ServerTest(absltest.TestCase):
 
   def test_metadata_both_ways(self):
     response, call = _method(self.channel, "Echo").with_call(
-        b"x", timeout=30,
-        metadata=(("x-key", "value"), ("x-blob-bin", b"\x00\xff\x01")))
+        b"x",
+        timeout=30,
+        metadata=(("x-key", "value"), ("x-blob-bin", b"\x00\xff\x01")),
+    )
     self.assertEqual(response, b"x")
     self.assertIn(("x-trailer", "t"), call.trailing_metadata())
     received = dict(self.handlers.last_metadata)
@@ -187,54 +202,81 @@ class GrpcH2ServerTest(absltest.TestCase):
       self.assertEqual(future.result(), (b"%d" % i)[::-1])
 
   def test_unknown_method_is_unimplemented(self):
-    self.assertStatus(grpc.StatusCode.UNIMPLEMENTED,
-                      lambda: _method(self.channel, "Nope")(b"", timeout=30))
     self.assertStatus(
         grpc.StatusCode.UNIMPLEMENTED,
-        lambda: _method(grpc.insecure_channel(self.server.target),
-                        "../x")(b"", timeout=30))
+        lambda: _method(self.channel, "Nope")(b"", timeout=30),
+    )
+    self.assertStatus(
+        grpc.StatusCode.UNIMPLEMENTED,
+        lambda: _method(grpc.insecure_channel(self.server.target), "../x")(
+            b"", timeout=30
+        ),
+    )
 
   def test_streaming_method_is_unimplemented(self):
-    self.assertStatus(grpc.StatusCode.UNIMPLEMENTED,
-                      lambda: self.call("Stream", b"x"))
+    self.assertStatus(
+        grpc.StatusCode.UNIMPLEMENTED, lambda: self.call("Stream", b"x")
+    )
 
   def test_abort_status_and_unicode_details(self):
-    self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT,
-                      lambda: self.call("Fail", "bad 100% – ünïcode".encode()),
-                      "bad 100% – ünïcode")
-    self.assertStatus(grpc.StatusCode.NOT_FOUND,
-                      lambda: self.call("FailSync", b""), "no such thing")
-    self.assertStatus(grpc.StatusCode.FAILED_PRECONDITION,
-                      lambda: self.call("SetCode", b""), "not now")
+    self.assertStatus(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        lambda: self.call("Fail", "bad 100% – ünïcode".encode()),
+        "bad 100% – ünïcode",
+    )
+    self.assertStatus(
+        grpc.StatusCode.NOT_FOUND,
+        lambda: self.call("FailSync", b""),
+        "no such thing",
+    )
+    self.assertStatus(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        lambda: self.call("SetCode", b""),
+        "not now",
+    )
 
   def test_handler_exception_is_unknown_and_server_goes_on(self):
-    error = self.assertStatus(grpc.StatusCode.UNKNOWN,
-                              lambda: self.call("Crash", b""))
+    error = self.assertStatus(
+        grpc.StatusCode.UNKNOWN, lambda: self.call("Crash", b"")
+    )
     self.assertIn("boom", error.details())
     self.assertEqual(self.call("Echo", b"ok"), b"ko")
 
   def test_undeserializable_request_is_internal(self):
     def bad(data):
       raise ValueError("cannot parse")
-    handler = grpc.method_handlers_generic_handler("test.Bad", {
-        "Parse": grpc.unary_unary_rpc_method_handler(
-            self.handlers.echo, request_deserializer=bad,
-            response_serializer=_IDENTITY)})
-    self.server.call_soon(self.server.server.add_generic_rpc_handlers,
-                          (handler,))
+
+    handler = grpc.method_handlers_generic_handler(
+        "test.Bad",
+        {
+            "Parse": grpc.unary_unary_rpc_method_handler(
+                self.handlers.echo,
+                request_deserializer=bad,
+                response_serializer=_IDENTITY,
+            )
+        },
+    )
+    self.server.call_soon(
+        self.server.server.add_generic_rpc_handlers, (handler,)
+    )
     time.sleep(0.1)
-    method = self.channel.unary_unary("/test.Bad/Parse",
-                                      request_serializer=_IDENTITY,
-                                      response_deserializer=_IDENTITY)
-    self.assertStatus(grpc.StatusCode.INTERNAL,
-                      lambda: method(b"x", timeout=30),
-                      "Exception deserializing request!")
+    method = self.channel.unary_unary(
+        "/test.Bad/Parse",
+        request_serializer=_IDENTITY,
+        response_deserializer=_IDENTITY,
+    )
+    self.assertStatus(
+        grpc.StatusCode.INTERNAL,
+        lambda: method(b"x", timeout=30),
+        "Exception deserializing request!",
+    )
 
   def test_deadline_cancels_the_handler(self):
     started = time.monotonic()
     self.assertStatus(
         grpc.StatusCode.DEADLINE_EXCEEDED,
-        lambda: _method(self.channel, "Slow")(b"5", timeout=0.3))
+        lambda: _method(self.channel, "Slow")(b"5", timeout=0.3),
+    )
     self.assertLess(time.monotonic() - started, 3)
     self.assertTrue(self.handlers.cancelled.wait(5))
     self.assertEqual(self.call("Echo", b"ok"), b"ko")
@@ -248,15 +290,18 @@ class GrpcH2ServerTest(absltest.TestCase):
 
   def test_gzip_and_deflate_requests(self):
     for compression in (grpc.Compression.Gzip, grpc.Compression.Deflate):
-      with grpc.insecure_channel(self.server.target,
-                                 compression=compression) as channel:
-        self.assertEqual(_method(channel, "Echo")(b"z" * 5000, timeout=30),
-                         b"z" * 5000)
+      with grpc.insecure_channel(
+          self.server.target, compression=compression
+      ) as channel:
+        self.assertEqual(
+            _method(channel, "Echo")(b"z" * 5000, timeout=30), b"z" * 5000
+        )
 
   def test_oversized_metadata_fails_only_its_call(self):
     self.assertStatus(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
-        lambda: self.call("Echo", b"x", metadata=(("x-big", "a" * 20000),)))
+        lambda: self.call("Echo", b"x", metadata=(("x-big", "a" * 20000),)),
+    )
     self.assertEqual(self.call("Echo", b"ok"), b"ko")
 
   def test_not_http2_closes_only_that_connection(self):
@@ -275,8 +320,10 @@ class GrpcH2ServerTest(absltest.TestCase):
     self.assertEqual(future.result(), b"late")
     stopped.result(10)
     with grpc.insecure_channel(self.server.target) as channel:
-      self.assertStatus(grpc.StatusCode.UNAVAILABLE,
-                        lambda: _method(channel, "Echo")(b"x", timeout=2))
+      self.assertStatus(
+          grpc.StatusCode.UNAVAILABLE,
+          lambda: _method(channel, "Echo")(b"x", timeout=2),
+      )
 
 
 class TransportOptionsTest(absltest.TestCase):
@@ -289,8 +336,7 @@ class TransportOptionsTest(absltest.TestCase):
       self.assertEqual(echo(b"a" * 1000, timeout=30), b"a" * 1000)
       with self.assertRaises(grpc.RpcError) as cm:
         echo(b"a" * 1001, timeout=30)
-      self.assertEqual(cm.exception.code(),
-                       grpc.StatusCode.RESOURCE_EXHAUSTED)
+      self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
       self.assertEqual(echo(b"b", timeout=30), b"b")
 
   def test_unix_socket(self):
@@ -308,27 +354,51 @@ class TransportOptionsTest(absltest.TestCase):
     def make_cert(name: str, cn: str) -> tuple[str, str]:
       key, cert = (os.path.join(work, name + ext) for ext in (".key", ".pem"))
       subprocess.run(
-          [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
-           "2", "-subj", f"/CN={cn}", "-addext",
-           f"subjectAltName=DNS:{cn}", "-keyout", key, "-out", cert],
-          check=True, capture_output=True)
+          [
+              openssl,
+              "req",
+              "-x509",
+              "-newkey",
+              "rsa:2048",
+              "-nodes",
+              "-days",
+              "2",
+              "-subj",
+              f"/CN={cn}",
+              "-addext",
+              f"subjectAltName=DNS:{cn}",
+              "-keyout",
+              key,
+              "-out",
+              cert,
+          ],
+          check=True,
+          capture_output=True,
+      )
       return open(key).read(), open(cert).read()
 
     server_key, server_cert = make_cert("server", "localhost")
     client_key, client_cert = make_cert("client", "client")
     context = grpc_h2_server.ssl_server_context(
-        server_cert, server_key, root_certificates=client_cert,
-        require_client_auth=True)
+        server_cert,
+        server_key,
+        root_certificates=client_cert,
+        require_client_auth=True,
+    )
     server = _ServerThread(_Handlers(), ssl_context=context)
     self.addCleanup(server.close)
     target = f"localhost:{server.ports[0]}"
-    with grpc.secure_channel(target, grpc.ssl_channel_credentials(
-        server_cert.encode(), client_key.encode(),
-        client_cert.encode())) as channel:
+    with grpc.secure_channel(
+        target,
+        grpc.ssl_channel_credentials(
+            server_cert.encode(), client_key.encode(), client_cert.encode()
+        ),
+    ) as channel:
       self.assertEqual(_method(channel, "Echo")(b"tls", timeout=30), b"slt")
     # Without a client certificate, mutual TLS refuses the call.
     with grpc.secure_channel(
-        target, grpc.ssl_channel_credentials(server_cert.encode())) as channel:
+        target, grpc.ssl_channel_credentials(server_cert.encode())
+    ) as channel:
       with self.assertRaises(grpc.RpcError) as cm:
         _method(channel, "Echo")(b"tls", timeout=10)
       self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)

@@ -18,30 +18,35 @@ def export_half_plus_two_tf1(export_dir: str) -> str:
     y = tf.add(tf.multiply(a, x), b, name="y")
     x2 = tf.compat.v1.placeholder(tf.float32, shape=[None], name="x2")
     y2 = tf.add(tf.multiply(a, x), 3.0, name="y2")
-    serialized = tf.compat.v1.placeholder(tf.string, shape=[None],
-                                          name="tf_example")
+    serialized = tf.compat.v1.placeholder(
+        tf.string, shape=[None], name="tf_example"
+    )
     features = tf.compat.v1.parse_example(
-        serialized, {"x": tf.compat.v1.FixedLenFeature([1], tf.float32)})
+        serialized, {"x": tf.compat.v1.FixedLenFeature([1], tf.float32)}
+    )
     y_ex = tf.add(tf.multiply(a, features["x"]), b, name="y_ex")
     sigs = tf.compat.v1.saved_model.signature_def_utils
     predict = sigs.predict_signature_def({"x": x}, {"y": y})
     two_outputs = sigs.predict_signature_def({"x": x}, {"y": y, "y2": y2})
-    two_inputs = sigs.predict_signature_def({"x": x, "x2": x2},
-                                            {"y": y, "y2": y2})
+    two_inputs = sigs.predict_signature_def(
+        {"x": x, "x2": x2}, {"y": y, "y2": y2}
+    )
     regress = sigs.regression_signature_def(serialized, y_ex)
     classify = sigs.classification_signature_def(serialized, None, y_ex)
     with tf.compat.v1.Session(graph=graph) as session:
       session.run(tf.compat.v1.global_variables_initializer())
       builder = tf.compat.v1.saved_model.Builder(export_dir)
       builder.add_meta_graph_and_variables(
-          session, ["serve"],
+          session,
+          ["serve"],
           signature_def_map={
               "serving_default": predict,
               "two_outputs": two_outputs,
               "two_inputs": two_inputs,
               "regress_x_to_y": regress,
               "classify_x_to_y": classify,
-          })
+          },
+      )
       builder.save()
   return export_dir
 
@@ -66,8 +71,9 @@ def export_example_signatures_tf1(export_dir: str) -> str:
     a = tf.compat.v1.Variable(0.5, name="a")
     b = tf.compat.v1.Variable(2.0, name="b")
     x_float = tf.compat.v1.placeholder(tf.float32, shape=[None], name="x")
-    serialized = tf.compat.v1.placeholder(tf.string, shape=[None],
-                                          name="tf_example")
+    serialized = tf.compat.v1.placeholder(
+        tf.string, shape=[None], name="tf_example"
+    )
     spec = {"x": tf.compat.v1.FixedLenFeature([1], tf.float32)}
     x = tf.compat.v1.parse_example(serialized, spec)["x"]  # [N, 1]
     y = tf.add(tf.multiply(a, x), b, name="y_ex")  # [N, 1]
@@ -76,8 +82,9 @@ def export_example_signatures_tf1(export_dir: str) -> str:
     scores = tf.concat([y, x], axis=1, name="scores")  # [N, 2]
     classes = tf.tile(tf.constant([["low", "high"]]), [n, 1], name="classes")
     classes3 = tf.tile(tf.constant([["a", "b", "c"]]), [n, 1])
-    serialized2 = tf.compat.v1.placeholder(tf.string, shape=[None],
-                                           name="tf_example2")
+    serialized2 = tf.compat.v1.placeholder(
+        tf.string, shape=[None], name="tf_example2"
+    )
     x2 = tf.compat.v1.parse_example(serialized2, spec)["x"]
     y2 = tf.add(tf.multiply(a, x2), 3.0, name="y2_ex")  # [N, 1]
     y_from_float = tf.reshape(tf.multiply(a, x_float), [-1, 1])
@@ -87,48 +94,69 @@ def export_example_signatures_tf1(export_dir: str) -> str:
 
     def classify(inputs, outputs):
       return sigs.build_signature_def(
-          {k: tf.compat.v1.saved_model.build_tensor_info(v)
-           for k, v in inputs.items()},
-          {k: tf.compat.v1.saved_model.build_tensor_info(v)
-           for k, v in outputs.items()}, consts.CLASSIFY_METHOD_NAME)
+          {
+              k: tf.compat.v1.saved_model.build_tensor_info(v)
+              for k, v in inputs.items()
+          },
+          {
+              k: tf.compat.v1.saved_model.build_tensor_info(v)
+              for k, v in outputs.items()
+          },
+          consts.CLASSIFY_METHOD_NAME,
+      )
 
     def regress(inputs, outputs):
       return sigs.build_signature_def(
-          {k: tf.compat.v1.saved_model.build_tensor_info(v)
-           for k, v in inputs.items()},
-          {k: tf.compat.v1.saved_model.build_tensor_info(v)
-           for k, v in outputs.items()}, consts.REGRESS_METHOD_NAME)
+          {
+              k: tf.compat.v1.saved_model.build_tensor_info(v)
+              for k, v in inputs.items()
+          },
+          {
+              k: tf.compat.v1.saved_model.build_tensor_info(v)
+              for k, v in outputs.items()
+          },
+          consts.REGRESS_METHOD_NAME,
+      )
 
     ex = {"inputs": serialized}
     signature_def_map = {
-        "serving_default": sigs.predict_signature_def({"x": x_float},
-                                                      {"y": y_from_float}),
+        "serving_default": sigs.predict_signature_def(
+            {"x": x_float}, {"y": y_from_float}
+        ),
         "classify_x_to_y": sigs.classification_signature_def(
-            serialized, None, y),
+            serialized, None, y
+        ),
         "classify_both": classify(ex, {"classes": classes, "scores": scores}),
         "classify_classes_only": classify(ex, {"classes": classes}),
-        "classify_custom_alias": classify({"examples": serialized},
-                                          {"scores": scores}),
-        "classify_other_input": classify({"inputs": serialized2},
-                                         {"scores": y2}),
-        "classify_mismatched_k": classify(ex, {"classes": classes3,
-                                               "scores": scores}),
+        "classify_custom_alias": classify(
+            {"examples": serialized}, {"scores": scores}
+        ),
+        "classify_other_input": classify(
+            {"inputs": serialized2}, {"scores": y2}
+        ),
+        "classify_mismatched_k": classify(
+            ex, {"classes": classes3, "scores": scores}
+        ),
         "classify_scores_1d": classify(ex, {"scores": y_flat}),
         "classify_bad_batch": classify(ex, {"scores": tf.constant([[1.0]])}),
         "classify_float_classes": classify(ex, {"classes": scores}),
         "classify_no_known_outputs": classify(ex, {"probabilities": scores}),
         "classify_two_inputs": classify(
-            {"inputs": serialized, "other": serialized2}, {"scores": scores}),
-        "classify_float_input": classify({"inputs": x_float},
-                                         {"scores": y_from_float}),
+            {"inputs": serialized, "other": serialized2}, {"scores": scores}
+        ),
+        "classify_float_input": classify(
+            {"inputs": x_float}, {"scores": y_from_float}
+        ),
         "regress_x_to_y": sigs.regression_signature_def(serialized, y),
         "regress_flat": regress(ex, {"outputs": y_flat}),
-        "regress_other_input": regress({"inputs": serialized2},
-                                       {"outputs": y2}),
+        "regress_other_input": regress(
+            {"inputs": serialized2}, {"outputs": y2}
+        ),
         "regress_wide": regress(ex, {"outputs": scores}),
         "regress_bad_batch": regress(ex, {"outputs": tf.constant([1.0])}),
         "regress_int_output": regress(
-            ex, {"outputs": tf.cast(y_flat, tf.int64)}),
+            ex, {"outputs": tf.cast(y_flat, tf.int64)}
+        ),
         "regress_two_outputs": regress(ex, {"outputs": y, "extra": y}),
         "regress_wrong_alias": regress(ex, {"scores": y}),
     }
@@ -136,6 +164,7 @@ def export_example_signatures_tf1(export_dir: str) -> str:
       session.run(tf.compat.v1.global_variables_initializer())
       builder = tf.compat.v1.saved_model.Builder(export_dir)
       builder.add_meta_graph_and_variables(
-          session, ["serve"], signature_def_map=signature_def_map)
+          session, ["serve"], signature_def_map=signature_def_map
+      )
       builder.save()
   return export_dir

@@ -32,10 +32,12 @@ class _HalfPlusTwo(tf.Module):
   def two_outputs(self, x):
     return {"y": self.a * x + self.b, "y2": self.a * x + 3.0}
 
-  @tf.function(input_signature=[
-      tf.TensorSpec([None], tf.float32, name="x"),
-      tf.TensorSpec([None], tf.float32, name="x2")
-  ])
+  @tf.function(
+      input_signature=[
+          tf.TensorSpec([None], tf.float32, name="x"),
+          tf.TensorSpec([None], tf.float32, name="x2"),
+      ]
+  )
   def two_inputs(self, x, x2):
     return {"y": self.a * x + self.b, "y2": self.a * x2 + 3.0}
 
@@ -55,8 +57,9 @@ def strip_signature_defs(content: bytes) -> bytes:
   return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def export_half_plus_two(export_dir: str, signature_defs: bool = True,
-                         saved_model: bool = True) -> str:
+def export_half_plus_two(
+    export_dir: str, signature_defs: bool = True, saved_model: bool = True
+) -> str:
   """Writes half_plus_two as `model.tflite` beside its SavedModel.
 
   With `signature_defs` the .tflite is converted from the SavedModel and keeps
@@ -82,17 +85,21 @@ def export_half_plus_two(export_dir: str, signature_defs: bool = True,
   else:
     content = strip_signature_defs(
         tf.lite.TFLiteConverter.from_concrete_functions(
-            [signatures["serving_default"]], module).convert())
+            [signatures["serving_default"]], module
+        ).convert()
+    )
   _write(export_dir, content)
   return export_dir
 
 
 class _Strings(tf.Module):
 
-  @tf.function(input_signature=[
-      tf.TensorSpec([None], tf.string, name="s"),
-      tf.TensorSpec([None], tf.int32, name="idx")
-  ])
+  @tf.function(
+      input_signature=[
+          tf.TensorSpec([None], tf.string, name="s"),
+          tf.TensorSpec([None], tf.int32, name="idx"),
+      ]
+  )
   def pick(self, s, idx):
     return {"picked": tf.gather(s, idx)}
 
@@ -101,7 +108,8 @@ def export_string_gather(export_dir: str) -> str:
   """A .tflite (no SavedModel) with string input and output: s[idx]."""
   module = _Strings()
   content = tf.lite.TFLiteConverter.from_concrete_functions(
-      [module.pick.get_concrete_function()], module).convert()
+      [module.pick.get_concrete_function()], module
+  ).convert()
   _write(export_dir, content)
   return export_dir
 
@@ -117,6 +125,7 @@ def export_fixed_batch(export_dir: str) -> str:
   """A .tflite whose input is exported with a fixed batch of 1: x [1, 2]."""
   module = _FixedBatch()
   content = tf.lite.TFLiteConverter.from_concrete_functions(
-      [module.double.get_concrete_function()], module).convert()
+      [module.double.get_concrete_function()], module
+  ).convert()
   _write(export_dir, content)
   return export_dir

@@ -53,15 +53,20 @@ def create_app(model_name: str, model_base_path: str) -> fastapi.FastAPI:
     if signature is None:
       raise fastapi.HTTPException(
           status_code=400,
-          detail=f"unknown signature {request.signature_name!r}")
+          detail=f"unknown signature {request.signature_name!r}",
+      )
     (input_name,) = signature.structured_input_signature[1]
     outputs = signature(
-        **{input_name: tf.constant(request.instances, dtype=tf.float32)})
+        **{input_name: tf.constant(request.instances, dtype=tf.float32)}
+    )
     if len(outputs) == 1:
       (scores,) = outputs.values()
       return {"predictions": scores.numpy().tolist()}
-    return {"predictions": {name: value.numpy().tolist()
-                            for name, value in outputs.items()}}
+    return {
+        "predictions": {
+            name: value.numpy().tolist() for name, value in outputs.items()
+        }
+    }
 
   return api
 
@@ -71,9 +76,15 @@ def main(argv: list[str]) -> None:
   if not FLAGS.model_base_path:
     raise app.UsageError("--model_base_path is required")
   import uvicorn  # pylint: disable=g-import-not-at-top
-  uvicorn.run(create_app(FLAGS.model_name, FLAGS.model_base_path),
-              host=FLAGS.host, port=FLAGS.port, workers=1,
-              log_level="warning", access_log=False)
+
+  uvicorn.run(
+      create_app(FLAGS.model_name, FLAGS.model_base_path),
+      host=FLAGS.host,
+      port=FLAGS.port,
+      workers=1,
+      log_level="warning",
+      access_log=False,
+  )
 
 
 if __name__ == "__main__":

@@ -33,13 +33,15 @@ flags.DEFINE_float("warmup", 2.0, "Seconds of calls before measuring.")
 flags.DEFINE_integer("num_images", 0, "Use only the first N test images.")
 flags.DEFINE_string("mnist_dir", "/tmp", "See load_test --mnist_dir.")
 flags.DEFINE_string("json_out", "", "Write the numbers here as JSON.")
-flags.DEFINE_string("expected_scores_out", "",
-                    "Write every test image's scores here (.npy).")
+flags.DEFINE_string(
+    "expected_scores_out", "", "Write every test image's scores here (.npy)."
+)
 FLAGS = flags.FLAGS
 
 
-def measure(call, images: np.ndarray, duration_s: float,
-            warmup_s: float) -> dict[str, Any]:
+def measure(
+    call, images: np.ndarray, duration_s: float, warmup_s: float
+) -> dict[str, Any]:
   """Calls `call(one_image_batch)` in a loop; returns rate and latencies."""
   perf_counter = time.perf_counter
   latencies: list[float] = []
@@ -47,7 +49,7 @@ def measure(call, images: np.ndarray, duration_s: float,
   end = perf_counter() + warmup_s
   i = 0
   while perf_counter() < end:
-    call(images[i % n:i % n + 1])
+    call(images[i % n : i % n + 1])
     i += 1
   cpu = loadgen.self_cpu_s()
   start = perf_counter()
@@ -56,7 +58,7 @@ def measure(call, images: np.ndarray, duration_s: float,
   while t1 < end:
     t0 = t1
     row = i % n
-    call(images[row:row + 1])
+    call(images[row : row + 1])
     t1 = perf_counter()
     latencies.append(t1 - t0)
     i += 1
@@ -87,8 +89,11 @@ def main(argv: list[str]) -> None:
 
   _, model = common.load_model(FLAGS.model_base_path)
   signature = model.signatures[FLAGS.signature_name]
-  images = loadgen.load_images(loadgen.Config(
-      server="", num_images=FLAGS.num_images, mnist_dir=FLAGS.mnist_dir))
+  images = loadgen.load_images(
+      loadgen.Config(
+          server="", num_images=FLAGS.num_images, mnist_dir=FLAGS.mnist_dir
+      )
+  )
   input_name, output_name = FLAGS.input_name, FLAGS.output_name
 
   def call(batch: np.ndarray):
@@ -99,10 +104,12 @@ def main(argv: list[str]) -> None:
   result = measure(call, images, FLAGS.duration, FLAGS.warmup)
   result["threads"] = 1
   latency = result["latency_ms"]
-  print(f"in-process: {result['calls']} calls in {result['elapsed_s']:.2f} s, "
-        f"{result['throughput_rps']:.1f} calls/s, p50 {latency['p50']:.3f} "
-        f"ms, p99 {latency['p99']:.3f} ms, CPU {result['cpu_pct']:.0f}%",
-        flush=True)
+  print(
+      f"in-process: {result['calls']} calls in {result['elapsed_s']:.2f} s, "
+      f"{result['throughput_rps']:.1f} calls/s, p50 {latency['p50']:.3f} "
+      f"ms, p99 {latency['p99']:.3f} ms, CPU {result['cpu_pct']:.0f}%",
+      flush=True,
+  )
   if FLAGS.json_out:
     with open(FLAGS.json_out, "w", encoding="utf-8") as f:
       json.dump(result, f, indent=2, sort_keys=True)

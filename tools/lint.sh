@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Style gate run by tools/test.sh (so CI fails on a violation): pyink in
+# Google's style (pyproject.toml), ruff's lint rules, the import-style check.
+# `tools/lint.sh --fix` rewrites what the tools can fix.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+if [ "${1:-}" = "--fix" ]; then
+  "$BIN/ruff" check --fix -q .
+  "$BIN/pyink" -q tensorflow_serving tools
+  exit 0
+fi
+"$BIN/pyink" --check -q tensorflow_serving tools || {
+  echo "lint: formatting differs from pyink's; run tools/lint.sh --fix" >&2
+  exit 1
+}
+"$BIN/ruff" check -q . || { echo "lint: ruff found problems" >&2; exit 1; }
+echo "lint: clean"

@@ -1,4 +1,4 @@
-"""Typed views of a SignatureDef, used to validate requests before running.
+"""Typed views of a SignatureDef, used to decode and check requests.
 
 Both transports need a signature's input dtypes and shapes before they can
 decode a request (REST JSON carries no dtypes), so they are parsed once at load
@@ -75,11 +75,13 @@ class TensorSpec:
   def dtype_name(self) -> str:
     return types_pb2.DataType.Name(self.tf_dtype)
 
-  def check_compatible(self, arr: np.ndarray, index: int) -> None:
-    """Raises INVALID_ARGUMENT when `arr` cannot feed this tensor.
+  def check_dtype(self, arr: np.ndarray, index: int) -> None:
+    """Raises INVALID_ARGUMENT when `arr`'s dtype cannot feed this tensor.
 
-    The message starts with TensorFlow's own wording (clients match on it) and
-    then names the input, the expected and the received type and shape.
+    The message starts with the words upstream's server returns (TensorFlow's
+    own, which clients match on) and then names the input and both types.
+    Shapes are not checked here: upstream feeds whatever shape arrives and
+    only fails when the graph's ops cannot compute it (see `shape_hint`).
     """
     want = self.dtype
     if want is not None and arr.dtype != want:
@@ -89,11 +91,19 @@ class TensorSpec:
           f"{got_name[3:].lower()} is provided (input '{self.alias}': "
           f"expected {self.dtype_name}, received {got_name})"
       )
-    if self.shape is not None and not _shape_fits(self.shape, arr.shape):
-      raise status.invalid_argument(
-          f"Input '{self.alias}' has shape {list(arr.shape)} but the "
-          f"signature expects {_format_shape(self.shape)}"
-      )
+
+  def shape_hint(self, arr: np.ndarray) -> str | None:
+    """Words for an error TensorFlow raised, when `arr` differs in shape.
+
+    None when the shape fits the signature's declared one (the failure then
+    has another cause, and a shape hint would mislead).
+    """
+    if self.shape is None or _shape_fits(self.shape, arr.shape):
+      return None
+    return (
+        f"input '{self.alias}' has shape {list(arr.shape)}, the signature "
+        f"declares {_format_shape(self.shape)}"
+    )
 
 
 def _dtype_name_of(dtype: np.dtype) -> str:

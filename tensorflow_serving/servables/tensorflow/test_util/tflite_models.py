@@ -13,6 +13,8 @@ import tempfile
 import tensorflow as tf
 from tensorflow.lite.tools import flatbuffer_utils
 
+from tensorflow_serving.servables.tensorflow import tflite_signature_defs
+
 TFLITE_MODEL_FILENAME = "model.tflite"
 
 
@@ -128,4 +130,29 @@ def export_fixed_batch(export_dir: str) -> str:
       [module.double.get_concrete_function()], module
   ).convert()
   _write(export_dir, content)
+  return export_dir
+
+
+def export_half_plus_two_with_metadata_signature_defs(export_dir: str) -> str:
+  """A TF1-style .tflite whose SignatureDefs live in its metadata.
+
+  As upstream's half_plus_two TF Lite test model: the input tensor is named
+  `tflite_input` and the SignatureDef `serving_default` maps `x` onto it and
+  `y` onto the output; the model has no TF Lite signature defs of its own.
+  """
+  graph = tf.Graph()
+  with graph.as_default():
+    x = tf.compat.v1.placeholder(tf.float32, [None, 1], name="tflite_input")
+    y = tf.add(tf.multiply(x, 0.5), 2.0, name="y")
+    with tf.compat.v1.Session(graph=graph) as session:
+      content = tf.compat.v1.lite.TFLiteConverter.from_session(
+          session, [x], [y]
+      ).convert()
+    sig = tf.compat.v1.saved_model.signature_def_utils.predict_signature_def(
+        {"x": x}, {"y": y}
+    )
+  _write(
+      export_dir,
+      tflite_signature_defs.write(content, {"serving_default": sig}),
+  )
   return export_dir

@@ -54,6 +54,15 @@ class ServerOptions:
   model_config_file_poll_wait_seconds: int = 0
 
 
+# grpc.health.v1 services reported SERVING (besides "", the whole server):
+# the fully qualified names, and the short ones earlier releases answered.
+HEALTH_SERVICE_NAMES = (
+    "tensorflow.serving.ModelService",
+    "tensorflow.serving.PredictionService",
+    "ModelService",
+    "PredictionService",
+)
+
 # --grpc_channel_arguments keys this server applies, and to what.
 GRPC_CHANNEL_ARGUMENTS = {
     "grpc.max_receive_message_length": "max_receive_message_length",
@@ -117,7 +126,9 @@ class Server:
       if opts.enable_grpc_healthcheck_service:
         self._health = grpc_health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
-        for service in ("ModelService", "PredictionService"):
+        # "" (the whole server) is SERVING from the servicer's start; probes
+        # such as Kubernetes' ask for the fully qualified service names.
+        for service in HEALTH_SERVICE_NAMES:
           await self._health.set(
               service, health_pb2.HealthCheckResponse.SERVING
           )

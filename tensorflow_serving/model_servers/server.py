@@ -93,6 +93,14 @@ def grpc_server_arguments(
   return settings
 
 
+class StartError(Exception):
+  """The server could not start listening; carries upstream's status."""
+
+  def __init__(self, error: status.ServingError):
+    super().__init__(error.message)
+    self.error = error
+
+
 class Server:
   """Starts both APIs over an already created ServerCore; stops them cleanly."""
 
@@ -220,8 +228,20 @@ class Server:
     logging.info("Model server stopped.")
 
   async def run_until_signalled(self) -> None:
+    """Serves until SIGINT or SIGTERM; raises StartError if it cannot listen.
+
+    A port that cannot be bound stops whatever had started and reports
+    upstream's start-up failure instead of a traceback.
+    """
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
       loop.add_signal_handler(sig, self.request_stop)
-    await self.start()
+    try:
+      await self.start()
+    except OSError as exc:
+      self.request_stop()
+      await self.wait_for_termination()
+      raise StartError(
+          status.invalid_argument(f"Failed to BuildAndStart server: {exc}")
+      ) from exc
     await self.wait_for_termination()

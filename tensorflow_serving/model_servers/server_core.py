@@ -122,15 +122,25 @@ class ServerCore:
     model fails to load; the caller (main) then exits non-zero.
     """
     core = cls(options)
-    core.manager.set_num_load_threads(options.num_initial_load_threads)
     try:
-      core.reload_config(options.model_server_config)
+      core.load_initial_config()
     except BaseException:
       core.stop()
       raise
-    finally:
-      core.manager.set_num_load_threads(options.num_load_threads)
     return core
+
+  def load_initial_config(self) -> None:
+    """Loads the options' config with upstream's wider initial load pool.
+
+    Blocks until every model is available; `stop` from another thread ends
+    the wait (retry back-offs included).
+    """
+    options = self._options
+    self.manager.set_num_load_threads(options.num_initial_load_threads)
+    try:
+      self.reload_config(options.model_server_config)
+    finally:
+      self.manager.set_num_load_threads(options.num_load_threads)
 
   @property
   def config(self) -> ModelServerConfig:

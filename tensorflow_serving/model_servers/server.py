@@ -18,6 +18,7 @@ from tensorflow_serving.model_servers import http_rest_api_handler
 from tensorflow_serving.model_servers import http_server
 from tensorflow_serving.model_servers import model_config
 from tensorflow_serving.model_servers import model_runner
+from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.util import status
 from tensorflow_serving.util.grpc_h2 import server as grpc_h2_server
@@ -112,6 +113,7 @@ class Server:
         thread_name_prefix="request",
     )
     self._runner = model_runner.ModelRunner(self._executor)
+    self.pipeline = pipeline_lib.Pipeline(core, self._runner)
     self._grpc: grpc_h2_server.Server | None = None
     self._http: http_server.HttpServer | None = None
     self._stop = asyncio.Event()
@@ -127,8 +129,7 @@ class Server:
       )
       grpc_services.add_services(
           self._grpc,
-          self.core,
-          self._runner,
+          self.pipeline,
           opts.enable_serialization_as_tensor_content,
       )
       if opts.enable_grpc_healthcheck_service:
@@ -162,7 +163,7 @@ class Server:
             "Skipped setting up HTTP/REST API server."
         )
       else:
-        handler = http_rest_api_handler.HttpRestApiHandler(self.core)
+        handler = http_rest_api_handler.HttpRestApiHandler(self.pipeline)
         self._http = http_server.HttpServer(
             http_server.make_app(handler, self._runner, opts.http),
             opts.rest_api_port,

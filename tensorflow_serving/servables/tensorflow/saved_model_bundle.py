@@ -79,11 +79,11 @@ class SignatureRunner(abc.ABC):
   """
 
   signatures: dict[str, Signature]
-
-  def get_signature(self, key: str) -> Signature | None:
-    return self.signatures.get(
-        key or signature_lib.DEFAULT_SERVING_SIGNATURE_DEF_KEY
-    )
+  export_dir: str
+  # The servable contract (servable.py): the runtime_latency label, and no
+  # batch scheduler of its own (BatchingBundle wraps a bundle for that).
+  runtime = "TF1"
+  batches = False
 
   def run(
       self,

@@ -7,7 +7,9 @@ time rather than per request.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 import dataclasses
+import enum
 
 import numpy as np
 from tensorflow.core.framework import types_pb2
@@ -168,3 +170,60 @@ def signatures_from_meta_graph(
       for key, sig in sorted(meta_graph.signature_def.items())
       if key != INIT_OP_SIGNATURE_KEY
   }
+
+
+class Api(enum.Enum):
+  """Who asks for a signature; upstream words a missing one per API."""
+
+  # gRPC Predict (and warmup): predict_util.
+  PREDICT = "predict"
+  # REST Predict looks the signature up to decode the JSON body first (the
+  # GetInfoMap callback of upstream's FillPredictRequestFromJson).
+  PREDICT_JSON = "predict_json"
+  CLASSIFY = "classify"
+  REGRESS = "regress"
+  MULTI_INFERENCE = "multi_inference"
+
+
+def _predict_missing(key: str) -> status.ServingError:
+  return status.failed_precondition(f'Serving signature key "{key}" not found.')
+
+
+def _predict_json_missing(key: str) -> status.ServingError:
+  return status.invalid_argument(
+      f'Serving signature name: "{key}" not found in signature def'
+  )
+
+
+def _example_api_missing(key: str) -> status.ServingError:
+  return status.invalid_argument(f"No signature was found with the name: {key}")
+
+
+def _multi_inference_missing(key: str) -> status.ServingError:
+  return status.invalid_argument(
+      f"Requested signature not found in model graph: {key}"
+  )
+
+
+_MISSING: dict[Api, Callable[[str], status.ServingError]] = {
+    Api.PREDICT: _predict_missing,
+    Api.PREDICT_JSON: _predict_json_missing,
+    Api.CLASSIFY: _example_api_missing,
+    Api.REGRESS: _example_api_missing,
+    Api.MULTI_INFERENCE: _multi_inference_missing,
+}
+
+
+def resolve(
+    signatures: Mapping[str, Signature], name: str | None, api: Api
+) -> Signature:
+  """The signature a request names ("" or None: `serving_default`).
+
+  The one lookup every API and transport shares; only the error differs, as
+  upstream's: FAILED_PRECONDITION for Predict, INVALID_ARGUMENT otherwise.
+  """
+  key = name or DEFAULT_SERVING_SIGNATURE_DEF_KEY
+  sig = signatures.get(key)
+  if sig is None:
+    raise _MISSING[api](key)
+  return sig

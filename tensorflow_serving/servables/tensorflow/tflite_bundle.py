@@ -1,10 +1,10 @@
 """A `model.tflite` served like a SavedModel, on a pool of TF Lite interpreters.
 
 With --prefer_tflite_model upstream serves `<version>/model.tflite` instead of
-the SavedModel beside it. TfLiteBundle has SavedModelBundle's duck-typed
-surface (`signatures`, `run`, `close`, `export_dir`), so Predict,
-GetModelMetadata, warmup and REST need no TF Lite branches. `meta_graph` is
-None: a .tflite file carries no MetaGraphDef.
+the SavedModel beside it. TfLiteBundle satisfies the same servable contract
+as SavedModelBundle (servable.py), so Predict, GetModelMetadata, warmup and
+REST need no TF Lite branches. `meta_graph` is None: a .tflite file carries
+no MetaGraphDef.
 
 An interpreter is not thread-safe, so each request borrows one of its own.
 Interpreters share the model's flatbuffer but each owns a tensor arena, so they
@@ -197,6 +197,8 @@ class _InterpreterPool:
 
 class TfLiteBundle(saved_model_bundle.SignatureRunner):
   """A servable `model.tflite`: signatures, and a way to run them."""
+
+  runtime = "TFLite"
 
   def __init__(
       self,

@@ -21,6 +21,7 @@ from tensorflow_serving.model_servers import get_model_metadata_impl
 from tensorflow_serving.servables.tensorflow import predict_util
 from tensorflow_serving.servables.tensorflow import saved_model_bundle
 from tensorflow_serving.servables.tensorflow import saved_model_loader
+from tensorflow_serving.servables.tensorflow import signature as signature_lib
 from tensorflow_serving.servables.tensorflow import tensor_codec
 from tensorflow_serving.servables.tensorflow import tflite_bundle
 from tensorflow_serving.servables.tensorflow import tflite_signature_defs
@@ -91,7 +92,10 @@ class TfLiteBundleTest(absltest.TestCase):
     self.assertIsNone(self.bundle.meta_graph)
     self.assertEqual(self.bundle.export_dir, self.export_dir)
     self.assertIs(
-        self.bundle.get_signature(""), self.bundle.signatures["serving_default"]
+        signature_lib.resolve(
+            self.bundle.signatures, "", signature_lib.Api.PREDICT
+        ),
+        self.bundle.signatures["serving_default"],
     )
 
   def test_predicts_each_signature_like_the_saved_model(self):
@@ -142,10 +146,20 @@ class TfLiteBundleTest(absltest.TestCase):
       with self.subTest(name):
         with self.assertRaises(status.ServingError) as want:
           self.saved_model.run(
-              self.saved_model.get_signature(key), inputs, output_filter
+              signature_lib.resolve(
+                  self.saved_model.signatures, key, signature_lib.Api.PREDICT
+              ),
+              inputs,
+              output_filter,
           )
         with self.assertRaises(status.ServingError) as got:
-          self.bundle.run(self.bundle.get_signature(key), inputs, output_filter)
+          self.bundle.run(
+              signature_lib.resolve(
+                  self.bundle.signatures, key, signature_lib.Api.PREDICT
+              ),
+              inputs,
+              output_filter,
+          )
         self.assertEqual(got.exception.code, status.Code.INVALID_ARGUMENT)
         self.assertEqual(
             (got.exception.code, got.exception.message),
@@ -155,8 +169,10 @@ class TfLiteBundleTest(absltest.TestCase):
   def test_rank_the_ops_accept_is_computed_as_saved_model(self):
     # No static shape check on either runtime: [2, 1] into a [?] input.
     x = np.ones([2, 1], np.float32)
-    want = self.saved_model.run(self.saved_model.get_signature(""), {"x": x})
-    got = self.bundle.run(self.bundle.get_signature(""), {"x": x})
+    want = self.saved_model.run(
+        self.saved_model.signatures["serving_default"], {"x": x}
+    )
+    got = self.bundle.run(self.bundle.signatures["serving_default"], {"x": x})
     np.testing.assert_allclose(got["y"], want["y"])
     self.assertEqual(got["y"].shape, (2, 1))
 

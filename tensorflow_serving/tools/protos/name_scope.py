@@ -32,24 +32,49 @@ class Kind(enum.Enum):
 _TYPES = frozenset({Kind.MESSAGE, Kind.ENUM})
 _AGGREGATES = frozenset({Kind.PACKAGE, Kind.MESSAGE, Kind.ENUM, Kind.SERVICE})
 
-# Words the parser reads as a scalar type where a type name is expected.
-SCALAR_TYPE_WORDS = frozenset({
-    "double",
-    "float",
-    "int32",
-    "int64",
-    "uint32",
-    "uint64",
-    "sint32",
-    "sint64",
-    "fixed32",
-    "fixed64",
-    "sfixed32",
-    "sfixed64",
-    "bool",
-    "string",
-    "bytes",
-})
+# Words that change how the parser reads a statement (a label, a scalar type,
+# `map<`, `group`, `stream`, a declaration keyword): a type name must not start
+# with one, or `optional.Foo x = 1;` would read as label `optional`, type
+# `.Foo`.
+PARSER_WORDS = frozenset(
+    {
+        "double",
+        "float",
+        "int32",
+        "int64",
+        "uint32",
+        "uint64",
+        "sint32",
+        "sint64",
+        "fixed32",
+        "fixed64",
+        "sfixed32",
+        "sfixed64",
+        "bool",
+        "string",
+        "bytes",
+        "optional",
+        "required",
+        "repeated",
+        "map",
+        "group",
+        "stream",
+        "message",
+        "enum",
+        "oneof",
+        "extend",
+        "extensions",
+        "reserved",
+        "option",
+        "service",
+        "rpc",
+        "returns",
+        "import",
+        "package",
+        "syntax",
+        "edition",
+    }
+)
 
 
 def _join(scope: str, name: str) -> str:
@@ -126,9 +151,7 @@ class FileScope:
   def __init__(self, table: SymbolTable, file_name: str):
     self._table = table
     self._file = table.files[file_name]
-    self._visible_files = {file_name} | _imported_files(
-        table.files, self._file
-    )
+    self._visible_files = {file_name} | _imported_files(table.files, self._file)
     self._packages = [
         table.files[name].package
         for name in self._visible_files
@@ -181,7 +204,7 @@ class FileScope:
     parts = target.split(".")
     for i in range(len(parts) - 1, -1, -1):
       candidate = ".".join(parts[i:])
-      if candidate in SCALAR_TYPE_WORDS:
+      if parts[i] in PARSER_WORDS:
         continue
       if self.resolve(candidate, relative_to, types_only) == target:
         return candidate

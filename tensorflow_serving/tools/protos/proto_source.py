@@ -223,8 +223,9 @@ class _FileRenderer:
 
   def _message(self, message: descriptor_pb2.DescriptorProto, scope: str):
     if message.options.map_entry:
-      raise ValueError(f"{_join(scope, message.name)}: a map entry type"
-                       " with no map field")
+      raise ValueError(
+          f"{_join(scope, message.name)}: a map entry type" " with no map field"
+      )
     self._open(f"message {message.name}")
     self._message_body(message, _join(scope, message.name))
     self._close()
@@ -334,7 +335,14 @@ class _FileRenderer:
     )
 
   def _render_order(
-      self, order, scope, nested, fields, extensions, oneofs, implicit,
+      self,
+      order,
+      scope,
+      nested,
+      fields,
+      extensions,
+      oneofs,
+      implicit,
       top_level,
   ) -> None:
     open_oneof: int | None = None
@@ -364,10 +372,15 @@ class _FileRenderer:
           seen_oneofs.append(oneof)
           self._open(f"oneof {oneofs[oneof].name}")
           if oneofs[oneof].HasField("options"):
-            self._options(oneofs[oneof].options, _join(scope, oneofs[oneof].name))
+            self._options(
+                oneofs[oneof].options, _join(scope, oneofs[oneof].name)
+            )
           open_oneof = oneof
         self._field(
-            fields[i], scope, implicit.get(("field", i)), in_oneof=oneof is not None
+            fields[i],
+            scope,
+            implicit.get(("field", i)),
+            in_oneof=oneof is not None,
         )
       else:
         if open_extendee is None:
@@ -427,9 +440,7 @@ class _FileRenderer:
       self._close()
       return
     type_text = self._field_type(field, full_name)
-    self._emit(
-        f"{label}{type_text} {field.name} = {number}{_bracket(items)};"
-    )
+    self._emit(f"{label}{type_text} {field.name} = {number}{_bracket(items)};")
 
   def _label(self, field: descriptor_pb2.FieldDescriptorProto, in_oneof: bool):
     if in_oneof:

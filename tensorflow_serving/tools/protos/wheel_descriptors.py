@@ -75,7 +75,9 @@ def _modules_by_file() -> dict[str, types.ModuleType]:
   for module in list(sys.modules.values()):
     file = getattr(module, "DESCRIPTOR", None)
     name = getattr(module, "__name__", "")
-    if name.endswith("_pb2") and isinstance(file, descriptor_lib.FileDescriptor):
+    if name.endswith("_pb2") and isinstance(
+        file, descriptor_lib.FileDescriptor
+    ):
       out.setdefault(file.name, module)
   return out
 

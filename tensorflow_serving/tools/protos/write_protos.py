@@ -17,7 +17,6 @@ import os
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from tensorflow_serving.tools.protos import name_scope
 from tensorflow_serving.tools.protos import proto_source
@@ -45,8 +44,7 @@ def render_all(include_well_known: bool) -> dict[str, str]:
   files = wheel_descriptors.collect(include_well_known=include_well_known)
   table = name_scope.SymbolTable(wheel_descriptors.all_file_protos())
   return {
-      f.name: proto_source.render_file(f.proto, table, header(f))
-      for f in files
+      f.name: proto_source.render_file(f.proto, table, header(f)) for f in files
   }
 
 
@@ -67,7 +65,6 @@ def main(argv: Sequence[str]) -> None:
   )
   sources = render_all(_WELL_KNOWN.value)
   write_tree(out_dir, sources)
-  logging.info("wrote %d .proto files under %s", len(sources), out_dir)
   print(f"wrote {len(sources)} .proto files under {out_dir}")
 
 

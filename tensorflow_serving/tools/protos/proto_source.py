@@ -15,6 +15,7 @@ ValueError instead of being written approximately.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import dataclasses
 import math
 
 from google.protobuf import descriptor_pb2
@@ -144,6 +145,83 @@ def _join(scope: str, name: str) -> str:
   return f"{scope}.{name}" if scope else name
 
 
+@dataclasses.dataclass(frozen=True)
+class _Scope:
+  """The declarations of a file or message body."""
+
+  name: str  # Full name: the package, or the message's.
+  nested: Sequence[descriptor_pb2.DescriptorProto]
+  enums: Sequence[descriptor_pb2.EnumDescriptorProto]
+  fields: Sequence[descriptor_pb2.FieldDescriptorProto]
+  extensions: Sequence[descriptor_pb2.FieldDescriptorProto]
+  oneofs: Sequence[descriptor_pb2.OneofDescriptorProto]
+  top_level: bool
+
+
+def _declaration_order(
+    scope: _Scope,
+) -> tuple[
+    list[tuple[str, int]], dict[tuple[str, int], descriptor_pb2.DescriptorProto]
+]:
+  """An order of ("type" | "field" | "extension", index) that protoc numbers
+  back the same, and the message types that map fields and groups own.
+
+  A map field or a group declares its message type where it stands, so that
+  type takes its place among the scope's nested types from its field: each
+  field is written no later than the nested types that follow its own.
+  """
+  by_name = {
+      f".{_join(scope.name, m.name)}": i for i, m in enumerate(scope.nested)
+  }
+  owner: dict[int, tuple[str, int]] = {}
+  for kind, fields in (
+      ("field", scope.fields),
+      ("extension", scope.extensions),
+  ):
+    for i, field in enumerate(fields):
+      k = by_name.get(field.type_name)
+      if k is None:
+        continue
+      if field.type == _F.TYPE_GROUP or (
+          kind == "field"
+          and field.label == _F.LABEL_REPEATED
+          and scope.nested[k].options.map_entry
+      ):
+        owner[k] = (kind, i)
+  lists = {"field": scope.fields, "extension": scope.extensions}
+  owned_fields = {i for kind, i in owner.values() if kind == "field"}
+  order: list[tuple[str, int]] = []
+  next_index = {"field": 0, "extension": 0}
+
+  def take_through(kind: str, last: int) -> None:
+    while next_index[kind] <= last:
+      order.append((kind, next_index[kind]))
+      next_index[kind] += 1
+    if kind != "field" or last < 0:
+      return
+    # The rest of a oneof comes too: nothing may split its block.
+    fields = lists[kind]
+    oneof = _real_oneof(fields[last])
+    while (
+        oneof is not None
+        and next_index[kind] < len(fields)
+        and _real_oneof(fields[next_index[kind]]) == oneof
+        and next_index[kind] not in owned_fields
+    ):
+      order.append((kind, next_index[kind]))
+      next_index[kind] += 1
+
+  for k in range(len(scope.nested)):
+    if k in owner:
+      take_through(*owner[k])
+    else:
+      order.append(("type", k))
+  for kind, fields in lists.items():
+    take_through(kind, len(fields) - 1)
+  implicit = {field: scope.nested[k] for k, field in owner.items()}
+  return order, implicit
+
+
 class _FileRenderer:
   """Renders one file; `scope` answers protoc's name lookups for it."""
 
@@ -204,13 +282,15 @@ class _FileRenderer:
       self._options(file.options, file.name)
       self._emit()
     self._body(
-        scope=file.package,
-        nested=file.message_type,
-        enums=file.enum_type,
-        fields=(),
-        extensions=file.extension,
-        oneofs=(),
-        top_level=True,
+        _Scope(
+            name=file.package,
+            nested=file.message_type,
+            enums=file.enum_type,
+            fields=(),
+            extensions=file.extension,
+            oneofs=(),
+            top_level=True,
+        )
     )
     for service in file.service:
       self._service(service)
@@ -224,7 +304,7 @@ class _FileRenderer:
   def _message(self, message: descriptor_pb2.DescriptorProto, scope: str):
     if message.options.map_entry:
       raise ValueError(
-          f"{_join(scope, message.name)}: a map entry type" " with no map field"
+          f"{_join(scope, message.name)}: a map entry type with no map field"
       )
     self._open(f"message {message.name}")
     self._message_body(message, _join(scope, message.name))
@@ -234,13 +314,15 @@ class _FileRenderer:
     if message.HasField("options"):
       self._options(message.options, name)
     self._body(
-        scope=name,
-        nested=message.nested_type,
-        enums=message.enum_type,
-        fields=message.field,
-        extensions=message.extension,
-        oneofs=message.oneof_decl,
-        top_level=False,
+        _Scope(
+            name=name,
+            nested=message.nested_type,
+            enums=message.enum_type,
+            fields=message.field,
+            extensions=message.extension,
+            oneofs=message.oneof_decl,
+            top_level=False,
+        )
     )
     # `max` is the largest field number: 2^29 - 1, or 2^31 - 2 in MessageSets.
     max_end = (
@@ -265,141 +347,76 @@ class _FileRenderer:
       names = ", ".join(_quote(n) for n in message.reserved_name)
       self._emit(f"reserved {names};")
 
-  def _body(
-      self,
-      scope: str,
-      nested: Sequence[descriptor_pb2.DescriptorProto],
-      enums: Sequence[descriptor_pb2.EnumDescriptorProto],
-      fields: Sequence[descriptor_pb2.FieldDescriptorProto],
-      extensions: Sequence[descriptor_pb2.FieldDescriptorProto],
-      oneofs: Sequence[descriptor_pb2.OneofDescriptorProto],
-      top_level: bool,
-  ) -> None:
-    """Declarations of one scope, in an order protoc numbers back the same.
-
-    Map fields and groups declare their message type where they stand, so
-    those types must keep their place among the scope's other nested types.
-    """
-    for enum_type in enums:
-      self._enum(enum_type, scope)
-      if top_level:
+  def _body(self, scope: _Scope) -> None:
+    for enum_type in scope.enums:
+      self._enum(enum_type, scope.name)
+      if scope.top_level:
         self._emit()
-    by_name = {f".{_join(scope, m.name)}": i for i, m in enumerate(nested)}
-    owner: dict[int, tuple[str, int]] = {}
-    for kind, group in (("field", fields), ("extension", extensions)):
-      for i, field in enumerate(group):
-        k = by_name.get(field.type_name)
-        if k is None:
-          continue
-        implicit = field.type == _F.TYPE_GROUP or (
-            kind == "field"
-            and field.label == _F.LABEL_REPEATED
-            and nested[k].options.map_entry
-        )
-        if implicit:
-          owner[k] = (kind, i)
-    order: list[tuple[str, int]] = []
-    next_index = {"field": 0, "extension": 0}
-    sizes = {"field": len(fields), "extension": len(extensions)}
-    owned_fields = {i for kind, i in owner.values() if kind == "field"}
-
-    def take_through(kind: str, last: int) -> None:
-      while next_index[kind] <= last:
-        order.append((kind, next_index[kind]))
-        next_index[kind] += 1
-      if kind == "field" and last >= 0:
-        # Keep the rest of a oneof together: nothing may split its block.
-        oneof = _real_oneof(fields[last])
-        while (
-            oneof is not None
-            and next_index[kind] < sizes[kind]
-            and _real_oneof(fields[next_index[kind]]) == oneof
-            and next_index[kind] not in owned_fields
-        ):
-          order.append((kind, next_index[kind]))
-          next_index[kind] += 1
-
-    for k in range(len(nested)):
-      if k in owner:
-        take_through(*owner[k])
-      else:
-        order.append(("type", k))
-    for kind in ("field", "extension"):
-      take_through(kind, sizes[kind] - 1)
-
-    groups = {
-        owner_index: nested[k] for k, owner_index in owner.items()
-    }  # (kind, index) -> the group's or map entry's type
-    self._render_order(
-        order, scope, nested, fields, extensions, oneofs, groups, top_level
-    )
-
-  def _render_order(
-      self,
-      order,
-      scope,
-      nested,
-      fields,
-      extensions,
-      oneofs,
-      implicit,
-      top_level,
-  ) -> None:
+    order, implicit = _declaration_order(scope)
     open_oneof: int | None = None
     open_extendee: str | None = None
     seen_oneofs: list[int] = []
     for kind, i in order:
-      oneof = _real_oneof(fields[i]) if kind == "field" else None
-      extendee = extensions[i].extendee if kind == "extension" else None
+      oneof = _real_oneof(scope.fields[i]) if kind == "field" else None
+      extension = scope.extensions[i] if kind == "extension" else None
+      extendee = extension.extendee if extension else None
       if open_oneof is not None and oneof != open_oneof:
         self._close()
         open_oneof = None
       if open_extendee is not None and extendee != open_extendee:
         self._close()
         open_extendee = None
-        if top_level:
+        if scope.top_level:
           self._emit()
       if kind == "type":
-        self._message(nested[i], scope)
-        if top_level:
+        self._message(scope.nested[i], scope.name)
+        if scope.top_level:
           self._emit()
       elif kind == "field":
         if oneof is not None and open_oneof is None:
-          if oneof in seen_oneofs or (seen_oneofs and oneof < seen_oneofs[-1]):
+          if seen_oneofs and oneof <= seen_oneofs[-1]:
             raise ValueError(
-                f"{scope}: oneof {oneofs[oneof].name} is not contiguous"
+                f"{scope.name}: the fields of oneof"
+                f" {scope.oneofs[oneof].name} are not contiguous"
             )
           seen_oneofs.append(oneof)
-          self._open(f"oneof {oneofs[oneof].name}")
-          if oneofs[oneof].HasField("options"):
-            self._options(
-                oneofs[oneof].options, _join(scope, oneofs[oneof].name)
-            )
+          self._oneof(scope.oneofs[oneof], scope.name)
           open_oneof = oneof
         self._field(
-            fields[i],
-            scope,
-            implicit.get(("field", i)),
+            scope.fields[i],
+            scope.name,
+            implicit.get((kind, i)),
             in_oneof=oneof is not None,
         )
       else:
         if open_extendee is None:
-          relative_to = _join(scope, extensions[i].name)
+          relative_to = _join(scope.name, extension.name)
           target = self._type_name(extendee, relative_to, types_only=False)
           self._open(f"extend {target}")
           open_extendee = extendee
-        self._field(
-            extensions[i], scope, implicit.get(("extension", i)), in_oneof=False
-        )
+        self._field(extension, scope.name, implicit.get((kind, i)), False)
     if open_oneof is not None:
       self._close()
     if open_extendee is not None:
       self._close()
-      if top_level:
+      if scope.top_level:
         self._emit()
-    real = {i for i, o in enumerate(oneofs) if not _is_synthetic(i, fields)}
+    real = {
+        i
+        for i in range(len(scope.oneofs))
+        if not _is_synthetic(i, scope.fields)
+    }
     if set(seen_oneofs) != real:
-      raise ValueError(f"{scope}: a oneof without fields cannot be written")
+      raise ValueError(
+          f"{scope.name}: a oneof without fields cannot be written"
+      )
+
+  def _oneof(
+      self, oneof: descriptor_pb2.OneofDescriptorProto, scope: str
+  ) -> None:
+    self._open(f"oneof {oneof.name}")
+    if oneof.HasField("options"):
+      self._options(oneof.options, _join(scope, oneof.name))
 
   def _field(
       self,

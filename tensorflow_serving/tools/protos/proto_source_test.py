@@ -457,6 +457,18 @@ class RefusalTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "oneof without fields"):
       proto_source.render_file(file, table)
 
+  def test_oneof_split_by_another_field(self):
+    file = descriptor_pb2.FileDescriptorProto(name="s.proto", syntax="proto3")
+    message = file.message_type.add(name="M")
+    message.oneof_decl.add(name="pick")
+    int32 = descriptor_pb2.FieldDescriptorProto.TYPE_INT32
+    message.field.add(name="a", number=1, type=int32, oneof_index=0)
+    message.field.add(name="b", number=2, type=int32)
+    message.field.add(name="c", number=3, type=int32, oneof_index=0)
+    table = name_scope.SymbolTable([file])
+    with self.assertRaisesRegex(ValueError, "oneof pick are not contiguous"):
+      proto_source.render_file(file, table)
+
   def test_map_entry_without_map_field(self):
     file = descriptor_pb2.FileDescriptorProto(name="m.proto", syntax="proto3")
     entry = file.message_type.add(name="M").nested_type.add(name="XEntry")

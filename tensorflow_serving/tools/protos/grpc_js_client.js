@@ -68,14 +68,13 @@ function call(client, method, request, timeoutMs) {
 }
 
 // A float TensorProto's values, whether the server sent float_val or
-// tensor_content (--enable_serialization_as_tensor_content).
+// tensor_content (--enable_serialization_as_tensor_content: little-endian).
 function floatValues(tensor) {
   const content = tensor.tensor_content;
-  if (content && content.length) {
-    const copy = Buffer.from(content); // Aligned for Float32Array.
-    return Array.from(new Float32Array(copy.buffer, copy.byteOffset, copy.length / 4));
-  }
-  return tensor.float_val;
+  if (!content || !content.length) return tensor.float_val;
+  const values = [];
+  for (let i = 0; i + 4 <= content.length; i += 4) values.push(content.readFloatLE(i));
+  return values;
 }
 
 async function main() {
@@ -102,6 +101,7 @@ async function main() {
     outputs[name] = {
       dtype: tensor.dtype,
       shape: tensor.tensor_shape.dim.map((d) => Number(d.size)),
+      encoding: tensor.tensor_content.length ? 'tensor_content' : 'float_val',
       values: floatValues(tensor),
     };
   }

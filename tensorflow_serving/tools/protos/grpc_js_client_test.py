@@ -56,26 +56,37 @@ class GrpcJsClientTest(absltest.TestCase):
     if not os.path.isdir(os.path.join(cls.node_path, "@grpc", "grpc-js")):
       raise RuntimeError(f"no @grpc/grpc-js in {cls.node_path}: run setup")
     cls.protos = _proto_tree()
-    base = os.path.join(binaries.test_tmpdir(), _MODEL)
-    half_plus_two.export_half_plus_two_tf1(os.path.join(base, "1"))
+    cls.base_path = os.path.join(binaries.test_tmpdir(), _MODEL)
+    half_plus_two.export_half_plus_two_tf1(os.path.join(cls.base_path, "1"))
     cls._server_context = model_server.running_server(
-        [f"--model_name={_MODEL}", f"--model_base_path={base}"], rest=False
+        cls.server_flags(), rest=False
     )
     cls.server = cls._server_context.__enter__()
+
+  @classmethod
+  def server_flags(cls, *extra: str) -> list[str]:
+    return [
+        f"--model_name={_MODEL}",
+        f"--model_base_path={cls.base_path}",
+        *extra,
+    ]
 
   @classmethod
   def tearDownClass(cls):
     cls._server_context.__exit__(None, None, None)
     super().tearDownClass()
 
-  def run_client(self, *flags: str) -> subprocess.CompletedProcess:
+  def run_client(
+      self, *flags: str, server: model_server.ModelServer | None = None
+  ) -> subprocess.CompletedProcess:
     env = dict(os.environ, NODE_PATH=self.node_path)
+    server = server or self.server
     return subprocess.run(
         [
             self.node,
             _runfile("grpc_js_client.js"),
             f"--protos={self.protos}",
-            f"--server={self.server.grpc_address}",
+            f"--server={server.grpc_address}",
             *flags,
         ],
         env=env,
@@ -99,7 +110,14 @@ class GrpcJsClientTest(absltest.TestCase):
     predict = answers["Predict"]
     self.assertEqual(
         predict["outputs"],
-        {"y": {"dtype": "DT_FLOAT", "shape": [3], "values": [2.5, 3, 4.5]}},
+        {
+            "y": {
+                "dtype": "DT_FLOAT",
+                "shape": [3],
+                "encoding": "float_val",
+                "values": [2.5, 3, 4.5],
+            }
+        },
     )
     self.assertEqual(predict["model_spec"]["name"], _MODEL)
     self.assertEqual(predict["model_spec"]["version"], {"value": "1"})
@@ -142,6 +160,25 @@ class GrpcJsClientTest(absltest.TestCase):
                     "status": {"error_code": "OK", "error_message": ""},
                 }
             ]
+        },
+    )
+
+  def test_predict_outputs_as_tensor_content(self):
+    flags = self.server_flags("--enable_serialization_as_tensor_content")
+    with model_server.running_server(flags, rest=False) as server:
+      result = self.run_client(
+          f"--model={_MODEL}", "--input=x", "--values=-4,0,3", server=server
+      )
+    self.assertEqual(result.returncode, 0, result.stderr)
+    predict = json.loads(result.stdout.splitlines()[0])
+    self.assertEqual(predict["call"], "Predict")
+    self.assertEqual(
+        predict["response"]["outputs"]["y"],
+        {
+            "dtype": "DT_FLOAT",
+            "shape": [3],
+            "encoding": "tensor_content",
+            "values": [0, 2, 3.5],
         },
     )
 

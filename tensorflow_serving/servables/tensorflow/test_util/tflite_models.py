@@ -10,10 +10,16 @@ from __future__ import annotations
 import os
 import tempfile
 
+from flatbuffers import flexbuffers
 import tensorflow as tf
+from tensorflow.lite.python import schema_py_generated as schema_fb
 from tensorflow.lite.tools import flatbuffer_utils
 
 TFLITE_MODEL_FILENAME = "model.tflite"
+# Where TF Lite's tools/signature library (and so upstream's TfLiteSession)
+# keeps SignatureDefs: a metadata entry whose buffer is a FlexBuffer map of
+# signature key -> serialized tensorflow.SignatureDef.
+SIGNATURE_DEFS_METADATA = "signature_defs_metadata"
 
 
 class _HalfPlusTwo(tf.Module):
@@ -127,5 +133,77 @@ def export_fixed_batch(export_dir: str) -> str:
   content = tf.lite.TFLiteConverter.from_concrete_functions(
       [module.double.get_concrete_function()], module
   ).convert()
+  _write(export_dir, content)
+  return export_dir
+
+
+def set_signature_defs_metadata(
+    content: bytes, signature_defs: dict[str, bytes]
+) -> bytes:
+  """`content` with `signature_defs` (key -> serialized SignatureDef) stored
+  as the `signature_defs_metadata` entry, as TF Lite's SetSignatureDefMap
+  writes it (upstream's half_plus_two_tflite_with_sigdef is made so)."""
+  fbb = flexbuffers.Builder()
+  with fbb.Map():
+    for key in sorted(signature_defs):
+      value = signature_defs[key]
+      # The reader takes the value as a C string: a NUL would cut it short.
+      if b"\0" in value:
+        raise ValueError(f"SignatureDef {key!r} serializes with a NUL byte")
+      fbb.Key(key)
+      fbb._WriteBlob(value, append_zero=True, type_=flexbuffers.Type.STRING)  # pylint: disable=protected-access
+  data = bytes(fbb.Finish())
+  model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+  buffer = schema_fb.BufferT()
+  buffer.data = list(data)
+  model.buffers.append(buffer)
+  entry = schema_fb.MetadataT()
+  entry.name = SIGNATURE_DEFS_METADATA
+  entry.buffer = len(model.buffers) - 1
+  model.metadata = [
+      m
+      for m in (model.metadata or [])
+      if m.name not in (SIGNATURE_DEFS_METADATA, SIGNATURE_DEFS_METADATA.encode())
+  ] + [entry]
+  return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def export_upstream_half_plus_two_tflite(
+    export_dir: str, signature_def: bool = False
+) -> str:
+  """upstream's saved_model_half_plus_two_tflite(_with_sigdef), rebuilt.
+
+  As upstream's exporter makes them (facts, not its code): a TF1 graph
+  converted with `TFLiteConverter.from_session`, input cut at
+  `ensure_shape(parse_example(...)["x"], (1, 1))`, y = 0.5 * x + 2. Without
+  `signature_def` the input tensor is named `x` and the model has no
+  SignatureDefs (the server makes serving_default from tensor names); with
+  it the input tensor is `tflite_input` and a SignatureDef serving_default
+  {x: tflite_input:0} -> {y: y:0} sits in the model's metadata. No SavedModel
+  beside it, as upstream's test data.
+  """
+  v1 = tf.compat.v1
+  graph = tf.Graph()
+  with graph.as_default():
+    a = v1.Variable(0.5, name="a")
+    b = v1.Variable(2.0, name="b")
+    serialized = v1.placeholder(tf.string, shape=[None], name="tf_example")
+    x = v1.parse_example(
+        serialized, {"x": v1.FixedLenFeature([1], tf.float32)}
+    )["x"]
+    x = tf.ensure_shape(x, (1, 1), name="tflite_input" if signature_def else "x")
+    y = tf.identity(tf.add(tf.multiply(a, x), b), name="y")
+    with v1.Session(graph=graph) as session:
+      session.run(v1.global_variables_initializer())
+      content = v1.lite.TFLiteConverter.from_session(
+          session, [x], [y]
+      ).convert()
+      if signature_def:
+        sig = v1.saved_model.signature_def_utils.predict_signature_def(
+            {"x": x}, {"y": y}
+        )
+        content = set_signature_defs_metadata(
+            content, {"serving_default": sig.SerializeToString()}
+        )
   _write(export_dir, content)
   return export_dir

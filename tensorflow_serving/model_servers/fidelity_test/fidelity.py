@@ -335,18 +335,26 @@ def packed_float_tensor(values: Any) -> tensor_pb2.TensorProto:
 
 def serve(
     cls: type[FidelityTestCase],
-    models: Mapping[str, tuple[Callable[[str], str], int]],
+    models: Mapping[str, tuple[Callable[[str], Any] | None, int]],
     flags: Sequence[str] = (),
-) -> str:
+    export_many: Callable[[dict[str, str]], Any] | None = None,
+) -> dict[str, str]:
   """Exports `models` (name -> (exporter, version)) under a class temp dir,
   starts one server for them through a --model_config_file, as upstream's
-  good_model_config does, and returns the models' root."""
+  good_model_config does, and returns each model's version directory.
+
+  Models whose exporter is None are written by `export_many`, which gets
+  every model's version directory (for exports that share a process).
+  """
   repo = cls.class_repo()
-  bases = {}
+  bases, dirs = {}, {}
   for name, (exporter, version) in models.items():
-    base = os.path.join(repo.root, "models", name)
-    exporter(os.path.join(base, str(version)))
-    bases[name] = base
+    bases[name] = os.path.join(repo.root, "models", name)
+    dirs[name] = os.path.join(bases[name], str(version))
+    if exporter is not None:
+      exporter(dirs[name])
+  if export_many is not None:
+    export_many(dirs)
   config = repo.write(
       "models.config",
       "model_config_list {\n"
@@ -361,4 +369,4 @@ def serve(
       repo, [f"--model_config_file={config}", *flags]
   )
   cls.clients = cls.class_clients(cls.server.grpc_address)
-  return repo.root
+  return dirs

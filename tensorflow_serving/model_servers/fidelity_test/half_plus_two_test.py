@@ -90,7 +90,7 @@ class HalfPlusTwoTest(fidelity.FidelityTestCase):
     socket_dir = tempfile.mkdtemp(prefix="tfs-", dir="/tmp")
     cls.addClassCleanup(shutil.rmtree, socket_dir, ignore_errors=True)
     cls.socket = os.path.join(socket_dir, "grpc.sock")
-    cls.root = fidelity.serve(
+    dirs = fidelity.serve(
         cls,
         {
             H2: (half_plus_two.export_upstream_half_plus_two, VERSION),
@@ -98,7 +98,7 @@ class HalfPlusTwoTest(fidelity.FidelityTestCase):
         },
         [f"--grpc_socket_path={cls.socket}", *cls.FLAGS],
     )
-    cls.h2_dir = os.path.join(cls.root, "models", H2, str(VERSION))
+    cls.h2_dir = dirs[H2]
 
   def predict(self, inputs, model=H2, signature="", output_filter=()):
     request = predict_pb2.PredictRequest()

@@ -18,11 +18,11 @@ import numpy as np
 import tensorflow as tf
 
 
-def run_error(
+def run(
     export_dir: str, signature_key: str, feeds: Mapping[str, np.ndarray]
-) -> tuple[int, str]:
-  """(error code, first line of TF's message) for feeding `feeds` (alias ->
-  value) to `signature_key`; raises AssertionError when TF accepts them."""
+) -> dict[str, np.ndarray] | tuple[int, str]:
+  """What Session::Run answers for `feeds` (alias -> value): the outputs
+  (alias -> array), or (error code, first line of TF's message)."""
   graph = tf.Graph()
   with tf.compat.v1.Session(graph=graph) as session:
     meta_graph = tf.compat.v1.saved_model.loader.load(
@@ -40,12 +40,34 @@ def run_error(
         for _, info in sorted(signature.outputs.items())
     ]
     try:
-      session._call_tf_sessionrun(None, feed, fetch, [], None)  # pylint: disable=protected-access
+      values = session._call_tf_sessionrun(None, feed, fetch, [], None)  # pylint: disable=protected-access
     except tf.errors.OpError as e:
       return e.error_code, e.message.split("\n")[0]
-  raise AssertionError(
-      f"TensorFlow accepts {dict(feeds)} for {signature_key} of {export_dir}"
-  )
+  return dict(zip(sorted(signature.outputs), values))
+
+
+def run_error(
+    export_dir: str, signature_key: str, feeds: Mapping[str, np.ndarray]
+) -> tuple[int, str]:
+  """(error code, first line of TF's message) for `feeds`; AssertionError
+  when TensorFlow accepts them."""
+  answer = run(export_dir, signature_key, feeds)
+  if isinstance(answer, dict):
+    raise AssertionError(
+        f"TensorFlow accepts {dict(feeds)} for {signature_key}: {answer}"
+    )
+  return answer
+
+
+def run_ok(
+    export_dir: str, signature_key: str, feeds: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+  """The outputs for `feeds`; AssertionError when TensorFlow refuses them
+  (so a test that claims upstream answers a request checks the claim)."""
+  answer = run(export_dir, signature_key, feeds)
+  if not isinstance(answer, dict):
+    raise AssertionError(f"TensorFlow refuses {dict(feeds)}: {answer}")
+  return answer
 
 
 def serialized_examples(*examples: tf.train.Example) -> np.ndarray:

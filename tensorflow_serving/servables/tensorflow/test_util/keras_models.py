@@ -115,8 +115,9 @@ def _legacy_keras_models():
   return tf, {"identity": identity, "dense": dense}
 
 
-def export_legacy_keras(export_dir: str, kind: str = "identity") -> str:
-  """tf_keras Sequential saved with `tf.saved_model.save`, in a child process.
+def export_legacy_keras(exports: dict[str, str]) -> None:
+  """tf_keras Sequentials saved with `tf.saved_model.save`, in one child
+  process; `exports` maps a kind to its export directory.
 
   `identity`: upstream's test_sequential_keras_saved_model_save, Input x
   (1,) -> Lambda `y` (identity). `dense`: Input x (1,) -> Dense `y` =
@@ -125,21 +126,20 @@ def export_legacy_keras(export_dir: str, kind: str = "identity") -> str:
   env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
   env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  subprocess.run(
-      [sys.executable, "-m", __name__, "legacy_keras", kind, export_dir],
-      env=env,
-      check=True,
-      stdout=subprocess.DEVNULL,
-  )
-  return export_dir
+  argv = [sys.executable, "-m", __name__, "legacy_keras"]
+  for kind, export_dir in exports.items():
+    argv += [kind, export_dir]
+  subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
 def main(argv: list[str]) -> int:
-  if len(argv) != 4 or argv[1] != "legacy_keras":
-    print(f"usage: {argv[0]} legacy_keras identity|dense EXPORT_DIR")
+  pairs = argv[2:]
+  if len(argv) < 4 or argv[1] != "legacy_keras" or len(pairs) % 2:
+    print(f"usage: {argv[0]} legacy_keras (identity|dense EXPORT_DIR)...")
     return 2
   tf, models = _legacy_keras_models()
-  tf.saved_model.save(models[argv[2]], argv[3])
+  for kind, export_dir in zip(pairs[::2], pairs[1::2]):
+    tf.saved_model.save(models[kind], export_dir)
   return 0
 
 

@@ -133,7 +133,8 @@ def describe_response(response: Any) -> str:
   """One line for the table: outputs of a Predict, results otherwise."""
   if hasattr(response, "outputs"):
     outs = ", ".join(
-        f"{k}: {describe_tensor(v)}" for k, v in sorted(response.outputs.items())
+        f"{k}: {describe_tensor(v)}"
+        for k, v in sorted(response.outputs.items())
     )
     return f"OK {{{outs}}}"
   from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
@@ -165,7 +166,9 @@ class FidelityTestCase(util.ApiTestCase):
     try:
       check()
     except AssertionError:
-      ROWS.append(Row(self.SUITE, model, request, upstream, ours, False, source))
+      ROWS.append(
+          Row(self.SUITE, model, request, upstream, ours, False, source)
+      )
       raise
     ROWS.append(Row(self.SUITE, model, request, upstream, ours, True, source))
 
@@ -365,8 +368,6 @@ def serve(
       )
       + "}\n",
   )
-  cls.server = cls.class_server(
-      repo, [f"--model_config_file={config}", *flags]
-  )
+  cls.server = cls.class_server(repo, [f"--model_config_file={config}", *flags])
   cls.clients = cls.class_clients(cls.server.grpc_address)
   return dirs

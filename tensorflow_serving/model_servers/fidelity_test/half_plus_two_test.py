@@ -49,11 +49,13 @@ P2 = f"/v1/models/{H2}"
 P3 = f"/v1/models/{H3}"
 
 _STATUS_OK = {
-    "model_version_status": [{
-        "version": "123",
-        "state": "AVAILABLE",
-        "status": {"error_code": "OK", "error_message": ""},
-    }]
+    "model_version_status": [
+        {
+            "version": "123",
+            "state": "AVAILABLE",
+            "status": {"error_code": "OK", "error_message": ""},
+        }
+    ]
 }
 
 
@@ -355,7 +357,9 @@ class HalfPlusTwoTest(fidelity.FidelityTestCase):
           set(sigs), set(half_plus_two.UPSTREAM_HALF_PLUS_TWO_SIGNATURES)
       )
       self.assertTrue(
-          fidelity.same_json(sigs["serving_default"], _SERVING_DEFAULT_METADATA),
+          fidelity.same_json(
+              sigs["serving_default"], _SERVING_DEFAULT_METADATA
+          ),
           msg=sigs["serving_default"],
       )
 
@@ -575,9 +579,7 @@ class HalfPlusTwoTest(fidelity.FidelityTestCase):
     )
 
     def check(response):
-      self.assertEqual(
-          [r.value for r in response.result.regressions], [3.0]
-      )
+      self.assertEqual([r.value for r in response.result.regressions], [3.0])
       self.assertModelSpec(response.model_spec, H2, "regress_x_to_y", 123)
 
     self.grpc(

@@ -102,7 +102,9 @@ class Tf2KerasTest(fidelity.FidelityTestCase):
   def test_grpc_tf2_custom_signature(self):
     def check(response):
       self.assertOutputs(response, {"y": (FLOAT, [], 2.0)})
-      self.assertModelSpec(response.model_spec, TWO, "custom_signature_key", 123)
+      self.assertModelSpec(
+          response.model_spec, TWO, "custom_signature_key", 123
+      )
 
     self.grpc(
         TWO, "Predict custom_signature_key x=[2.0] output_filter=[y]",

@@ -37,7 +37,10 @@ class TfLiteTest(fidelity.FidelityTestCase):
     fidelity.serve(
         cls,
         {
-            PLAIN: (tflite_models.export_upstream_half_plus_two_tflite, VERSION),
+            PLAIN: (
+                tflite_models.export_upstream_half_plus_two_tflite,
+                VERSION,
+            ),
             SIGDEF: (
                 lambda d: tflite_models.export_upstream_half_plus_two_tflite(
                     d, signature_def=True

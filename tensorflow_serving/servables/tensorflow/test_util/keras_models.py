@@ -86,7 +86,10 @@ def export_keras3(export_dir: str) -> str:
       [keras.Input(shape=(1,), name="x"), keras.layers.Dense(1, name="y")]
   )
   model.get_layer("y").set_weights(
-      [np.array([[KERAS_KERNEL]], np.float32), np.array([KERAS_BIAS], np.float32)]
+      [
+          np.array([[KERAS_KERNEL]], np.float32),
+          np.array([KERAS_BIAS], np.float32),
+      ]
   )
   model.export(export_dir, verbose=False)
   return export_dir
@@ -107,10 +110,16 @@ def _legacy_keras_models():
   identity.add(keras.layers.Input(dtype="float32", shape=(1,), name="x"))
   identity.add(keras.layers.Lambda(lambda t: t, name="y"))
   dense = keras.models.Sequential(
-      [keras.layers.Input(shape=(1,), name="x"), keras.layers.Dense(1, name="y")]
+      [
+          keras.layers.Input(shape=(1,), name="x"),
+          keras.layers.Dense(1, name="y"),
+      ]
   )
   dense.get_layer("y").set_weights(
-      [np.array([[KERAS_KERNEL]], np.float32), np.array([KERAS_BIAS], np.float32)]
+      [
+          np.array([[KERAS_KERNEL]], np.float32),
+          np.array([KERAS_BIAS], np.float32),
+      ]
   )
   return tf, {"identity": identity, "dense": dense}
 

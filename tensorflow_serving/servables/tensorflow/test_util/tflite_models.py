@@ -162,8 +162,9 @@ def set_signature_defs_metadata(
   entry.buffer = len(model.buffers) - 1
   model.metadata = [
       m
-      for m in (model.metadata or [])
-      if m.name not in (SIGNATURE_DEFS_METADATA, SIGNATURE_DEFS_METADATA.encode())
+      for m in model.metadata or []
+      if m.name
+      not in (SIGNATURE_DEFS_METADATA, SIGNATURE_DEFS_METADATA.encode())
   ] + [entry]
   return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
@@ -191,7 +192,9 @@ def export_upstream_half_plus_two_tflite(
     x = v1.parse_example(
         serialized, {"x": v1.FixedLenFeature([1], tf.float32)}
     )["x"]
-    x = tf.ensure_shape(x, (1, 1), name="tflite_input" if signature_def else "x")
+    x = tf.ensure_shape(
+        x, (1, 1), name="tflite_input" if signature_def else "x"
+    )
     y = tf.identity(tf.add(tf.multiply(a, x), b), name="y")
     with v1.Session(graph=graph) as session:
       session.run(v1.global_variables_initializer())

@@ -34,11 +34,12 @@ def prepare_classification(
   example_input.check_method_name(
       sig, signature_lib.CLASSIFY_METHOD_NAME, "classification"
   )
-  input_alias = example_input.example_input_alias(sig)
+  example_input.check_one_input(sig)
   if len(sig.outputs) not in (1, 2):
     raise status.invalid_argument(
         f"Expected one or two output Tensors, found {len(sig.outputs)}"
     )
+  input_alias = example_input.example_input_alias(sig, "classification")
   outputs = tuple(a for a in (CLASSES, SCORES) if a in sig.outputs)
   if not outputs:
     raise status.failed_precondition(

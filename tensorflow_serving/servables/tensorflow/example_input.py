@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 import dataclasses
 
+from google.protobuf import text_format
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
@@ -18,6 +19,9 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import input_pb2
 from tensorflow_serving.servables.tensorflow import signature as signature_lib
 from tensorflow_serving.util import status
+
+# The input alias upstream's Classify and Regress feed.
+INPUTS = "inputs"
 
 # Upstream's library default is on; the server turns it off unless
 # --enable_signature_method_name_check is given, because TF2 exports label
@@ -63,21 +67,27 @@ def check_method_name(
     )
 
 
-def example_input_alias(sig: signature_lib.Signature) -> str:
-  """The alias of the signature's single DT_STRING input.
-
-  Upstream insists on the alias `inputs`; any alias is accepted here since the
-  tensor is unambiguous when there is exactly one input.
-  """
+def check_one_input(sig: signature_lib.Signature) -> None:
   if len(sig.inputs) != 1:
     raise status.invalid_argument("Expected one input Tensor.")
+
+
+def example_input_alias(sig: signature_lib.Signature, kind: str) -> str:
+  """The alias the serialized Examples feed (`kind`: classification...).
+
+  Upstream feeds the input aliased `inputs`, whatever its dtype (TensorFlow
+  then refuses a non-string one with its own message), and refuses any other
+  alias. Beyond upstream, a single DT_STRING input under another alias is
+  fed too: the tensor is unambiguous.
+  """
+  check_one_input(sig)
   ((alias, spec),) = sig.inputs.items()
-  if spec.tf_dtype != types_pb2.DT_STRING:
-    raise status.invalid_argument(
-        f"Expected input Tensor '{alias}' of signature {sig.key} to be "
-        f"DT_STRING (serialized tf.Examples). Got: {spec.dtype_name}"
-    )
-  return alias
+  if alias == INPUTS or spec.tf_dtype == types_pb2.DT_STRING:
+    return alias
+  raise status.failed_precondition(
+      f"No {kind} inputs found in SignatureDef: "
+      f"{text_format.MessageToString(sig.proto)}"
+  )
 
 
 def serialized_examples(request_input: input_pb2.Input) -> np.ndarray:

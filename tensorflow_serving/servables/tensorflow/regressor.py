@@ -29,9 +29,10 @@ def prepare_regression(
   example_input.check_method_name(
       sig, signature_lib.REGRESS_METHOD_NAME, "regression"
   )
-  input_alias = example_input.example_input_alias(sig)
+  example_input.check_one_input(sig)
   if len(sig.outputs) != 1:
     raise status.invalid_argument("Expected one output Tensor.")
+  input_alias = example_input.example_input_alias(sig, "regression")
   if OUTPUTS not in sig.outputs:
     raise status.failed_precondition(
         f"No regression outputs found in SignatureDef: {sig.key} expects the "

@@ -2,7 +2,8 @@
 
 Bodies are parsed with orjson, falling back to the stdlib `json` module only
 for what orjson rejects (the `NaN`/`Infinity` tokens upstream's rapidjson
-accepts, and numbers beyond 64 bits). Error messages quote JSON values the
+accepts, and numbers beyond 64 bits); a body that is not JSON is worded by
+python-rapidjson, so the message and offset are upstream's own. Error messages quote JSON values the
 way rapidjson prints them, as upstream's messages do.
 """
 
@@ -12,9 +13,11 @@ import binascii
 from collections.abc import Mapping, Sequence
 import json
 import math
+import re
 from typing import Any
 
 import orjson
+import rapidjson
 
 from tensorflow_serving.util import status
 
@@ -123,6 +126,28 @@ def b64_decode(value: dict[str, Any]) -> bytes:
     raise status.invalid_argument("Unable to base64 decode") from None
 
 
+_RAPIDJSON_ERROR = re.compile(r"Parse error at offset (\d+): (.*)", re.DOTALL)
+
+
+def _parse_error(body: bytes | str) -> str:
+  """Upstream's message for a body that is not JSON, in rapidjson's words.
+
+  Only reached on the error path: python-rapidjson reparses the body to
+  name the error and its offset exactly as upstream's rapidjson does.
+  """
+  try:
+    # Native numbers, as C++ rapidjson: no double holds 10**400.
+    rapidjson.loads(body, number_mode=rapidjson.NM_NAN | rapidjson.NM_NATIVE)
+  except rapidjson.JSONDecodeError as exc:
+    match = _RAPIDJSON_ERROR.fullmatch(str(exc))
+    if match:
+      return f"JSON Parse error: {match.group(2)} at offset: {match.group(1)}"
+    return f"JSON Parse error: {exc}"
+  except (ValueError, RecursionError) as exc:
+    return f"JSON Parse error: {exc}"
+  return "JSON Parse error: Invalid value."
+
+
 class _NumberTooBigError(Exception):
   """A JSON number no double can hold (rapidjson's kParseErrorNumberTooBig)."""
 
@@ -154,24 +179,12 @@ def decode_json_body(body: bytes | str) -> JsonDocument:
     raise status.invalid_argument("JSON Parse error: The document is empty")
   try:
     doc = orjson.loads(body)
-  except orjson.JSONDecodeError as orjson_error:
+  except orjson.JSONDecodeError:
     try:
       # Knows NaN/Infinity and integers beyond 64 bits; orjson does not.
       doc = json.loads(body, parse_int=_json_int, parse_float=_json_float)
-    except _NumberTooBigError:
-      raise status.invalid_argument(
-          "JSON Parse error: Number too big to be stored in double"
-      ) from None
-    except (ValueError, RecursionError):
-      if not body.strip():
-        raise status.invalid_argument(
-            "JSON Parse error: The document is empty. at offset: "
-            f"{len(body)}"
-        ) from None
-      raise status.invalid_argument(
-          f"JSON Parse error: {orjson_error.msg} at offset: "
-          f"{orjson_error.pos}"
-      ) from None
+    except (_NumberTooBigError, ValueError, RecursionError):
+      raise status.invalid_argument(_parse_error(body)) from None
   if not isinstance(doc, dict):
     raise status.invalid_argument(f"JSON Value: {json_str(doc)} Is not object")
   return JsonDocument(doc, body)

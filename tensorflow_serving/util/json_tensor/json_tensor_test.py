@@ -78,6 +78,16 @@ class DecodeBodyTest(ErrorAssertions):
         exact=False,
     )
     self.assertIn(" at offset: ", error.message)
+    # rapidjson's words and offset, as upstream's message has them.
+    self.assert_error(
+        lambda: document.decode_json_body(b"instances = [1, 2]"),
+        "JSON Parse error: Invalid value. at offset: 0",
+    )
+    self.assert_error(
+        lambda: document.decode_json_body(b"[1 2]"),
+        "JSON Parse error: Missing a comma or ']' after an array element. at "
+        "offset: 3",
+    )
 
   def test_top_level_must_be_object(self):
     self.assert_error(
@@ -566,7 +576,9 @@ class ColumnarFormatTest(ErrorAssertions):
           lambda literal=literal: parse(
               f'{{"instances": [{literal}]}}', {"x": Spec(DT_FLOAT)}
           ),
-          "JSON Parse error: Number too big to be stored in double",
+          "JSON Parse error: Number too big to be stored in double. at "
+          "offset: ",
+          exact=False,
       )
 
   def test_decode_predict_asks_lookup_for_the_named_signature(self):

@@ -402,6 +402,41 @@ class ServerFeaturesTest(util.ApiTestCase):
     self.assertEqual(types.get(":tensorflow:serving:request_count"), "counter")
     self.assertNotIn(":tensorflow:serving:request_count_total", text)
 
+  def test_every_declared_metric_is_recorded(self):
+    # A dashboard built on upstream's names finds values in every series the
+    # server declares, under upstream's labels.
+    self.predict_half()
+    util.post_json(
+        self.server,
+        "/v1/models/half:regress",
+        {"signature_name": "regress_x_to_y", "examples": [{"x": 1.0}]},
+    )
+    text = self.get(METRICS_PATH).body.decode()
+    for series in (
+        ':tensorflow:serving:request_latency_count{API="Predict",'
+        'entrypoint="GRPC",model_name="half"}',
+        ':tensorflow:serving:request_latency_count{API="Regress",'
+        'entrypoint="REST",model_name="half"}',
+        ':tensorflow:serving:runtime_latency_count{API="Predict",'
+        'model_name="half",runtime="TF1"}',
+        ':tensorflow:serving:request_example_counts_count{model="half"}',
+        ':tensorflow:serving:request_example_count_total{model="half"}',
+        ':tensorflow:serving:loaded_versions{model_name="half"}',
+    ):
+      with self.subTest(series):
+        values = re.findall(re.escape(series) + r" (\S+)", text)
+        self.assertEqual(len(values), 1, msg=text)
+        self.assertGreater(float(values[0]), 0)
+    # Bucket bounds as upstream's exporter prints them (six digits).
+    bounds = re.findall(
+        r'^:tensorflow:serving:request_latency_bucket\{API="Predict",'
+        r'entrypoint="GRPC",le="([^"]+)"',
+        text,
+        re.MULTILINE,
+    )
+    self.assertEqual(bounds[:5], ["10", "18", "32.4", "58.32", "104.976"])
+    self.assertEqual(bounds[-2:], ["1.47476e+09", "+Inf"])
+
 
 def _walk(node):
   yield node

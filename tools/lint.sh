@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Style gate run by tools/test.sh (so CI fails on a violation): pyink in
-# Google's style (pyproject.toml), ruff's lint rules, the import-style check.
+# Google's style (pyproject.toml), ruff's lint rules, the import-style check
+# (tools/lint/check_imports.py) and mypy over the servable contract.
 # `tools/lint.sh --fix` rewrites what the tools can fix.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +16,12 @@ fi
   exit 1
 }
 "$BIN/ruff" check -q . || { echo "lint: ruff found problems" >&2; exit 1; }
+"$BIN/python" tools/lint/check_imports.py || {
+  echo "lint: import names, not modules (see tools/lint/check_imports.py)" >&2
+  exit 1
+}
+"$BIN/mypy" --no-error-summary || {
+  echo "lint: mypy found the servable contract broken" >&2
+  exit 1
+}
 echo "lint: clean"

@@ -7,16 +7,16 @@ from collections.abc import Sequence
 import dataclasses
 import enum
 
-from tensorflow_serving.core.loader_harness import LoaderHarness
-from tensorflow_serving.core.servable_id import ServableId
+from tensorflow_serving.core import loader_harness
+from tensorflow_serving.core import servable_id
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AspiredServableStateSnapshot:
   """One managed version as a policy sees it."""
 
-  id: ServableId
-  state: LoaderHarness.State
+  id: servable_id.ServableId
+  state: loader_harness.LoaderHarness.State
   is_aspired: bool
 
 
@@ -28,7 +28,7 @@ class Action(enum.Enum):
 @dataclasses.dataclass(frozen=True, slots=True)
 class ServableAction:
   action: Action
-  id: ServableId
+  id: servable_id.ServableId
 
   def __str__(self) -> str:
     return f"{{action: {self.action.value} id: {self.id}}}"
@@ -51,11 +51,11 @@ class AspiredVersionPolicy(abc.ABC):
 
 def get_highest_aspired_new_servable_id(
     all_versions: Sequence[AspiredServableStateSnapshot],
-) -> ServableId | None:
+) -> servable_id.ServableId | None:
   """The highest-numbered version that is aspired and still NEW, if any."""
   candidates = [
       v.id
       for v in all_versions
-      if v.is_aspired and v.state is LoaderHarness.State.NEW
+      if v.is_aspired and v.state is loader_harness.LoaderHarness.State.NEW
   ]
   return max(candidates, key=lambda i: i.version, default=None)

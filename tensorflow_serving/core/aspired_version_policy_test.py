@@ -2,22 +2,17 @@
 
 import unittest
 
-from tensorflow_serving.core.aspired_version_policy import Action
-from tensorflow_serving.core.aspired_version_policy import (
-    AspiredServableStateSnapshot,
-)
-from tensorflow_serving.core.aspired_version_policy import ServableAction
-from tensorflow_serving.core.aspired_version_policy import (
-    get_highest_aspired_new_servable_id,
-)
-from tensorflow_serving.core.loader_harness import LoaderHarness
-from tensorflow_serving.core.servable_id import ServableId
+from tensorflow_serving.core import aspired_version_policy
+from tensorflow_serving.core import loader_harness
+from tensorflow_serving.core import servable_id
 
-State = LoaderHarness.State
+State = loader_harness.LoaderHarness.State
 
 
 def snap(version, state, aspired):
-  return AspiredServableStateSnapshot(ServableId("m", version), state, aspired)
+  return aspired_version_policy.AspiredServableStateSnapshot(
+      servable_id.ServableId("m", version), state, aspired
+  )
 
 
 class HighestAspiredNewTest(unittest.TestCase):
@@ -31,20 +26,28 @@ class HighestAspiredNewTest(unittest.TestCase):
         snap(5, State.NEW, False),
     ]
     self.assertEqual(
-        get_highest_aspired_new_servable_id(versions), ServableId("m", 3)
+        aspired_version_policy.get_highest_aspired_new_servable_id(versions),
+        servable_id.ServableId("m", 3),
     )
 
   def test_none_when_nothing_qualifies(self):
-    self.assertIsNone(get_highest_aspired_new_servable_id([]))
     self.assertIsNone(
-        get_highest_aspired_new_servable_id(
+        aspired_version_policy.get_highest_aspired_new_servable_id([])
+    )
+    self.assertIsNone(
+        aspired_version_policy.get_highest_aspired_new_servable_id(
             [snap(1, State.NEW, False), snap(2, State.ERROR, True)]
         )
     )
 
   def test_action_str(self):
     self.assertEqual(
-        str(ServableAction(Action.LOAD, ServableId("m", 1))),
+        str(
+            aspired_version_policy.ServableAction(
+                aspired_version_policy.Action.LOAD,
+                servable_id.ServableId("m", 1),
+            )
+        ),
         "{action: load id: {name: m version: 1}}",
     )
 

@@ -4,32 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import dataclasses
-import logging
 import threading
 
-from tensorflow_serving.core.aspired_version_policy import Action
-from tensorflow_serving.core.aspired_version_policy import (
-    AspiredServableStateSnapshot,
+from absl import logging
+
+from tensorflow_serving.core import aspired_version_policy
+from tensorflow_serving.core import basic_manager as basic_manager_lib
+from tensorflow_serving.core import event_bus as event_bus_lib
+from tensorflow_serving.core import loader
+from tensorflow_serving.core import loader_harness
+from tensorflow_serving.core import servable_data
+from tensorflow_serving.core import servable_handle
+from tensorflow_serving.core import servable_id
+from tensorflow_serving.core import servable_request
+from tensorflow_serving.core import servable_state
+from tensorflow_serving.core import source
+from tensorflow_serving.core import target
+from tensorflow_serving.resources import (
+    resource_tracker as resource_tracker_lib,
 )
-from tensorflow_serving.core.aspired_version_policy import AspiredVersionPolicy
-from tensorflow_serving.core.aspired_version_policy import ServableAction
-from tensorflow_serving.core.basic_manager import BasicManager
-from tensorflow_serving.core.event_bus import EventBus
-from tensorflow_serving.core.loader import Loader
-from tensorflow_serving.core.loader_harness import LoaderHarness
-from tensorflow_serving.core.servable_data import ServableData
-from tensorflow_serving.core.servable_handle import ServableHandle
-from tensorflow_serving.core.servable_id import ServableId
-from tensorflow_serving.core.servable_request import ServableRequest
-from tensorflow_serving.core.servable_state import ServableState
-from tensorflow_serving.core.source import AspiredVersionsCallback
-from tensorflow_serving.core.target import Target
-from tensorflow_serving.resources.resource_tracker import ResourceTracker
-from tensorflow_serving.util.status import ServingError
+from tensorflow_serving.util import status
 
-_log = logging.getLogger(__name__)
-
-State = LoaderHarness.State
+State = loader_harness.LoaderHarness.State
 
 # Un-aspired versions in these states are dropped from management.
 _FINISHED = (State.NEW, State.DISABLED, State.ERROR)
@@ -44,7 +40,7 @@ class _Aspired:
   is_aspired: bool = True
 
 
-class AspiredVersionsManager(Target[Loader]):
+class AspiredVersionsManager(target.Target[loader.Loader]):
   """Converges the loaded versions to what sources currently aspire.
 
   Sources call the aspired-versions callback with the full set of versions
@@ -64,18 +60,20 @@ class AspiredVersionsManager(Target[Loader]):
 
   def __init__(
       self,
-      policy: AspiredVersionPolicy,
+      policy: aspired_version_policy.AspiredVersionPolicy,
       manage_state_interval_s: float = 0.1,
       num_load_threads: int = 0,
       num_unload_threads: int = 0,
       max_num_load_retries: int = 5,
       load_retry_interval_s: float = 60.0,
-      resource_tracker: ResourceTracker | None = None,
-      event_bus: EventBus[ServableState] | None = None,
+      resource_tracker: resource_tracker_lib.ResourceTracker | None = None,
+      event_bus: (
+          event_bus_lib.EventBus[servable_state.ServableState] | None
+      ) = None,
   ):
     self._policy = policy
     self._interval_s = manage_state_interval_s
-    self._basic = BasicManager(
+    self._basic = basic_manager_lib.BasicManager(
         num_load_threads=num_load_threads,
         num_unload_threads=num_unload_threads,
         max_num_load_retries=max_num_load_retries,
@@ -84,7 +82,9 @@ class AspiredVersionsManager(Target[Loader]):
         event_bus=event_bus,
     )
     self._pending_lock = threading.Lock()
-    self._pending: dict[str, list[ServableData[Loader]]] = {}
+    self._pending: dict[
+        str, list[servable_data.ServableData[loader.Loader]]
+    ] = {}
     # One tick at a time; also guards every _Aspired flag.
     self._tick_lock = threading.Lock()
     self._wake = threading.Event()
@@ -92,7 +92,7 @@ class AspiredVersionsManager(Target[Loader]):
     self._thread: threading.Thread | None = None
 
   @property
-  def basic_manager(self) -> BasicManager:
+  def basic_manager(self) -> basic_manager_lib.BasicManager:
     return self._basic
 
   # --- Lifecycle --------------------------------------------------------------
@@ -128,17 +128,21 @@ class AspiredVersionsManager(Target[Loader]):
 
   # --- Target -----------------------------------------------------------------
 
-  def get_aspired_versions_callback(self) -> AspiredVersionsCallback[Loader]:
+  def get_aspired_versions_callback(
+      self,
+  ) -> source.AspiredVersionsCallback[loader.Loader]:
     return self._set_aspired_versions
 
   def _set_aspired_versions(
-      self, name: str, versions: Sequence[ServableData[Loader]]
+      self,
+      name: str,
+      versions: Sequence[servable_data.ServableData[loader.Loader]],
   ) -> None:
     versions = list(versions)
     wanted = set()
     for version in versions:
       if version.id.name != name:
-        _log.error(
+        logging.error(
             "Servable name: %s doesn't match name in servable "
             "version: %s; ignoring the request",
             name,
@@ -146,7 +150,7 @@ class AspiredVersionsManager(Target[Loader]):
         )
         return
       if version.id.version in wanted:
-        _log.error(
+        logging.error(
             "Duplicate aspired version %s; ignoring the request", version.id
         )
         return
@@ -162,13 +166,17 @@ class AspiredVersionsManager(Target[Loader]):
 
   # --- Manager ----------------------------------------------------------------
 
-  def get_servable_handle(self, request: ServableRequest) -> ServableHandle:
+  def get_servable_handle(
+      self, request: servable_request.ServableRequest
+  ) -> servable_handle.ServableHandle:
     return self._basic.get_servable_handle(request)
 
-  def get_available_servable_handles(self) -> dict[ServableId, ServableHandle]:
+  def get_available_servable_handles(
+      self,
+  ) -> dict[servable_id.ServableId, servable_handle.ServableHandle]:
     return self._basic.get_available_servable_handles()
 
-  def list_available_servable_ids(self) -> list[ServableId]:
+  def list_available_servable_ids(self) -> list[servable_id.ServableId]:
     return self._basic.list_available_servable_ids()
 
   @property
@@ -186,7 +194,7 @@ class AspiredVersionsManager(Target[Loader]):
       try:
         self._manage_state()
       except Exception:  # pylint: disable=broad-except
-        _log.exception("AspiredVersionsManager tick failed")
+        logging.exception("AspiredVersionsManager tick failed")
       self._wake.wait(self._interval_s)
       self._wake.clear()
 
@@ -208,8 +216,8 @@ class AspiredVersionsManager(Target[Loader]):
         ):
           try:
             self._basic.stop_managing_servable(snapshot.id)
-          except ServingError as e:
-            _log.error("Cannot stop managing %s: %s", snapshot.id, e)
+          except status.ServingError as e:
+            logging.error("Cannot stop managing %s: %s", snapshot.id, e)
 
   def _handle_pending_aspired_versions_requests(self) -> None:
     with self._pending_lock:
@@ -225,7 +233,7 @@ class AspiredVersionsManager(Target[Loader]):
           self._pending.setdefault(name, versions)  # A newer request wins.
 
   def _apply_aspired_versions(
-      self, name: str, versions: list[ServableData[Loader]]
+      self, name: str, versions: list[servable_data.ServableData[loader.Loader]]
   ) -> bool:
     """Applies one stream's request; False to retry it on a later tick.
 
@@ -259,10 +267,10 @@ class AspiredVersionsManager(Target[Loader]):
     return True
 
   def _invoke_policy_and_execute_actions(self) -> None:
-    actions: list[ServableAction] = []
+    actions: list[aspired_version_policy.ServableAction] = []
     for name in self._basic.get_managed_servable_names():
       snapshots = [
-          AspiredServableStateSnapshot(
+          aspired_version_policy.AspiredServableStateSnapshot(
               s.id, s.state, s.additional_state.is_aspired
           )
           for s in self._basic.get_managed_servable_state_snapshots(name)
@@ -271,22 +279,26 @@ class AspiredVersionsManager(Target[Loader]):
       if action is not None:
         actions.append(action)
     # Unloads first (stable sort keeps stream order otherwise).
-    actions.sort(key=lambda a: a.action is Action.LOAD)
+    actions.sort(key=lambda a: a.action is aspired_version_policy.Action.LOAD)
     for action in actions:
       if self._stopping.is_set():
         return  # stop() unloads everything; no point starting more work.
       self._perform(action)
 
-  def _perform(self, action: ServableAction) -> None:
-    verb = "loaded" if action.action is Action.LOAD else "unloaded"
+  def _perform(self, action: aspired_version_policy.ServableAction) -> None:
+    verb = (
+        "loaded"
+        if action.action is aspired_version_policy.Action.LOAD
+        else "unloaded"
+    )
 
-    def done(error: ServingError | None) -> None:
+    def done(error: status.ServingError | None) -> None:
       if error is not None:
-        _log.error("Servable %s cannot be %s: %s", action.id, verb, error)
+        logging.error("Servable %s cannot be %s: %s", action.id, verb, error)
       else:
         self._wake.set()  # The policy may have a follow-up action.
 
-    if action.action is Action.LOAD:
+    if action.action is aspired_version_policy.Action.LOAD:
       self._basic.load_servable(action.id, done)
     else:
       self._basic.unload_servable(action.id, done)

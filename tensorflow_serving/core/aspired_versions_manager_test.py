@@ -3,54 +3,46 @@
 import threading
 import unittest
 
-from tensorflow_serving.core.aspired_versions_manager import (
-    AspiredVersionsManager,
-)
-from tensorflow_serving.core.availability_preserving_policy import (
-    AvailabilityPreservingPolicy,
-)
-from tensorflow_serving.core.event_bus import EventBus
-from tensorflow_serving.core.loader_harness import LoaderHarness
-from tensorflow_serving.core.resource_preserving_policy import (
-    ResourcePreservingPolicy,
-)
-from tensorflow_serving.core.servable_data import ServableData
-from tensorflow_serving.core.servable_id import ServableId
-from tensorflow_serving.core.servable_request import ServableRequest
-from tensorflow_serving.core.servable_state import ManagerState
-from tensorflow_serving.core.servable_state_monitor import ServableStateMonitor
-from tensorflow_serving.core.test_util.fake_loader import FakeLoader
-from tensorflow_serving.core.test_util.fake_loader import LoadedCounter
-from tensorflow_serving.core.test_util.servable_state_recorder import (
-    ServableStateRecorder,
-)
-from tensorflow_serving.resources.resource_tracker import ResourceTracker
-from tensorflow_serving.resources.resources import ResourceAllocation
+from tensorflow_serving.core import aspired_versions_manager
+from tensorflow_serving.core import availability_preserving_policy
+from tensorflow_serving.core import event_bus
+from tensorflow_serving.core import loader_harness
+from tensorflow_serving.core import resource_preserving_policy
+from tensorflow_serving.core import servable_data
+from tensorflow_serving.core import servable_id as servable_id_lib
+from tensorflow_serving.core import servable_request
+from tensorflow_serving.core import servable_state
+from tensorflow_serving.core import servable_state_monitor
+from tensorflow_serving.core.test_util import fake_loader
+from tensorflow_serving.core.test_util import servable_state_recorder
+from tensorflow_serving.resources import resource_tracker
+from tensorflow_serving.resources import resources
 from tensorflow_serving.util import status
-from tensorflow_serving.util.status import ServingError
 
-State = LoaderHarness.State
-AVAILABLE = ManagerState.AVAILABLE
-END = ManagerState.END
-LATEST = ServableRequest.latest("m")
-CORE_LOG = "tensorflow_serving.core"
+State = loader_harness.LoaderHarness.State
+AVAILABLE = servable_state.ManagerState.AVAILABLE
+END = servable_state.ManagerState.END
+LATEST = servable_request.ServableRequest.latest("m")
+CORE_LOG = "absl"  # The core logs through absl logging.
 
 
 def sid(version, name="m"):
-  return ServableId(name, version)
+  return servable_id_lib.ServableId(name, version)
 
 
 class AspiredVersionsManagerTestBase(unittest.TestCase):
 
   def make_manager(self, policy=None, **kwargs):
-    self.bus = EventBus()
-    self.recorder = ServableStateRecorder(self.bus)
-    self.monitor = ServableStateMonitor(self.bus)
+    self.bus = event_bus.EventBus()
+    self.recorder = servable_state_recorder.ServableStateRecorder(self.bus)
+    self.monitor = servable_state_monitor.ServableStateMonitor(self.bus)
     kwargs.setdefault("manage_state_interval_s", 0)  # Tests tick by hand.
     kwargs.setdefault("max_num_load_retries", 0)
     kwargs.setdefault("load_retry_interval_s", 0)
-    manager = AspiredVersionsManager(
-        policy or AvailabilityPreservingPolicy(), event_bus=self.bus, **kwargs
+    manager = aspired_versions_manager.AspiredVersionsManager(
+        policy or availability_preserving_policy.AvailabilityPreservingPolicy(),
+        event_bus=self.bus,
+        **kwargs,
     )
     self.addCleanup(manager.stop)
     self.manager = manager
@@ -60,10 +52,14 @@ class AspiredVersionsManagerTestBase(unittest.TestCase):
     """Sends the aspired set {version: loader or ServingError}."""
     versions = []
     for version, loader in loaders.items():
-      if isinstance(loader, ServingError):
-        versions.append(ServableData.failed(sid(version, name), loader))
+      if isinstance(loader, status.ServingError):
+        versions.append(
+            servable_data.ServableData.failed(sid(version, name), loader)
+        )
       else:
-        versions.append(ServableData.of(sid(version, name), loader))
+        versions.append(
+            servable_data.ServableData.of(sid(version, name), loader)
+        )
     self.manager.get_aspired_versions_callback()(name, versions)
 
   def tick(self, times=1):
@@ -74,7 +70,7 @@ class AspiredVersionsManagerTestBase(unittest.TestCase):
     try:
       with self.manager.get_servable_handle(request) as handle:
         return handle.id.version
-    except ServingError:
+    except status.ServingError:
       return None
 
   def managed_versions(self, name="m"):
@@ -98,7 +94,7 @@ class AvailabilityPreservingTest(AspiredVersionsManagerTestBase):
 
   def test_new_version_loads_while_old_serves_then_old_unloads(self):
     self.make_manager()
-    v1, v2 = FakeLoader(), FakeLoader(block_load=True)
+    v1, v2 = fake_loader.FakeLoader(), fake_loader.FakeLoader(block_load=True)
     self.aspire({1: v1})
     self.tick()
     self.assertEqual(self.serving_version(), 1)
@@ -117,7 +113,7 @@ class AvailabilityPreservingTest(AspiredVersionsManagerTestBase):
     self.assertEqual(v1.unload_calls, 1)
     self.assertLess(
         self.event_index(sid(2), AVAILABLE),
-        self.event_index(sid(1), ManagerState.UNLOADING),
+        self.event_index(sid(1), servable_state.ManagerState.UNLOADING),
     )
     self.tick()  # And is forgotten.
     self.assertEqual(self.managed_versions(), {2: State.READY})
@@ -125,10 +121,10 @@ class AvailabilityPreservingTest(AspiredVersionsManagerTestBase):
 
   def test_failed_new_version_keeps_old_serving(self):
     self.make_manager()
-    self.aspire({1: FakeLoader()})
+    self.aspire({1: fake_loader.FakeLoader()})
     self.tick()
     error = status.data_loss("truncated variables")
-    broken = FakeLoader(fail_times=float("inf"), error=error)
+    broken = fake_loader.FakeLoader(fail_times=float("inf"), error=error)
     self.aspire({2: broken})
     with self.assertLogs(CORE_LOG, "ERROR"):
       self.tick(3)
@@ -140,7 +136,7 @@ class AvailabilityPreservingTest(AspiredVersionsManagerTestBase):
 
   def test_removing_all_versions_unloads_lowest_first(self):
     self.make_manager()
-    loaders = {1: FakeLoader(), 2: FakeLoader()}
+    loaders = {1: fake_loader.FakeLoader(), 2: fake_loader.FakeLoader()}
     self.aspire(loaders)
     self.tick(2)  # One load per tick, highest first.
     self.assertEqual(
@@ -170,24 +166,28 @@ class AvailabilityPreservingTest(AspiredVersionsManagerTestBase):
 
   def test_unaspired_new_version_is_dropped_without_loading(self):
     self.make_manager()
-    v1, v2 = FakeLoader(), FakeLoader()
+    v1, v2 = fake_loader.FakeLoader(), fake_loader.FakeLoader()
     self.aspire({1: v1, 2: v2})
     self.tick()  # Loads 2 only.
     self.aspire({2: v2})
     self.tick(2)
     self.assertEqual(v1.load_calls, 0)
     self.assertEqual(self.managed_versions(), {2: State.READY})
-    self.assertEqual(self.recorder.states(sid(1)), [ManagerState.START, END])
+    self.assertEqual(
+        self.recorder.states(sid(1)), [servable_state.ManagerState.START, END]
+    )
 
   def test_reaspiring_ready_version_keeps_it_loaded(self):
     self.make_manager()
-    v1 = FakeLoader()
+    v1 = fake_loader.FakeLoader()
     self.aspire({1: v1})
     self.tick()
-    self.aspire({2: FakeLoader(fail_times=float("inf"))})
+    self.aspire({2: fake_loader.FakeLoader(fail_times=float("inf"))})
     with self.assertLogs(CORE_LOG, "ERROR"):
       self.tick()
-    self.aspire({1: FakeLoader()})  # Back to 1; its old loader is kept.
+    self.aspire(
+        {1: fake_loader.FakeLoader()}
+    )  # Back to 1; its old loader is kept.
     self.tick(2)
     self.assertEqual(self.serving_version(), 1)
     self.assertEqual((v1.load_calls, v1.unload_calls), (1, 0))
@@ -195,7 +195,7 @@ class AvailabilityPreservingTest(AspiredVersionsManagerTestBase):
 
   def test_failed_version_reloads_only_after_being_dropped(self):
     self.make_manager()
-    flaky = FakeLoader(fail_times=1)
+    flaky = fake_loader.FakeLoader(fail_times=1)
     self.aspire({1: flaky})
     with self.assertLogs(CORE_LOG, "ERROR"):
       self.tick(3)
@@ -203,7 +203,7 @@ class AvailabilityPreservingTest(AspiredVersionsManagerTestBase):
     self.aspire({})
     self.tick(2)
     self.assertEqual(self.managed_versions(), {})
-    fresh = FakeLoader()
+    fresh = fake_loader.FakeLoader()
     self.aspire({1: fresh})
     self.tick()
     self.assertEqual(self.serving_version(), 1)
@@ -211,13 +211,13 @@ class AvailabilityPreservingTest(AspiredVersionsManagerTestBase):
 
   def test_reaspire_while_unloading_waits_for_unload(self):
     self.make_manager(num_unload_threads=1)
-    old = FakeLoader()
+    old = fake_loader.FakeLoader()
     self.aspire({1: old})
     self.tick()
     handle = self.manager.get_servable_handle(LATEST)
     self.aspire({})
     self.tick()  # Unload starts, then waits for `handle`.
-    fresh = FakeLoader()
+    fresh = fake_loader.FakeLoader()
     self.aspire({1: fresh})
     self.tick()  # Deferred: version 1 is still on its way out.
     self.assertEqual(fresh.load_calls, 0)
@@ -231,7 +231,7 @@ class AvailabilityPreservingTest(AspiredVersionsManagerTestBase):
     self.make_manager(
         num_load_threads=1, max_num_load_retries=5, load_retry_interval_s=30
     )
-    failing = FakeLoader(fail_times=float("inf"))
+    failing = fake_loader.FakeLoader(fail_times=float("inf"))
     self.aspire({1: failing})
     with self.assertLogs(CORE_LOG, "ERROR"):
       self.tick()
@@ -243,29 +243,34 @@ class AvailabilityPreservingTest(AspiredVersionsManagerTestBase):
     self.assertEqual(self.managed_versions(), {})
 
   def test_unloads_run_before_loads_across_streams(self):
-    tracker = ResourceTracker(ResourceAllocation(ram_bytes=10))
+    tracker = resource_tracker.ResourceTracker(
+        resources.ResourceAllocation(ram_bytes=10)
+    )
     self.make_manager(resource_tracker=tracker)
-    ten = ResourceAllocation(ram_bytes=10)
-    self.aspire({1: FakeLoader(estimate=ten)}, name="a")
+    ten = resources.ResourceAllocation(ram_bytes=10)
+    self.aspire({1: fake_loader.FakeLoader(estimate=ten)}, name="a")
     self.tick()
     self.aspire({}, name="a")
-    self.aspire({1: FakeLoader(estimate=ten)}, name="b")
+    self.aspire({1: fake_loader.FakeLoader(estimate=ten)}, name="b")
     self.tick()  # Unloads a:1 first, so b:1 fits.
     self.assertEqual(self.manager.list_available_servable_ids(), [sid(1, "b")])
 
   def test_invalid_requests_are_ignored(self):
     self.make_manager()
-    with self.assertLogs(
-        "tensorflow_serving.core.aspired_versions_manager", "ERROR"
-    ):
+    with self.assertLogs("absl", "ERROR"):
       self.manager.get_aspired_versions_callback()(
-          "m", [ServableData.of(sid(1, "other"), FakeLoader())]
+          "m",
+          [
+              servable_data.ServableData.of(
+                  sid(1, "other"), fake_loader.FakeLoader()
+              )
+          ],
       )
       self.manager.get_aspired_versions_callback()(
           "m",
           [
-              ServableData.of(sid(1), FakeLoader()),
-              ServableData.of(sid(1), FakeLoader()),
+              servable_data.ServableData.of(sid(1), fake_loader.FakeLoader()),
+              servable_data.ServableData.of(sid(1), fake_loader.FakeLoader()),
           ],
       )
     self.tick()
@@ -277,12 +282,12 @@ class AvailabilityPreservingTest(AspiredVersionsManagerTestBase):
 class ResourcePreservingTest(AspiredVersionsManagerTestBase):
 
   def test_never_two_versions_loaded(self):
-    self.make_manager(ResourcePreservingPolicy())
-    counter = LoadedCounter()
-    self.aspire({1: FakeLoader(counter=counter)})
+    self.make_manager(resource_preserving_policy.ResourcePreservingPolicy())
+    counter = fake_loader.LoadedCounter()
+    self.aspire({1: fake_loader.FakeLoader(counter=counter)})
     self.tick()
     self.assertEqual(self.serving_version(), 1)
-    self.aspire({2: FakeLoader(counter=counter)})
+    self.aspire({2: fake_loader.FakeLoader(counter=counter)})
     self.tick()  # Unloads 1 first...
     self.assertIsNone(self.serving_version())  # ...leaving a gap.
     self.tick(3)
@@ -298,22 +303,26 @@ class BackgroundThreadTest(AspiredVersionsManagerTestBase):
         manage_state_interval_s=0.01, num_load_threads=2, num_unload_threads=2
     )
     self.manager.start()
-    self.aspire({1: FakeLoader()})
+    self.aspire({1: fake_loader.FakeLoader()})
     reached, _ = self.monitor.wait_until_servables_reach_state(
         [LATEST], AVAILABLE, timeout_s=5
     )
     self.assertTrue(reached)
-    v2 = FakeLoader()
+    v2 = fake_loader.FakeLoader()
     self.aspire({2: v2})
     self.assertEqual(
         self.monitor.wait_until_servables_reach_state(
-            [ServableRequest.specific("m", 2)], AVAILABLE, timeout_s=5
+            [servable_request.ServableRequest.specific("m", 2)],
+            AVAILABLE,
+            timeout_s=5,
         ),
         (True, {sid(2): AVAILABLE}),
     )
     self.assertEqual(
         self.monitor.wait_until_servables_reach_state(
-            [ServableRequest.specific("m", 1)], END, timeout_s=5
+            [servable_request.ServableRequest.specific("m", 1)],
+            END,
+            timeout_s=5,
         ),
         (True, {sid(1): END}),
     )

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tensorflow_serving.core.aspired_version_policy import Action
-from tensorflow_serving.core.aspired_version_policy import (
-    AspiredServableStateSnapshot,
-)
-from tensorflow_serving.core.aspired_version_policy import AspiredVersionPolicy
-from tensorflow_serving.core.aspired_version_policy import ServableAction
-from tensorflow_serving.core.aspired_version_policy import (
-    get_highest_aspired_new_servable_id,
-)
-from tensorflow_serving.core.loader_harness import LoaderHarness
+from tensorflow_serving.core import aspired_version_policy
+from tensorflow_serving.core import loader_harness
 
-_READY = LoaderHarness.State.READY
+_READY = loader_harness.LoaderHarness.State.READY
 
 
-class AvailabilityPreservingPolicy(AspiredVersionPolicy):
+class AvailabilityPreservingPolicy(aspired_version_policy.AspiredVersionPolicy):
   """Loads the new version before unloading the old one.
 
   An un-aspired READY version is unloaded only when that cannot leave the
@@ -31,8 +23,11 @@ class AvailabilityPreservingPolicy(AspiredVersionPolicy):
   """
 
   def get_next_action(
-      self, all_versions: Sequence[AspiredServableStateSnapshot]
-  ) -> ServableAction | None:
+      self,
+      all_versions: Sequence[
+          aspired_version_policy.AspiredServableStateSnapshot
+      ],
+  ) -> aspired_version_policy.ServableAction | None:
     has_aspired = False
     has_aspired_serving = False
     unaspired_serving = []
@@ -48,9 +43,15 @@ class AvailabilityPreservingPolicy(AspiredVersionPolicy):
         not has_aspired or has_aspired_serving or len(unaspired_serving) > 1
     ):
       lowest = min(unaspired_serving, key=lambda i: i.version)
-      return ServableAction(Action.UNLOAD, lowest)
+      return aspired_version_policy.ServableAction(
+          aspired_version_policy.Action.UNLOAD, lowest
+      )
 
-    to_load = get_highest_aspired_new_servable_id(all_versions)
+    to_load = aspired_version_policy.get_highest_aspired_new_servable_id(
+        all_versions
+    )
     if to_load is not None:
-      return ServableAction(Action.LOAD, to_load)
+      return aspired_version_policy.ServableAction(
+          aspired_version_policy.Action.LOAD, to_load
+      )
     return None

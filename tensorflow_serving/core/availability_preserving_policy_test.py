@@ -2,37 +2,37 @@
 
 import unittest
 
-from tensorflow_serving.core.aspired_version_policy import Action
-from tensorflow_serving.core.aspired_version_policy import (
-    AspiredServableStateSnapshot,
-)
-from tensorflow_serving.core.aspired_version_policy import ServableAction
-from tensorflow_serving.core.availability_preserving_policy import (
-    AvailabilityPreservingPolicy,
-)
-from tensorflow_serving.core.loader_harness import LoaderHarness
-from tensorflow_serving.core.servable_id import ServableId
+from tensorflow_serving.core import aspired_version_policy
+from tensorflow_serving.core import availability_preserving_policy
+from tensorflow_serving.core import loader_harness
+from tensorflow_serving.core import servable_id
 
-State = LoaderHarness.State
+State = loader_harness.LoaderHarness.State
 
 
 def snap(version, state, aspired):
-  return AspiredServableStateSnapshot(ServableId("m", version), state, aspired)
+  return aspired_version_policy.AspiredServableStateSnapshot(
+      servable_id.ServableId("m", version), state, aspired
+  )
 
 
 def unload(version):
-  return ServableAction(Action.UNLOAD, ServableId("m", version))
+  return aspired_version_policy.ServableAction(
+      aspired_version_policy.Action.UNLOAD, servable_id.ServableId("m", version)
+  )
 
 
 def load(version):
-  return ServableAction(Action.LOAD, ServableId("m", version))
+  return aspired_version_policy.ServableAction(
+      aspired_version_policy.Action.LOAD, servable_id.ServableId("m", version)
+  )
 
 
 class AvailabilityPreservingPolicyTest(unittest.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.policy = AvailabilityPreservingPolicy()
+    self.policy = availability_preserving_policy.AvailabilityPreservingPolicy()
 
   def next_action(self, *versions):
     return self.policy.get_next_action(list(versions))

@@ -6,33 +6,30 @@ import collections
 from collections.abc import Callable
 import concurrent.futures
 import dataclasses
-import logging
 import threading
 from typing import Any
 
-from tensorflow_serving.core.event_bus import EventBus
-from tensorflow_serving.core.loader import Loader
-from tensorflow_serving.core.loader_harness import LoaderHarness
-from tensorflow_serving.core.loader_harness import ServableStateSnapshot
-from tensorflow_serving.core.servable_data import ServableData
-from tensorflow_serving.core.servable_handle import ServableHandle
-from tensorflow_serving.core.servable_id import ServableId
-from tensorflow_serving.core.servable_request import ServableRequest
-from tensorflow_serving.core.servable_state import ManagerState
-from tensorflow_serving.core.servable_state import ServableState
-from tensorflow_serving.core.serving_map import ServingEntry
-from tensorflow_serving.core.serving_map import ServingMap
-from tensorflow_serving.resources.resource_tracker import ResourceTracker
-from tensorflow_serving.resources.resources import ResourceAllocation
+from absl import logging
+
+from tensorflow_serving.core import event_bus as event_bus_lib
+from tensorflow_serving.core import loader
+from tensorflow_serving.core import loader_harness
+from tensorflow_serving.core import servable_data
+from tensorflow_serving.core import servable_handle
+from tensorflow_serving.core import servable_id as servable_id_lib
+from tensorflow_serving.core import servable_request
+from tensorflow_serving.core import servable_state
+from tensorflow_serving.core import serving_map
+from tensorflow_serving.resources import (
+    resource_tracker as resource_tracker_lib,
+)
+from tensorflow_serving.resources import resources
 from tensorflow_serving.util import status
-from tensorflow_serving.util.status import ServingError
 
-_log = logging.getLogger(__name__)
-
-State = LoaderHarness.State
+State = loader_harness.LoaderHarness.State
 
 # Called once a load or unload request is finished: None on success.
-DoneCallback = Callable[[ServingError | None], None]
+DoneCallback = Callable[[status.ServingError | None], None]
 
 
 class _InlineExecutor:
@@ -55,7 +52,7 @@ def _make_executor(num_threads: int, kind: str):
 
 @dataclasses.dataclass(eq=False)
 class _Managed:
-  harness: LoaderHarness
+  harness: loader_harness.LoaderHarness
   additional_state: Any = None
 
 
@@ -88,8 +85,10 @@ class BasicManager:
       num_unload_threads: int = 0,
       max_num_load_retries: int = 5,
       load_retry_interval_s: float = 60.0,
-      resource_tracker: ResourceTracker | None = None,
-      event_bus: EventBus[ServableState] | None = None,
+      resource_tracker: resource_tracker_lib.ResourceTracker | None = None,
+      event_bus: (
+          event_bus_lib.EventBus[servable_state.ServableState] | None
+      ) = None,
   ):
     self._max_num_load_retries = max_num_load_retries
     self._load_retry_interval_s = load_retry_interval_s
@@ -102,7 +101,7 @@ class BasicManager:
     self._lock = threading.RLock()
     self._in_flight_changed = threading.Condition(self._lock)
     self._managed: dict[str, dict[int, _Managed]] = {}
-    self._serving_map = ServingMap()
+    self._serving_map = serving_map.ServingMap()
     self._num_ongoing_executions = 0
     self._closed = False
     # One admission decision at a time, so a load waiting for resources is
@@ -112,7 +111,9 @@ class BasicManager:
     # Events are queued in state-change order under `_lock` and delivered
     # outside it (subscribers may call back into the manager), one thread at
     # a time, so every subscriber sees them in that order.
-    self._events: collections.deque[ServableState] = collections.deque()
+    self._events: collections.deque[servable_state.ServableState] = (
+        collections.deque()
+    )
     self._publish_lock = threading.Lock()
     self._publishing_thread: int | None = None
 
@@ -123,7 +124,9 @@ class BasicManager:
 
   # --- Serving (hot path) -----------------------------------------------------
 
-  def get_servable_handle(self, request: ServableRequest) -> ServableHandle:
+  def get_servable_handle(
+      self, request: servable_request.ServableRequest
+  ) -> servable_handle.ServableHandle:
     """A handle on the version `request` resolves to among AVAILABLE ones.
 
     Raises NOT_FOUND "Servable not found for request: Latest(m)" (upstream's
@@ -139,7 +142,9 @@ class BasicManager:
       # Lost a race with an unload: the entry is already out of the current
       # map, so the next lookup makes progress.
 
-  def get_available_servable_handles(self) -> dict[ServableId, ServableHandle]:
+  def get_available_servable_handles(
+      self,
+  ) -> dict[servable_id_lib.ServableId, servable_handle.ServableHandle]:
     """A handle on every AVAILABLE version; the caller releases them all."""
     handles = {}
     for entry in self._serving_map.entries():
@@ -148,13 +153,15 @@ class BasicManager:
         handles[entry.id] = handle
     return handles
 
-  def list_available_servable_ids(self) -> list[ServableId]:
+  def list_available_servable_ids(self) -> list[servable_id_lib.ServableId]:
     return [entry.id for entry in self._serving_map.entries()]
 
   # --- Management -------------------------------------------------------------
 
   def manage_servable(
-      self, servable: ServableData[Loader], additional_state: Any = None
+      self,
+      servable: servable_data.ServableData[loader.Loader],
+      additional_state: Any = None,
   ) -> None:
     """Starts managing a version (state NEW, event START).
 
@@ -169,7 +176,7 @@ class BasicManager:
         raise status.failed_precondition(
             f"This servable is already being managed: {sid}"
         )
-      harness = LoaderHarness(
+      harness = loader_harness.LoaderHarness(
           sid,
           servable.data if servable.ok else None,
           max_num_load_retries=self._max_num_load_retries,
@@ -179,12 +186,14 @@ class BasicManager:
       )
       versions[sid.version] = _Managed(harness, additional_state)
       if servable.ok:
-        self._enqueue(sid, ManagerState.START)
+        self._enqueue(sid, servable_state.ManagerState.START)
       else:
         harness.error(servable.error)
     self._publish_queued()
 
-  def stop_managing_servable(self, servable_id: ServableId) -> None:
+  def stop_managing_servable(
+      self, servable_id: servable_id_lib.ServableId
+  ) -> None:
     """Forgets a version that is NEW, DISABLED or ERROR.
 
     A NEW version gets an END event: it had a START, and the monitor would
@@ -207,7 +216,7 @@ class BasicManager:
       if not versions:
         del self._managed[servable_id.name]
       if state is State.NEW:
-        self._enqueue(servable_id, ManagerState.END)
+        self._enqueue(servable_id, servable_state.ManagerState.END)
     self._publish_queued()
 
   def get_managed_servable_names(self) -> list[str]:
@@ -216,20 +225,22 @@ class BasicManager:
 
   def get_managed_servable_state_snapshots(
       self, name: str
-  ) -> list[ServableStateSnapshot]:
+  ) -> list[loader_harness.ServableStateSnapshot]:
     """Every managed version of `name`, by ascending version."""
     with self._lock:
       versions = self._managed.get(name, {})
       return [self._snapshot(versions[v]) for v in sorted(versions)]
 
   def get_managed_servable_state_snapshot(
-      self, servable_id: ServableId
-  ) -> ServableStateSnapshot | None:
+      self, servable_id: servable_id_lib.ServableId
+  ) -> loader_harness.ServableStateSnapshot | None:
     with self._lock:
       managed = self._find(servable_id)
       return None if managed is None else self._snapshot(managed)
 
-  def get_additional_servable_state(self, servable_id: ServableId) -> Any:
+  def get_additional_servable_state(
+      self, servable_id: servable_id_lib.ServableId
+  ) -> Any:
     with self._lock:
       managed = self._find(servable_id)
       return None if managed is None else managed.additional_state
@@ -237,7 +248,9 @@ class BasicManager:
   # --- Load / unload ----------------------------------------------------------
 
   def load_servable(
-      self, servable_id: ServableId, done_callback: DoneCallback | None = None
+      self,
+      servable_id: servable_id_lib.ServableId,
+      done_callback: DoneCallback | None = None,
   ) -> None:
     """Loads a NEW version; `done_callback(error_or_None)` when finished.
 
@@ -249,13 +262,15 @@ class BasicManager:
       with self._lock:
         harness = self._healthy_harness(servable_id)
         harness.load_requested()
-    except ServingError as e:
+    except status.ServingError as e:
       done(e)
       return
     self._submit("load", lambda: self._execute_load(harness, done))
 
   def unload_servable(
-      self, servable_id: ServableId, done_callback: DoneCallback | None = None
+      self,
+      servable_id: servable_id_lib.ServableId,
+      done_callback: DoneCallback | None = None,
   ) -> None:
     """Unloads a READY version; `done_callback(error_or_None)` when finished."""
     done = done_callback or _log_failure("unload", servable_id)
@@ -263,12 +278,14 @@ class BasicManager:
       with self._lock:
         harness = self._healthy_harness(servable_id)
         harness.unload_requested()
-    except ServingError as e:
+    except status.ServingError as e:
       done(e)
       return
     self._submit("unload", lambda: self._execute_unload(harness, done))
 
-  def cancel_load_servable_retry(self, servable_id: ServableId) -> None:
+  def cancel_load_servable_retry(
+      self, servable_id: servable_id_lib.ServableId
+  ) -> None:
     """Stops retrying a failing load of `servable_id` (no-op if unknown)."""
     with self._lock:
       managed = self._find(servable_id)
@@ -314,12 +331,12 @@ class BasicManager:
       self._load_executor = self._unload_executor = _InlineExecutor()
     for pool in pools:
       pool.shutdown(wait=True)
-    _log.info("Unloading all remaining servables in the manager")
+    logging.info("Unloading all remaining servables in the manager")
     for harness in harnesses:
       try:
         with self._lock:
           harness.unload_requested()
-      except ServingError:
+      except status.ServingError:
         continue  # Not READY: nothing to unload.
       self._execute_unload(harness, _log_failure("unload", harness.id))
 
@@ -346,7 +363,9 @@ class BasicManager:
         return
     task()
 
-  def _execute_load(self, harness: LoaderHarness, done: DoneCallback) -> None:
+  def _execute_load(
+      self, harness: loader_harness.LoaderHarness, done: DoneCallback
+  ) -> None:
     error = self._approve_load(harness)
     self._publish_queued()
     if error is not None:
@@ -354,12 +373,14 @@ class BasicManager:
       return
     try:
       harness.load()
-    except ServingError as e:
+    except status.ServingError as e:
       error = e
     self._execution_finished()
     done(error)
 
-  def _approve_load(self, harness: LoaderHarness) -> ServingError | None:
+  def _approve_load(
+      self, harness: loader_harness.LoaderHarness
+  ) -> status.ServingError | None:
     """Reserves resources and moves the harness to LOAD_APPROVED (LOADING
     event), or records the failure (ERROR, END event) and returns it."""
     estimate = None
@@ -380,32 +401,38 @@ class BasicManager:
         try:
           harness.load_approved()
           self._num_ongoing_executions += 1
-        except ServingError as e:  # Errored meanwhile (e.g. by the caller).
+        except (
+            status.ServingError
+        ) as e:  # Errored meanwhile (e.g. by the caller).
           return e
       if error is not None:
-        _log.warning("%s", error)
+        logging.warning("%s", error)
         harness.error(error)
       return error
 
   def _reserve_resources(
-      self, servable_id: ServableId, estimate: ResourceAllocation
-  ) -> ServingError | None:
+      self,
+      servable_id: servable_id_lib.ServableId,
+      estimate: resources.ResourceAllocation,
+  ) -> status.ServingError | None:
     """Called with both locks held; waits while executions may free room."""
     while not self._resource_tracker.reserve_if_possible(servable_id, estimate):
       if self._num_ongoing_executions == 0:
         return status.resource_exhausted(
             f"Insufficient resources to load servable {servable_id}"
         )
-      _log.debug("Load of %s waits for an ongoing load/unload", servable_id)
+      logging.debug("Load of %s waits for an ongoing load/unload", servable_id)
       self._in_flight_changed.wait()
     return None
 
-  def _execute_unload(self, harness: LoaderHarness, done: DoneCallback) -> None:
+  def _execute_unload(
+      self, harness: loader_harness.LoaderHarness, done: DoneCallback
+  ) -> None:
     try:
       with self._decision_lock, self._lock:
         harness.start_quiescing()  # Queues UNLOADING.
         self._num_ongoing_executions += 1
-    except ServingError as e:
+    except status.ServingError as e:
       done(e)
       return
     # UNLOADING reaches subscribers before the version is withdrawn.
@@ -429,37 +456,41 @@ class BasicManager:
 
   # --- State mirroring --------------------------------------------------------
 
-  def _on_transition(self, harness: LoaderHarness, state: State) -> None:
+  def _on_transition(
+      self, harness: loader_harness.LoaderHarness, state: State
+  ) -> None:
     """Harness hook, run under `_lock` at the moment the state changes."""
     sid = harness.id
     if state is State.LOAD_APPROVED:
-      self._enqueue(sid, ManagerState.LOADING)
+      self._enqueue(sid, servable_state.ManagerState.LOADING)
     elif state is State.READY:
-      entry = ServingEntry(sid, harness.loader.servable())
+      entry = serving_map.ServingEntry(sid, harness.loader.servable())
       self._serving_map = self._serving_map.with_entry(entry)
-      self._enqueue(sid, ManagerState.AVAILABLE)
+      self._enqueue(sid, servable_state.ManagerState.AVAILABLE)
     elif state is State.QUIESCING:
-      self._enqueue(sid, ManagerState.UNLOADING)
+      self._enqueue(sid, servable_state.ManagerState.UNLOADING)
     elif state is State.DISABLED:
       self._release_resources(sid)
-      self._enqueue(sid, ManagerState.END)
+      self._enqueue(sid, servable_state.ManagerState.END)
     elif state is State.ERROR:
       self._serving_map = self._serving_map.without(sid)
       self._release_resources(sid)
-      self._enqueue(sid, ManagerState.END, harness.status)
+      self._enqueue(sid, servable_state.ManagerState.END, harness.status)
 
-  def _release_resources(self, servable_id: ServableId) -> None:
+  def _release_resources(self, servable_id: servable_id_lib.ServableId) -> None:
     if self._resource_tracker is not None:
       self._resource_tracker.release(servable_id)
 
   def _enqueue(
       self,
-      servable_id: ServableId,
-      state: ManagerState,
-      health: ServingError | None = None,
+      servable_id: servable_id_lib.ServableId,
+      state: servable_state.ManagerState,
+      health: status.ServingError | None = None,
   ) -> None:
     if self._event_bus is not None:
-      self._events.append(ServableState(servable_id, state, health))
+      self._events.append(
+          servable_state.ServableState(servable_id, state, health)
+      )
 
   def _publish_queued(self) -> None:
     """Delivers queued events in order; call without holding `_lock`.
@@ -484,10 +515,12 @@ class BasicManager:
 
   # --- Lookup helpers (call with `_lock` held) --------------------------------
 
-  def _find(self, servable_id: ServableId) -> _Managed | None:
+  def _find(self, servable_id: servable_id_lib.ServableId) -> _Managed | None:
     return self._managed.get(servable_id.name, {}).get(servable_id.version)
 
-  def _healthy_harness(self, servable_id: ServableId) -> LoaderHarness:
+  def _healthy_harness(
+      self, servable_id: servable_id_lib.ServableId
+  ) -> loader_harness.LoaderHarness:
     if self._closed:
       raise status.failed_precondition("The manager is shutting down")
     managed = self._find(servable_id)
@@ -498,20 +531,24 @@ class BasicManager:
     error = managed.harness.status
     if error is not None:
       # A fresh copy: re-raising one instance keeps growing its traceback.
-      raise ServingError(error.code, error.message)
+      raise status.ServingError(error.code, error.message)
     return managed.harness
 
   @staticmethod
-  def _snapshot(managed: _Managed) -> ServableStateSnapshot:
-    return ServableStateSnapshot(
+  def _snapshot(managed: _Managed) -> loader_harness.ServableStateSnapshot:
+    return loader_harness.ServableStateSnapshot(
         managed.harness.id, managed.harness.state, managed.additional_state
     )
 
 
-def _log_failure(action: str, servable_id: ServableId) -> DoneCallback:
-  def done(error: ServingError | None) -> None:
+def _log_failure(
+    action: str, servable_id: servable_id_lib.ServableId
+) -> DoneCallback:
+  def done(error: status.ServingError | None) -> None:
     if error is not None:
-      _log.error("Servable %s cannot be %sed: %s", servable_id, action, error)
+      logging.error(
+          "Servable %s cannot be %sed: %s", servable_id, action, error
+      )
 
   return done
 
@@ -523,6 +560,6 @@ def _logged(fn: Callable[[], None]) -> Callable[[], None]:
     try:
       fn()
     except Exception:  # pylint: disable=broad-except
-      _log.exception("Unexpected error in a load/unload execution")
+      logging.exception("Unexpected error in a load/unload execution")
 
   return run

@@ -4,39 +4,35 @@ import threading
 import time
 import unittest
 
-from tensorflow_serving.core.basic_manager import BasicManager
-from tensorflow_serving.core.event_bus import EventBus
-from tensorflow_serving.core.loader_harness import LoaderHarness
-from tensorflow_serving.core.servable_data import ServableData
-from tensorflow_serving.core.servable_id import ServableId
-from tensorflow_serving.core.servable_request import ServableRequest
-from tensorflow_serving.core.servable_state import ManagerState
-from tensorflow_serving.core.test_util.fake_loader import FakeLoader
-from tensorflow_serving.core.test_util.servable_state_recorder import (
-    ServableStateRecorder,
-)
-from tensorflow_serving.resources.resource_tracker import ResourceTracker
-from tensorflow_serving.resources.resources import ResourceAllocation
+from tensorflow_serving.core import basic_manager
+from tensorflow_serving.core import event_bus
+from tensorflow_serving.core import loader_harness
+from tensorflow_serving.core import servable_data
+from tensorflow_serving.core import servable_id as servable_id_lib
+from tensorflow_serving.core import servable_request
+from tensorflow_serving.core import servable_state
+from tensorflow_serving.core.test_util import fake_loader
+from tensorflow_serving.core.test_util import servable_state_recorder
+from tensorflow_serving.resources import resource_tracker
+from tensorflow_serving.resources import resources
 from tensorflow_serving.util import status
-from tensorflow_serving.util.status import Code
-from tensorflow_serving.util.status import ServingError
 
-State = LoaderHarness.State
+State = loader_harness.LoaderHarness.State
 LIFECYCLE = [
-    ManagerState.START,
-    ManagerState.LOADING,
-    ManagerState.AVAILABLE,
-    ManagerState.UNLOADING,
-    ManagerState.END,
+    servable_state.ManagerState.START,
+    servable_state.ManagerState.LOADING,
+    servable_state.ManagerState.AVAILABLE,
+    servable_state.ManagerState.UNLOADING,
+    servable_state.ManagerState.END,
 ]
 
 
 def sid(version, name="m"):
-  return ServableId(name, version)
+  return servable_id_lib.ServableId(name, version)
 
 
 def ram(n):
-  return ResourceAllocation(ram_bytes=n)
+  return resources.ResourceAllocation(ram_bytes=n)
 
 
 def wait_until(predicate, timeout_s=5.0):
@@ -72,17 +68,19 @@ class Done:
 class BasicManagerTestBase(unittest.TestCase):
 
   def make_manager(self, **kwargs):
-    self.bus = EventBus()
-    self.recorder = ServableStateRecorder(self.bus)
+    self.bus = event_bus.EventBus()
+    self.recorder = servable_state_recorder.ServableStateRecorder(self.bus)
     kwargs.setdefault("max_num_load_retries", 0)
     kwargs.setdefault("load_retry_interval_s", 0)
-    manager = BasicManager(event_bus=self.bus, **kwargs)
+    manager = basic_manager.BasicManager(event_bus=self.bus, **kwargs)
     self.addCleanup(manager.close)
     return manager
 
   def manage(self, manager, version, loader=None, name="m"):
-    loader = loader or FakeLoader()
-    manager.manage_servable(ServableData.of(sid(version, name), loader))
+    loader = loader or fake_loader.FakeLoader()
+    manager.manage_servable(
+        servable_data.ServableData.of(sid(version, name), loader)
+    )
     return loader
 
   def load(self, manager, version, name="m"):
@@ -107,7 +105,9 @@ class LifecycleTest(BasicManagerTestBase):
     self.assertIs(self.state(manager, 1), State.NEW)
     self.assertIsNone(self.load(manager, 1))
     self.assertIs(self.state(manager, 1), State.READY)
-    with manager.get_servable_handle(ServableRequest.latest("m")) as handle:
+    with manager.get_servable_handle(
+        servable_request.ServableRequest.latest("m")
+    ) as handle:
       self.assertEqual(handle.id, sid(1))
       self.assertIs(handle.servable, loader)
     self.assertIsNone(self.unload(manager, 1))
@@ -119,24 +119,26 @@ class LifecycleTest(BasicManagerTestBase):
   def test_not_found_messages_are_upstreams(self):
     manager = self.make_manager()
     cases = {
-        ServableRequest.latest(
+        servable_request.ServableRequest.latest(
             "m"
         ): "Servable not found for request: Latest(m)",
-        ServableRequest.specific(
+        servable_request.ServableRequest.specific(
             "m", 3
         ): "Servable not found for request: Specific(m, 3)",
-        ServableRequest.earliest(
+        servable_request.ServableRequest.earliest(
             "m"
         ): "Servable not found for request: Earliest(m)",
     }
     for request, message in cases.items():
-      with self.assertRaises(ServingError) as cm:
+      with self.assertRaises(status.ServingError) as cm:
         manager.get_servable_handle(request)
       self.assertEqual(cm.exception, status.not_found(message))
     # Managed but not yet loaded is still not found.
     self.manage(manager, 3)
-    with self.assertRaises(ServingError) as cm:
-      manager.get_servable_handle(ServableRequest.specific("m", 3))
+    with self.assertRaises(status.ServingError) as cm:
+      manager.get_servable_handle(
+          servable_request.ServableRequest.specific("m", 3)
+      )
     self.assertEqual(
         cm.exception.message, "Servable not found for request: Specific(m, 3)"
     )
@@ -148,9 +150,9 @@ class LifecycleTest(BasicManagerTestBase):
     for version in (1, 2, 3):
       self.load(manager, version)
     expected = {
-        ServableRequest.latest("m"): sid(3),
-        ServableRequest.earliest("m"): sid(1),
-        ServableRequest.specific("m", 2): sid(2),
+        servable_request.ServableRequest.latest("m"): sid(3),
+        servable_request.ServableRequest.earliest("m"): sid(1),
+        servable_request.ServableRequest.specific("m", 2): sid(2),
     }
     for request, servable_id in expected.items():
       with manager.get_servable_handle(request) as handle:
@@ -166,9 +168,9 @@ class LifecycleTest(BasicManagerTestBase):
   def test_manage_twice_fails(self):
     manager = self.make_manager()
     self.manage(manager, 1)
-    with self.assertRaises(ServingError) as cm:
+    with self.assertRaises(status.ServingError) as cm:
       self.manage(manager, 1)
-    self.assertEqual(cm.exception.code, Code.FAILED_PRECONDITION)
+    self.assertEqual(cm.exception.code, status.Code.FAILED_PRECONDITION)
     self.assertEqual(
         cm.exception.message,
         "This servable is already being managed: " "{name: m version: 1}",
@@ -179,17 +181,18 @@ class LifecycleTest(BasicManagerTestBase):
     self.manage(manager, 1)
     self.manage(manager, 2)
     self.load(manager, 2)
-    with self.assertRaises(ServingError) as cm:
+    with self.assertRaises(status.ServingError) as cm:
       manager.stop_managing_servable(sid(2))
-    self.assertEqual(cm.exception.code, Code.FAILED_PRECONDITION)
+    self.assertEqual(cm.exception.code, status.Code.FAILED_PRECONDITION)
     manager.stop_managing_servable(sid(1))  # NEW: allowed, gets an END.
     self.assertEqual(
-        self.recorder.states(sid(1)), [ManagerState.START, ManagerState.END]
+        self.recorder.states(sid(1)),
+        [servable_state.ManagerState.START, servable_state.ManagerState.END],
     )
     self.unload(manager, 2)
     manager.stop_managing_servable(sid(2))
     self.assertEqual(manager.get_managed_servable_names(), [])
-    with self.assertRaises(ServingError) as cm:
+    with self.assertRaises(status.ServingError) as cm:
       manager.stop_managing_servable(sid(2))
     self.assertEqual(
         cm.exception.message,
@@ -198,8 +201,12 @@ class LifecycleTest(BasicManagerTestBase):
 
   def test_snapshots_and_additional_state(self):
     manager = self.make_manager()
-    manager.manage_servable(ServableData.of(sid(2), FakeLoader()), "two")
-    manager.manage_servable(ServableData.of(sid(1), FakeLoader()), "one")
+    manager.manage_servable(
+        servable_data.ServableData.of(sid(2), fake_loader.FakeLoader()), "two"
+    )
+    manager.manage_servable(
+        servable_data.ServableData.of(sid(1), fake_loader.FakeLoader()), "one"
+    )
     self.manage(manager, 1, name="n")
     self.assertEqual(manager.get_managed_servable_names(), ["m", "n"])
     snapshots = manager.get_managed_servable_state_snapshots("m")
@@ -215,7 +222,7 @@ class LifecycleTest(BasicManagerTestBase):
     self.manage(manager, 1)
     self.load(manager, 1)
     error = self.load(manager, 1)
-    self.assertEqual(error.code, Code.FAILED_PRECONDITION)
+    self.assertEqual(error.code, status.Code.FAILED_PRECONDITION)
     error = self.load(manager, 7)
     self.assertEqual(
         error,
@@ -225,7 +232,9 @@ class LifecycleTest(BasicManagerTestBase):
         ),
     )
     self.manage(manager, 2)
-    self.assertEqual(self.unload(manager, 2).code, Code.FAILED_PRECONDITION)
+    self.assertEqual(
+        self.unload(manager, 2).code, status.Code.FAILED_PRECONDITION
+    )
 
 
 class FailureTest(BasicManagerTestBase):
@@ -234,38 +243,46 @@ class FailureTest(BasicManagerTestBase):
     manager = self.make_manager(max_num_load_retries=2)
     error = status.data_loss("bad checkpoint")
     loader = self.manage(
-        manager, 1, FakeLoader(fail_times=float("inf"), error=error)
+        manager, 1, fake_loader.FakeLoader(fail_times=float("inf"), error=error)
     )
-    with self.assertLogs("tensorflow_serving.core.loader_harness", "ERROR"):
+    with self.assertLogs("absl", "ERROR"):
       self.assertEqual(self.load(manager, 1), error)
     self.assertEqual(loader.load_calls, 3)
     self.assertIs(self.state(manager, 1), State.ERROR)
     self.assertEqual(
         self.recorder.states(sid(1)),
-        [ManagerState.START, ManagerState.LOADING, ManagerState.END],
+        [
+            servable_state.ManagerState.START,
+            servable_state.ManagerState.LOADING,
+            servable_state.ManagerState.END,
+        ],
     )
     self.assertEqual(self.recorder.last(sid(1)).health, error)
     # An errored version cannot be loaded again; its error is the answer.
     self.assertEqual(self.load(manager, 1), error)
-    with self.assertRaises(ServingError):
-      manager.get_servable_handle(ServableRequest.latest("m"))
+    with self.assertRaises(status.ServingError):
+      manager.get_servable_handle(servable_request.ServableRequest.latest("m"))
     manager.stop_managing_servable(sid(1))
 
   def test_errored_servable_data_is_managed_in_error(self):
     manager = self.make_manager()
     error = status.invalid_argument("No platform found for model m")
-    manager.manage_servable(ServableData.failed(sid(1), error))
+    manager.manage_servable(servable_data.ServableData.failed(sid(1), error))
     self.assertIs(self.state(manager, 1), State.ERROR)
-    self.assertEqual(self.recorder.states(sid(1)), [ManagerState.END])
+    self.assertEqual(
+        self.recorder.states(sid(1)), [servable_state.ManagerState.END]
+    )
     self.assertEqual(self.recorder.last(sid(1)).health, error)
 
   def test_cancelled_retry(self):
     manager = self.make_manager(
         num_load_threads=1, max_num_load_retries=5, load_retry_interval_s=30
     )
-    loader = self.manage(manager, 1, FakeLoader(fail_times=float("inf")))
+    loader = self.manage(
+        manager, 1, fake_loader.FakeLoader(fail_times=float("inf"))
+    )
     done = Done()
-    with self.assertLogs("tensorflow_serving.core.loader_harness", "ERROR"):
+    with self.assertLogs("absl", "ERROR"):
       manager.load_servable(sid(1), done)
       self.assertTrue(loader.load_started.wait(5))
       manager.cancel_load_servable_retry(sid(1))
@@ -279,17 +296,23 @@ class HandleTest(BasicManagerTestBase):
     manager = self.make_manager(num_unload_threads=1)
     loader = self.manage(manager, 1)
     self.load(manager, 1)
-    handle = manager.get_servable_handle(ServableRequest.latest("m"))
+    handle = manager.get_servable_handle(
+        servable_request.ServableRequest.latest("m")
+    )
     done = Done()
     manager.unload_servable(sid(1), done)
-    self.assertTrue(self.recorder.wait_for(sid(1), ManagerState.UNLOADING))
+    self.assertTrue(
+        self.recorder.wait_for(sid(1), servable_state.ManagerState.UNLOADING)
+    )
 
     def withdrawn():
       try:
-        manager.get_servable_handle(ServableRequest.latest("m")).release()
+        manager.get_servable_handle(
+            servable_request.ServableRequest.latest("m")
+        ).release()
         return False
-      except ServingError as e:
-        return e.code == Code.NOT_FOUND
+      except status.ServingError as e:
+        return e.code == status.Code.NOT_FOUND
 
     self.assertTrue(wait_until(withdrawn))
     time.sleep(0.02)  # Give a wrongly eager unload time to happen.
@@ -306,7 +329,9 @@ class HandleTest(BasicManagerTestBase):
     manager = self.make_manager()
     self.manage(manager, 1)
     self.load(manager, 1)
-    handle = manager.get_servable_handle(ServableRequest.latest("m"))
+    handle = manager.get_servable_handle(
+        servable_request.ServableRequest.latest("m")
+    )
     del handle  # Never released explicitly.
     self.assertIsNone(self.unload(manager, 1))
 
@@ -328,18 +353,18 @@ class HandleTest(BasicManagerTestBase):
             if not handle.servable.loaded:
               problems.append(f"{handle.id} unloaded while held")
             count += 1
-        except ServingError as e:
-          if e.code != Code.NOT_FOUND:
+        except status.ServingError as e:
+          if e.code != status.Code.NOT_FOUND:
             problems.append(repr(e))
       served.append(count)
 
     readers = [
         threading.Thread(target=reader, args=(request,))
         for request in (
-            ServableRequest.latest("m"),
-            ServableRequest.earliest("m"),
-            ServableRequest.specific("m", 5),
-            ServableRequest.latest("m"),
+            servable_request.ServableRequest.latest("m"),
+            servable_request.ServableRequest.earliest("m"),
+            servable_request.ServableRequest.specific("m", 5),
+            servable_request.ServableRequest.latest("m"),
         )
     ]
     for t in readers:
@@ -374,9 +399,11 @@ class EventOrderTest(BasicManagerTestBase):
 
     def on_event(event):
       try:
-        manager.get_servable_handle(ServableRequest.from_id(event.id)).release()
+        manager.get_servable_handle(
+            servable_request.ServableRequest.from_id(event.id)
+        ).release()
         observed.append((event.manager_state, True))
-      except ServingError:
+      except status.ServingError:
         observed.append((event.manager_state, False))
 
     self.bus.subscribe(on_event)
@@ -386,11 +413,11 @@ class EventOrderTest(BasicManagerTestBase):
     self.assertEqual(
         observed,
         [
-            (ManagerState.START, False),
-            (ManagerState.LOADING, False),
-            (ManagerState.AVAILABLE, True),
-            (ManagerState.UNLOADING, True),
-            (ManagerState.END, False),
+            (servable_state.ManagerState.START, False),
+            (servable_state.ManagerState.LOADING, False),
+            (servable_state.ManagerState.AVAILABLE, True),
+            (servable_state.ManagerState.UNLOADING, True),
+            (servable_state.ManagerState.END, False),
         ],
     )
 
@@ -401,7 +428,10 @@ class EventOrderTest(BasicManagerTestBase):
     chained = Done()
 
     def on_event(event):
-      if event.id == sid(1) and event.manager_state is ManagerState.AVAILABLE:
+      if (
+          event.id == sid(1)
+          and event.manager_state is servable_state.ManagerState.AVAILABLE
+      ):
         manager.load_servable(sid(2), chained)
 
     self.bus.subscribe(on_event)
@@ -410,26 +440,28 @@ class EventOrderTest(BasicManagerTestBase):
     self.assertEqual(
         [e.manager_state for e in self.recorder.events],
         [
-            ManagerState.START,
-            ManagerState.START,
-            ManagerState.LOADING,
-            ManagerState.AVAILABLE,
-            ManagerState.LOADING,
-            ManagerState.AVAILABLE,
+            servable_state.ManagerState.START,
+            servable_state.ManagerState.START,
+            servable_state.ManagerState.LOADING,
+            servable_state.ManagerState.AVAILABLE,
+            servable_state.ManagerState.LOADING,
+            servable_state.ManagerState.AVAILABLE,
         ],
     )
 
   def test_events_from_a_callback_do_not_overtake_the_current_one(self):
-    self.bus = EventBus()
-    manager = BasicManager(event_bus=self.bus)
+    self.bus = event_bus.EventBus()
+    manager = basic_manager.BasicManager(event_bus=self.bus)
     self.addCleanup(manager.close)
 
     def unload_when_available(event):
-      if event.manager_state is ManagerState.AVAILABLE:
+      if event.manager_state is servable_state.ManagerState.AVAILABLE:
         manager.unload_servable(event.id)
 
     self.bus.subscribe(unload_when_available)  # Runs first...
-    later = ServableStateRecorder(self.bus)  # ...this one second.
+    later = servable_state_recorder.ServableStateRecorder(
+        self.bus
+    )  # ...this one second.
     self.manage(manager, 1)
     self.load(manager, 1)
     self.assertEqual(later.states(sid(1)), LIFECYCLE)
@@ -438,15 +470,15 @@ class EventOrderTest(BasicManagerTestBase):
 class ResourceTest(BasicManagerTestBase):
 
   def test_loads_that_fit_then_insufficient_resources(self):
-    tracker = ResourceTracker(ram(10))
+    tracker = resource_tracker.ResourceTracker(ram(10))
     manager = self.make_manager(resource_tracker=tracker)
-    self.manage(manager, 1, FakeLoader(estimate=ram(6)))
-    self.manage(manager, 2, FakeLoader(estimate=ram(4)))
-    big = self.manage(manager, 3, FakeLoader(estimate=ram(1)))
+    self.manage(manager, 1, fake_loader.FakeLoader(estimate=ram(6)))
+    self.manage(manager, 2, fake_loader.FakeLoader(estimate=ram(4)))
+    big = self.manage(manager, 3, fake_loader.FakeLoader(estimate=ram(1)))
     self.assertIsNone(self.load(manager, 1))
     self.assertIsNone(self.load(manager, 2))
     self.assertEqual(tracker.used, ram(10))
-    with self.assertLogs("tensorflow_serving.core.basic_manager", "WARNING"):
+    with self.assertLogs("absl", "WARNING"):
       error = self.load(manager, 3)
     expected = status.resource_exhausted(
         "Insufficient resources to load servable {name: m version: 3}"
@@ -455,21 +487,24 @@ class ResourceTest(BasicManagerTestBase):
     self.assertEqual(big.load_calls, 0)
     self.assertIs(self.state(manager, 3), State.ERROR)
     self.assertEqual(
-        self.recorder.states(sid(3)), [ManagerState.START, ManagerState.END]
+        self.recorder.states(sid(3)),
+        [servable_state.ManagerState.START, servable_state.ManagerState.END],
     )
     self.assertEqual(self.recorder.last(sid(3)).health, expected)
     self.unload(manager, 1)
     self.assertEqual(tracker.used, ram(4))
 
   def test_load_waits_for_in_flight_unload(self):
-    tracker = ResourceTracker(ram(10))
+    tracker = resource_tracker.ResourceTracker(ram(10))
     manager = self.make_manager(
         resource_tracker=tracker, num_load_threads=1, num_unload_threads=1
     )
-    self.manage(manager, 1, FakeLoader(estimate=ram(10)))
-    new = self.manage(manager, 2, FakeLoader(estimate=ram(10)))
+    self.manage(manager, 1, fake_loader.FakeLoader(estimate=ram(10)))
+    new = self.manage(manager, 2, fake_loader.FakeLoader(estimate=ram(10)))
     self.load(manager, 1)
-    handle = manager.get_servable_handle(ServableRequest.latest("m"))
+    handle = manager.get_servable_handle(
+        servable_request.ServableRequest.latest("m")
+    )
     unloaded = Done()
     manager.unload_servable(sid(1), unloaded)
     self.assertTrue(
@@ -488,19 +523,25 @@ class ResourceTest(BasicManagerTestBase):
     self.assertEqual(tracker.used, ram(10))
 
   def test_failed_load_releases_its_reservation(self):
-    tracker = ResourceTracker(ram(10))
+    tracker = resource_tracker.ResourceTracker(ram(10))
     manager = self.make_manager(resource_tracker=tracker)
     self.manage(
-        manager, 1, FakeLoader(estimate=ram(10), fail_times=float("inf"))
+        manager,
+        1,
+        fake_loader.FakeLoader(estimate=ram(10), fail_times=float("inf")),
     )
-    with self.assertLogs("tensorflow_serving.core.loader_harness", "ERROR"):
+    with self.assertLogs("absl", "ERROR"):
       self.assertIsNotNone(self.load(manager, 1))
     self.assertEqual(tracker.used, ram(0))
 
   def test_estimate_failure_is_internal_error(self):
-    manager = self.make_manager(resource_tracker=ResourceTracker(ram(10)))
-    self.manage(manager, 1, FakeLoader(estimate_error=OSError("no dir")))
-    with self.assertLogs("tensorflow_serving.core.basic_manager", "WARNING"):
+    manager = self.make_manager(
+        resource_tracker=resource_tracker.ResourceTracker(ram(10))
+    )
+    self.manage(
+        manager, 1, fake_loader.FakeLoader(estimate_error=OSError("no dir"))
+    )
+    with self.assertLogs("absl", "WARNING"):
       error = self.load(manager, 1)
     self.assertEqual(
         error,
@@ -519,7 +560,8 @@ class ThreadsTest(BasicManagerTestBase):
     manager.set_num_load_threads(2)
     self.assertEqual(manager.num_load_threads, 2)
     loaders = [
-        self.manage(manager, v, FakeLoader(block_load=True)) for v in (1, 2)
+        self.manage(manager, v, fake_loader.FakeLoader(block_load=True))
+        for v in (1, 2)
     ]
     dones = [Done(), Done()]
     for v, done in zip((1, 2), dones):
@@ -539,7 +581,9 @@ class ThreadsTest(BasicManagerTestBase):
     manager.close()
     self.assertTrue(all(loader.unload_calls == 1 for loader in loaders))
     self.assertEqual(self.recorder.states(sid(2)), LIFECYCLE)
-    self.assertEqual(self.load(manager, 1).code, Code.FAILED_PRECONDITION)
+    self.assertEqual(
+        self.load(manager, 1).code, status.Code.FAILED_PRECONDITION
+    )
     manager.close()  # Idempotent.
 
 

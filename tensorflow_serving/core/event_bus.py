@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-import logging
 import threading
 from typing import Generic, TypeVar
 
-T = TypeVar("T")
+from absl import logging
 
-_log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Subscription:
@@ -66,7 +65,7 @@ class EventBus(Generic[T]):
       try:
         subscription._callback(event)  # pylint: disable=protected-access
       except Exception:  # pylint: disable=broad-except
-        _log.exception("EventBus subscriber failed on event %s", event)
+        logging.exception("EventBus subscriber failed on event %s", event)
 
   def _unsubscribe(self, subscription: Subscription) -> None:
     with self._lock:

@@ -6,7 +6,7 @@ import abc
 from collections.abc import Callable
 from typing import Any
 
-from tensorflow_serving.resources.resources import ResourceAllocation
+from tensorflow_serving.resources import resources
 
 
 class Loader(abc.ABC):
@@ -18,13 +18,13 @@ class Loader(abc.ABC):
   `load` may block for a long time; it runs outside every manager lock.
   """
 
-  def estimate_resources(self) -> ResourceAllocation:
+  def estimate_resources(self) -> resources.ResourceAllocation:
     """Upper bound of what `load` will use; empty means free.
 
     Must not change between calls until `load` runs, and must be cheap enough
     to call from the manager's load thread.
     """
-    return ResourceAllocation()
+    return resources.ResourceAllocation()
 
   @abc.abstractmethod
   def load(self) -> None:
@@ -53,15 +53,17 @@ class SimpleLoader(Loader):
   def __init__(
       self,
       creator: Callable[[], Any],
-      estimate: ResourceAllocation | None = None,
+      estimate: resources.ResourceAllocation | None = None,
       unloader: Callable[[Any], None] | None = None,
   ):
     self._creator = creator
-    self._estimate = estimate if estimate is not None else ResourceAllocation()
+    self._estimate = (
+        estimate if estimate is not None else resources.ResourceAllocation()
+    )
     self._unloader = unloader
     self._servable: Any = None
 
-  def estimate_resources(self) -> ResourceAllocation:
+  def estimate_resources(self) -> resources.ResourceAllocation:
     return self._estimate
 
   def load(self) -> None:

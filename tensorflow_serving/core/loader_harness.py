@@ -5,16 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 import dataclasses
 import enum
-import logging
 import threading
 from typing import Any
 
-from tensorflow_serving.core.loader import Loader
-from tensorflow_serving.core.servable_id import ServableId
-from tensorflow_serving.util import status
-from tensorflow_serving.util.status import ServingError
+from absl import logging
 
-_log = logging.getLogger(__name__)
+from tensorflow_serving.core import loader as loader_lib
+from tensorflow_serving.core import servable_id as servable_id_lib
+from tensorflow_serving.util import status
 
 
 class LoaderHarness:
@@ -48,8 +46,8 @@ class LoaderHarness:
 
   def __init__(
       self,
-      servable_id: ServableId,
-      loader: Loader | None,
+      servable_id: servable_id_lib.ServableId,
+      loader: loader_lib.Loader | None,
       *,
       max_num_load_retries: int = 0,
       load_retry_interval_s: float = 0.0,
@@ -65,16 +63,16 @@ class LoaderHarness:
     self._lock = lock if lock is not None else threading.RLock()
     self._on_transition = on_transition
     self._state = LoaderHarness.State.NEW
-    self._status: ServingError | None = None
+    self._status: status.ServingError | None = None
     # An Event rather than a flag so a retry back-off wakes up immediately.
     self._cancel_load_retries = threading.Event()
 
   @property
-  def id(self) -> ServableId:
+  def id(self) -> servable_id_lib.ServableId:
     return self._id
 
   @property
-  def loader(self) -> Loader | None:
+  def loader(self) -> loader_lib.Loader | None:
     return self._loader
 
   @property
@@ -83,7 +81,7 @@ class LoaderHarness:
       return self._state
 
   @property
-  def status(self) -> ServingError | None:
+  def status(self) -> status.ServingError | None:
     """The error that moved the harness to ERROR; None while healthy."""
     with self._lock:
       return self._status
@@ -111,7 +109,7 @@ class LoaderHarness:
     self._transition(
         self.State.LOAD_REQUESTED, self.State.LOAD_APPROVED, "approve load of"
     )
-    _log.info("Approving load for servable version %s", self._id)
+    logging.info("Approving load for servable version %s", self._id)
 
   def load(self) -> None:
     """Runs the loader, retrying failures; READY on success, else ERROR.
@@ -121,7 +119,7 @@ class LoaderHarness:
     are cancelled. Raises the last load error (already recorded in `status`).
     """
     self._transition(self.State.LOAD_APPROVED, self.State.LOADING, "load")
-    _log.info("Loading servable version %s", self._id)
+    logging.info("Loading servable version %s", self._id)
     error = self._load_with_retries()
     with self._lock:
       if error is None:
@@ -130,7 +128,7 @@ class LoaderHarness:
         self._set_error(error)
     if error is not None:
       raise error
-    _log.info("Successfully loaded servable version %s", self._id)
+    logging.info("Successfully loaded servable version %s", self._id)
 
   def unload_requested(self) -> None:
     self._transition(
@@ -141,13 +139,13 @@ class LoaderHarness:
     self._transition(
         self.State.UNLOAD_REQUESTED, self.State.QUIESCING, "quiesce"
     )
-    _log.info("Quiescing servable version %s", self._id)
+    logging.info("Quiescing servable version %s", self._id)
 
   def done_quiescing(self) -> None:
     self._transition(
         self.State.QUIESCING, self.State.QUIESCED, "finish quiescing"
     )
-    _log.info("Done quiescing servable version %s", self._id)
+    logging.info("Done quiescing servable version %s", self._id)
 
   def unload(self) -> None:
     """Runs the loader's unload and ends in DISABLED.
@@ -156,16 +154,16 @@ class LoaderHarness:
     from serving either way, and DISABLED lets the manager forget it.
     """
     self._transition(self.State.QUIESCED, self.State.UNLOADING, "unload")
-    _log.info("Unloading servable version %s", self._id)
+    logging.info("Unloading servable version %s", self._id)
     try:
       self._loader.unload()
     except Exception:  # pylint: disable=broad-except
-      _log.exception("Unloading servable %s failed", self._id)
+      logging.exception("Unloading servable %s failed", self._id)
     with self._lock:
       self._set_state(self.State.DISABLED)
-    _log.info("Done unloading servable version %s", self._id)
+    logging.info("Done unloading servable version %s", self._id)
 
-  def error(self, error: ServingError) -> None:
+  def error(self, error: status.ServingError) -> None:
     """Moves to ERROR from any state, recording `error`.
 
     The first error wins: a harness already in ERROR keeps its original cause,
@@ -177,11 +175,11 @@ class LoaderHarness:
 
   # --- Internals --------------------------------------------------------------
 
-  def _load_with_retries(self) -> ServingError | None:
-    error: ServingError | None = None
+  def _load_with_retries(self) -> status.ServingError | None:
+    error: status.ServingError | None = None
     for attempt in range(self._max_num_load_retries + 1):
       if self._cancel_load_retries.is_set():
-        _log.info("Load of servable %s cancelled", self._id)
+        logging.info("Load of servable %s cancelled", self._id)
         if attempt == 0:
           return status.cancelled("Load cancelled before we could try to load.")
         return error
@@ -189,16 +187,18 @@ class LoaderHarness:
         if self._load_retry_interval_s > 0:
           self._cancel_load_retries.wait(self._load_retry_interval_s)
           if self._cancel_load_retries.is_set():
-            _log.info("Retrying load of servable %s was cancelled", self._id)
+            logging.info("Retrying load of servable %s was cancelled", self._id)
             return error
-        _log.info("Retrying load of servable %s: retry %d", self._id, attempt)
+        logging.info(
+            "Retrying load of servable %s: retry %d", self._id, attempt
+        )
       try:
         self._loader.load()
         return None
       except Exception as e:  # pylint: disable=broad-except
         error = status.from_exception(e)
-        _log.error("Servable %s load failure: %s", self._id, error)
-    _log.info(
+        logging.error("Servable %s load failure: %s", self._id, error)
+    logging.info(
         "Load of servable %s failed after %d retries",
         self._id,
         self._max_num_load_retries,
@@ -214,9 +214,9 @@ class LoaderHarness:
         )
       self._set_state(new)
 
-  def _set_error(self, error: ServingError) -> None:
+  def _set_error(self, error: status.ServingError) -> None:
     self._status = error
-    _log.info(
+    logging.info(
         "Encountered an error for servable version %s: %s", self._id, error
     )
     self._set_state(self.State.ERROR)
@@ -227,7 +227,7 @@ class LoaderHarness:
       try:
         self._on_transition(self, new)
       except Exception:  # pylint: disable=broad-except
-        _log.exception(
+        logging.exception(
             "on_transition hook failed for %s -> %s", self._id, new.value
         )
 
@@ -241,6 +241,6 @@ class ServableStateSnapshot:
   there, so flag and harness state are read together).
   """
 
-  id: ServableId
+  id: servable_id_lib.ServableId
   state: LoaderHarness.State
   additional_state: Any = None

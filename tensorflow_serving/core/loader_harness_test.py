@@ -4,15 +4,13 @@ import threading
 import time
 import unittest
 
-from tensorflow_serving.core.loader_harness import LoaderHarness
-from tensorflow_serving.core.servable_id import ServableId
-from tensorflow_serving.core.test_util.fake_loader import FakeLoader
+from tensorflow_serving.core import loader_harness
+from tensorflow_serving.core import servable_id
+from tensorflow_serving.core.test_util import fake_loader
 from tensorflow_serving.util import status
-from tensorflow_serving.util.status import Code
-from tensorflow_serving.util.status import ServingError
 
-State = LoaderHarness.State
-ID = ServableId("m", 1)
+State = loader_harness.LoaderHarness.State
+ID = servable_id.ServableId("m", 1)
 
 
 def make_harness(loader=None, transitions=None, **kwargs):
@@ -20,8 +18,8 @@ def make_harness(loader=None, transitions=None, **kwargs):
     if transitions is not None:
       transitions.append(state)
 
-  return LoaderHarness(
-      ID, loader or FakeLoader(), on_transition=record, **kwargs
+  return loader_harness.LoaderHarness(
+      ID, loader or fake_loader.FakeLoader(), on_transition=record, **kwargs
   )
 
 
@@ -35,7 +33,7 @@ class TransitionTest(unittest.TestCase):
 
   def test_full_lifecycle_in_order(self):
     transitions = []
-    loader = FakeLoader()
+    loader = fake_loader.FakeLoader()
     harness = make_harness(loader, transitions)
     self.assertIs(harness.state, State.NEW)
     bring_to_ready(harness)
@@ -73,9 +71,9 @@ class TransitionTest(unittest.TestCase):
     }
     for name, step in steps.items():
       with self.subTest(step=name):
-        with self.assertRaises(ServingError) as cm:
+        with self.assertRaises(status.ServingError) as cm:
           step()
-        self.assertEqual(cm.exception.code, Code.FAILED_PRECONDITION)
+        self.assertEqual(cm.exception.code, status.Code.FAILED_PRECONDITION)
         self.assertTrue(cm.exception.message.startswith("Illegal request to"))
         self.assertIn("{name: m version: 1}", cm.exception.message)
         self.assertIs(harness.state, State.NEW)
@@ -83,7 +81,7 @@ class TransitionTest(unittest.TestCase):
   def test_duplicate_load_request_fails(self):
     harness = make_harness()
     harness.load_requested()
-    with self.assertRaises(ServingError) as cm:
+    with self.assertRaises(status.ServingError) as cm:
       harness.load_requested()
     self.assertEqual(
         cm.exception.message,
@@ -97,7 +95,7 @@ class TransitionTest(unittest.TestCase):
     harness = make_harness()
     bring_to_ready(harness)
     harness.unload_requested()
-    with self.assertRaises(ServingError):
+    with self.assertRaises(status.ServingError):
       harness.unload_requested()
 
   def test_error_from_any_state_keeps_first_error(self):
@@ -110,20 +108,22 @@ class TransitionTest(unittest.TestCase):
     self.assertIs(harness.state, State.ERROR)
     self.assertEqual(harness.status, first)
     self.assertEqual(transitions, [State.LOAD_REQUESTED, State.ERROR])
-    with self.assertRaises(ServingError):
+    with self.assertRaises(status.ServingError):
       harness.load_approved()
 
   def test_failing_hook_does_not_break_the_machine(self):
     def hook(harness, state):
       raise RuntimeError("hook")
 
-    harness = LoaderHarness(ID, FakeLoader(), on_transition=hook)
-    with self.assertLogs("tensorflow_serving.core.loader_harness", "ERROR"):
+    harness = loader_harness.LoaderHarness(
+        ID, fake_loader.FakeLoader(), on_transition=hook
+    )
+    with self.assertLogs("absl", "ERROR"):
       harness.load_requested()
     self.assertIs(harness.state, State.LOAD_REQUESTED)
 
   def test_unload_exception_is_logged_and_disables(self):
-    class BadUnload(FakeLoader):
+    class BadUnload(fake_loader.FakeLoader):
 
       def unload(self):
         raise RuntimeError("cannot unload")
@@ -133,13 +133,13 @@ class TransitionTest(unittest.TestCase):
     harness.unload_requested()
     harness.start_quiescing()
     harness.done_quiescing()
-    with self.assertLogs("tensorflow_serving.core.loader_harness", "ERROR"):
+    with self.assertLogs("absl", "ERROR"):
       harness.unload()
     self.assertIs(harness.state, State.DISABLED)
 
   def test_lifecycle_is_logged_with_upstream_lines(self):
     # Operators (and the integration tests) follow a version through the log.
-    logger = "tensorflow_serving.core.loader_harness"
+    logger = "absl"
     harness = make_harness()
     with self.assertLogs(logger, "INFO") as logs:
       bring_to_ready(harness)
@@ -174,25 +174,25 @@ class TransitionTest(unittest.TestCase):
 class RetryTest(unittest.TestCase):
 
   def test_succeeds_after_retries(self):
-    loader = FakeLoader(fail_times=2)
+    loader = fake_loader.FakeLoader(fail_times=2)
     harness = make_harness(
         loader, max_num_load_retries=2, load_retry_interval_s=0.001
     )
-    with self.assertLogs("tensorflow_serving.core.loader_harness", "ERROR"):
+    with self.assertLogs("absl", "ERROR"):
       bring_to_ready(harness)
     self.assertEqual(loader.load_calls, 3)
     self.assertIs(harness.state, State.READY)
 
   def test_exhausted_retries_end_in_error_with_last_error(self):
     error = status.data_loss("corrupt")
-    loader = FakeLoader(fail_times=float("inf"), error=error)
+    loader = fake_loader.FakeLoader(fail_times=float("inf"), error=error)
     harness = make_harness(
         loader, max_num_load_retries=3, load_retry_interval_s=-1
     )
     harness.load_requested()
     harness.load_approved()
-    with self.assertLogs("tensorflow_serving.core.loader_harness", "ERROR"):
-      with self.assertRaises(ServingError) as cm:
+    with self.assertLogs("absl", "ERROR"):
+      with self.assertRaises(status.ServingError) as cm:
         harness.load()
     self.assertEqual(cm.exception, error)
     self.assertEqual(loader.load_calls, 4)  # 1 + max_num_load_retries.
@@ -200,7 +200,7 @@ class RetryTest(unittest.TestCase):
     self.assertEqual(harness.status, error)
 
   def test_plain_exceptions_become_unknown(self):
-    class Raising(FakeLoader):
+    class Raising(fake_loader.FakeLoader):
 
       def load(self):
         raise OSError("disk gone")
@@ -208,13 +208,15 @@ class RetryTest(unittest.TestCase):
     harness = make_harness(Raising())
     harness.load_requested()
     harness.load_approved()
-    with self.assertLogs("tensorflow_serving.core.loader_harness", "ERROR"):
-      with self.assertRaises(ServingError):
+    with self.assertLogs("absl", "ERROR"):
+      with self.assertRaises(status.ServingError):
         harness.load()
-    self.assertEqual(harness.status, ServingError(Code.UNKNOWN, "disk gone"))
+    self.assertEqual(
+        harness.status, status.ServingError(status.Code.UNKNOWN, "disk gone")
+    )
 
   def test_cancel_interrupts_retry_backoff(self):
-    loader = FakeLoader(fail_times=float("inf"))
+    loader = fake_loader.FakeLoader(fail_times=float("inf"))
     harness = make_harness(
         loader, max_num_load_retries=5, load_retry_interval_s=30.0
     )
@@ -225,10 +227,10 @@ class RetryTest(unittest.TestCase):
     def run():
       try:
         harness.load()
-      except ServingError as e:
+      except status.ServingError as e:
         result.append(e)
 
-    with self.assertLogs("tensorflow_serving.core.loader_harness", "ERROR"):
+    with self.assertLogs("absl", "ERROR"):
       thread = threading.Thread(target=run)
       thread.start()
       self.assertTrue(loader.load_started.wait(5))
@@ -243,14 +245,14 @@ class RetryTest(unittest.TestCase):
     self.assertTrue(harness.load_retries_cancelled)
 
   def test_cancel_before_first_attempt(self):
-    loader = FakeLoader()
+    loader = fake_loader.FakeLoader()
     harness = make_harness(loader)
     harness.load_requested()
     harness.load_approved()
     harness.cancel_load_retries()
-    with self.assertRaises(ServingError) as cm:
+    with self.assertRaises(status.ServingError) as cm:
       harness.load()
-    self.assertEqual(cm.exception.code, Code.CANCELLED)
+    self.assertEqual(cm.exception.code, status.Code.CANCELLED)
     self.assertEqual(
         cm.exception.message, "Load cancelled before we could try to load."
     )

@@ -2,15 +2,14 @@
 
 import unittest
 
-from tensorflow_serving.core.loader import Loader
-from tensorflow_serving.core.loader import SimpleLoader
-from tensorflow_serving.resources.resources import ResourceAllocation
+from tensorflow_serving.core import loader as loader_lib
+from tensorflow_serving.resources import resources
 
 
 class LoaderTest(unittest.TestCase):
 
   def test_default_estimate_is_empty(self):
-    class Minimal(Loader):
+    class Minimal(loader_lib.Loader):
 
       def load(self):
         pass
@@ -21,16 +20,20 @@ class LoaderTest(unittest.TestCase):
       def servable(self):
         return None
 
-    self.assertEqual(Minimal().estimate_resources(), ResourceAllocation())
+    self.assertEqual(
+        Minimal().estimate_resources(), resources.ResourceAllocation()
+    )
 
   def test_loader_is_abstract(self):
     with self.assertRaises(TypeError):
-      Loader()  # pylint: disable=abstract-class-instantiated
+      loader_lib.Loader()  # pylint: disable=abstract-class-instantiated
 
   def test_simple_loader(self):
     torn_down = []
-    estimate = ResourceAllocation(ram_bytes=5)
-    loader = SimpleLoader(lambda: {"model": 1}, estimate, torn_down.append)
+    estimate = resources.ResourceAllocation(ram_bytes=5)
+    loader = loader_lib.SimpleLoader(
+        lambda: {"model": 1}, estimate, torn_down.append
+    )
     self.assertEqual(loader.estimate_resources(), estimate)
     self.assertIsNone(loader.servable())
     loader.load()
@@ -43,10 +46,12 @@ class LoaderTest(unittest.TestCase):
     def fail():
       raise OSError("missing")
 
-    loader = SimpleLoader(fail)
+    loader = loader_lib.SimpleLoader(fail)
     with self.assertRaises(OSError):
       loader.load()
-    self.assertEqual(loader.estimate_resources(), ResourceAllocation())
+    self.assertEqual(
+        loader.estimate_resources(), resources.ResourceAllocation()
+    )
     loader.unload()  # Without an unloader, unload just drops the servable.
 
 

@@ -4,33 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tensorflow_serving.core.aspired_version_policy import Action
-from tensorflow_serving.core.aspired_version_policy import (
-    AspiredServableStateSnapshot,
-)
-from tensorflow_serving.core.aspired_version_policy import AspiredVersionPolicy
-from tensorflow_serving.core.aspired_version_policy import ServableAction
-from tensorflow_serving.core.aspired_version_policy import (
-    get_highest_aspired_new_servable_id,
-)
-from tensorflow_serving.core.loader_harness import LoaderHarness
+from tensorflow_serving.core import aspired_version_policy
+from tensorflow_serving.core import loader_harness
 
-State = LoaderHarness.State
+State = loader_harness.LoaderHarness.State
 
 
-class ResourcePreservingPolicy(AspiredVersionPolicy):
+class ResourcePreservingPolicy(aspired_version_policy.AspiredVersionPolicy):
   """Unloads old versions completely before loading a new one.
 
   Saves memory at the cost of a gap in availability during a version swap.
   """
 
   def get_next_action(
-      self, all_versions: Sequence[AspiredServableStateSnapshot]
-  ) -> ServableAction | None:
+      self,
+      all_versions: Sequence[
+          aspired_version_policy.AspiredServableStateSnapshot
+      ],
+  ) -> aspired_version_policy.ServableAction | None:
     # 1. Unload the first READY version that is no longer aspired.
     for version in all_versions:
       if not version.is_aspired and version.state is State.READY:
-        return ServableAction(Action.UNLOAD, version.id)
+        return aspired_version_policy.ServableAction(
+            aspired_version_policy.Action.UNLOAD, version.id
+        )
     # 2. Wait while any un-aspired version has not finished (still loading,
     #    quiescing or unloading): it may still hold resources.
     for version in all_versions:
@@ -40,7 +37,11 @@ class ResourcePreservingPolicy(AspiredVersionPolicy):
       ):
         return None
     # 3. Only then load the newest aspired version.
-    to_load = get_highest_aspired_new_servable_id(all_versions)
+    to_load = aspired_version_policy.get_highest_aspired_new_servable_id(
+        all_versions
+    )
     if to_load is not None:
-      return ServableAction(Action.LOAD, to_load)
+      return aspired_version_policy.ServableAction(
+          aspired_version_policy.Action.LOAD, to_load
+      )
     return None

@@ -2,29 +2,25 @@
 
 import unittest
 
-from tensorflow_serving.core.aspired_version_policy import Action
-from tensorflow_serving.core.aspired_version_policy import (
-    AspiredServableStateSnapshot,
-)
-from tensorflow_serving.core.aspired_version_policy import ServableAction
-from tensorflow_serving.core.loader_harness import LoaderHarness
-from tensorflow_serving.core.resource_preserving_policy import (
-    ResourcePreservingPolicy,
-)
-from tensorflow_serving.core.servable_id import ServableId
+from tensorflow_serving.core import aspired_version_policy
+from tensorflow_serving.core import loader_harness
+from tensorflow_serving.core import resource_preserving_policy
+from tensorflow_serving.core import servable_id
 
-State = LoaderHarness.State
+State = loader_harness.LoaderHarness.State
 
 
 def snap(version, state, aspired):
-  return AspiredServableStateSnapshot(ServableId("m", version), state, aspired)
+  return aspired_version_policy.AspiredServableStateSnapshot(
+      servable_id.ServableId("m", version), state, aspired
+  )
 
 
 class ResourcePreservingPolicyTest(unittest.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.policy = ResourcePreservingPolicy()
+    self.policy = resource_preserving_policy.ResourcePreservingPolicy()
 
   def next_action(self, *versions):
     return self.policy.get_next_action(list(versions))
@@ -39,7 +35,9 @@ class ResourcePreservingPolicyTest(unittest.TestCase):
             snap(1, State.READY, False),
             snap(3, State.NEW, True),
         ),
-        ServableAction(Action.UNLOAD, ServableId("m", 2)),
+        aspired_version_policy.ServableAction(
+            aspired_version_policy.Action.UNLOAD, servable_id.ServableId("m", 2)
+        ),
     )
 
   def test_waits_for_unaspired_versions_to_finish(self):
@@ -65,7 +63,9 @@ class ResourcePreservingPolicyTest(unittest.TestCase):
             snap(3, State.NEW, True),
             snap(4, State.NEW, True),
         ),
-        ServableAction(Action.LOAD, ServableId("m", 4)),
+        aspired_version_policy.ServableAction(
+            aspired_version_policy.Action.LOAD, servable_id.ServableId("m", 4)
+        ),
     )
 
   def test_nothing_to_load(self):

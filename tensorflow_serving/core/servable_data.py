@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from tensorflow_serving.core.servable_id import ServableId
-from tensorflow_serving.util.status import ServingError
+from tensorflow_serving.core import servable_id as servable_id_lib
+from tensorflow_serving.util import status
 
 T = TypeVar("T")
 
@@ -22,9 +22,9 @@ class ServableData(Generic[T]):
 
   def __init__(
       self,
-      servable_id: ServableId,
+      servable_id: servable_id_lib.ServableId,
       data: T | None = None,
-      error: ServingError | None = None,
+      error: status.ServingError | None = None,
   ):
     if data is not None and error is not None:
       raise ValueError("ServableData holds data or an error, not both")
@@ -33,12 +33,14 @@ class ServableData(Generic[T]):
     self.error = error
 
   @classmethod
-  def of(cls, servable_id: ServableId, data: T) -> ServableData[T]:
+  def of(
+      cls, servable_id: servable_id_lib.ServableId, data: T
+  ) -> ServableData[T]:
     return cls(servable_id, data=data)
 
   @classmethod
   def failed(
-      cls, servable_id: ServableId, error: ServingError
+      cls, servable_id: servable_id_lib.ServableId, error: status.ServingError
   ) -> ServableData[T]:
     if error is None:
       raise ValueError("ServableData.failed needs an error")

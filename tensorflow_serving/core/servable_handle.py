@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from tensorflow_serving.core.servable_id import ServableId
+from tensorflow_serving.core import servable_id as servable_id_lib
 from tensorflow_serving.util import status
 
 
@@ -29,7 +29,7 @@ class ServableHandle:
 
   def __init__(
       self,
-      servable_id: ServableId,
+      servable_id: servable_id_lib.ServableId,
       servable: Any,
       owner: HandleOwner | None = None,
   ):
@@ -41,7 +41,7 @@ class ServableHandle:
     self.released = False
 
   @property
-  def id(self) -> ServableId:
+  def id(self) -> servable_id_lib.ServableId:
     return self._id
 
   @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-from tensorflow_serving.core.servable_id import ServableId
+from tensorflow_serving.core import servable_id as servable_id_lib
 
 
 class AutoVersionPolicy(enum.Enum):
@@ -41,7 +41,7 @@ class ServableRequest:
     return cls(name, version)
 
   @classmethod
-  def from_id(cls, servable_id: ServableId) -> ServableRequest:
+  def from_id(cls, servable_id: servable_id_lib.ServableId) -> ServableRequest:
     return cls(servable_id.name, servable_id.version)
 
   def __str__(self) -> str:

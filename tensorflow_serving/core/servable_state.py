@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-from tensorflow_serving.core.servable_id import ServableId
-from tensorflow_serving.util.status import ServingError
+from tensorflow_serving.core import servable_id
+from tensorflow_serving.util import status
 
 
 class ManagerState(enum.Enum):
@@ -30,9 +30,9 @@ class ServableState:
   `health` None means OK; an END with an error is how a failed load surfaces.
   """
 
-  id: ServableId
+  id: servable_id.ServableId
   manager_state: ManagerState
-  health: ServingError | None = None
+  health: status.ServingError | None = None
 
   def __str__(self) -> str:
     health = "OK" if self.health is None else repr(self.health)

@@ -8,30 +8,29 @@ import dataclasses
 import threading
 import time
 
-from tensorflow_serving.core.event_bus import EventBus
-from tensorflow_serving.core.servable_id import ServableId
-from tensorflow_serving.core.servable_request import ServableRequest
-from tensorflow_serving.core.servable_state import ManagerState
-from tensorflow_serving.core.servable_state import ServableState
+from tensorflow_serving.core import event_bus as event_bus_lib
+from tensorflow_serving.core import servable_id as servable_id_lib
+from tensorflow_serving.core import servable_request
+from tensorflow_serving.core import servable_state
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ServableStateAndTime:
-  state: ServableState
+  state: servable_state.ServableState
   event_time_micros: int  # Wall clock when the monitor received the event.
 
 
 VersionMap = dict[int, ServableStateAndTime]
 ServableMap = dict[str, VersionMap]
-StatesReached = dict[ServableId, ManagerState]
+StatesReached = dict[servable_id_lib.ServableId, servable_state.ManagerState]
 # notifier(all_reached_goal, states_reached)
 NotifierFn = Callable[[bool, StatesReached], None]
 
 
 @dataclasses.dataclass(eq=False)
 class _Notification:
-  requests: tuple[ServableRequest, ...]
-  goal_state: ManagerState
+  requests: tuple[servable_request.ServableRequest, ...]
+  goal_state: servable_state.ManagerState
   notifier: NotifierFn
 
 
@@ -49,7 +48,9 @@ class ServableStateMonitor:
   """
 
   def __init__(
-      self, event_bus: EventBus[ServableState], max_count_log_events: int = 0
+      self,
+      event_bus: event_bus_lib.EventBus[servable_state.ServableState],
+      max_count_log_events: int = 0,
   ):
     self._lock = threading.Lock()
     self._changed = threading.Condition(self._lock)
@@ -71,12 +72,14 @@ class ServableStateMonitor:
   # --- Queries ----------------------------------------------------------------
 
   def get_state_and_time(
-      self, servable_id: ServableId
+      self, servable_id: servable_id_lib.ServableId
   ) -> ServableStateAndTime | None:
     with self._lock:
       return self._states.get(servable_id.name, {}).get(servable_id.version)
 
-  def get_state(self, servable_id: ServableId) -> ServableState | None:
+  def get_state(
+      self, servable_id: servable_id_lib.ServableId
+  ) -> servable_state.ServableState | None:
     state_and_time = self.get_state_and_time(servable_id)
     return None if state_and_time is None else state_and_time.state
 
@@ -101,7 +104,7 @@ class ServableStateMonitor:
           name
           for name, versions in self._live_states.items()
           if any(
-              s.state.manager_state is ManagerState.AVAILABLE
+              s.state.manager_state is servable_state.ManagerState.AVAILABLE
               for s in versions.values()
           )
       }
@@ -113,7 +116,7 @@ class ServableStateMonitor:
         versions = {
             v: s
             for v, s in self._states[name].items()
-            if s.state.manager_state is not ManagerState.END
+            if s.state.manager_state is not servable_state.ManagerState.END
         }
         if versions:
           self._states[name] = versions
@@ -129,8 +132,8 @@ class ServableStateMonitor:
 
   def notify_when_servables_reach_state(
       self,
-      requests: Iterable[ServableRequest],
-      goal_state: ManagerState,
+      requests: Iterable[servable_request.ServableRequest],
+      goal_state: servable_state.ManagerState,
       notifier: NotifierFn,
   ) -> None:
     """Calls `notifier(all_reached_goal, states)` once every request is done.
@@ -151,8 +154,8 @@ class ServableStateMonitor:
 
   def wait_until_servables_reach_state(
       self,
-      requests: Sequence[ServableRequest],
-      goal_state: ManagerState,
+      requests: Sequence[servable_request.ServableRequest],
+      goal_state: servable_state.ManagerState,
       timeout_s: float | None = None,
   ) -> tuple[bool, StatesReached]:
     """Blocks until every request is done (see notify_when...) or timeout.
@@ -177,12 +180,12 @@ class ServableStateMonitor:
 
   # --- Internals --------------------------------------------------------------
 
-  def _handle_event(self, state: ServableState) -> None:
+  def _handle_event(self, state: servable_state.ServableState) -> None:
     state_and_time = ServableStateAndTime(state, time.time_ns() // 1000)
     name, version = state.id.name, state.id.version
     with self._lock:
       self._states.setdefault(name, {})[version] = state_and_time
-      if state.manager_state is ManagerState.END:
+      if state.manager_state is servable_state.ManagerState.END:
         live = self._live_states.get(name)
         if live is not None:
           live.pop(version, None)
@@ -208,7 +211,9 @@ class ServableStateMonitor:
       notification.notifier(*result)
 
   def _check(
-      self, requests: Sequence[ServableRequest], goal_state: ManagerState
+      self,
+      requests: Sequence[servable_request.ServableRequest],
+      goal_state: servable_state.ManagerState,
   ) -> tuple[bool, StatesReached] | None:
     """(all reached goal, states) once every request is done, else None."""
     all_reached_goal = True
@@ -219,12 +224,12 @@ class ServableStateMonitor:
         found = versions.get(request.version)
         if found is None or found.state.manager_state not in (
             goal_state,
-            ManagerState.END,
+            servable_state.ManagerState.END,
         ):
           return None
       else:
         found = self._highest_in(versions, goal_state) or self._highest_in(
-            versions, ManagerState.END
+            versions, servable_state.ManagerState.END
         )
         if found is None:
           return None
@@ -235,7 +240,7 @@ class ServableStateMonitor:
 
   @staticmethod
   def _highest_in(
-      versions: VersionMap, manager_state: ManagerState
+      versions: VersionMap, manager_state: servable_state.ManagerState
   ) -> ServableStateAndTime | None:
     matching = [
         v for v, s in versions.items() if s.state.manager_state is manager_state
@@ -243,7 +248,7 @@ class ServableStateMonitor:
     return versions[max(matching)] if matching else None
 
   def _current_states(
-      self, requests: Sequence[ServableRequest]
+      self, requests: Sequence[servable_request.ServableRequest]
   ) -> StatesReached:
     current: StatesReached = {}
     for request in requests:

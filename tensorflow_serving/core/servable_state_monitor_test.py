@@ -4,34 +4,37 @@ import threading
 import time
 import unittest
 
-from tensorflow_serving.core.event_bus import EventBus
-from tensorflow_serving.core.servable_id import ServableId
-from tensorflow_serving.core.servable_request import ServableRequest
-from tensorflow_serving.core.servable_state import ManagerState
-from tensorflow_serving.core.servable_state import ServableState
-from tensorflow_serving.core.servable_state_monitor import ServableStateMonitor
+from tensorflow_serving.core import event_bus
+from tensorflow_serving.core import servable_id
+from tensorflow_serving.core import servable_request
+from tensorflow_serving.core import servable_state
+from tensorflow_serving.core import servable_state_monitor
 from tensorflow_serving.util import status
 
-START = ManagerState.START
-LOADING = ManagerState.LOADING
-AVAILABLE = ManagerState.AVAILABLE
-UNLOADING = ManagerState.UNLOADING
-END = ManagerState.END
+START = servable_state.ManagerState.START
+LOADING = servable_state.ManagerState.LOADING
+AVAILABLE = servable_state.ManagerState.AVAILABLE
+UNLOADING = servable_state.ManagerState.UNLOADING
+END = servable_state.ManagerState.END
 
 
 def sid(version, name="m"):
-  return ServableId(name, version)
+  return servable_id.ServableId(name, version)
 
 
 class MonitorTestBase(unittest.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.bus = EventBus()
-    self.monitor = ServableStateMonitor(self.bus, max_count_log_events=3)
+    self.bus = event_bus.EventBus()
+    self.monitor = servable_state_monitor.ServableStateMonitor(
+        self.bus, max_count_log_events=3
+    )
 
   def publish(self, version, state, name="m", health=None):
-    self.bus.publish(ServableState(sid(version, name), state, health))
+    self.bus.publish(
+        servable_state.ServableState(sid(version, name), state, health)
+    )
 
   def publish_later(self, delay_s, *args, **kwargs):
     timer = threading.Timer(delay_s, self.publish, args, kwargs)
@@ -52,7 +55,10 @@ class StatesTest(MonitorTestBase):
     self.publish(1, END)
     self.publish(1, START, name="n")
 
-    self.assertEqual(self.monitor.get_state(sid(1)), ServableState(sid(1), END))
+    self.assertEqual(
+        self.monitor.get_state(sid(1)),
+        servable_state.ServableState(sid(1), END),
+    )
     self.assertEqual(self.monitor.get_state(sid(2)).health, error)
     self.assertIsNone(self.monitor.get_state(sid(9)))
     versions = self.monitor.get_version_states("m")
@@ -81,7 +87,7 @@ class StatesTest(MonitorTestBase):
         [e.state.manager_state for e in self.monitor.get_bounded_log()],
         [LOADING, AVAILABLE, UNLOADING],
     )
-    unlogged = ServableStateMonitor(self.bus)
+    unlogged = servable_state_monitor.ServableStateMonitor(self.bus)
     self.publish(1, END)
     self.assertEqual(unlogged.get_bounded_log(), [])
 
@@ -97,7 +103,7 @@ class WaitTest(MonitorTestBase):
     self.publish(1, AVAILABLE)
     self.assertEqual(
         self.monitor.wait_until_servables_reach_state(
-            [ServableRequest.specific("m", 1)], AVAILABLE, 0
+            [servable_request.ServableRequest.specific("m", 1)], AVAILABLE, 0
         ),
         (True, {sid(1): AVAILABLE}),
     )
@@ -111,7 +117,10 @@ class WaitTest(MonitorTestBase):
     self.publish(1, LOADING)
     start = time.monotonic()
     reached, states = self.monitor.wait_until_servables_reach_state(
-        [ServableRequest.latest("m"), ServableRequest.specific("n", 1)],
+        [
+            servable_request.ServableRequest.latest("m"),
+            servable_request.ServableRequest.specific("n", 1),
+        ],
         AVAILABLE,
         timeout_s=0.05,
     )
@@ -124,7 +133,9 @@ class WaitTest(MonitorTestBase):
     self.publish_later(0.02, 1, AVAILABLE)
     self.assertEqual(
         self.monitor.wait_until_servables_reach_state(
-            [ServableRequest.specific("m", 1)], AVAILABLE, timeout_s=5
+            [servable_request.ServableRequest.specific("m", 1)],
+            AVAILABLE,
+            timeout_s=5,
         ),
         (True, {sid(1): AVAILABLE}),
     )
@@ -133,7 +144,10 @@ class WaitTest(MonitorTestBase):
     self.publish(1, AVAILABLE, name="good")
     self.publish_later(0.02, 2, END, health=status.unknown("x"))
     reached, states = self.monitor.wait_until_servables_reach_state(
-        [ServableRequest.latest("good"), ServableRequest.specific("m", 2)],
+        [
+            servable_request.ServableRequest.latest("good"),
+            servable_request.ServableRequest.specific("m", 2),
+        ],
         AVAILABLE,
         timeout_s=5,
     )
@@ -145,7 +159,7 @@ class WaitTest(MonitorTestBase):
     self.publish(2, AVAILABLE)
     self.assertEqual(
         self.monitor.wait_until_servables_reach_state(
-            [ServableRequest.latest("m")], AVAILABLE, 0
+            [servable_request.ServableRequest.latest("m")], AVAILABLE, 0
         ),
         (True, {sid(2): AVAILABLE}),
     )
@@ -155,7 +169,7 @@ class WaitTest(MonitorTestBase):
     self.publish(1, END, health=status.unknown("broken"))
     self.assertEqual(
         self.monitor.wait_until_servables_reach_state(
-            [ServableRequest.latest("m")], AVAILABLE, 0
+            [servable_request.ServableRequest.latest("m")], AVAILABLE, 0
         ),
         (False, {sid(1): END}),
     )
@@ -163,7 +177,10 @@ class WaitTest(MonitorTestBase):
   def test_notify_when_reached(self):
     calls = []
     self.monitor.notify_when_servables_reach_state(
-        [ServableRequest.specific("m", 1), ServableRequest.latest("n")],
+        [
+            servable_request.ServableRequest.specific("m", 1),
+            servable_request.ServableRequest.latest("n"),
+        ],
         AVAILABLE,
         lambda reached, states: calls.append((reached, states)),
     )
@@ -179,7 +196,7 @@ class WaitTest(MonitorTestBase):
     self.publish(1, UNLOADING)
     calls = []
     self.monitor.notify_when_servables_reach_state(
-        [ServableRequest.specific("m", 1)],
+        [servable_request.ServableRequest.specific("m", 1)],
         UNLOADING,
         lambda reached, states: calls.append(reached),
     )
@@ -188,12 +205,12 @@ class WaitTest(MonitorTestBase):
   def test_notifier_may_query_the_monitor(self):
     seen = []
     self.monitor.notify_when_servables_reach_state(
-        [ServableRequest.specific("m", 1)],
+        [servable_request.ServableRequest.specific("m", 1)],
         AVAILABLE,
         lambda reached, states: seen.append(self.monitor.get_state(sid(1))),
     )
     self.publish(1, AVAILABLE)
-    self.assertEqual(seen, [ServableState(sid(1), AVAILABLE)])
+    self.assertEqual(seen, [servable_state.ServableState(sid(1), AVAILABLE)])
 
 
 if __name__ == "__main__":

@@ -9,16 +9,14 @@ counts its handles so an unload can wait for in-flight requests.
 from __future__ import annotations
 
 from collections.abc import Iterator
-import logging
 import threading
 from typing import Any
 
-from tensorflow_serving.core.servable_handle import ServableHandle
-from tensorflow_serving.core.servable_id import ServableId
-from tensorflow_serving.core.servable_request import AutoVersionPolicy
-from tensorflow_serving.core.servable_request import ServableRequest
+from absl import logging
 
-_log = logging.getLogger(__name__)
+from tensorflow_serving.core import servable_handle
+from tensorflow_serving.core import servable_id as servable_id_lib
+from tensorflow_serving.core import servable_request
 
 # How often a blocked unload reminds the log which handles it waits for.
 _QUIESCE_LOG_INTERVAL_S = 30.0
@@ -29,7 +27,7 @@ class ServingEntry:
 
   __slots__ = ("id", "servable", "_mutex", "_unreferenced", "_refs", "_closed")
 
-  def __init__(self, servable_id: ServableId, servable: Any):
+  def __init__(self, servable_id: servable_id_lib.ServableId, servable: Any):
     self.id = servable_id
     self.servable = servable
     # Reentrant: a handle garbage collected while this thread holds the lock
@@ -50,15 +48,15 @@ class ServingEntry:
     with self._mutex:
       return self._closed
 
-  def acquire(self) -> ServableHandle | None:
+  def acquire(self) -> servable_handle.ServableHandle | None:
     """A new handle, or None once the entry is closed for unloading."""
     with self._mutex:
       if self._closed:
         return None
       self._refs += 1
-    return ServableHandle(self.id, self.servable, self)
+    return servable_handle.ServableHandle(self.id, self.servable, self)
 
-  def release_handle(self, handle: ServableHandle) -> None:
+  def release_handle(self, handle: servable_handle.ServableHandle) -> None:
     with self._mutex:
       if handle.released:
         return
@@ -77,7 +75,7 @@ class ServingEntry:
       self._closed = True
       while self._refs:
         if not self._unreferenced.wait(_QUIESCE_LOG_INTERVAL_S):
-          _log.warning(
+          logging.warning(
               "Unload of servable %s waits for %d outstanding " "handle(s)",
               self.id,
               self._refs,
@@ -103,18 +101,23 @@ class ServingMap:
   def __init__(self, streams: dict[str, _Stream] | None = None):
     self._streams = streams or {}
 
-  def find(self, request: ServableRequest) -> ServingEntry | None:
+  def find(
+      self, request: servable_request.ServableRequest
+  ) -> ServingEntry | None:
     """The entry `request` resolves to; O(1), no locks."""
     stream = self._streams.get(request.name)
     if stream is None:
       return None
     if request.version is not None:
       return stream.versions.get(request.version)
-    if request.auto_version_policy is AutoVersionPolicy.EARLIEST:
+    if (
+        request.auto_version_policy
+        is servable_request.AutoVersionPolicy.EARLIEST
+    ):
       return stream.earliest
     return stream.latest
 
-  def get(self, servable_id: ServableId) -> ServingEntry | None:
+  def get(self, servable_id: servable_id_lib.ServableId) -> ServingEntry | None:
     stream = self._streams.get(servable_id.name)
     return None if stream is None else stream.versions.get(servable_id.version)
 
@@ -131,7 +134,7 @@ class ServingMap:
     versions[entry.id.version] = entry
     return self._replace(entry.id.name, versions)
 
-  def without(self, servable_id: ServableId) -> ServingMap:
+  def without(self, servable_id: servable_id_lib.ServableId) -> ServingMap:
     stream = self._streams.get(servable_id.name)
     if stream is None or servable_id.version not in stream.versions:
       return self

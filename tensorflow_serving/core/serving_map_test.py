@@ -4,53 +4,74 @@ import threading
 import time
 import unittest
 
-from tensorflow_serving.core.servable_handle import ServableHandle
-from tensorflow_serving.core.servable_id import ServableId
-from tensorflow_serving.core.servable_request import ServableRequest
-from tensorflow_serving.core.serving_map import ServingEntry
-from tensorflow_serving.core.serving_map import ServingMap
-from tensorflow_serving.util.status import Code
-from tensorflow_serving.util.status import ServingError
+from tensorflow_serving.core import servable_handle
+from tensorflow_serving.core import servable_id
+from tensorflow_serving.core import servable_request
+from tensorflow_serving.core import serving_map
+from tensorflow_serving.util import status
 
 
 def entry(name, version):
-  return ServingEntry(ServableId(name, version), f"{name}:{version}")
+  return serving_map.ServingEntry(
+      servable_id.ServableId(name, version), f"{name}:{version}"
+  )
 
 
 class ServingMapTest(unittest.TestCase):
 
   def test_resolves_latest_earliest_specific(self):
-    serving = ServingMap()
+    serving = serving_map.ServingMap()
     for e in (entry("m", 2), entry("m", 5), entry("m", 3), entry("n", 1)):
       serving = serving.with_entry(e)
-    self.assertEqual(serving.find(ServableRequest.latest("m")).servable, "m:5")
     self.assertEqual(
-        serving.find(ServableRequest.earliest("m")).servable, "m:2"
+        serving.find(servable_request.ServableRequest.latest("m")).servable,
+        "m:5",
     )
     self.assertEqual(
-        serving.find(ServableRequest.specific("m", 3)).servable, "m:3"
+        serving.find(servable_request.ServableRequest.earliest("m")).servable,
+        "m:2",
     )
-    self.assertIsNone(serving.find(ServableRequest.specific("m", 4)))
-    self.assertIsNone(serving.find(ServableRequest.latest("x")))
+    self.assertEqual(
+        serving.find(
+            servable_request.ServableRequest.specific("m", 3)
+        ).servable,
+        "m:3",
+    )
+    self.assertIsNone(
+        serving.find(servable_request.ServableRequest.specific("m", 4))
+    )
+    self.assertIsNone(
+        serving.find(servable_request.ServableRequest.latest("x"))
+    )
     self.assertEqual(
         [e.id for e in serving.entries()],
         [
-            ServableId("m", 2),
-            ServableId("m", 3),
-            ServableId("m", 5),
-            ServableId("n", 1),
+            servable_id.ServableId("m", 2),
+            servable_id.ServableId("m", 3),
+            servable_id.ServableId("m", 5),
+            servable_id.ServableId("n", 1),
         ],
     )
 
   def test_updates_are_copies(self):
-    before = ServingMap().with_entry(entry("m", 1))
-    after = before.with_entry(entry("m", 2)).without(ServableId("m", 1))
-    self.assertEqual(before.find(ServableRequest.latest("m")).servable, "m:1")
-    self.assertEqual(after.find(ServableRequest.earliest("m")).servable, "m:2")
-    self.assertIsNone(
-        after.without(ServableId("m", 2)).find(ServableRequest.latest("m"))
+    before = serving_map.ServingMap().with_entry(entry("m", 1))
+    after = before.with_entry(entry("m", 2)).without(
+        servable_id.ServableId("m", 1)
     )
-    self.assertIs(after.without(ServableId("m", 9)), after)
+    self.assertEqual(
+        before.find(servable_request.ServableRequest.latest("m")).servable,
+        "m:1",
+    )
+    self.assertEqual(
+        after.find(servable_request.ServableRequest.earliest("m")).servable,
+        "m:2",
+    )
+    self.assertIsNone(
+        after.without(servable_id.ServableId("m", 2)).find(
+            servable_request.ServableRequest.latest("m")
+        )
+    )
+    self.assertIs(after.without(servable_id.ServableId("m", 9)), after)
 
 
 class HandleTest(unittest.TestCase):
@@ -58,18 +79,18 @@ class HandleTest(unittest.TestCase):
   def test_context_manager_releases_once(self):
     e = entry("m", 1)
     with e.acquire() as handle:
-      self.assertEqual(handle.id, ServableId("m", 1))
+      self.assertEqual(handle.id, servable_id.ServableId("m", 1))
       self.assertEqual(handle.servable, "m:1")
       self.assertEqual(e.ref_count, 1)
     self.assertEqual(e.ref_count, 0)
     handle.release()
     self.assertEqual(e.ref_count, 0)
-    with self.assertRaises(ServingError) as cm:
+    with self.assertRaises(status.ServingError) as cm:
       _ = handle.servable
-    self.assertEqual(cm.exception.code, Code.FAILED_PRECONDITION)
+    self.assertEqual(cm.exception.code, status.Code.FAILED_PRECONDITION)
 
   def test_ownerless_handle(self):
-    handle = ServableHandle(ServableId("m", 1), "x")
+    handle = servable_handle.ServableHandle(servable_id.ServableId("m", 1), "x")
     with handle:
       self.assertEqual(handle.servable, "x")
     self.assertTrue(handle.released)

@@ -6,7 +6,7 @@ import abc
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from tensorflow_serving.core.servable_data import ServableData
+from tensorflow_serving.core import servable_data
 
 T = TypeVar("T")
 
@@ -14,7 +14,9 @@ T = TypeVar("T")
 # set of that servable stream: a version left out is no longer aspired, and
 # an empty list un-aspires them all. This lets sources stay stateless: they
 # report what exists now, never what changed.
-AspiredVersionsCallback = Callable[[str, list[ServableData[T]]], None]
+AspiredVersionsCallback = Callable[
+    [str, list[servable_data.ServableData[T]]], None
+]
 
 
 class Source(abc.ABC, Generic[T]):

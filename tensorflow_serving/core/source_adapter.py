@@ -6,18 +6,17 @@ import abc
 import threading
 from typing import Generic, TypeVar
 
-from tensorflow_serving.core.servable_data import ServableData
-from tensorflow_serving.core.servable_id import ServableId
-from tensorflow_serving.core.source import AspiredVersionsCallback
-from tensorflow_serving.core.source import Source
-from tensorflow_serving.core.target import Target
+from tensorflow_serving.core import servable_data
+from tensorflow_serving.core import servable_id as servable_id_lib
+from tensorflow_serving.core import source
+from tensorflow_serving.core import target
 from tensorflow_serving.util import status
 
 In = TypeVar("In")
 Out = TypeVar("Out")
 
 
-class SourceAdapter(Source[Out], Target[In], Generic[In, Out]):
+class SourceAdapter(source.Source[Out], target.Target[In], Generic[In, Out]):
   """A Target of `In` that re-emits each version converted to `Out`.
 
   Subclasses implement `convert`. An exception from `convert` fails only that
@@ -32,15 +31,15 @@ class SourceAdapter(Source[Out], Target[In], Generic[In, Out]):
     # Serializes delivery so the buffered flush cannot overtake (and then be
     # overwritten by) a newer emission for the same stream.
     self._lock = threading.RLock()
-    self._callback: AspiredVersionsCallback[Out] | None = None
-    self._pending: dict[str, list[ServableData[Out]]] = {}
+    self._callback: source.AspiredVersionsCallback[Out] | None = None
+    self._pending: dict[str, list[servable_data.ServableData[Out]]] = {}
 
   @abc.abstractmethod
-  def convert(self, servable_id: ServableId, data: In) -> Out:
+  def convert(self, servable_id: servable_id_lib.ServableId, data: In) -> Out:
     """Converts one version's data; raise to fail just that version."""
 
   def set_aspired_versions_callback(
-      self, callback: AspiredVersionsCallback[Out]
+      self, callback: source.AspiredVersionsCallback[Out]
   ) -> None:
     with self._lock:
       self._callback = callback
@@ -48,11 +47,11 @@ class SourceAdapter(Source[Out], Target[In], Generic[In, Out]):
       for name, versions in pending.items():
         callback(name, versions)
 
-  def get_aspired_versions_callback(self) -> AspiredVersionsCallback[In]:
+  def get_aspired_versions_callback(self) -> source.AspiredVersionsCallback[In]:
     return self._set_aspired_versions
 
   def _set_aspired_versions(
-      self, name: str, versions: list[ServableData[In]]
+      self, name: str, versions: list[servable_data.ServableData[In]]
   ) -> None:
     converted = [self._adapt(version) for version in versions]
     with self._lock:
@@ -61,13 +60,19 @@ class SourceAdapter(Source[Out], Target[In], Generic[In, Out]):
         return
       self._callback(name, converted)
 
-  def _adapt(self, version: ServableData[In]) -> ServableData[Out]:
+  def _adapt(
+      self, version: servable_data.ServableData[In]
+  ) -> servable_data.ServableData[Out]:
     if not version.ok:
-      return ServableData.failed(version.id, version.error)
+      return servable_data.ServableData.failed(version.id, version.error)
     try:
-      return ServableData.of(version.id, self.convert(version.id, version.data))
+      return servable_data.ServableData.of(
+          version.id, self.convert(version.id, version.data)
+      )
     except Exception as e:  # pylint: disable=broad-except
-      return ServableData.failed(version.id, status.from_exception(e))
+      return servable_data.ServableData.failed(
+          version.id, status.from_exception(e)
+      )
 
 
 class ErrorInjectingSourceAdapter(SourceAdapter[In, Out]):
@@ -81,5 +86,5 @@ class ErrorInjectingSourceAdapter(SourceAdapter[In, Out]):
     super().__init__()
     self._error = error
 
-  def convert(self, servable_id: ServableId, data: In) -> Out:
+  def convert(self, servable_id: servable_id_lib.ServableId, data: In) -> Out:
     raise self._error

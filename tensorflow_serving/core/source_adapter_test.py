@@ -2,18 +2,15 @@
 
 import unittest
 
-from tensorflow_serving.core.servable_data import ServableData
-from tensorflow_serving.core.servable_id import ServableId
-from tensorflow_serving.core.source import Source
-from tensorflow_serving.core.source_adapter import ErrorInjectingSourceAdapter
-from tensorflow_serving.core.source_adapter import SourceAdapter
-from tensorflow_serving.core.target import Target
-from tensorflow_serving.core.target import connect_source_to_target
+from tensorflow_serving.core import servable_data
+from tensorflow_serving.core import servable_id as servable_id_lib
+from tensorflow_serving.core import source as source_lib
+from tensorflow_serving.core import source_adapter
+from tensorflow_serving.core import target as target_lib
 from tensorflow_serving.util import status
-from tensorflow_serving.util.status import Code
 
 
-class UpperAdapter(SourceAdapter[str, str]):
+class UpperAdapter(source_adapter.SourceAdapter[str, str]):
 
   def convert(self, servable_id, data):
     if data == "bad":
@@ -21,7 +18,7 @@ class UpperAdapter(SourceAdapter[str, str]):
     return data.upper()
 
 
-class FakeSource(Source[str]):
+class FakeSource(source_lib.Source[str]):
 
   def __init__(self):
     self.callback = None
@@ -30,7 +27,7 @@ class FakeSource(Source[str]):
     self.callback = callback
 
 
-class RecordingTarget(Target[str]):
+class RecordingTarget(target_lib.Target[str]):
 
   def __init__(self):
     self.calls = []
@@ -40,7 +37,9 @@ class RecordingTarget(Target[str]):
 
 
 def data(version, value, name="m"):
-  return ServableData.of(ServableId(name, version), value)
+  return servable_data.ServableData.of(
+      servable_id_lib.ServableId(name, version), value
+  )
 
 
 class SourceAdapterTest(unittest.TestCase):
@@ -48,29 +47,31 @@ class SourceAdapterTest(unittest.TestCase):
   def test_converts_and_forwards(self):
     adapter = UpperAdapter()
     target = RecordingTarget()
-    connect_source_to_target(adapter, target)
+    target_lib.connect_source_to_target(adapter, target)
     adapter.get_aspired_versions_callback()("m", [data(1, "a"), data(2, "b")])
     self.assertEqual(target.calls, [("m", [data(1, "A"), data(2, "B")])])
 
   def test_conversion_error_fails_only_that_version(self):
     adapter = UpperAdapter()
     target = RecordingTarget()
-    connect_source_to_target(adapter, target)
+    target_lib.connect_source_to_target(adapter, target)
     adapter.get_aspired_versions_callback()(
         "m", [data(1, "bad"), data(2, "ok")]
     )
     ((_, versions),) = target.calls
     self.assertFalse(versions[0].ok)
-    self.assertEqual(versions[0].error.code, Code.UNKNOWN)
+    self.assertEqual(versions[0].error.code, status.Code.UNKNOWN)
     self.assertEqual(versions[0].error.message, "cannot convert bad")
     self.assertEqual(versions[1], data(2, "OK"))
 
   def test_errors_pass_through_unchanged(self):
     adapter = UpperAdapter()
     target = RecordingTarget()
-    connect_source_to_target(adapter, target)
+    target_lib.connect_source_to_target(adapter, target)
     error = status.not_found("no such path")
-    failed = ServableData.failed(ServableId("m", 1), error)
+    failed = servable_data.ServableData.failed(
+        servable_id_lib.ServableId("m", 1), error
+    )
     adapter.get_aspired_versions_callback()("m", [failed])
     self.assertEqual(target.calls, [("m", [failed])])
 
@@ -81,7 +82,7 @@ class SourceAdapterTest(unittest.TestCase):
     callback("m", [data(2, "b")])
     callback("n", [data(1, "c", name="n")])
     target = RecordingTarget()
-    connect_source_to_target(adapter, target)
+    target_lib.connect_source_to_target(adapter, target)
     self.assertEqual(
         sorted(target.calls, key=lambda c: c[0]),
         [("m", [data(2, "B")]), ("n", [data(1, "C", name="n")])],
@@ -93,19 +94,29 @@ class SourceAdapterTest(unittest.TestCase):
     source = FakeSource()
     adapter = UpperAdapter()
     target = RecordingTarget()
-    connect_source_to_target(source, adapter)
-    connect_source_to_target(adapter, target)
+    target_lib.connect_source_to_target(source, adapter)
+    target_lib.connect_source_to_target(adapter, target)
     source.callback("m", [data(7, "x")])
     self.assertEqual(target.calls, [("m", [data(7, "X")])])
 
   def test_error_injecting_adapter(self):
     error = status.invalid_argument("No platform found for model m")
-    adapter = ErrorInjectingSourceAdapter(error)
+    adapter = source_adapter.ErrorInjectingSourceAdapter(error)
     target = RecordingTarget()
-    connect_source_to_target(adapter, target)
+    target_lib.connect_source_to_target(adapter, target)
     adapter.get_aspired_versions_callback()("m", [data(1, "/p/1")])
     self.assertEqual(
-        target.calls, [("m", [ServableData.failed(ServableId("m", 1), error)])]
+        target.calls,
+        [
+            (
+                "m",
+                [
+                    servable_data.ServableData.failed(
+                        servable_id_lib.ServableId("m", 1), error
+                    )
+                ],
+            )
+        ],
     )
 
 

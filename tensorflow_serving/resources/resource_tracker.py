@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 import threading
 
-from tensorflow_serving.resources.resources import ResourceAllocation
+from tensorflow_serving.resources import resources
 
 
 class ResourceTracker:
@@ -18,28 +18,30 @@ class ResourceTracker:
   from load threads and releases from unload threads.
   """
 
-  def __init__(self, total: ResourceAllocation | None = None):
+  def __init__(self, total: resources.ResourceAllocation | None = None):
     self._total = total
     self._lock = threading.Lock()
-    self._reservations: dict[Hashable, ResourceAllocation] = {}
-    self._used = ResourceAllocation()
+    self._reservations: dict[Hashable, resources.ResourceAllocation] = {}
+    self._used = resources.ResourceAllocation()
 
   @property
-  def total(self) -> ResourceAllocation | None:
+  def total(self) -> resources.ResourceAllocation | None:
     return self._total
 
   @property
-  def used(self) -> ResourceAllocation:
+  def used(self) -> resources.ResourceAllocation:
     """Sum of every current reservation."""
     with self._lock:
       return self._used
 
-  def reservation(self, servable_id: Hashable) -> ResourceAllocation | None:
+  def reservation(
+      self, servable_id: Hashable
+  ) -> resources.ResourceAllocation | None:
     with self._lock:
       return self._reservations.get(servable_id)
 
   def reserve_if_possible(
-      self, servable_id: Hashable, allocation: ResourceAllocation
+      self, servable_id: Hashable, allocation: resources.ResourceAllocation
   ) -> bool:
     """Reserves `allocation` for `servable_id` if it fits in what is left.
 
@@ -47,7 +49,9 @@ class ResourceTracker:
     the old one as freed), so a re-estimate never double-books.
     """
     with self._lock:
-      previous = self._reservations.get(servable_id, ResourceAllocation())
+      previous = self._reservations.get(
+          servable_id, resources.ResourceAllocation()
+      )
       candidate = self._used.subtract(previous).add(allocation)
       if self._total is not None:
         for kind, limit in self._total.items():

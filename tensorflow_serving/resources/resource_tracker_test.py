@@ -3,23 +3,23 @@
 import threading
 import unittest
 
-from tensorflow_serving.resources.resource_tracker import ResourceTracker
-from tensorflow_serving.resources.resources import ResourceAllocation
+from tensorflow_serving.resources import resource_tracker
+from tensorflow_serving.resources import resources
 
 
-def ram(n: int) -> ResourceAllocation:
-  return ResourceAllocation(ram_bytes=n)
+def ram(n: int) -> resources.ResourceAllocation:
+  return resources.ResourceAllocation(ram_bytes=n)
 
 
 class ResourceTrackerTest(unittest.TestCase):
 
   def test_unlimited_without_total(self):
-    tracker = ResourceTracker(None)
+    tracker = resource_tracker.ResourceTracker(None)
     self.assertTrue(tracker.reserve_if_possible("a", ram(1 << 60)))
     self.assertEqual(tracker.used, ram(1 << 60))
 
   def test_reserve_until_full_then_release(self):
-    tracker = ResourceTracker(ram(10))
+    tracker = resource_tracker.ResourceTracker(ram(10))
     self.assertTrue(tracker.reserve_if_possible("a", ram(6)))
     self.assertFalse(tracker.reserve_if_possible("b", ram(5)))
     self.assertTrue(tracker.reserve_if_possible("b", ram(4)))
@@ -31,7 +31,7 @@ class ResourceTrackerTest(unittest.TestCase):
     self.assertTrue(tracker.reserve_if_possible("c", ram(6)))
 
   def test_rereserve_replaces(self):
-    tracker = ResourceTracker(ram(10))
+    tracker = resource_tracker.ResourceTracker(ram(10))
     self.assertTrue(tracker.reserve_if_possible("a", ram(8)))
     self.assertTrue(tracker.reserve_if_possible("a", ram(10)))
     self.assertEqual(tracker.used, ram(10))
@@ -39,14 +39,18 @@ class ResourceTrackerTest(unittest.TestCase):
     self.assertEqual(tracker.reservation("a"), ram(10))
 
   def test_unlisted_kinds_are_unmetered_but_zero_budget_is_not(self):
-    tracker = ResourceTracker(ram(10))
-    self.assertTrue(tracker.reserve_if_possible("a", ResourceAllocation(gpu=5)))
-    zero = ResourceTracker(ram(0))
+    tracker = resource_tracker.ResourceTracker(ram(10))
+    self.assertTrue(
+        tracker.reserve_if_possible("a", resources.ResourceAllocation(gpu=5))
+    )
+    zero = resource_tracker.ResourceTracker(ram(0))
     self.assertFalse(zero.reserve_if_possible("a", ram(1)))
-    self.assertTrue(zero.reserve_if_possible("b", ResourceAllocation()))
+    self.assertTrue(
+        zero.reserve_if_possible("b", resources.ResourceAllocation())
+    )
 
   def test_concurrent_reservations_never_exceed_total(self):
-    tracker = ResourceTracker(ram(100))
+    tracker = resource_tracker.ResourceTracker(ram(100))
     granted = []
     lock = threading.Lock()
 

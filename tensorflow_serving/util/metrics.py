@@ -14,16 +14,12 @@ import re
 import threading
 import time
 
-from prometheus_client import CollectorRegistry
-from prometheus_client import Counter
-from prometheus_client import Gauge
-from prometheus_client import Histogram
-from prometheus_client import disable_created_metrics
+import prometheus_client
 from prometheus_client import exposition as prometheus_exposition
 from prometheus_client import metrics_core
 
 # Upstream exports no `_created` series.
-disable_created_metrics()
+prometheus_client.disable_created_metrics()
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_PATH = "/monitoring/prometheus/metrics"
@@ -59,7 +55,7 @@ class _Registry:
   """The process-wide metrics; created lazily so tests can reset it."""
 
   def __init__(self):
-    self.registry = CollectorRegistry(auto_describe=True)
+    self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
     r = self.registry
 
     # prometheus_client drops a counter name's `_total` suffix from its
@@ -70,10 +66,10 @@ class _Registry:
       full = prometheus_name(name)
       if full.endswith("_total"):
         self.total_suffixed.add(full[: -len("_total")])
-      return Counter(full, doc, labels, registry=r)
+      return prometheus_client.Counter(full, doc, labels, registry=r)
 
     def histogram(name, doc, labels, buckets=LATENCY_BUCKETS_US):
-      return Histogram(
+      return prometheus_client.Histogram(
           prometheus_name(name), doc, labels, registry=r, buckets=buckets
       )
 
@@ -148,7 +144,7 @@ class _Registry:
         "Runs of the wrapped session.",
         ["thread_pool_name"],
     )
-    self.loaded_versions = Gauge(
+    self.loaded_versions = prometheus_client.Gauge(
         prometheus_name("/tensorflow/serving/loaded_versions"),
         "Beyond upstream: versions currently AVAILABLE, per model.",
         ["model_name"],
@@ -217,7 +213,11 @@ def set_loaded_versions(model_name: str, count: int) -> None:
 class _UpstreamNames:
   """Collector view of the registry with counters under upstream's names."""
 
-  def __init__(self, registry: CollectorRegistry, total_suffixed: set[str]):
+  def __init__(
+      self,
+      registry: prometheus_client.CollectorRegistry,
+      total_suffixed: set[str],
+  ):
     self._registry = registry
     self._total_suffixed = total_suffixed
     self.counter_names: list[str] = []

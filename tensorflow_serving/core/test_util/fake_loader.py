@@ -5,10 +5,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from tensorflow_serving.core.loader import Loader
-from tensorflow_serving.resources.resources import ResourceAllocation
+from tensorflow_serving.core import loader
+from tensorflow_serving.resources import resources
 from tensorflow_serving.util import status
-from tensorflow_serving.util.status import ServingError
 
 # How long a blocked load/unload waits for its gate before failing the test
 # run instead of hanging it.
@@ -29,7 +28,7 @@ class LoadedCounter:
       self.max = max(self.max, self.current)
 
 
-class FakeLoader(Loader):
+class FakeLoader(loader.Loader):
   """Loader whose behaviour a test scripts.
 
   The servable is `servable`, or the loader itself when None (so a request
@@ -43,16 +42,16 @@ class FakeLoader(Loader):
       self,
       servable: Any = None,
       *,
-      estimate: ResourceAllocation | None = None,
+      estimate: resources.ResourceAllocation | None = None,
       fail_times: float = 0,
-      error: ServingError | None = None,
+      error: status.ServingError | None = None,
       block_load: bool = False,
       block_unload: bool = False,
       counter: LoadedCounter | None = None,
       estimate_error: Exception | None = None,
   ):
     self._servable = servable
-    self._estimate = estimate or ResourceAllocation()
+    self._estimate = estimate or resources.ResourceAllocation()
     self._estimate_error = estimate_error
     self._fail_times = fail_times
     self._error = error or status.unknown("load failed")
@@ -69,7 +68,7 @@ class FakeLoader(Loader):
     if not block_unload:
       self.allow_unload.set()
 
-  def estimate_resources(self) -> ResourceAllocation:
+  def estimate_resources(self) -> resources.ResourceAllocation:
     if self._estimate_error is not None:
       raise self._estimate_error
     return self._estimate

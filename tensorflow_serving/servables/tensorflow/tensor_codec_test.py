@@ -11,8 +11,7 @@ from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow.core.framework import types_pb2
 
 from tensorflow_serving.servables.tensorflow import tensor_codec
-from tensorflow_serving.util.status import Code
-from tensorflow_serving.util.status import ServingError
+from tensorflow_serving.util import status
 
 _NUMERIC_DTYPES = [
     np.float32,
@@ -249,9 +248,9 @@ class StringTest(absltest.TestCase):
         tensor_codec.tensor_proto_to_ndarray(proto).tolist(), [b"a", b"", b"bc"]
     )
     proto.tensor_content = b"\x01\x00\x02" + b"a" + b"b"
-    with self.assertRaises(ServingError) as cm:
+    with self.assertRaises(status.ServingError) as cm:
       tensor_codec.tensor_proto_to_ndarray(proto)
-    self.assertEqual(cm.exception.code, Code.INVALID_ARGUMENT)
+    self.assertEqual(cm.exception.code, status.Code.INVALID_ARGUMENT)
 
 
 def _typed(dtype: int, shape: list[int], **fields) -> tensor_pb2.TensorProto:
@@ -330,9 +329,9 @@ class BroadcastTest(parameterized.TestCase):
 class MalformedTest(parameterized.TestCase):
 
   def assert_invalid(self, proto, pattern):
-    with self.assertRaisesRegex(ServingError, pattern) as cm:
+    with self.assertRaisesRegex(status.ServingError, pattern) as cm:
       tensor_codec.tensor_proto_to_ndarray(proto)
-    self.assertEqual(cm.exception.code, Code.INVALID_ARGUMENT)
+    self.assertEqual(cm.exception.code, status.Code.INVALID_ARGUMENT)
 
   def test_content_size_mismatch(self):
     self.assert_invalid(
@@ -367,11 +366,11 @@ class MalformedTest(parameterized.TestCase):
     self.assert_invalid(proto, "unknown rank")
 
   def test_unsupported_numpy_dtype(self):
-    with self.assertRaises(ServingError) as cm:
+    with self.assertRaises(status.ServingError) as cm:
       tensor_codec.ndarray_to_tensor_proto(
           np.array(["2020"], dtype="datetime64[D]")
       )
-    self.assertEqual(cm.exception.code, Code.INVALID_ARGUMENT)
+    self.assertEqual(cm.exception.code, status.Code.INVALID_ARGUMENT)
 
 
 class DtypeHelpersTest(absltest.TestCase):

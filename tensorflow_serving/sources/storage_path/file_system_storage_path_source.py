@@ -31,12 +31,10 @@ from typing import Protocol
 from absl import logging
 
 from tensorflow_serving.config import file_system_storage_path_source_pb2
-from tensorflow_serving.core.servable_data import ServableData
-from tensorflow_serving.core.servable_id import ServableId
-from tensorflow_serving.core.source import AspiredVersionsCallback
-from tensorflow_serving.core.source import Source
+from tensorflow_serving.core import servable_data
+from tensorflow_serving.core import servable_id
+from tensorflow_serving.core import source
 from tensorflow_serving.util import status
-from tensorflow_serving.util.status import ServingError
 
 FileSystemStoragePathSourceConfig = (
     file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig
@@ -68,7 +66,7 @@ def parse_version(name: str) -> int | None:
 
 def servable_id_from_version_dir(
     servable_name: str, version_dir: str
-) -> ServableId | None:
+) -> servable_id.ServableId | None:
   """The ServableId for a version directory (path or bare name), if numeric.
 
   Only the last path component counts, so `/models/m/7/` gives version 7.
@@ -78,7 +76,7 @@ def servable_id_from_version_dir(
   version = parse_version(child)
   if version is None:
     return None
-  return ServableId(servable_name, version)
+  return servable_id.ServableId(servable_name, version)
 
 
 def join_path(base: str, child: str) -> str:
@@ -170,7 +168,7 @@ def _index_children_by_version(children: Iterable[str]) -> dict[int, str]:
   return by_version
 
 
-class FileSystemStoragePathSource(Source[StoragePath]):
+class FileSystemStoragePathSource(source.Source[StoragePath]):
   """Polls configured base paths and aspires the versions each policy picks.
 
   Polling starts once both a config and the callback are set: every
@@ -187,7 +185,7 @@ class FileSystemStoragePathSource(Source[StoragePath]):
     # Reentrant so that a callback may call back into update_config().
     self._lock = threading.RLock()
     self._config: FileSystemStoragePathSourceConfig | None = None
-    self._callback: AspiredVersionsCallback[StoragePath] | None = None
+    self._callback: source.AspiredVersionsCallback[StoragePath] | None = None
     self._thread: threading.Thread | None = None
     self._stop_event = threading.Event()
     self._stopped = False
@@ -226,7 +224,7 @@ class FileSystemStoragePathSource(Source[StoragePath]):
       self._maybe_start_polling()
 
   def set_aspired_versions_callback(
-      self, callback: AspiredVersionsCallback[StoragePath]
+      self, callback: source.AspiredVersionsCallback[StoragePath]
   ) -> None:
     with self._lock:
       if self._thread is not None:
@@ -277,9 +275,9 @@ class FileSystemStoragePathSource(Source[StoragePath]):
 
   def poll_file_system(
       self, config: FileSystemStoragePathSourceConfig
-  ) -> dict[str, list[ServableData[StoragePath]]]:
+  ) -> dict[str, list[servable_data.ServableData[StoragePath]]]:
     """What to aspire per servable name, without invoking the callback."""
-    result: dict[str, list[ServableData[StoragePath]]] = {}
+    result: dict[str, list[servable_data.ServableData[StoragePath]]] = {}
     for servable in config.servables:
       result[servable.servable_name] = self._poll_servable(servable)
     return result
@@ -323,7 +321,7 @@ class FileSystemStoragePathSource(Source[StoragePath]):
       start = time.monotonic()
       try:
         self.poll_once()
-      except ServingError as e:
+      except status.ServingError as e:
         logging.error(
             "FileSystemStoragePathSource encountered a filesystem access "
             "error: %s",
@@ -362,7 +360,7 @@ class FileSystemStoragePathSource(Source[StoragePath]):
 
   def _specific_fast_path(
       self, servable: ServableToMonitor, wanted: list[int]
-  ) -> list[ServableData[StoragePath]] | None:
+  ) -> list[servable_data.ServableData[StoragePath]] | None:
     """Checks `<base>/<v>` directly; None when any needs a directory listing."""
     found = []
     for version in sorted(set(wanted)):
@@ -373,23 +371,28 @@ class FileSystemStoragePathSource(Source[StoragePath]):
       except Exception:  # pylint: disable=broad-except
         return None
       found.append(
-          ServableData.of(ServableId(servable.servable_name, version), path)
+          servable_data.ServableData.of(
+              servable_id.ServableId(servable.servable_name, version), path
+          )
       )
     return found
 
   def _poll_servable(
       self, servable: ServableToMonitor
-  ) -> list[ServableData[StoragePath]]:
+  ) -> list[servable_data.ServableData[StoragePath]]:
     name = servable.servable_name
     policy = servable.servable_version_policy
     choice = _policy_choice(servable)
 
-    def aspire(version: int, child: str) -> ServableData[StoragePath]:
-      return ServableData.of(
-          ServableId(name, version), join_path(servable.base_path, child)
+    def aspire(
+        version: int, child: str
+    ) -> servable_data.ServableData[StoragePath]:
+      return servable_data.ServableData.of(
+          servable_id.ServableId(name, version),
+          join_path(servable.base_path, child),
       )
 
-    versions: list[ServableData[StoragePath]] = []
+    versions: list[servable_data.ServableData[StoragePath]] = []
     if choice == "specific":
       wanted = list(policy.specific.versions)
       if not wanted:

@@ -11,13 +11,12 @@ from absl.testing import absltest
 from absl.testing import parameterized
 from google.protobuf import text_format
 
-from tensorflow_serving.core.servable_data import ServableData
-from tensorflow_serving.core.servable_id import ServableId
+from tensorflow_serving.core import servable_data
+from tensorflow_serving.core import servable_id
 from tensorflow_serving.sources.storage_path import (
     file_system_storage_path_source as fssps,
 )
-from tensorflow_serving.util.status import Code
-from tensorflow_serving.util.status import ServingError
+from tensorflow_serving.util import status
 
 Config = fssps.FileSystemStoragePathSourceConfig
 
@@ -30,14 +29,14 @@ class Recorder:
   """Aspired-versions callback that records every call."""
 
   def __init__(self):
-    self.calls: list[tuple[str, list[ServableData[str]]]] = []
+    self.calls: list[tuple[str, list[servable_data.ServableData[str]]]] = []
     self.queue: queue.Queue = queue.Queue()
 
   def __call__(self, name, versions):
     self.calls.append((name, list(versions)))
     self.queue.put((name, list(versions)))
 
-  def by_name(self) -> dict[str, list[ServableData[str]]]:
+  def by_name(self) -> dict[str, list[servable_data.ServableData[str]]]:
     return {name: versions for name, versions in self.calls}
 
 
@@ -76,14 +75,15 @@ class ParseVersionTest(parameterized.TestCase):
   def test_servable_id_from_version_dir(self):
     self.assertEqual(
         fssps.servable_id_from_version_dir("m", "/models/m/7"),
-        ServableId("m", 7),
+        servable_id.ServableId("m", 7),
     )
     self.assertEqual(
         fssps.servable_id_from_version_dir("m", "gs://b/m/07/"),
-        ServableId("m", 7),
+        servable_id.ServableId("m", 7),
     )
     self.assertEqual(
-        fssps.servable_id_from_version_dir("m", "3"), ServableId("m", 3)
+        fssps.servable_id_from_version_dir("m", "3"),
+        servable_id.ServableId("m", 3),
     )
     self.assertIsNone(fssps.servable_id_from_version_dir("m", "/models/m/x"))
 
@@ -119,7 +119,9 @@ class SourceTestBase(absltest.TestCase):
     self.assertEqual(
         versions,
         [
-            ServableData.of(ServableId(name, v), os.path.join(base, child))
+            servable_data.ServableData.of(
+                servable_id.ServableId(name, v), os.path.join(base, child)
+            )
             for v, child in children_by_version
         ],
     )
@@ -283,8 +285,12 @@ class PolicyTest(SourceTestBase):
     self.assertEqual(
         recorder.by_name()["m"],
         [
-            ServableData.of(ServableId("m", 1), "gs://bucket/m/1"),
-            ServableData.of(ServableId("m", 2), "gs://bucket/m/2"),
+            servable_data.ServableData.of(
+                servable_id.ServableId("m", 1), "gs://bucket/m/1"
+            ),
+            servable_data.ServableData.of(
+                servable_id.ServableId("m", 2), "gs://bucket/m/2"
+            ),
         ],
     )
 
@@ -310,9 +316,9 @@ class ErrorsAndEmptyTest(SourceTestBase):
         servables {{ servable_name: 'good' base_path: '{good}' }}
         servables {{ servable_name: 'bad' base_path: '{missing}' }}
         file_system_poll_wait_seconds: -1""")
-    with self.assertRaises(ServingError) as cm:
+    with self.assertRaises(status.ServingError) as cm:
       source.poll_once()
-    self.assertEqual(cm.exception.code, Code.INVALID_ARGUMENT)
+    self.assertEqual(cm.exception.code, status.Code.INVALID_ARGUMENT)
     self.assertStartsWith(
         cm.exception.message,
         f"Could not find base path {missing} for servable bad with error ",
@@ -349,7 +355,7 @@ class ErrorsAndEmptyTest(SourceTestBase):
         file_system_poll_wait_seconds: -1""",
         fs=BrokenFs(),
     )
-    with self.assertRaisesRegex(ServingError, "permission denied"):
+    with self.assertRaisesRegex(status.ServingError, "permission denied"):
       source.poll_once()
     self.assertEqual(recorder.calls, [])
 
@@ -386,13 +392,13 @@ class ErrorsAndEmptyTest(SourceTestBase):
 
   def test_always_present_fails_creation_without_versions(self):
     base = self.make_dirs("m")
-    with self.assertRaises(ServingError) as cm:
+    with self.assertRaises(status.ServingError) as cm:
       fssps.FileSystemStoragePathSource(
           _config(f"""servables {{ servable_name: 'm' base_path: '{base}' }}
                       servable_versions_always_present: true"""),
           file_system=fssps.LocalFileSystem(),
       )
-    self.assertEqual(cm.exception.code, Code.NOT_FOUND)
+    self.assertEqual(cm.exception.code, status.Code.NOT_FOUND)
     self.assertEqual(
         cm.exception.message,
         f"Unable to find a numerical version path for servable m at: {base}",
@@ -400,22 +406,22 @@ class ErrorsAndEmptyTest(SourceTestBase):
 
   def test_fail_if_zero_versions_at_startup(self):
     base = self.make_dirs("m")
-    with self.assertRaises(ServingError) as cm:
+    with self.assertRaises(status.ServingError) as cm:
       fssps.FileSystemStoragePathSource(
           _config(f"""servables {{ servable_name: 'm' base_path: '{base}' }}
                       fail_if_zero_versions_at_startup: true"""),
           file_system=fssps.LocalFileSystem(),
       )
-    self.assertEqual(cm.exception.code, Code.NOT_FOUND)
+    self.assertEqual(cm.exception.code, status.Code.NOT_FOUND)
 
   def test_poll_once_needs_callback(self):
     source = fssps.FileSystemStoragePathSource(
         _config("file_system_poll_wait_seconds: -1"),
         file_system=fssps.LocalFileSystem(),
     )
-    with self.assertRaises(ServingError) as cm:
+    with self.assertRaises(status.ServingError) as cm:
       source.poll_once()
-    self.assertEqual(cm.exception.code, Code.FAILED_PRECONDITION)
+    self.assertEqual(cm.exception.code, status.Code.FAILED_PRECONDITION)
 
 
 class UpdateConfigTest(SourceTestBase):
@@ -455,12 +461,12 @@ class UpdateConfigTest(SourceTestBase):
     source, _ = self.make_source(f"""
         servables {{ servable_name: 'm' base_path: '{base}' }}
         file_system_poll_wait_seconds: 100""")
-    with self.assertRaises(ServingError) as cm:
+    with self.assertRaises(status.ServingError) as cm:
       source.update_config(
           _config(f"""servables {{ servable_name: 'm' base_path: '{base}' }}
                       file_system_poll_wait_seconds: 5""")
       )
-    self.assertEqual(cm.exception.code, Code.INVALID_ARGUMENT)
+    self.assertEqual(cm.exception.code, status.Code.INVALID_ARGUMENT)
     self.assertEqual(
         cm.exception.message,
         "Changing file_system_poll_wait_seconds is not supported",

@@ -14,13 +14,12 @@ from tensorflow.core.example import example_pb2
 
 from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import regression_pb2
+from tensorflow_serving.util import status
 from tensorflow_serving.util.json_tensor import document
 from tensorflow_serving.util.json_tensor import example_request
 from tensorflow_serving.util.json_tensor import predict_request
 from tensorflow_serving.util.json_tensor import predict_response
 from tensorflow_serving.util.json_tensor import targets
-from tensorflow_serving.util.status import Code
-from tensorflow_serving.util.status import ServingError
 
 # tensorflow/core/framework/types.proto values.
 DT_FLOAT, DT_DOUBLE, DT_INT32, DT_UINT8, DT_INT8 = 1, 2, 3, 4, 6
@@ -44,10 +43,10 @@ class ErrorAssertions(parameterized.TestCase):
       self,
       fn,
       message: str,
-      code: Code = Code.INVALID_ARGUMENT,
+      code: status.Code = status.Code.INVALID_ARGUMENT,
       exact: bool = True,
   ):
-    with self.assertRaises(ServingError) as cm:
+    with self.assertRaises(status.ServingError) as cm:
       fn()
     self.assertEqual(cm.exception.code, code, cm.exception.message)
     if exact:
@@ -478,7 +477,7 @@ class NumericRangeTest(ErrorAssertions):
     self.assert_error(
         lambda: parse('{"inputs": [1]}', {"x": Spec(DT_COMPLEX64)}),
         "Conversion of JSON Value: 1 to type: complex64",
-        Code.UNIMPLEMENTED,
+        status.Code.UNIMPLEMENTED,
     )
 
   def test_half_and_bfloat16_extensions(self):

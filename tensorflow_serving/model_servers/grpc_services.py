@@ -91,37 +91,40 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     return response
 
   async def Classify(self, request, context):
-    return await _answer(context, self._classify(request))
-
-  async def _classify(
-      self, request: classification_pb2.ClassificationRequest
-  ) -> classification_pb2.ClassificationResponse:
-    _check_model_spec(request)
-    served = await self._pipeline.classify(
-        request.model_spec, lambda lookup: _examples(request, lookup), GRPC
+    return await _answer(
+        context,
+        self._examples_api(
+            request,
+            self._pipeline.classify,
+            classification_pb2.ClassificationResponse(),
+            lambda served, result: classifier.fill_classification_result(
+                served.classifications, result
+            ),
+        ),
     )
-    response = classification_pb2.ClassificationResponse()
-    _echo_spec(response, served.id)
-    response.model_spec.signature_name = served.sig.key
-    classifier.fill_classification_result(
-        served.classifications, response.result
-    )
-    return response
 
   async def Regress(self, request, context):
-    return await _answer(context, self._regress(request))
+    return await _answer(
+        context,
+        self._examples_api(
+            request,
+            self._pipeline.regress,
+            regression_pb2.RegressionResponse(),
+            lambda served, result: regressor.fill_regression_result(
+                served.values, result
+            ),
+        ),
+    )
 
-  async def _regress(
-      self, request: regression_pb2.RegressionRequest
-  ) -> regression_pb2.RegressionResponse:
+  async def _examples_api(self, request: Any, run, response: Any, fill) -> Any:
+    """Classify and Regress: Examples in, a result filled into `response`."""
     _check_model_spec(request)
-    served = await self._pipeline.regress(
+    served = await run(
         request.model_spec, lambda lookup: _examples(request, lookup), GRPC
     )
-    response = regression_pb2.RegressionResponse()
     _echo_spec(response, served.id)
     response.model_spec.signature_name = served.sig.key
-    regressor.fill_regression_result(served.values, response.result)
+    fill(served, response.result)
     return response
 
   async def MultiInference(self, request, context):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 from absl.testing import absltest
 import grpc
 import numpy as np
@@ -17,9 +14,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import regression_pb2
 from tensorflow_serving.model_servers import grpc_services
 from tensorflow_serving.model_servers.test_util import in_process
-from tensorflow_serving.servables.tensorflow import saved_model_bundle
 from tensorflow_serving.servables.tensorflow import tensor_codec
-from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
 from tensorflow_serving.util import metrics
 
 VERSION = 42
@@ -36,15 +31,7 @@ class PredictionServiceTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
-    cls.bundle = saved_model_bundle.load_saved_model_bundle(
-        half_plus_two.export_half_plus_two_tf1(os.path.join(tmp, "half")),
-        ["serve"],
-    )
-    cls.examples = saved_model_bundle.load_saved_model_bundle(
-        half_plus_two.export_example_signatures_tf1(os.path.join(tmp, "ex")),
-        ["serve"],
-    )
+    cls.bundle, cls.examples = in_process.half_plus_two_bundles()
 
   @classmethod
   def tearDownClass(cls):

@@ -94,25 +94,52 @@ class Regressed:
 
 
 class _Request:
-  """One request's servable handle, taken on the first signature lookup.
+  """One request: its servable handle, taken on the first signature lookup,
+  and its metrics, recorded once when the `with` block ends.
 
   A class with slots rather than a context-manager generator: it runs once
   per request, and generator machinery cost ~5% of a batched gRPC Predict.
   """
 
-  __slots__ = ("_api", "_core", "_handle", "_spec", "servable")
+  __slots__ = (
+      "_api",
+      "_core",
+      "_entrypoint",
+      "_handle",
+      "_label",
+      "_spec",
+      "_start",
+      "servable",
+  )
 
   def __init__(
       self,
       core: server_core_lib.ServerCore,
       spec: model_pb2.ModelSpec,
       api: Api,
+      label: str,
+      entrypoint: str,
   ):
     self._core = core
     self._spec = spec
     self._api = api
+    self._label = label  # Upstream's API label: Predict, Classify, Regress.
+    self._entrypoint = entrypoint
     self._handle: Any = None
     self.servable: Any = None
+    self._start = time.perf_counter()
+
+  def __enter__(self) -> _Request:
+    return self
+
+  def __exit__(self, exc_type, exc, traceback) -> None:
+    if self._handle is not None:
+      self._handle.__exit__(None, None, None)
+      self._handle = None
+    code = "OK" if exc is None else _code_name(exc)
+    metrics.record_request(
+        self._spec.name, self._label, self._entrypoint, code, self._start
+    )
 
   def acquire(self) -> servable_lib.Servable:
     if self._handle is None:
@@ -128,10 +155,12 @@ class _Request:
   def id(self) -> servable_id_lib.ServableId:
     return self._handle.id
 
-  def release(self) -> None:
-    if self._handle is not None:
-      self._handle.__exit__(None, None, None)
-      self._handle = None
+  @property
+  def label(self) -> str:
+    return self._label
+
+
+ExamplesDecoder = Callable[[SignatureLookup], tuple[Signature, np.ndarray]]
 
 
 class Pipeline:
@@ -157,86 +186,53 @@ class Pipeline:
     `off_loop` decodes on a worker thread (a body too large to parse on the
     event loop without stalling every other connection).
     """
-    start = time.perf_counter()
     # REST looks the signature up to decode its JSON: upstream words a
     # missing one differently there.
     api = Api.PREDICT_JSON if entrypoint == REST else Api.PREDICT
-    request = _Request(self.core, spec, api)
-    code = "OK"
-    try:
+    with _Request(self.core, spec, api, "Predict", entrypoint) as request:
       decoded = await self._decode(decode, request, off_loop)
-      servable = request.acquire()
       outputs = await self._run(
-          spec.name,
-          "Predict",
-          servable,
-          decoded.sig,
-          decoded.inputs,
-          decoded.output_filter,
+          request, decoded.sig, decoded.inputs, decoded.output_filter
       )
       return Predicted(request.id, decoded, outputs)
-    except BaseException as exc:
-      code = _code_name(exc)
-      raise
-    finally:
-      request.release()
-      metrics.record_request(spec.name, "Predict", entrypoint, code, start)
 
   async def classify(
       self,
       spec: model_pb2.ModelSpec,
-      decode: Callable[[SignatureLookup], tuple[Signature, np.ndarray]],
+      decode: ExamplesDecoder,
       entrypoint: str,
       off_loop: bool = False,
   ) -> Classified:
     """`decode(lookup)` gives the signature and the serialized Examples."""
-    start = time.perf_counter()
-    request = _Request(self.core, spec, Api.CLASSIFY)
-    code = "OK"
-    try:
-      sig, examples = await self._decode(decode, request, off_loop)
-      prepared = classifier.prepare_classification(sig)
-      outputs = await self._run_examples(
-          spec.name, "Classify", request, prepared, examples
+    with _Request(
+        self.core, spec, Api.CLASSIFY, "Classify", entrypoint
+    ) as request:
+      sig, examples, outputs = await self._run_examples(
+          request, decode, off_loop, classifier.prepare_classification
       )
       return Classified(
           request.id,
           sig,
           classifier.classifications_from_outputs(len(examples), outputs),
       )
-    except BaseException as exc:
-      code = _code_name(exc)
-      raise
-    finally:
-      request.release()
-      metrics.record_request(spec.name, "Classify", entrypoint, code, start)
 
   async def regress(
       self,
       spec: model_pb2.ModelSpec,
-      decode: Callable[[SignatureLookup], tuple[Signature, np.ndarray]],
+      decode: ExamplesDecoder,
       entrypoint: str,
       off_loop: bool = False,
   ) -> Regressed:
     """`decode(lookup)` gives the signature and the serialized Examples."""
-    start = time.perf_counter()
-    request = _Request(self.core, spec, Api.REGRESS)
-    code = "OK"
-    try:
-      sig, examples = await self._decode(decode, request, off_loop)
-      prepared = regressor.prepare_regression(sig)
-      outputs = await self._run_examples(
-          spec.name, "Regress", request, prepared, examples
+    with _Request(
+        self.core, spec, Api.REGRESS, "Regress", entrypoint
+    ) as request:
+      sig, examples, outputs = await self._run_examples(
+          request, decode, off_loop, regressor.prepare_regression
       )
       return Regressed(
           request.id, sig, regressor.values_from_outputs(len(examples), outputs)
       )
-    except BaseException as exc:
-      code = _code_name(exc)
-      raise
-    finally:
-      request.release()
-      metrics.record_request(spec.name, "Regress", entrypoint, code, start)
 
   async def multi_inference(
       self, request: inference_pb2.MultiInferenceRequest
@@ -275,36 +271,39 @@ class Pipeline:
 
   async def _run_examples(
       self,
-      model_name: str,
-      api: str,
       request: _Request,
-      prepared: example_input.ExampleSignature,
-      examples: np.ndarray,
-  ) -> dict[str, np.ndarray]:
-    metrics.record_example_count(model_name, len(examples))
-    return await self._run(
-        model_name,
-        api,
-        request.acquire(),
+      decode: ExamplesDecoder,
+      off_loop: bool,
+      prepare: Callable[[Signature], example_input.ExampleSignature],
+  ) -> tuple[Signature, np.ndarray, dict[str, np.ndarray]]:
+    """Classify's and Regress's shared steps: decode, check, count, run."""
+    sig, examples = await self._decode(decode, request, off_loop)
+    prepared = prepare(sig)
+    metrics.record_example_count(request.id.name, len(examples))
+    outputs = await self._run(
+        request,
         prepared.sig,
         {prepared.input_alias: examples},
         prepared.output_aliases,
     )
+    return sig, examples, outputs
 
   async def _run(
       self,
-      model_name: str,
-      api: str,
-      servable: servable_lib.Servable,
+      request: _Request,
       sig: Signature,
       inputs: Mapping[str, np.ndarray],
       output_filter: Sequence[str],
   ) -> dict[str, np.ndarray]:
     """The run itself, timed as upstream's runtime_latency (queueing too)."""
+    servable = request.acquire()
     start = time.perf_counter()
     outputs = await self.runner.run(servable, sig, inputs, output_filter)
     metrics.record_runtime_latency(
-        model_name, api, servable.runtime, metrics.elapsed_us(start)
+        request.id.name,
+        request.label,
+        servable.runtime,
+        metrics.elapsed_us(start),
     )
     return outputs
 

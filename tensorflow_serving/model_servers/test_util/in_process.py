@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
+import tempfile
 from typing import Any
 
 from tensorflow_serving.apis import model_pb2
@@ -18,6 +20,8 @@ from tensorflow_serving.core import servable_handle
 from tensorflow_serving.core import servable_id
 from tensorflow_serving.model_servers import model_runner
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
+from tensorflow_serving.servables.tensorflow import saved_model_bundle
+from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
 from tensorflow_serving.util import status
 
 
@@ -46,6 +50,21 @@ class FakeCore:
     return servable_handle.ServableHandle(
         servable_id.ServableId(model_spec.name, version), servable
     )
+
+
+def half_plus_two_bundles() -> tuple[Any, Any]:
+  """Loaded half_plus_two (Predict) and example-signature (Classify, Regress)
+  bundles, exported to a fresh temporary directory; the caller closes them."""
+  tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+  predict = saved_model_bundle.load_saved_model_bundle(
+      half_plus_two.export_half_plus_two_tf1(os.path.join(tmp, "half")),
+      ["serve"],
+  )
+  examples = saved_model_bundle.load_saved_model_bundle(
+      half_plus_two.export_example_signatures_tf1(os.path.join(tmp, "ex")),
+      ["serve"],
+  )
+  return predict, examples
 
 
 def make_pipeline(core: Any) -> pipeline_lib.Pipeline:

@@ -27,7 +27,6 @@ ENTRYPOINT_SCRIPT = DOCKER_DIR + "/tf_serving_entrypoint.sh"
 # Where the Dockerfile installs the script (upstream's path).
 IMAGE_ENTRYPOINT = "/usr/bin/tf_serving_entrypoint.sh"
 KUBERNETES_DIR = "tensorflow_serving/tools/kubernetes"
-PIP_PACKAGE_DIR = "tensorflow_serving/tools/pip_package"
 # The server binary's name on PATH in the image and in the pip package.
 SERVER_COMMAND = "tensorflow_model_server"
 

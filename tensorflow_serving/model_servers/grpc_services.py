@@ -1,140 +1,169 @@
-"""gRPC adapters: PredictionService and ModelService over one ServerCore.
+"""gRPC: PredictionService and ModelService, decoding protos around the pipeline.
 
-The servicers are coroutines (grpc.aio style) run on the server's event loop
-by util/grpc_h2. Predict decodes on the loop and awaits only the model run,
-so batches form from as many requests as are in flight; the other methods
-call their transport-free *_impl on a worker thread. A ServingError becomes
-the gRPC status with the same code and message.
+The servicers are coroutines (grpc.aio style) on the server's event loop
+(util/grpc_h2). Each one only turns its request proto into numpy (or
+serialized Examples) for the shared pipeline and the result back into its
+response proto; a ServingError becomes the gRPC status with the same code
+and message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
-import time
-from typing import Any
+from typing import Any, TypeVar
 
 from absl import logging
 import grpc
 
+from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import model_management_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
-from tensorflow_serving.model_servers import classification_service_impl
+from tensorflow_serving.apis import regression_pb2
 from tensorflow_serving.model_servers import get_model_metadata_impl
 from tensorflow_serving.model_servers import get_model_status_impl
-from tensorflow_serving.model_servers import model_runner
-from tensorflow_serving.model_servers import multi_inference_impl
-from tensorflow_serving.model_servers import predict_impl
-from tensorflow_serving.model_servers import regression_service_impl
-from tensorflow_serving.model_servers import server_core as server_core_lib
-from tensorflow_serving.util import metrics
+from tensorflow_serving.model_servers import pipeline as pipeline_lib
+from tensorflow_serving.servables.tensorflow import classifier
+from tensorflow_serving.servables.tensorflow import example_input
+from tensorflow_serving.servables.tensorflow import predict_util
+from tensorflow_serving.servables.tensorflow import regressor
 from tensorflow_serving.util import status
 
+T = TypeVar("T")
+GRPC = pipeline_lib.GRPC
 
-async def _run(
-    context: Any, api: str, model_name: str, work: Awaitable[Any]
-) -> Any:
-  """Awaits one RPC's work, counting it under upstream's metric names."""
-  start = time.perf_counter()
+
+async def _answer(context: Any, work: Awaitable[T]) -> T:
+  """Awaits one RPC's work; a ServingError ends the call with its status."""
   try:
-    result = await work
+    return await work
   except status.ServingError as exc:
-    metrics.record_request(model_name, api, "GRPC", exc.code.name, start)
     await context.abort(grpc.StatusCode[exc.code.name], exc.message)
   except Exception as exc:  # pylint: disable=broad-except
-    logging.exception("Unexpected error in %s", api)
-    metrics.record_request(model_name, api, "GRPC", "INTERNAL", start)
+    logging.exception("Unexpected error in a gRPC call")
     await context.abort(
         grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}"
     )
-  metrics.record_request(model_name, api, "GRPC", "OK", start)
-  return result
+  raise AssertionError("context.abort returned")  # pragma: no cover
+
+
+def _check_model_spec(request: Any) -> None:
+  if not request.HasField("model_spec"):
+    raise status.invalid_argument("Missing ModelSpec")
+
+
+def _echo_spec(response: Any, served_id: Any) -> None:
+  """Responses echo the effective ModelSpec: name and resolved version."""
+  response.model_spec.name = served_id.name
+  response.model_spec.version.value = served_id.version
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
   """tensorflow.serving.PredictionService."""
 
   def __init__(
-      self,
-      core: server_core_lib.ServerCore,
-      runner: model_runner.ModelRunner,
-      use_tensor_content: bool = False,
+      self, pipeline: pipeline_lib.Pipeline, use_tensor_content: bool = False
   ):
-    self._core = core
-    self._runner = runner
+    self._pipeline = pipeline
     self._use_tensor_content = use_tensor_content
 
   async def Predict(self, request, context):
-    return await _run(
-        context,
-        "predict",
-        request.model_spec.name,
-        predict_impl.predict(
-            self._core, request, self._runner, self._use_tensor_content
-        ),
+    return await _answer(context, self._predict(request))
+
+  async def _predict(
+      self, request: predict_pb2.PredictRequest
+  ) -> predict_pb2.PredictResponse:
+    _check_model_spec(request)
+    served = await self._pipeline.predict(
+        request.model_spec,
+        lambda lookup: predict_util.decode_predict_request(request, lookup),
+        GRPC,
     )
+    response = predict_pb2.PredictResponse()
+    _echo_spec(response, served.id)
+    predict_util.encode_predict_response(
+        served.request.sig,
+        served.outputs,
+        response,
+        self._use_tensor_content,
+    )
+    return response
 
   async def Classify(self, request, context):
-    return await _run(
-        context,
-        "classify",
-        request.model_spec.name,
-        self._runner.call(
-            classification_service_impl.classify, self._core, request
-        ),
+    return await _answer(context, self._classify(request))
+
+  async def _classify(
+      self, request: classification_pb2.ClassificationRequest
+  ) -> classification_pb2.ClassificationResponse:
+    _check_model_spec(request)
+    served = await self._pipeline.classify(
+        request.model_spec, lambda lookup: _examples(request, lookup), GRPC
     )
+    response = classification_pb2.ClassificationResponse()
+    _echo_spec(response, served.id)
+    response.model_spec.signature_name = served.sig.key
+    classifier.fill_classification_result(
+        served.classifications, response.result
+    )
+    return response
 
   async def Regress(self, request, context):
-    return await _run(
-        context,
-        "regress",
-        request.model_spec.name,
-        self._runner.call(regression_service_impl.regress, self._core, request),
+    return await _answer(context, self._regress(request))
+
+  async def _regress(
+      self, request: regression_pb2.RegressionRequest
+  ) -> regression_pb2.RegressionResponse:
+    _check_model_spec(request)
+    served = await self._pipeline.regress(
+        request.model_spec, lambda lookup: _examples(request, lookup), GRPC
     )
+    response = regression_pb2.RegressionResponse()
+    _echo_spec(response, served.id)
+    response.model_spec.signature_name = served.sig.key
+    regressor.fill_regression_result(served.values, response.result)
+    return response
 
   async def MultiInference(self, request, context):
-    model = request.tasks[0].model_spec.name if request.tasks else ""
-    return await _run(
+    return await _answer(context, self._pipeline.multi_inference(request))
+
+  async def GetModelMetadata(self, request, context):
+    return await _answer(
         context,
-        "multi_inference",
-        model,
-        self._runner.call(
-            multi_inference_impl.multi_inference, self._core, request
+        self._pipeline.runner.call(
+            get_model_metadata_impl.get_model_metadata,
+            self._pipeline.core,
+            request,
         ),
     )
 
-  async def GetModelMetadata(self, request, context):
-    return await _run(
-        context,
-        "get_model_metadata",
-        request.model_spec.name,
-        self._runner.call(
-            get_model_metadata_impl.get_model_metadata, self._core, request
-        ),
-    )
+
+def _examples(request: Any, lookup: pipeline_lib.SignatureLookup):
+  """Upstream's order: the signature first, then the request's Input."""
+  sig = lookup(request.model_spec.signature_name)
+  return sig, example_input.serialized_examples(request.input)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
   """tensorflow.serving.ModelService."""
 
-  def __init__(
-      self, core: server_core_lib.ServerCore, runner: model_runner.ModelRunner
-  ):
-    self._core = core
-    self._runner = runner
+  def __init__(self, pipeline: pipeline_lib.Pipeline):
+    self._pipeline = pipeline
 
   async def GetModelStatus(self, request, context):
-    return await _run(
+    return await _answer(
         context,
-        "get_model_status",
-        request.model_spec.name,
-        self._runner.call(
-            get_model_status_impl.get_model_status, self._core.monitor, request
+        self._pipeline.runner.call(
+            get_model_status_impl.get_model_status,
+            self._pipeline.core.monitor,
+            request,
         ),
     )
 
   async def HandleReloadConfigRequest(self, request, context):
-    return await self._runner.call(self._reload_config, request, context)
+    return await self._pipeline.runner.call(
+        self._reload_config, request, context
+    )
 
   def _reload_config(self, request, context):
     response = model_management_pb2.ReloadConfigResponse()
@@ -146,7 +175,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             "HandleReloadConfigRequest. Only ModelConfigList is currently "
             "supported"
         )
-      self._core.reload_config(request.config)
+      self._pipeline.core.reload_config(request.config)
     except status.ServingError as exc:
       response.status.error_code = int(exc.code)
       response.status.error_message = exc.message
@@ -156,15 +185,12 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def add_services(
-    server: Any,
-    core: server_core_lib.ServerCore,
-    runner: model_runner.ModelRunner,
-    use_tensor_content: bool,
+    server: Any, pipeline: pipeline_lib.Pipeline, use_tensor_content: bool
 ) -> None:
   """Registers both services on a grpc_h2 (or grpc.aio) server."""
   prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-      PredictionService(core, runner, use_tensor_content), server
+      PredictionService(pipeline, use_tensor_content), server
   )
   model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-      ModelService(core, runner), server
+      ModelService(pipeline), server
   )

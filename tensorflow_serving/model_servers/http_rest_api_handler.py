@@ -1,15 +1,16 @@
-"""The REST API (`/v1/...`) as a pure function of method, path and body.
+"""The REST API (`/v1/...`): JSON in and out around the shared pipeline.
 
-Kept free of any HTTP library so it can be tested directly, as upstream keeps
-http_rest_api_handler apart from its HTTP server. JSON tensors decode straight
-to numpy and run through the same SavedModelBundle.run as gRPC Predict.
+Kept free of any HTTP library, as upstream keeps http_rest_api_handler apart
+from its HTTP server: `handle(method, path, body)` returns a Response and
+never raises. Like the gRPC servicers, it only decodes (util/json_tensor,
+straight to numpy) and encodes; resolving the servable and signature,
+running, and metrics are the pipeline's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import time
 import urllib.parse
 
 from google.protobuf import json_format
@@ -21,40 +22,32 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.model_servers import get_model_metadata_impl
 from tensorflow_serving.model_servers import get_model_status_impl
-from tensorflow_serving.model_servers import model_runner
-from tensorflow_serving.model_servers import server_core as server_core_lib
-from tensorflow_serving.servables.tensorflow import classifier
-from tensorflow_serving.servables.tensorflow import regressor
-from tensorflow_serving.servables.tensorflow import signature as signature_lib
-from tensorflow_serving.util import json_tensor
-from tensorflow_serving.util import metrics
+from tensorflow_serving.model_servers import pipeline as pipeline_lib
+from tensorflow_serving.servables.tensorflow import example_input
 from tensorflow_serving.util import status
+from tensorflow_serving.util.json_tensor import document
+from tensorflow_serving.util.json_tensor import example_request
+from tensorflow_serving.util.json_tensor import predict_request
+from tensorflow_serving.util.json_tensor import predict_response
 
-_POST_RE = re.compile(
-    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
-    r":(classify|regress|predict)",
+REST = pipeline_lib.REST
+
+# One pattern for every route; the groups say which API a path addresses.
+_ROUTE_RE = re.compile(
+    r"/v1/(?:"
+    r"models(?:/(?P<name>[^/:]+))?"
+    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+    r"(?::(?P<verb>classify|regress|predict)|/(?P<metadata>metadata))?"
+    r"|health/(?P<health>live|ready))",
     re.IGNORECASE,
 )
-_GET_RE = re.compile(
-    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
-    r"(?:/(metadata))?",
-    re.IGNORECASE,
-)
-_HEALTH_RE = re.compile(r"/v1/health/(live|ready)", re.IGNORECASE)
 API_PATH_RE = re.compile(r"/v1/.*", re.IGNORECASE)
 
 _INT64_MAX = 2**63 - 1
-# Predict bodies up to this size are parsed on the event loop (a 784-float
-# instance is ~5 KB and parses in well under 0.1 ms).
+# Bodies up to this size are decoded on the event loop (a 784-float instance
+# is ~5 KB and parses in well under 0.1 ms); larger ones, whose JSON would
+# stall every other connection, are decoded on a worker thread.
 INLINE_BODY_LIMIT_BYTES = 64 * 1024
-
-
-@dataclasses.dataclass
-class _Route:
-  """What a request addressed, for its request_count/latency metrics."""
-
-  model_name: str | None = None
-  api: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,120 +71,128 @@ def _json(doc: dict) -> bytes:
   return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 
 
+def error_response(exc: status.ServingError) -> Response:
+  """Upstream's error: the HTTP status of the code, `{ "error": ... }`."""
+  return Response(
+      status.http_status(exc.code), predict_response.format_error(exc.message)
+  )
+
+
 class HttpRestApiHandler:
-  """Maps `/v1/...` requests onto ServerCore; errors become {"error": ...}."""
+  """Maps `/v1/...` requests onto the pipeline; errors become JSON bodies."""
 
-  def __init__(self, core: server_core_lib.ServerCore):
-    self._core = core
+  error = staticmethod(error_response)
 
-  def handle(self, method: str, path: str, body: bytes) -> Response:
-    """Processes one request in the calling thread. Never raises."""
-    route = _Route()
-    return self._finish(
-        route,
-        time.perf_counter(),
-        lambda: self._dispatch(method.upper(), path, body, route),
-    )
+  def __init__(self, pipeline: pipeline_lib.Pipeline):
+    self._pipeline = pipeline
+    self._core = pipeline.core
 
-  async def handle_async(
-      self,
-      method: str,
-      path: str,
-      body: bytes,
-      runner: model_runner.ModelRunner,
-  ) -> Response:
-    """Processes one request from the event loop. Never raises.
-
-    Predict with an ordinary-sized body stays on the loop and only awaits the
-    model run (a batch, or a worker thread); everything else, and large
-    bodies whose JSON would stall the loop, runs on a worker thread.
-    """
-    m = _POST_RE.fullmatch(path) if method.upper() == "POST" else None
-    if (
-        m is None
-        or m.group(4).lower() != "predict"
-        or len(body) > INLINE_BODY_LIMIT_BYTES
-    ):
-      return await runner.call(self.handle, method, path, body)
-    start = time.perf_counter()
-    route = _Route()
+  async def handle(self, method: str, path: str, body: bytes) -> Response:
+    """Processes one request from the event loop. Never raises."""
     try:
-      spec = _model_spec(*m.group(1, 2, 3))
-      route.model_name, route.api = spec.name, "predict"
-      simple = json_tensor.parse_simple_predict(body)
-      doc = None if simple is not None else json_tensor.decode_json_body(body)
-      with self._core.get_servable_handle(spec) as handle:
-        bundle = handle.servable
-        inputs = None
-        if simple is not None:
-          sig = _signature(bundle, simple.signature_name)
-          inputs = json_tensor.simple_predict_inputs(simple, sig.inputs)
-          fmt = simple.request_format
-        if inputs is None:
-          if doc is None:
-            doc = json_tensor.decode_json_body(body)
-          sig = _predict_signature(bundle, doc)
-          inputs, fmt = json_tensor.parse_predict_inputs(doc, sig.inputs)
-        outputs = await runner.run(bundle, sig, inputs)
-      body_out = json_tensor.format_predict_response(outputs, fmt)
-    except Exception as exc:  # pylint: disable=broad-except
-      return self._finish(route, start, _raiser(exc))
-    return self._finish(route, start, lambda: Response(200, body_out))
-
-  def _finish(self, route: _Route, start: float, produce) -> Response:
-    """Runs `produce`, turns errors into JSON bodies, records metrics."""
-    try:
-      response = produce()
-      code = status.Code.OK
+      return await self._dispatch(method.upper(), path, body)
     except status.ServingError as exc:
-      response, code = self.error(exc), exc.code
+      return error_response(exc)
     except Exception as exc:  # pylint: disable=broad-except
-      response, code = (
-          self.error(status.internal(f"{type(exc).__name__}: {exc}")),
-          status.Code.INTERNAL,
-      )
-    if route.model_name is not None:
-      metrics.record_request(
-          route.model_name, route.api, "REST", code.name, start
-      )
-    return response
+      return error_response(status.internal(f"{type(exc).__name__}: {exc}"))
 
-  @staticmethod
-  def error(exc: status.ServingError) -> Response:
+  async def _dispatch(self, method: str, path: str, body: bytes) -> Response:
+    route = _ROUTE_RE.fullmatch(path)
+    if route is None:
+      raise status.invalid_argument(f"Malformed request: {method} {path}")
+    name, version, label, verb, metadata, health = route.group(
+        "name", "version", "label", "verb", "metadata", "health"
+    )
+    if method == "POST" and verb and name:
+      spec = _model_spec(name, version, label)
+      off_loop = len(body) > INLINE_BODY_LIMIT_BYTES
+      verb = verb.lower()
+      if verb == "predict":
+        return await self._predict(spec, body, off_loop)
+      if verb == "classify":
+        return await self._classify(spec, body, off_loop)
+      return await self._regress(spec, body, off_loop)
+    if method == "GET" and not verb:
+      if health:
+        return self._health(health.lower())
+      if not name:
+        if version is None and label is None and metadata is None:
+          return self._list_models()
+        # Upstream: e.g. /v1/models/versions/3 matches with no name.
+        raise status.invalid_argument("Missing model name in request.")
+      spec = _model_spec(name, version, label)
+      if metadata:
+        return await self._metadata(spec)
+      return await self._status(spec)
+    raise status.invalid_argument(f"Malformed request: {method} {path}")
+
+  # --- Model APIs, through the pipeline ---------------------------------------
+
+  async def _predict(
+      self, spec: model_pb2.ModelSpec, body: bytes, off_loop: bool
+  ) -> Response:
+    served = await self._pipeline.predict(
+        spec,
+        lambda lookup: predict_request.decode_predict(body, lookup),
+        REST,
+        off_loop=off_loop,
+    )
     return Response(
-        status.http_status(exc.code), json_tensor.format_error(exc.message)
+        200,
+        predict_response.format_predict_response(
+            served.outputs, served.request.request_format
+        ),
     )
 
-  def _dispatch(
-      self, method: str, path: str, body: bytes, route: _Route
+  async def _classify(
+      self, spec: model_pb2.ModelSpec, body: bytes, off_loop: bool
   ) -> Response:
-    if method == "POST":
-      m = _POST_RE.fullmatch(path)
-      if m:
-        spec = _model_spec(*m.group(1, 2, 3))
-        verb = m.group(4).lower()
-        route.model_name, route.api = spec.name, verb
-        if verb == "predict":
-          return self._predict(spec, body)
-        return self._classify_or_regress(verb, spec, body)
-    elif method == "GET":
-      health = _HEALTH_RE.fullmatch(path)
-      if health:
-        return self._health(health.group(1).lower())
-      m = _GET_RE.fullmatch(path)
-      if m:
-        name, version, label, metadata = m.groups()
-        if not name:
-          if version is None and label is None and metadata is None:
-            return self._list_models()
-          # Upstream: e.g. /v1/models/versions/3 matches with no name.
-          raise status.invalid_argument("Missing model name in request.")
-        spec = _model_spec(name, version, label)
-        if metadata:
-          route.model_name, route.api = spec.name, "get_model_metadata"
-          return self._metadata(spec)
-        return self._status(spec)
-    raise status.invalid_argument(f"Malformed request: {method} {path}")
+    served = await self._pipeline.classify(
+        spec, lambda lookup: _examples(body, lookup), REST, off_loop=off_loop
+    )
+    return Response(
+        200, example_request.format_classify_response(served.classifications)
+    )
+
+  async def _regress(
+      self, spec: model_pb2.ModelSpec, body: bytes, off_loop: bool
+  ) -> Response:
+    served = await self._pipeline.regress(
+        spec, lambda lookup: _examples(body, lookup), REST, off_loop=off_loop
+    )
+    return Response(200, example_request.format_regress_response(served.values))
+
+  async def _metadata(self, spec: model_pb2.ModelSpec) -> Response:
+    request = get_model_metadata_pb2.GetModelMetadataRequest(
+        model_spec=spec, metadata_field=["signature_def"]
+    )
+    response = await self._pipeline.runner.call(
+        get_model_metadata_impl.get_model_metadata, self._core, request
+    )
+    sig_map = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(sig_map)
+    return Response(
+        200,
+        _json(
+            {
+                "model_spec": _as_dict(response.model_spec),
+                "metadata": {"signature_def": _as_dict(sig_map)},
+            }
+        ),
+    )
+
+  async def _status(self, spec: model_pb2.ModelSpec) -> Response:
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = spec.name
+    # Upstream ignores a label here and reports every version.
+    if spec.WhichOneof("version_choice") == "version":
+      request.model_spec.version.CopyFrom(spec.version)
+    response = await self._pipeline.runner.call(
+        get_model_status_impl.get_model_status, self._core.monitor, request
+    )
+    return Response(200, _json(_as_dict(response)))
+
+  # --- Beyond upstream ------------------------------------------------------
 
   def _list_models(self) -> Response:
     """Beyond upstream (which answers 400): every configured model's versions."""
@@ -228,90 +229,14 @@ class HttpRestApiHandler:
       )
     return Response(200, _json({"status": "ready", "models": sorted(names)}))
 
-  def _status(self, spec: model_pb2.ModelSpec) -> Response:
-    request = get_model_status_pb2.GetModelStatusRequest()
-    request.model_spec.name = spec.name
-    # Upstream ignores a label here and reports every version.
-    if spec.WhichOneof("version_choice") == "version":
-      request.model_spec.version.CopyFrom(spec.version)
-    response = get_model_status_impl.get_model_status(
-        self._core.monitor, request
-    )
-    return Response(200, _json(_as_dict(response)))
 
-  def _metadata(self, spec: model_pb2.ModelSpec) -> Response:
-    request = get_model_metadata_pb2.GetModelMetadataRequest(
-        model_spec=spec, metadata_field=["signature_def"]
-    )
-    response = get_model_metadata_impl.get_model_metadata(self._core, request)
-    sig_map = get_model_metadata_pb2.SignatureDefMap()
-    response.metadata["signature_def"].Unpack(sig_map)
-    return Response(
-        200,
-        _json(
-            {
-                "model_spec": _as_dict(response.model_spec),
-                "metadata": {"signature_def": _as_dict(sig_map)},
-            }
-        ),
-    )
-
-  def _predict(self, spec: model_pb2.ModelSpec, body: bytes) -> Response:
-    doc = json_tensor.decode_json_body(body)
-    with self._core.get_servable_handle(spec) as handle:
-      bundle = handle.servable
-      sig = _predict_signature(bundle, doc)
-      inputs, fmt = json_tensor.parse_predict_inputs(doc, sig.inputs)
-      outputs = bundle.run(sig, inputs)
-    return Response(200, json_tensor.format_predict_response(outputs, fmt))
-
-  def _classify_or_regress(
-      self, verb: str, spec: model_pb2.ModelSpec, body: bytes
-  ) -> Response:
-    request = json_tensor.parse_example_request(
-        json_tensor.decode_json_body(body)
-    )
-    with self._core.get_servable_handle(spec) as handle:
-      if verb == "classify":
-        results = classifier.classify_serialized(
-            handle.servable,
-            request.signature_name,
-            request.examples,
-            request.context,
-        )
-        return Response(200, json_tensor.format_classify_response(results))
-      values = regressor.regress_serialized(
-          handle.servable,
-          request.signature_name,
-          request.examples,
-          request.context,
-      )
-      return Response(200, json_tensor.format_regress_response(values))
-
-
-def _predict_signature(bundle, doc) -> signature_lib.Signature:
-  """REST looks the signature up before Predict, with its own message."""
-  name = doc.get("signature_name")
-  if name and not isinstance(name, str):
-    raise status.invalid_argument("'signature_name' must be a string")
-  return _signature(bundle, name or None)
-
-
-def _signature(bundle, name: str | None) -> signature_lib.Signature:
-  key = name or signature_lib.DEFAULT_SERVING_SIGNATURE_DEF_KEY
-  sig = bundle.signatures.get(key)
-  if sig is None:
-    raise status.invalid_argument(
-        f'Serving signature name: "{key}" not found in signature def'
-    )
-  return sig
-
-
-def _raiser(exc: Exception):
-  def produce():
-    raise exc
-
-  return produce
+def _examples(body: bytes, lookup: pipeline_lib.SignatureLookup):
+  """Upstream's REST order: the whole body first, then the signature."""
+  request = example_request.parse_example_request(
+      document.decode_json_body(body)
+  )
+  sig = lookup(request.signature_name)
+  return sig, example_input.examples_tensor(request.examples, request.context)
 
 
 def _model_spec(

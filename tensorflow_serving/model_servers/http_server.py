@@ -112,7 +112,7 @@ class RestApp:
       body = _decoded_body(request)
     except status.ServingError as exc:
       return self.handler.error(exc)
-    return self.handler.handle_async(method, path, body, self.runner)
+    return self.handler.handle(method, path, body)
 
   def deadline_exceeded(self) -> Response:
     # As upstream: the run's deadline (RunOptions.timeout_in_ms) has passed.

@@ -34,10 +34,7 @@ class FakeHandler:
   def __init__(self):
     self.cancelled: list[str] = []
 
-  async def handle_async(
-      self, method: str, path: str, body: bytes, runner
-  ) -> Response:
-    del runner  # Unused.
+  async def handle(self, method: str, path: str, body: bytes) -> Response:
     if path.startswith("/v1/sleep/"):
       try:
         await asyncio.sleep(float(path.rsplit("/", 1)[1]))

@@ -240,8 +240,12 @@ def _parse_flags(argv: list[str]) -> list[str]:
   try:
     rest = FLAGS(argv, known_only=True)
   except flags.Error as exc:
-    print(f"{exc}\n\n{FLAGS.main_module_help()}", file=sys.stderr)
-    sys.exit(255)
+    # One line, as every other start-up failure (no usage dump).
+    print(
+        f"Failed to start server. Error: INVALID_ARGUMENT: {exc}",
+        file=sys.stderr,
+    )
+    sys.exit(1)
   for arg in rest[1:]:
     print(
         f"unknown argument: {arg}\n{FLAGS.main_module_help()}", file=sys.stderr
@@ -255,6 +259,7 @@ def main(argv: list[str]) -> int:
   # flag errors are instant.
   from tensorflow_serving.model_servers import server_options  # pylint: disable=g-import-not-at-top
   from tensorflow_serving.model_servers import version  # pylint: disable=g-import-not-at-top
+  from tensorflow_serving.util import status  # pylint: disable=g-import-not-at-top
 
   if FLAGS.version:
     print(version.version_text())
@@ -262,8 +267,7 @@ def main(argv: list[str]) -> int:
   try:
     core_options, server_opts = server_options.from_flags(FLAGS)
   except server_options.FlagError as exc:
-    print(str(exc), file=sys.stderr)
-    return 1
+    return server_options.start_failure(status.invalid_argument(str(exc)))
   return server_options.run(core_options, server_opts)
 
 

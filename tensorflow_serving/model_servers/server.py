@@ -18,6 +18,7 @@ from tensorflow_serving.model_servers import http_rest_api_handler
 from tensorflow_serving.model_servers import http_server
 from tensorflow_serving.model_servers import model_config
 from tensorflow_serving.model_servers import model_runner
+from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.util import status
 from tensorflow_serving.util.grpc_h2 import server as grpc_h2_server
@@ -54,6 +55,15 @@ class ServerOptions:
   model_config_file_poll_wait_seconds: int = 0
 
 
+# grpc.health.v1 services reported SERVING (besides "", the whole server):
+# the fully qualified names, and the short ones earlier releases answered.
+HEALTH_SERVICE_NAMES = (
+    "tensorflow.serving.ModelService",
+    "tensorflow.serving.PredictionService",
+    "ModelService",
+    "PredictionService",
+)
+
 # --grpc_channel_arguments keys this server applies, and to what.
 GRPC_CHANNEL_ARGUMENTS = {
     "grpc.max_receive_message_length": "max_receive_message_length",
@@ -84,6 +94,14 @@ def grpc_server_arguments(
   return settings
 
 
+class StartError(Exception):
+  """The server could not start listening; carries upstream's status."""
+
+  def __init__(self, error: status.ServingError):
+    super().__init__(error.message)
+    self.error = error
+
+
 class Server:
   """Starts both APIs over an already created ServerCore; stops them cleanly."""
 
@@ -95,6 +113,7 @@ class Server:
         thread_name_prefix="request",
     )
     self._runner = model_runner.ModelRunner(self._executor)
+    self.pipeline = pipeline_lib.Pipeline(core, self._runner)
     self._grpc: grpc_h2_server.Server | None = None
     self._http: http_server.HttpServer | None = None
     self._stop = asyncio.Event()
@@ -110,14 +129,15 @@ class Server:
       )
       grpc_services.add_services(
           self._grpc,
-          self.core,
-          self._runner,
+          self.pipeline,
           opts.enable_serialization_as_tensor_content,
       )
       if opts.enable_grpc_healthcheck_service:
         self._health = grpc_health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
-        for service in ("ModelService", "PredictionService"):
+        # "" (the whole server) is SERVING from the servicer's start; probes
+        # such as Kubernetes' ask for the fully qualified service names.
+        for service in HEALTH_SERVICE_NAMES:
           await self._health.set(
               service, health_pb2.HealthCheckResponse.SERVING
           )
@@ -143,7 +163,7 @@ class Server:
             "Skipped setting up HTTP/REST API server."
         )
       else:
-        handler = http_rest_api_handler.HttpRestApiHandler(self.core)
+        handler = http_rest_api_handler.HttpRestApiHandler(self.pipeline)
         self._http = http_server.HttpServer(
             http_server.make_app(handler, self._runner, opts.http),
             opts.rest_api_port,
@@ -209,8 +229,20 @@ class Server:
     logging.info("Model server stopped.")
 
   async def run_until_signalled(self) -> None:
+    """Serves until SIGINT or SIGTERM; raises StartError if it cannot listen.
+
+    A port that cannot be bound stops whatever had started and reports
+    upstream's start-up failure instead of a traceback.
+    """
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
       loop.add_signal_handler(sig, self.request_stop)
-    await self.start()
+    try:
+      await self.start()
+    except OSError as exc:
+      self.request_stop()
+      await self.wait_for_termination()
+      raise StartError(
+          status.invalid_argument(f"Failed to BuildAndStart server: {exc}")
+      ) from exc
     await self.wait_for_termination()

@@ -39,6 +39,7 @@ from tensorflow_serving.resources import resources
 from tensorflow_serving.sources.storage_path import (
     file_system_storage_path_source as fs_source,
 )
+from tensorflow_serving.util import metrics
 from tensorflow_serving.util import status
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
@@ -87,6 +88,8 @@ class ServerCore:
 
     self.event_bus = event_bus_lib.EventBus()
     self.monitor = servable_state_monitor.ServableStateMonitor(self.event_bus)
+    # After the monitor's subscription, so it has seen each event first.
+    self._loaded_versions = self.event_bus.subscribe(self._count_loaded)
     budget = None
     if options.total_model_memory_limit_bytes is not None:
       budget = resources.ResourceAllocation(
@@ -122,15 +125,25 @@ class ServerCore:
     model fails to load; the caller (main) then exits non-zero.
     """
     core = cls(options)
-    core.manager.set_num_load_threads(options.num_initial_load_threads)
     try:
-      core.reload_config(options.model_server_config)
+      core.load_initial_config()
     except BaseException:
       core.stop()
       raise
-    finally:
-      core.manager.set_num_load_threads(options.num_load_threads)
     return core
+
+  def load_initial_config(self) -> None:
+    """Loads the options' config with upstream's wider initial load pool.
+
+    Blocks until every model is available; `stop` from another thread ends
+    the wait (retry back-offs included).
+    """
+    options = self._options
+    self.manager.set_num_load_threads(options.num_initial_load_threads)
+    try:
+      self.reload_config(options.model_server_config)
+    finally:
+      self.manager.set_num_load_threads(options.num_load_threads)
 
   @property
   def config(self) -> ModelServerConfig:
@@ -337,6 +350,16 @@ class ServerCore:
     return self.manager.get_servable_handle(self.servable_request(model_spec))
 
   # --- Shutdown -------------------------------------------------------------
+
+  def _count_loaded(self, state: servable_state.ServableState) -> None:
+    """Keeps the loaded_versions gauge (beyond upstream) per model."""
+    name = state.id.name
+    available = sum(
+        1
+        for entry in self.monitor.get_version_states(name).values()
+        if entry.state.manager_state == ManagerState.AVAILABLE
+    )
+    metrics.set_loaded_versions(name, available)
 
   def stop(self) -> None:
     """Stops polling, then unloads every servable."""

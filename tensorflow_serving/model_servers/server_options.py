@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import signal
 import sys
+import threading
 
 from absl import logging
 from google.protobuf import text_format
@@ -292,25 +294,64 @@ def _warn_no_op_flags(flags) -> None:
       logging.warning("--%s has no effect in this server.", name)
 
 
+def start_failure(error: status.ServingError) -> int:
+  """Upstream's one-line start-up failure (no traceback); the exit code."""
+  line = f"Failed to start server. Error: {error.code.name}: {error.message}"
+  logging.error("%s", line)
+  print(line, file=sys.stderr, flush=True)
+  return 1
+
+
 def run(
     core_options: server_core_lib.ServerCoreOptions,
     server_options: server_lib.ServerOptions,
 ) -> int:
-  """Loads every model, then serves until SIGINT/SIGTERM. Returns exit code."""
+  """Loads every model, then serves until SIGINT/SIGTERM. Returns exit code.
+
+  The initial load runs on its own thread so that a signal stops the server
+  in every state: while a version loads, or waits between load retries
+  (which would otherwise hold the process for retries x interval).
+  """
   # What is imported by now (TensorFlow alone is ~300k objects) lives as long
   # as the process. Freezing it stops every full collection, such as the one
   # each model unload runs to free its graph, from rescanning it with the GIL
   # held: that stalled all requests in flight for ~150 ms per version swap.
   gc.collect()
   gc.freeze()
-  try:
-    core = server_core_lib.ServerCore.create(core_options)
-  except status.ServingError as exc:
-    logging.error("Failed to start server. Error: %s", exc.message)
-    print(f"Failed to start server. Error: {exc.message}", file=sys.stderr)
-    return 1
+  stop = threading.Event()
+  for sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(sig, lambda *_: stop.set())
+  core = server_core_lib.ServerCore(core_options)
+  loaded = threading.Event()
+  failure: list[status.ServingError] = []
+
+  def initial_load() -> None:
+    try:
+      core.load_initial_config()
+    except status.ServingError as exc:
+      failure.append(exc)
+    finally:
+      loaded.set()
+
+  threading.Thread(
+      target=initial_load, name="initial_load", daemon=True
+  ).start()
+  while not loaded.wait(0.1):
+    if stop.is_set():
+      logging.info("Stopping the model server while models load.")
+      core.stop()
+      return 0
+  if failure:
+    core.stop()
+    return start_failure(failure[0])
+  if stop.is_set():
+    core.stop()
+    return 0
   server = server_lib.Server(core, server_options)
-  _run_event_loop(server.run_until_signalled())
+  try:
+    _run_event_loop(server.run_until_signalled())
+  except server_lib.StartError as exc:
+    return start_failure(exc.error)
   return 0
 
 

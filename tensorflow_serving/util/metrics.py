@@ -28,10 +28,26 @@ disable_created_metrics()
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_PATH = "/monitoring/prometheus/metrics"
 
+
+def _exponential_buckets(scale: float, growth: float, count: int):
+  """TensorFlow's Buckets::Exponential bounds, computed as it computes them.
+
+  (Each bound is the previous one times `growth`, so values fall into the
+  same buckets as upstream's; `exposition` prints the bounds as upstream's
+  exporter does.)
+  """
+  bounds = []
+  bound = scale
+  for _ in range(count):
+    bounds.append(bound)
+    bound *= growth
+  return (*bounds, float("inf"))
+
+
 # Upstream's latency buckets: exponential from 10 us by x1.8, 33 buckets.
-LATENCY_BUCKETS_US = tuple(10.0 * 1.8**i for i in range(33)) + (float("inf"),)
-# Batch sizes: powers of two up to 2^14, as upstream's batching histograms.
-BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(15)) + (float("inf"),)
+LATENCY_BUCKETS_US = _exponential_buckets(10.0, 1.8, 33)
+# Batch and example counts: powers of two up to 2^14, as upstream's.
+BATCH_SIZE_BUCKETS = _exponential_buckets(1.0, 2.0, 15)
 
 
 def prometheus_name(tf_name: str) -> str:
@@ -46,8 +62,15 @@ class _Registry:
     self.registry = CollectorRegistry(auto_describe=True)
     r = self.registry
 
+    # prometheus_client drops a counter name's `_total` suffix from its
+    # family name; these are upstream names that really end in it.
+    self.total_suffixed: set[str] = set()
+
     def counter(name, doc, labels):
-      return Counter(prometheus_name(name), doc, labels, registry=r)
+      full = prometheus_name(name)
+      if full.endswith("_total"):
+        self.total_suffixed.add(full[: -len("_total")])
+      return Counter(full, doc, labels, registry=r)
 
     def histogram(name, doc, labels, buckets=LATENCY_BUCKETS_US):
       return Histogram(
@@ -66,13 +89,19 @@ class _Registry:
     )
     self.runtime_latency = histogram(
         "/tensorflow/serving/runtime_latency",
-        "Distribution of wall time (in microseconds) spent running the model.",
+        "Distribution of wall time (in microseconds) for Tensorflow runtime.",
         ["model_name", "API", "runtime"],
+    )
+    self.request_example_counts = histogram(
+        "/tensorflow/serving/request_example_counts",
+        "The number of tensorflow.Examples per request.",
+        ["model"],
+        BATCH_SIZE_BUCKETS,
     )
     self.request_example_count_total = counter(
         "/tensorflow/serving/request_example_count_total",
         "The total number of tensorflow.Examples.",
-        ["model_name"],
+        ["model"],
     )
     self.load_attempt_count = counter(
         "/tensorflow/cc/saved_model/load_attempt_count",
@@ -153,7 +182,11 @@ def elapsed_us(start: float) -> float:
 def record_request(
     model_name: str, api: str, entrypoint: str, code_name: str, start: float
 ) -> None:
-  """Counts one request; its latency is recorded on success only, as upstream."""
+  """Counts one request; its latency is recorded on success only, as upstream.
+
+  `api` is upstream's label (`Predict`, `Classify`, `Regress`), `entrypoint`
+  `GRPC` or `REST`.
+  """
   m = get()
   m.request_count.labels(model_name, code_name).inc()
   if code_name == "OK":
@@ -162,11 +195,31 @@ def record_request(
     )
 
 
+def record_runtime_latency(
+    model_name: str, api: str, runtime: str, micros: float
+) -> None:
+  """Time the model itself took (`runtime`: `TF1` or `TFLite`)."""
+  get().runtime_latency.labels(model_name, api, runtime).observe(micros)
+
+
+def record_example_count(model_name: str, count: int) -> None:
+  """tf.Examples in one Classify, Regress or MultiInference request."""
+  m = get()
+  m.request_example_counts.labels(model_name).observe(count)
+  m.request_example_count_total.labels(model_name).inc(count)
+
+
+def set_loaded_versions(model_name: str, count: int) -> None:
+  """Beyond upstream: how many versions of a model are AVAILABLE now."""
+  get().loaded_versions.labels(model_name).set(count)
+
+
 class _UpstreamNames:
   """Collector view of the registry with counters under upstream's names."""
 
-  def __init__(self, registry: CollectorRegistry):
+  def __init__(self, registry: CollectorRegistry, total_suffixed: set[str]):
     self._registry = registry
+    self._total_suffixed = total_suffixed
     self.counter_names: list[str] = []
 
   def collect(self):
@@ -176,17 +229,40 @@ class _UpstreamNames:
         continue
       # Rendered as untyped here (prometheus_client would rename a counter to
       # `<name>_total`); exposition() restores the TYPE line.
-      self.counter_names.append(metric.name)
-      family = metrics_core.Metric(metric.name, metric.documentation, "unknown")
+      name = metric.name
+      if name in self._total_suffixed:
+        name += "_total"
+      self.counter_names.append(name)
+      family = metrics_core.Metric(name, metric.documentation, "unknown")
       for sample in metric.samples:
         if sample.name.endswith("_total"):
-          family.add_sample(metric.name, sample.labels, sample.value)
+          family.add_sample(name, sample.labels, sample.value)
       yield family
 
 
+_BUCKET_BOUND = re.compile(rb'le="([^"]+)"')
+
+
+def _upstream_bound(match: re.Match) -> bytes:
+  """A bucket bound as absl::StrCat prints a double (six significant digits).
+
+  prometheus_client prints repr(): `32.400000000000006` for the bound
+  upstream's exporter shows as `32.4`.
+  """
+  text = match.group(1)
+  if text == b"+Inf":
+    return match.group(0)
+  return b'le="%s"' % (b"%.6g" % float(text))
+
+
 def exposition() -> bytes:
-  """Prometheus text format of every metric, counters typed as upstream."""
-  view = _UpstreamNames(get().registry)
+  """Prometheus text format of every metric, as upstream's exporter prints.
+
+  Counters are typed `counter` under their upstream names, and histogram
+  bounds are printed with six significant digits.
+  """
+  registry = get()
+  view = _UpstreamNames(registry.registry, registry.total_suffixed)
   text = prometheus_exposition.generate_latest(view)
   for name in view.counter_names:
     text = text.replace(
@@ -194,4 +270,4 @@ def exposition() -> bytes:
         f"# TYPE {name} counter\n".encode(),
         1,
     )
-  return text
+  return _BUCKET_BOUND.sub(_upstream_bound, text)

@@ -274,8 +274,15 @@ class ServerFeaturesTest(util.ApiTestCase):
 
   def test_grpc_health_service(self):
     stub = health_pb2_grpc.HealthStub(self.clients.channel)
-    # Upstream marks these two (short) names SERVING; "" is the whole server.
-    for service in ("ModelService", "PredictionService", ""):
+    # "" is the whole server; Kubernetes' gRPC probes ask for the fully
+    # qualified names; the short names stay SERVING for older clients.
+    for service in (
+        "",
+        "tensorflow.serving.PredictionService",
+        "tensorflow.serving.ModelService",
+        "ModelService",
+        "PredictionService",
+    ):
       response = stub.Check(
           health_pb2.HealthCheckRequest(service=service), timeout=10
       )

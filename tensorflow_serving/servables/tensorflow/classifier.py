@@ -1,15 +1,14 @@
 """Classify: serialized tf.Examples in, (label, score) pairs per example out.
 
-`run_classify` serves gRPC and warmup over protos; `classify_serialized` serves
-REST, which already holds serialized Examples. Both share the signature checks
-and the output validation (with upstream classifier.cc's messages), which
-MultiInference reuses through `prepare_classification` and
-`fill_classification_result`.
+The servers' request pipeline, warmup (`run_classify`) and MultiInference
+share the signature checks (`prepare_classification`) and the output
+validation (`classifications_from_outputs`), with upstream classifier.cc's
+messages; each transport only encodes the resulting (label, score) pairs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -17,6 +16,7 @@ from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.servables.tensorflow import example_input
 from tensorflow_serving.servables.tensorflow import saved_model_bundle
+from tensorflow_serving.servables.tensorflow import servable as servable_lib
 from tensorflow_serving.servables.tensorflow import signature as signature_lib
 from tensorflow_serving.util import status
 
@@ -122,62 +122,55 @@ def classifications_from_outputs(
 
 
 def fill_classification_result(
-    num_examples: int,
-    outputs: Mapping[str, np.ndarray],
+    classifications: Classifications,
     result: classification_pb2.ClassificationResult,
 ) -> None:
   """Appends one Classifications per example to `result`."""
-  classes, scores, k = _validated_outputs(num_examples, outputs)
-  labels = _labels(classes, num_examples, k)
-  score_rows = _scores(scores, num_examples, k)
-  for label_row, score_row in zip(labels, score_rows):
+  for pairs in classifications:
     entry = result.classifications.add()
-    for label, score in zip(label_row, score_row):
+    for label, score in pairs:
       # `label` is a proto string; labels that are not UTF-8 (upstream sends
       # them as raw bytes) get replacement characters instead of failing.
       entry.classes.add(label=label.decode("utf-8", "replace"), score=score)
 
 
-def resolve_classification_signature(
-    bundle: saved_model_bundle.SavedModelBundle, signature_name: str
-) -> example_input.ExampleSignature:
-  return prepare_classification(
-      example_input.resolve_signature(bundle, signature_name)
+def classify(
+    bundle: servable_lib.Servable, signature_name: str, examples: np.ndarray
+) -> Classifications:
+  """Classifies serialized Examples in the calling thread (warmup, tests).
+
+  The servers' pipeline does the same steps around an awaited run.
+  """
+  prepared = prepare_classification(
+      signature_lib.resolve(
+          bundle.signatures, signature_name, signature_lib.Api.CLASSIFY
+      )
+  )
+  return classifications_from_outputs(
+      len(examples), example_input.run(bundle, prepared, examples)
   )
 
 
 def run_classify(
-    bundle: saved_model_bundle.SavedModelBundle,
+    bundle: servable_lib.Servable,
     request: classification_pb2.ClassificationRequest,
     response: classification_pb2.ClassificationResponse,
 ) -> None:
-  """Fills `response.result` and the signature name of its model_spec."""
-  prepared = resolve_classification_signature(
-      bundle, request.model_spec.signature_name
+  """ClassificationRequest in, result out, in the calling thread (warmup)."""
+  name = request.model_spec.signature_name
+  sig = signature_lib.resolve(
+      bundle.signatures, name, signature_lib.Api.CLASSIFY
   )
-  examples = example_input.serialized_examples(request.input)
-  outputs = example_input.run(bundle, prepared, examples)
-  fill_classification_result(len(examples), outputs, response.result)
-  response.model_spec.signature_name = prepared.sig.key
-
-
-def classify_serialized(
-    bundle: saved_model_bundle.SavedModelBundle,
-    signature_name: str,
-    examples: Sequence[bytes],
-    context: bytes | None = None,
-) -> Classifications:
-  """Classify for REST: `json_tensor.parse_example_request`'s output in,
-  `json_tensor.format_classify_response`'s input out."""
-  prepared = resolve_classification_signature(bundle, signature_name)
-  tensor = example_input.examples_tensor(examples, context)
-  return classifications_from_outputs(
-      len(tensor), example_input.run(bundle, prepared, tensor)
+  prepare_classification(sig)  # Signature errors before input errors.
+  results = classify(
+      bundle, name, example_input.serialized_examples(request.input)
   )
+  fill_classification_result(results, response.result)
+  response.model_spec.signature_name = sig.key
 
 
 def replay_classify_log(
-    bundle: saved_model_bundle.SavedModelBundle,
+    bundle: servable_lib.Servable,
     log: prediction_log_pb2.PredictionLog,
 ) -> None:
   """Warmup replayer for `classify_log` (the logged response is ignored)."""

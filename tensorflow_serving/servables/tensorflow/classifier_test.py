@@ -109,21 +109,27 @@ class ClassifierTest(absltest.TestCase):
     ]
     context = make_example(x=4.0).SerializeToString()
     self.assertEqual(
-        classifier.classify_serialized(
-            self.bundle, "classify_both", examples, context
+        classifier.classify(
+            self.bundle,
+            "classify_both",
+            example_input.examples_tensor(examples, context),
         ),
         [[(b"low", 3.0), (b"high", 2.0)], [(b"low", 4.0), (b"high", 4.0)]],
     )
     self.assertEqual(
-        classifier.classify_serialized(
-            self.bundle, "classify_x_to_y", examples[:1]
+        classifier.classify(
+            self.bundle,
+            "classify_x_to_y",
+            example_input.examples_tensor(examples[:1]),
         ),
         [[(b"", 3.0)]],
     )
 
   def test_serialized_helper_empty(self):
     with self.assertRaisesRegex(status.ServingError, "^Input is empty.$"):
-      classifier.classify_serialized(self.bundle, "classify_both", [])
+      classifier.classify(
+          self.bundle, "classify_both", example_input.examples_tensor([])
+      )
 
   def test_empty_input(self):
     request = make_request("classify_both")
@@ -224,7 +230,9 @@ class ClassifierTest(absltest.TestCase):
   def test_non_utf8_label_is_replaced(self):
     outputs = {classifier.CLASSES: np.array([[b"\xffa"]], dtype=object)}
     result = classification_pb2.ClassificationResult()
-    classifier.fill_classification_result(1, outputs, result)
+    classifier.fill_classification_result(
+        classifier.classifications_from_outputs(1, outputs), result
+    )
     self.assertEqual(result.classifications[0].classes[0].label, "\ufffda")
 
 

@@ -16,7 +16,6 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
 from tensorflow_serving.apis import input_pb2
-from tensorflow_serving.servables.tensorflow import saved_model_bundle
 from tensorflow_serving.servables.tensorflow import signature as signature_lib
 from tensorflow_serving.util import status
 
@@ -62,19 +61,6 @@ def check_method_name(
         f"Expected {kind} signature method_name to be {expected}. "
         f"Was: {sig.method_name}"
     )
-
-
-def resolve_signature(
-    bundle: saved_model_bundle.SavedModelBundle, signature_name: str
-) -> signature_lib.Signature:
-  """The signature Classify/Regress run; empty means `serving_default`."""
-  key = signature_name or signature_lib.DEFAULT_SERVING_SIGNATURE_DEF_KEY
-  sig = bundle.signatures.get(key)
-  if sig is None:
-    raise status.invalid_argument(
-        f"No signature was found with the name: {key}"
-    )
-  return sig
 
 
 def example_input_alias(sig: signature_lib.Signature) -> str:

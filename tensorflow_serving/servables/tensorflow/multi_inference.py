@@ -68,11 +68,9 @@ def _prepare_tasks(
     if key in seen:
       raise status.invalid_argument(f"Duplicate evaluation of signature: {key}")
     seen.add(key)
-    sig = bundle.signatures.get(key)
-    if sig is None:
-      raise status.invalid_argument(
-          f"Requested signature not found in model graph: {key}"
-      )
+    sig = signature_lib.resolve(
+        bundle.signatures, key, signature_lib.Api.MULTI_INFERENCE
+    )
     prepared.append(_prepare(task, sig))
   return prepared
 
@@ -134,11 +132,13 @@ def run_multi_inference(
       result.model_spec.version.value = version
     if task.method_name == signature_lib.CLASSIFY_METHOD_NAME:
       classifier.fill_classification_result(
-          num_examples, outputs, result.classification_result
+          classifier.classifications_from_outputs(num_examples, outputs),
+          result.classification_result,
       )
     else:
       regressor.fill_regression_result(
-          num_examples, outputs, result.regression_result
+          regressor.values_from_outputs(num_examples, outputs),
+          result.regression_result,
       )
 
 

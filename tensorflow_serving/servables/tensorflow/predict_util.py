@@ -1,42 +1,40 @@
-"""Predict over protos: PredictRequest in, PredictResponse out, no transport.
+"""Predict's proto codec: PredictRequest to numpy, numpy to PredictResponse.
 
-The gRPC service and warmup replay call this; REST decodes JSON straight to
-numpy and calls `SavedModelBundle.run`, so both share validation and messages.
+The gRPC servicer decodes and encodes with these around the shared request
+pipeline (model_servers/pipeline.py); warmup replays logged PredictRequests
+through `run_predict`. numpy is the middle type on every path, so REST
+(util/json_tensor) meets the same validation and run without a proto detour.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import numpy as np
 
 from tensorflow_serving.apis import predict_pb2
-from tensorflow_serving.servables.tensorflow import saved_model_bundle
+from tensorflow_serving.servables.tensorflow import servable as servable_lib
 from tensorflow_serving.servables.tensorflow import signature as signature_lib
 from tensorflow_serving.servables.tensorflow import tensor_codec
 from tensorflow_serving.util import status
 
+SignatureLookup = Callable[[str], signature_lib.Signature]
 
-def resolve_predict_signature(
-    bundle: saved_model_bundle.SavedModelBundle, signature_name: str
-) -> signature_lib.Signature:
-  key = signature_name or signature_lib.DEFAULT_SERVING_SIGNATURE_DEF_KEY
-  sig = bundle.signatures.get(key)
-  if sig is None:
-    # Upstream (predict_util.cc) reports a missing Predict signature as
-    # FAILED_PRECONDITION, unlike Classify/Regress.
-    raise status.failed_precondition(
-        f'Serving signature key "{key}" not found.'
-    )
-  return sig
+
+class DecodedPredict(NamedTuple):
+  """A Predict request as numpy: its signature, inputs and output filter."""
+
+  sig: signature_lib.Signature
+  inputs: dict[str, np.ndarray]
+  output_filter: tuple[str, ...]
 
 
 def decode_predict_request(
-    bundle: saved_model_bundle.SavedModelBundle,
-    request: predict_pb2.PredictRequest,
-) -> tuple[signature_lib.Signature, dict[str, np.ndarray], tuple[str, ...]]:
-  """The request's signature, its inputs as numpy arrays, and output filter."""
-  sig = resolve_predict_signature(bundle, request.model_spec.signature_name)
+    request: predict_pb2.PredictRequest, lookup: SignatureLookup
+) -> DecodedPredict:
+  """Resolves the signature first, then parses the tensors, as upstream."""
+  sig = lookup(request.model_spec.signature_name)
   inputs = {}
   for alias, proto in request.inputs.items():
     try:
@@ -44,7 +42,7 @@ def decode_predict_request(
     except status.ServingError as exc:
       # Upstream's exact message (clients match on it); the cause is chained.
       raise status.invalid_argument(f"tensor parsing error: {alias}") from exc
-  return sig, inputs, tuple(request.output_filter)
+  return DecodedPredict(sig, inputs, tuple(request.output_filter))
 
 
 def encode_predict_response(
@@ -64,12 +62,17 @@ def encode_predict_response(
 
 
 def run_predict(
-    bundle: saved_model_bundle.SavedModelBundle,
+    bundle: servable_lib.Servable,
     request: predict_pb2.PredictRequest,
     response: predict_pb2.PredictResponse,
     use_tensor_content: bool = False,
 ) -> None:
-  """Decodes, runs and encodes one Predict in the calling thread."""
-  sig, inputs, output_filter = decode_predict_request(bundle, request)
-  outputs = bundle.run(sig, inputs, output_filter)
-  encode_predict_response(sig, outputs, response, use_tensor_content)
+  """Decodes, runs and encodes one Predict in the calling thread (warmup)."""
+  decoded = decode_predict_request(
+      request,
+      lambda name: signature_lib.resolve(
+          bundle.signatures, name, signature_lib.Api.PREDICT
+      ),
+  )
+  outputs = bundle.run(decoded.sig, decoded.inputs, decoded.output_filter)
+  encode_predict_response(decoded.sig, outputs, response, use_tensor_content)

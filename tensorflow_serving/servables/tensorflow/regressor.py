@@ -1,13 +1,13 @@
 """Regress: serialized tf.Examples in, one float per example out.
 
-`run_regress` serves gRPC and warmup over protos; `regress_serialized` serves
-REST. Output validation follows upstream regressor.cc's messages and is shared
-with MultiInference through `prepare_regression` / `fill_regression_result`.
+The servers' request pipeline, warmup (`run_regress`) and MultiInference
+share the signature checks (`prepare_regression`) and the output validation
+(`values_from_outputs`), with upstream regressor.cc's messages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.apis import regression_pb2
 from tensorflow_serving.servables.tensorflow import example_input
 from tensorflow_serving.servables.tensorflow import saved_model_bundle
+from tensorflow_serving.servables.tensorflow import servable as servable_lib
 from tensorflow_serving.servables.tensorflow import signature as signature_lib
 from tensorflow_serving.util import status
 
@@ -64,55 +65,50 @@ def values_from_outputs(
 
 
 def fill_regression_result(
-    num_examples: int,
-    outputs: Mapping[str, np.ndarray],
-    result: regression_pb2.RegressionResult,
+    values: np.ndarray, result: regression_pb2.RegressionResult
 ) -> None:
-  """Appends one Regression per example to `result`."""
-  for value in values_from_outputs(num_examples, outputs).tolist():
+  """Appends one Regression per value to `result`."""
+  for value in values.tolist():
     result.regressions.add(value=value)
 
 
-def resolve_regression_signature(
-    bundle: saved_model_bundle.SavedModelBundle, signature_name: str
-) -> example_input.ExampleSignature:
-  return prepare_regression(
-      example_input.resolve_signature(bundle, signature_name)
+def regress(
+    bundle: servable_lib.Servable, signature_name: str, examples: np.ndarray
+) -> np.ndarray:
+  """Float32 `[N]` values for serialized Examples, in the calling thread.
+
+  The servers' pipeline does the same steps around an awaited run.
+  """
+  prepared = prepare_regression(
+      signature_lib.resolve(
+          bundle.signatures, signature_name, signature_lib.Api.REGRESS
+      )
+  )
+  return values_from_outputs(
+      len(examples), example_input.run(bundle, prepared, examples)
   )
 
 
 def run_regress(
-    bundle: saved_model_bundle.SavedModelBundle,
+    bundle: servable_lib.Servable,
     request: regression_pb2.RegressionRequest,
     response: regression_pb2.RegressionResponse,
 ) -> None:
-  """Fills `response.result` and the signature name of its model_spec."""
-  prepared = resolve_regression_signature(
-      bundle, request.model_spec.signature_name
+  """RegressionRequest in, result out, in the calling thread (warmup)."""
+  name = request.model_spec.signature_name
+  sig = signature_lib.resolve(
+      bundle.signatures, name, signature_lib.Api.REGRESS
   )
-  examples = example_input.serialized_examples(request.input)
-  outputs = example_input.run(bundle, prepared, examples)
-  fill_regression_result(len(examples), outputs, response.result)
-  response.model_spec.signature_name = prepared.sig.key
-
-
-def regress_serialized(
-    bundle: saved_model_bundle.SavedModelBundle,
-    signature_name: str,
-    examples: Sequence[bytes],
-    context: bytes | None = None,
-) -> np.ndarray:
-  """Regress for REST: float32 `[N]` values, which
-  `json_tensor.format_regress_response` writes without widening."""
-  prepared = resolve_regression_signature(bundle, signature_name)
-  tensor = example_input.examples_tensor(examples, context)
-  return values_from_outputs(
-      len(tensor), example_input.run(bundle, prepared, tensor)
+  prepare_regression(sig)  # Signature errors before input errors.
+  values = regress(
+      bundle, name, example_input.serialized_examples(request.input)
   )
+  fill_regression_result(values, response.result)
+  response.model_spec.signature_name = sig.key
 
 
 def replay_regress_log(
-    bundle: saved_model_bundle.SavedModelBundle,
+    bundle: servable_lib.Servable,
     log: prediction_log_pb2.PredictionLog,
 ) -> None:
   """Warmup replayer for `regress_log` (the logged response is ignored)."""

@@ -96,17 +96,20 @@ class RegressorTest(absltest.TestCase):
         make_example(x=2.0).SerializeToString(),
         make_example().SerializeToString(),
     ]
-    values = regressor.regress_serialized(
+    values = regressor.regress(
         self.bundle,
         "regress_x_to_y",
-        examples,
-        make_example(x=6.0).SerializeToString(),
+        example_input.examples_tensor(
+            examples, make_example(x=6.0).SerializeToString()
+        ),
     )
     self.assertEqual(values.dtype, np.float32)
     self.assertEqual(values.tolist(), [3.0, 5.0])
     self.assertEqual(
-        regressor.regress_serialized(
-            self.bundle, "regress_flat", examples[:1]
+        regressor.regress(
+            self.bundle,
+            "regress_flat",
+            example_input.examples_tensor(examples[:1]),
         ).tolist(),
         [3.0],
     )
@@ -123,7 +126,11 @@ class RegressorTest(absltest.TestCase):
         make_request("regress_x_to_y", context=make_example(x=1.0)),
     )
     with self.assertRaisesRegex(status.ServingError, "^Input is empty.$"):
-      regressor.regress_serialized(self.bundle, "regress_x_to_y", [], b"ctx")
+      regressor.regress(
+          self.bundle,
+          "regress_x_to_y",
+          example_input.examples_tensor([], b"ctx"),
+      )
 
   def test_unknown_signature(self):
     self.assert_error(

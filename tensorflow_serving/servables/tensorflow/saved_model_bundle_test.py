@@ -7,6 +7,7 @@ import tempfile
 
 from absl.testing import absltest
 import numpy as np
+import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
 from tensorflow_serving.apis import predict_pb2
@@ -128,13 +129,36 @@ class SavedModelBundleTest(absltest.TestCase):
     )
     self.assertIn("'x'", ctx.exception.message)
 
-  def test_wrong_rank_names_input_and_shapes(self):
+  def test_rank_the_ops_accept_is_computed(self):
+    # Upstream feeds the tensor as sent; y = 0.5 * x + 2 is elementwise, so
+    # a [2, 2] x computes although the signature declares [?].
+    response = self._predict(self._request(x=np.ones((2, 2), np.float32)))
+    np.testing.assert_allclose(
+        tensor_codec.tensor_proto_to_ndarray(response.outputs["y"]),
+        np.full((2, 2), 2.5),
+    )
+
+  def test_shape_tensorflow_rejects_keeps_its_message_then_hint(self):
+    tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+    bundle = saved_model_bundle.load_saved_model_bundle(
+        _export_matmul(os.path.join(tmp, "1")), ["serve"]
+    )
+    self.addCleanup(bundle.close)
+    sig = bundle.signatures["serving_default"]
+    np.testing.assert_allclose(
+        bundle.run(sig, {"x": np.ones((3, 2), np.float32)})["y"],
+        np.full((3, 1), 2.0),
+    )
     with self.assertRaises(status.ServingError) as ctx:
-      self._predict(self._request(x=np.ones((2, 2), np.float32)))
+      bundle.run(sig, {"x": np.ones((3,), np.float32)})
     self.assertEqual(ctx.exception.code, status.Code.INVALID_ARGUMENT)
-    self.assertEqual(
+    # TensorFlow's own words first (MatMul's), then which input differs.
+    self.assertStartsWith(ctx.exception.message, "In[0] ndims must be >= 2")
+    self.assertTrue(
+        ctx.exception.message.endswith(
+            "(input 'x' has shape [3], the signature declares [?,2])"
+        ),
         ctx.exception.message,
-        "Input 'x' has shape [2, 2] but the signature expects [?]",
     )
 
   def test_unparsable_tensor_is_upstream_message(self):
@@ -168,6 +192,24 @@ class SavedModelBundleTest(absltest.TestCase):
           self.bundle.export_dir, ["gpu"]
       )
     self.assertEqual(ctx.exception.code, status.Code.NOT_FOUND)
+
+
+def _export_matmul(export_dir: str) -> str:
+  """y = x @ ones([2, 1]), x float [?, 2]: an op that checks its shapes."""
+  graph = tf.Graph()
+  with graph.as_default():
+    x = tf.compat.v1.placeholder(tf.float32, [None, 2], name="x")
+    y = tf.matmul(x, tf.ones([2, 1]), name="y")
+    sig = tf.compat.v1.saved_model.signature_def_utils.predict_signature_def(
+        {"x": x}, {"y": y}
+    )
+    with tf.compat.v1.Session(graph=graph) as session:
+      builder = tf.compat.v1.saved_model.Builder(export_dir)
+      builder.add_meta_graph_and_variables(
+          session, ["serve"], signature_def_map={"serving_default": sig}
+      )
+      builder.save()
+  return export_dir
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Typed views of a SignatureDef, used to validate requests before running.
+"""Typed views of a SignatureDef, used to decode and check requests.
 
 Both transports need a signature's input dtypes and shapes before they can
 decode a request (REST JSON carries no dtypes), so they are parsed once at load
@@ -7,7 +7,9 @@ time rather than per request.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 import dataclasses
+import enum
 
 import numpy as np
 from tensorflow.core.framework import types_pb2
@@ -75,11 +77,13 @@ class TensorSpec:
   def dtype_name(self) -> str:
     return types_pb2.DataType.Name(self.tf_dtype)
 
-  def check_compatible(self, arr: np.ndarray, index: int) -> None:
-    """Raises INVALID_ARGUMENT when `arr` cannot feed this tensor.
+  def check_dtype(self, arr: np.ndarray, index: int) -> None:
+    """Raises INVALID_ARGUMENT when `arr`'s dtype cannot feed this tensor.
 
-    The message starts with TensorFlow's own wording (clients match on it) and
-    then names the input, the expected and the received type and shape.
+    The message starts with the words upstream's server returns (TensorFlow's
+    own, which clients match on) and then names the input and both types.
+    Shapes are not checked here: upstream feeds whatever shape arrives and
+    only fails when the graph's ops cannot compute it (see `shape_hint`).
     """
     want = self.dtype
     if want is not None and arr.dtype != want:
@@ -89,11 +93,19 @@ class TensorSpec:
           f"{got_name[3:].lower()} is provided (input '{self.alias}': "
           f"expected {self.dtype_name}, received {got_name})"
       )
-    if self.shape is not None and not _shape_fits(self.shape, arr.shape):
-      raise status.invalid_argument(
-          f"Input '{self.alias}' has shape {list(arr.shape)} but the "
-          f"signature expects {_format_shape(self.shape)}"
-      )
+
+  def shape_hint(self, arr: np.ndarray) -> str | None:
+    """Words for an error TensorFlow raised, when `arr` differs in shape.
+
+    None when the shape fits the signature's declared one (the failure then
+    has another cause, and a shape hint would mislead).
+    """
+    if self.shape is None or _shape_fits(self.shape, arr.shape):
+      return None
+    return (
+        f"input '{self.alias}' has shape {list(arr.shape)}, the signature "
+        f"declares {_format_shape(self.shape)}"
+    )
 
 
 def _dtype_name_of(dtype: np.dtype) -> str:
@@ -158,3 +170,60 @@ def signatures_from_meta_graph(
       for key, sig in sorted(meta_graph.signature_def.items())
       if key != INIT_OP_SIGNATURE_KEY
   }
+
+
+class Api(enum.Enum):
+  """Who asks for a signature; upstream words a missing one per API."""
+
+  # gRPC Predict (and warmup): predict_util.
+  PREDICT = "predict"
+  # REST Predict looks the signature up to decode the JSON body first (the
+  # GetInfoMap callback of upstream's FillPredictRequestFromJson).
+  PREDICT_JSON = "predict_json"
+  CLASSIFY = "classify"
+  REGRESS = "regress"
+  MULTI_INFERENCE = "multi_inference"
+
+
+def _predict_missing(key: str) -> status.ServingError:
+  return status.failed_precondition(f'Serving signature key "{key}" not found.')
+
+
+def _predict_json_missing(key: str) -> status.ServingError:
+  return status.invalid_argument(
+      f'Serving signature name: "{key}" not found in signature def'
+  )
+
+
+def _example_api_missing(key: str) -> status.ServingError:
+  return status.invalid_argument(f"No signature was found with the name: {key}")
+
+
+def _multi_inference_missing(key: str) -> status.ServingError:
+  return status.invalid_argument(
+      f"Requested signature not found in model graph: {key}"
+  )
+
+
+_MISSING: dict[Api, Callable[[str], status.ServingError]] = {
+    Api.PREDICT: _predict_missing,
+    Api.PREDICT_JSON: _predict_json_missing,
+    Api.CLASSIFY: _example_api_missing,
+    Api.REGRESS: _example_api_missing,
+    Api.MULTI_INFERENCE: _multi_inference_missing,
+}
+
+
+def resolve(
+    signatures: Mapping[str, Signature], name: str | None, api: Api
+) -> Signature:
+  """The signature a request names ("" or None: `serving_default`).
+
+  The one lookup every API and transport shares; only the error differs, as
+  upstream's: FAILED_PRECONDITION for Predict, INVALID_ARGUMENT otherwise.
+  """
+  key = name or DEFAULT_SERVING_SIGNATURE_DEF_KEY
+  sig = signatures.get(key)
+  if sig is None:
+    raise _MISSING[api](key)
+  return sig

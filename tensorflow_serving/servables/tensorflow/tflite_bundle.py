@@ -1,10 +1,10 @@
 """A `model.tflite` served like a SavedModel, on a pool of TF Lite interpreters.
 
 With --prefer_tflite_model upstream serves `<version>/model.tflite` instead of
-the SavedModel beside it. TfLiteBundle has SavedModelBundle's duck-typed
-surface (`signatures`, `run`, `close`, `export_dir`), so Predict,
-GetModelMetadata, warmup and REST need no TF Lite branches. `meta_graph` is
-None: a .tflite file carries no MetaGraphDef.
+the SavedModel beside it. TfLiteBundle satisfies the same servable contract
+as SavedModelBundle (servable.py), so Predict, GetModelMetadata, warmup and
+REST need no TF Lite branches. `meta_graph` is None: a .tflite file carries
+no MetaGraphDef.
 
 An interpreter is not thread-safe, so each request borrows one of its own.
 Interpreters share the model's flatbuffer but each owns a tensor arena, so they
@@ -30,6 +30,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from tensorflow_serving.servables.tensorflow import saved_model_bundle
 from tensorflow_serving.servables.tensorflow import signature as signature_lib
+from tensorflow_serving.servables.tensorflow import tflite_signature_defs
 from tensorflow_serving.util import status
 
 Signature = signature_lib.Signature
@@ -197,6 +198,8 @@ class _InterpreterPool:
 class TfLiteBundle(saved_model_bundle.SignatureRunner):
   """A servable `model.tflite`: signatures, and a way to run them."""
 
+  runtime = "TFLite"
+
   def __init__(
       self,
       model_content: bytes,
@@ -222,7 +225,7 @@ class TfLiteBundle(saved_model_bundle.SignatureRunner):
       )
     factory = functools.partial(_new_interpreter, model_content)
     first = factory()
-    self._entries = _entries_from_interpreter(first.interpreter)
+    self._entries = _entries_from_interpreter(first.interpreter, model_content)
     self.signatures: dict[str, Signature] = {
         key: entry.signature for key, entry in self._entries.items()
     }
@@ -253,7 +256,9 @@ class TfLiteBundle(saved_model_bundle.SignatureRunner):
       try:
         values = interpreter.run(entry, feeds, fetches)
       except Exception as exc:  # pylint: disable=broad-except
-        raise _error_from_tflite(exc) from exc
+        raise saved_model_bundle.with_shape_hints(
+            _error_from_tflite(exc), sig, inputs
+        ) from exc
     return dict(zip(output_aliases, values))
 
   def _resolve(
@@ -333,8 +338,24 @@ def _error_from_tflite(exc: Exception) -> status.ServingError:
   return saved_model_bundle.error_from_tf(exc)
 
 
-def _entries_from_interpreter(interpreter: Any) -> dict[str, _Entry]:
-  """One entry per signature def, or a synthesized `serving_default`."""
+def _entries_from_interpreter(
+    interpreter: Any, model_content: bytes
+) -> dict[str, _Entry]:
+  """One entry per signature def, or a synthesized `serving_default`.
+
+  TF SignatureDefs stored in the model's metadata come first: upstream's TF
+  Lite session serves by them, so requests name the SignatureDef's keys.
+  Then TF Lite's own signature defs (what converters from SavedModels
+  write), run through signature runners. A model with neither gets
+  `serving_default` over its primary subgraph's tensors, named as upstream
+  names them.
+  """
+  metadata_defs = tflite_signature_defs.read(model_content)
+  if metadata_defs:
+    return {
+        key: _metadata_entry(interpreter, key, signature_def)
+        for key, signature_def in sorted(metadata_defs.items())
+    }
   signature_keys = sorted(interpreter.get_signature_list())
   if not signature_keys:
     return {
@@ -354,6 +375,51 @@ def _entries_from_interpreter(interpreter: Any) -> dict[str, _Entry]:
         outputs={alias: alias for alias, _ in outputs},
     )
   return entries
+
+
+def _metadata_entry(
+    interpreter: Any, key: str, signature_def: meta_graph_pb2.SignatureDef
+) -> _Entry:
+  """Runs a metadata SignatureDef on the primary subgraph, by tensor index.
+
+  Its TensorInfo names are TensorFlow's (`tflite_input:0`); the interpreter's
+  tensors may carry the name without the `:0` suffix, so both are tried, as
+  upstream does. Raises INVALID_ARGUMENT (the load fails) for a name that
+  matches no input or output tensor.
+  """
+  proto = meta_graph_pb2.SignatureDef()
+  proto.CopyFrom(signature_def)
+  inputs = _tensor_indices(interpreter.get_input_details())
+  outputs = _tensor_indices(interpreter.get_output_details())
+  input_index = {}
+  for alias, info in proto.inputs.items():
+    info.name, input_index[alias] = _fix_tensor_name(
+        inputs, info.name, f"Signature input {alias}"
+    )
+  output_index = {}
+  for alias, info in proto.outputs.items():
+    info.name, output_index[alias] = _fix_tensor_name(
+        outputs, info.name, f"Signature output {alias}"
+    )
+  return _Entry(
+      signature=Signature.from_proto(key, proto),
+      runner_key=None,
+      inputs=input_index,
+      outputs=output_index,
+  )
+
+
+def _tensor_indices(details: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+  return {d["name"]: d["index"] for d in details}
+
+
+def _fix_tensor_name(
+    indices: Mapping[str, int], name: str, what: str
+) -> tuple[str, int]:
+  for candidate in (name, name.split(":", 1)[0], f"{name}:0"):
+    if candidate in indices:
+      return candidate, indices[candidate]
+  raise status.invalid_argument(f"{what} references an unknown tensor: {name}")
 
 
 def _synthesized_entry(interpreter: Any) -> _Entry:
@@ -393,9 +459,9 @@ def _signature(
   """A Predict Signature, with the SignatureDef that metadata reports.
 
   The SignatureDef shows the model's shape signature (-1 where a dimension is
-  dynamic). Validation also lets the leading (batch) dimension of each input
-  differ, because the interpreter is resized to the request, as upstream does
-  for models exported with a fixed batch size.
+  dynamic). Requests are not held to it: the interpreter is resized to each
+  request's shapes, as upstream does, and only what TF Lite cannot compute
+  fails.
   """
   proto = meta_graph_pb2.SignatureDef(
       method_name=signature_lib.PREDICT_METHOD_NAME
@@ -404,9 +470,7 @@ def _signature(
   for alias, details in inputs:
     spec = _tensor_spec(alias, details)
     proto.inputs[alias].CopyFrom(_tensor_info(spec))
-    input_specs[alias] = dataclasses.replace(
-        spec, shape=_any_batch_size(spec.shape)
-    )
+    input_specs[alias] = spec
   output_specs = {}
   for alias, details in outputs:
     spec = _tensor_spec(alias, details)
@@ -448,9 +512,3 @@ def _tensor_info(spec: signature_lib.TensorSpec) -> meta_graph_pb2.TensorInfo:
   for size in spec.shape or ():
     info.tensor_shape.dim.add(size=size)
   return info
-
-
-def _any_batch_size(shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
-  if not shape:
-    return shape
-  return (-1,) + shape[1:]

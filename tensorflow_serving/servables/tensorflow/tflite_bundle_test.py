@@ -21,8 +21,10 @@ from tensorflow_serving.model_servers import get_model_metadata_impl
 from tensorflow_serving.servables.tensorflow import predict_util
 from tensorflow_serving.servables.tensorflow import saved_model_bundle
 from tensorflow_serving.servables.tensorflow import saved_model_loader
+from tensorflow_serving.servables.tensorflow import signature as signature_lib
 from tensorflow_serving.servables.tensorflow import tensor_codec
 from tensorflow_serving.servables.tensorflow import tflite_bundle
+from tensorflow_serving.servables.tensorflow import tflite_signature_defs
 from tensorflow_serving.servables.tensorflow import warmup
 from tensorflow_serving.servables.tensorflow.test_util import tflite_models
 from tensorflow_serving.util import status
@@ -90,7 +92,10 @@ class TfLiteBundleTest(absltest.TestCase):
     self.assertIsNone(self.bundle.meta_graph)
     self.assertEqual(self.bundle.export_dir, self.export_dir)
     self.assertIs(
-        self.bundle.get_signature(""), self.bundle.signatures["serving_default"]
+        signature_lib.resolve(
+            self.bundle.signatures, "", signature_lib.Api.PREDICT
+        ),
+        self.bundle.signatures["serving_default"],
     )
 
   def test_predicts_each_signature_like_the_saved_model(self):
@@ -135,22 +140,41 @@ class TfLiteBundleTest(absltest.TestCase):
             {"x": x, "x2": np.array([1.0])},
             (),
         ),
-        "wrong rank": ("", {"x": np.ones([2, 1], np.float32)}, ()),
         "strings for floats": ("", {"x": np.array([b"a"], object)}, ()),
     }
     for name, (key, inputs, output_filter) in cases.items():
       with self.subTest(name):
         with self.assertRaises(status.ServingError) as want:
           self.saved_model.run(
-              self.saved_model.get_signature(key), inputs, output_filter
+              signature_lib.resolve(
+                  self.saved_model.signatures, key, signature_lib.Api.PREDICT
+              ),
+              inputs,
+              output_filter,
           )
         with self.assertRaises(status.ServingError) as got:
-          self.bundle.run(self.bundle.get_signature(key), inputs, output_filter)
+          self.bundle.run(
+              signature_lib.resolve(
+                  self.bundle.signatures, key, signature_lib.Api.PREDICT
+              ),
+              inputs,
+              output_filter,
+          )
         self.assertEqual(got.exception.code, status.Code.INVALID_ARGUMENT)
         self.assertEqual(
             (got.exception.code, got.exception.message),
             (want.exception.code, want.exception.message),
         )
+
+  def test_rank_the_ops_accept_is_computed_as_saved_model(self):
+    # No static shape check on either runtime: [2, 1] into a [?] input.
+    x = np.ones([2, 1], np.float32)
+    want = self.saved_model.run(
+        self.saved_model.signatures["serving_default"], {"x": x}
+    )
+    got = self.bundle.run(self.bundle.signatures["serving_default"], {"x": x})
+    np.testing.assert_allclose(got["y"], want["y"])
+    self.assertEqual(got["y"].shape, (2, 1))
 
   def test_unknown_signature_is_failed_precondition(self):
     with self.assertRaises(status.ServingError) as ctx:
@@ -319,12 +343,57 @@ class TfLiteModelsTest(absltest.TestCase):
     )
     x = np.arange(6, dtype=np.float32).reshape(3, 2)
     np.testing.assert_allclose(bundle.run(sig, {"x": x})["y"], 2 * x)
+    # Any rank the ops take: the interpreter is resized to it, as upstream.
+    x = np.ones([3, 3, 3], np.float32)
+    np.testing.assert_allclose(bundle.run(sig, {"x": x})["y"], 2 * x)
+
+  def test_metadata_signature_defs_name_inputs_by_key(self):
+    bundle = tflite_bundle.load_tflite_bundle(
+        tflite_models.export_half_plus_two_with_metadata_signature_defs(
+            _tmpdir()
+        ),
+        1,
+        1,
+    )
+    self.addCleanup(bundle.close)
+    self.assertEqual(list(bundle.signatures), ["serving_default"])
+    sig = bundle.signatures["serving_default"]
+    # Metadata shows the SignatureDef's keys over the interpreter's tensors.
+    self.assertEqual(list(sig.proto.inputs), ["x"])
+    self.assertEqual(sig.proto.inputs["x"].name, "tflite_input")
+    self.assertEqual(list(sig.proto.outputs), ["y"])
+    np.testing.assert_allclose(
+        bundle.run(sig, {"x": np.array([[2.0], [3.0]], np.float32)})["y"],
+        [[3.0], [3.5]],
+    )
+    # A rank-1 batch into the [?,1] input computes, as upstream.
+    np.testing.assert_allclose(
+        bundle.run(sig, {"x": np.array([2.0, 3.0, 4.0], np.float32)})["y"],
+        [3.0, 3.5, 4.0],
+    )
     with self.assertRaises(status.ServingError) as ctx:
-      bundle.run(sig, {"x": np.ones([3, 3], np.float32)})
+      bundle.run(sig, {"tflite_input": np.array([2.0], np.float32)})
+    self.assertIn("Sent extra: {tflite_input}", ctx.exception.message)
+
+  def test_metadata_signature_def_naming_unknown_tensor_fails_load(self):
+    export_dir = (
+        tflite_models.export_half_plus_two_with_metadata_signature_defs(
+            _tmpdir()
+        )
+    )
+    path = tflite_bundle.tflite_model_path(export_dir)
+    with open(path, "rb") as f:
+      content = f.read()
+    sig = tflite_signature_defs.read(content)["serving_default"]
+    sig.inputs["x"].name = "no_such_tensor:0"
+    with open(path, "wb") as f:
+      f.write(tflite_signature_defs.write(content, {"serving_default": sig}))
+    with self.assertRaises(status.ServingError) as ctx:
+      tflite_bundle.load_tflite_bundle(export_dir, 1, 1)
     self.assertEqual(ctx.exception.code, status.Code.INVALID_ARGUMENT)
     self.assertEqual(
         ctx.exception.message,
-        "Input 'x' has shape [3, 3] but the signature expects [?,2]",
+        "Signature input x references an unknown tensor: no_such_tensor:0",
     )
 
   def test_bad_model_file_fails_the_load(self):

@@ -168,3 +168,100 @@ def export_example_signatures_tf1(export_dir: str) -> str:
       )
       builder.save()
   return export_dir
+
+
+# Signature keys of upstream's saved_model_half_plus_two_cpu (from
+# tensorflow_serving/servables/tensorflow/testdata/saved_model_half_plus_two.py
+# and the saved_model_cli listing in upstream's docs).
+UPSTREAM_HALF_PLUS_TWO_SIGNATURES = (
+    "serving_default",
+    "classify_x_to_y",
+    "regress_x_to_y",
+    "regress_x_to_y2",
+    "regress_x2_to_y3",
+)
+# half_plus_three keeps a regression signature under the method name, as the
+# REST API doc's example asks for it ("signature_name":
+# "tensorflow/serving/regress").
+HALF_PLUS_THREE_REGRESS_KEY = "tensorflow/serving/regress"
+
+
+def export_upstream_half_plus_two(
+    export_dir: str, offset: float = 2.0, regress_key: str = ""
+) -> str:
+  """The graph of upstream's getting-started model, rebuilt (not copied).
+
+  Facts from upstream's exporter, which the fidelity tests depend on:
+  `x` is `identity(parse_example(tf_example)["x"])`, float [-1, 1], so
+  Predict feeds it by tensor name and any shape the ops accept runs;
+  y = 0.5 * x + offset, y2 = 0.5 * x + 3, y3 = 0.5 * x2 + 3 where `x2`
+  (float [-1, 1], default 0 in examples) is the input of the regression
+  signature `regress_x2_to_y3`. Signatures: serving_default (predict x -> y),
+  classify_x_to_y (scores y), regress_x_to_y, regress_x_to_y2 (over serialized
+  tf.Examples) and regress_x2_to_y3 (over float x2). `offset=3` gives
+  half_plus_three; `regress_key` adds regress_x_to_y under that key too.
+  """
+  v1 = tf.compat.v1
+  graph = tf.Graph()
+  with graph.as_default():
+    a = v1.Variable(0.5, name="a")
+    b = v1.Variable(offset, name="b")
+    c = v1.Variable(3.0, name="c")
+    serialized = v1.placeholder(tf.string, shape=[None], name="tf_example")
+    parsed = v1.parse_example(
+        serialized,
+        {
+            "x": v1.FixedLenFeature([1], tf.float32),
+            "x2": v1.FixedLenFeature([1], tf.float32, default_value=[0.0]),
+        },
+    )
+    x = tf.identity(parsed["x"], name="x")
+    y = tf.identity(tf.add(tf.multiply(a, x), b), name="y")
+    y2 = tf.identity(tf.add(tf.multiply(a, x), c), name="y2")
+    x2 = tf.identity(parsed["x2"], name="x2")
+    # Own variables for the x2 path, as upstream keeps it apart from y/y2.
+    a2 = v1.Variable(0.5, name="a2")
+    c2 = v1.Variable(3.0, name="c2")
+    y3 = tf.identity(tf.add(tf.multiply(a2, x2), c2), name="y3")
+
+    info = v1.saved_model.utils.build_tensor_info
+    consts = v1.saved_model.signature_constants
+    build = v1.saved_model.signature_def_utils.build_signature_def
+
+    def regress(inp, out):
+      return build(
+          {consts.REGRESS_INPUTS: info(inp)},
+          {consts.REGRESS_OUTPUTS: info(out)},
+          consts.REGRESS_METHOD_NAME,
+      )
+
+    signature_def_map = {
+        "serving_default": build(
+            {"x": info(x)}, {"y": info(y)}, consts.PREDICT_METHOD_NAME
+        ),
+        "classify_x_to_y": build(
+            {consts.CLASSIFY_INPUTS: info(serialized)},
+            {consts.CLASSIFY_OUTPUT_SCORES: info(y)},
+            consts.CLASSIFY_METHOD_NAME,
+        ),
+        "regress_x_to_y": regress(serialized, y),
+        "regress_x_to_y2": regress(serialized, y2),
+        "regress_x2_to_y3": regress(x2, y3),
+    }
+    if regress_key:
+      signature_def_map[regress_key] = regress(serialized, y)
+    with v1.Session(graph=graph) as session:
+      session.run(v1.global_variables_initializer())
+      builder = v1.saved_model.Builder(export_dir)
+      builder.add_meta_graph_and_variables(
+          session, ["serve"], signature_def_map=signature_def_map
+      )
+      builder.save()
+  return export_dir
+
+
+def export_upstream_half_plus_three(export_dir: str) -> str:
+  """half_plus_three (y = 0.5 * x + 3), the model of upstream's REST doc."""
+  return export_upstream_half_plus_two(
+      export_dir, offset=3.0, regress_key=HALF_PLUS_THREE_REGRESS_KEY
+  )

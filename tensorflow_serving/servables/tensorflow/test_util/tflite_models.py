@@ -13,6 +13,8 @@ import tempfile
 import tensorflow as tf
 from tensorflow.lite.tools import flatbuffer_utils
 
+from tensorflow_serving.servables.tensorflow import tflite_signature_defs
+
 TFLITE_MODEL_FILENAME = "model.tflite"
 
 
@@ -127,5 +129,71 @@ def export_fixed_batch(export_dir: str) -> str:
   content = tf.lite.TFLiteConverter.from_concrete_functions(
       [module.double.get_concrete_function()], module
   ).convert()
+  _write(export_dir, content)
+  return export_dir
+
+
+def export_half_plus_two_with_metadata_signature_defs(export_dir: str) -> str:
+  """A TF1-style .tflite whose SignatureDefs live in its metadata.
+
+  As upstream's half_plus_two TF Lite test model: the input tensor is named
+  `tflite_input` and the SignatureDef `serving_default` maps `x` onto it and
+  `y` onto the output; the model has no TF Lite signature defs of its own.
+  """
+  graph = tf.Graph()
+  with graph.as_default():
+    x = tf.compat.v1.placeholder(tf.float32, [None, 1], name="tflite_input")
+    y = tf.add(tf.multiply(x, 0.5), 2.0, name="y")
+    with tf.compat.v1.Session(graph=graph) as session:
+      content = tf.compat.v1.lite.TFLiteConverter.from_session(
+          session, [x], [y]
+      ).convert()
+    sig = tf.compat.v1.saved_model.signature_def_utils.predict_signature_def(
+        {"x": x}, {"y": y}
+    )
+  _write(
+      export_dir,
+      tflite_signature_defs.write(content, {"serving_default": sig}),
+  )
+  return export_dir
+
+
+def export_upstream_half_plus_two_tflite(
+    export_dir: str, signature_def: bool = False
+) -> str:
+  """upstream's saved_model_half_plus_two_tflite(_with_sigdef), rebuilt.
+
+  As upstream's exporter makes them (facts, not its code): a TF1 graph
+  converted with `TFLiteConverter.from_session`, input cut at
+  `ensure_shape(parse_example(...)["x"], (1, 1))`, y = 0.5 * x + 2. Without
+  `signature_def` the input tensor is named `x` and the model has no
+  SignatureDefs (the server makes serving_default from tensor names); with
+  it the input tensor is `tflite_input` and a SignatureDef serving_default
+  {x: tflite_input:0} -> {y: y:0} sits in the model's metadata. No SavedModel
+  beside it, as upstream's test data.
+  """
+  v1 = tf.compat.v1
+  graph = tf.Graph()
+  with graph.as_default():
+    a = v1.Variable(0.5, name="a")
+    b = v1.Variable(2.0, name="b")
+    serialized = v1.placeholder(tf.string, shape=[None], name="tf_example")
+    x = v1.parse_example(
+        serialized, {"x": v1.FixedLenFeature([1], tf.float32)}
+    )["x"]
+    x = tf.ensure_shape(
+        x, (1, 1), name="tflite_input" if signature_def else "x"
+    )
+    y = tf.identity(tf.add(tf.multiply(a, x), b), name="y")
+    with v1.Session(graph=graph) as session:
+      session.run(v1.global_variables_initializer())
+      content = v1.lite.TFLiteConverter.from_session(
+          session, [x], [y]
+      ).convert()
+      if signature_def:
+        sig = v1.saved_model.signature_def_utils.predict_signature_def(
+            {"x": x}, {"y": y}
+        )
+        content = tflite_signature_defs.write(content, {"serving_default": sig})
   _write(export_dir, content)
   return export_dir

@@ -13,9 +13,12 @@ import numpy as np
 from tensorflow.core.example import example_pb2
 
 from tensorflow_serving.apis import classification_pb2
-from tensorflow_serving.apis import input_pb2
 from tensorflow_serving.apis import regression_pb2
-from tensorflow_serving.util import json_tensor
+from tensorflow_serving.util.json_tensor import document
+from tensorflow_serving.util.json_tensor import example_request
+from tensorflow_serving.util.json_tensor import predict_request
+from tensorflow_serving.util.json_tensor import predict_response
+from tensorflow_serving.util.json_tensor import targets
 from tensorflow_serving.util.status import Code
 from tensorflow_serving.util.status import ServingError
 
@@ -31,8 +34,8 @@ class Spec:
 
 
 def parse(body: str | bytes, specs: dict[str, Any], **kwargs):
-  doc = json_tensor.decode_json_body(body)
-  return json_tensor.parse_predict_inputs(doc, specs, **kwargs)
+  doc = document.decode_json_body(body)
+  return predict_request.parse_predict_inputs(doc, specs, **kwargs)
 
 
 class ErrorAssertions(parameterized.TestCase):
@@ -58,19 +61,19 @@ class DecodeBodyTest(ErrorAssertions):
 
   def test_empty(self):
     self.assert_error(
-        lambda: json_tensor.decode_json_body(b""),
+        lambda: document.decode_json_body(b""),
         "JSON Parse error: The document is empty",
     )
 
   def test_whitespace_only(self):
     self.assert_error(
-        lambda: json_tensor.decode_json_body(b"  \n"),
+        lambda: document.decode_json_body(b"  \n"),
         "JSON Parse error: The document is empty. at offset: 3",
     )
 
   def test_malformed(self):
     error = self.assert_error(
-        lambda: json_tensor.decode_json_body(b'{"instances": [1,]}'),
+        lambda: document.decode_json_body(b'{"instances": [1,]}'),
         "JSON Parse error: ",
         exact=False,
     )
@@ -78,16 +81,16 @@ class DecodeBodyTest(ErrorAssertions):
 
   def test_top_level_must_be_object(self):
     self.assert_error(
-        lambda: json_tensor.decode_json_body(b"[1, 2]"),
+        lambda: document.decode_json_body(b"[1, 2]"),
         "JSON Value: [\n    1,\n    2\n] Is not object",
     )
     self.assert_error(
-        lambda: json_tensor.decode_json_body(b'"x"'),
+        lambda: document.decode_json_body(b'"x"'),
         'JSON Value: "x" Is not object',
     )
 
   def test_nan_and_infinity_tokens(self):
-    doc = json_tensor.decode_json_body(
+    doc = document.decode_json_body(
         b'{"inputs": [NaN, Infinity, -Infinity, 1.5]}'
     )
     values = doc["inputs"]
@@ -95,21 +98,21 @@ class DecodeBodyTest(ErrorAssertions):
     self.assertEqual(values[1:], [math.inf, -math.inf, 1.5])
 
   def test_str_body_and_bool_hint(self):
-    doc = json_tensor.decode_json_body('{"inputs": [1, 2]}')
+    doc = document.decode_json_body('{"inputs": [1, 2]}')
     self.assertIsInstance(doc, dict)
     self.assertFalse(doc.may_contain_bools)
     self.assertTrue(
-        json_tensor.decode_json_body(b'{"inputs": [true]}').may_contain_bools
+        document.decode_json_body(b'{"inputs": [true]}').may_contain_bools
     )
 
   def test_signature_name(self):
-    self.assertEqual(json_tensor.get_signature_name({}), "")
+    self.assertEqual(document.get_signature_name({}), "")
     self.assertEqual(
-        json_tensor.get_signature_name({"signature_name": "serving_default"}),
+        document.get_signature_name({"signature_name": "serving_default"}),
         "serving_default",
     )
     self.assert_error(
-        lambda: json_tensor.get_signature_name({"signature_name": 1}),
+        lambda: document.get_signature_name({"signature_name": 1}),
         'JSON Value: {\n    "signature_name": 1\n} not formatted correctly. '
         "'signature_name' key must be a string value.",
     )
@@ -121,7 +124,7 @@ class RowFormatTest(ErrorAssertions):
     inputs, fmt = parse(
         '{"instances": [[1, 2.5, 3], [4, 5, 6]]}', {"x": Spec(np.float32)}
     )
-    self.assertEqual(fmt, json_tensor.ROW)
+    self.assertEqual(fmt, predict_request.ROW)
     self.assertEqual(inputs["x"].dtype, np.float32)
     np.testing.assert_array_equal(inputs["x"], [[1, 2.5, 3], [4, 5, 6]])
 
@@ -150,7 +153,7 @@ class RowFormatTest(ErrorAssertions):
         '               {"a": 2, "b": [3, 4], "c": {"b64": "aGk="}}]}',
         {"a": Spec(DT_INT32), "b": Spec(DT_FLOAT), "c": Spec(DT_STRING)},
     )
-    self.assertEqual(fmt, json_tensor.ROW)
+    self.assertEqual(fmt, predict_request.ROW)
     np.testing.assert_array_equal(inputs["a"], np.array([1, 2], np.int32))
     np.testing.assert_array_equal(inputs["b"], [[1, 2], [3, 4]])
     self.assertEqual(inputs["c"].dtype, object)
@@ -287,7 +290,7 @@ class RowFormatTest(ErrorAssertions):
       )
     # Also when given a plain dict, without decode_json_body's hint.
     self.assert_error(
-        lambda: json_tensor.parse_predict_inputs(
+        lambda: predict_request.parse_predict_inputs(
             {"inputs": [1.5, False]}, {"x": Spec(DT_FLOAT)}
         ),
         "JSON Value: false Type: False is not of expected type: float",
@@ -484,7 +487,7 @@ class ColumnarFormatTest(ErrorAssertions):
 
   def test_single_input_list(self):
     inputs, fmt = parse('{"inputs": [[1, 2], [3, 4]]}', {"x": Spec(1)})
-    self.assertEqual(fmt, json_tensor.COLUMNAR)
+    self.assertEqual(fmt, predict_request.COLUMNAR)
     np.testing.assert_array_equal(inputs["x"], [[1, 2], [3, 4]])
 
   def test_single_input_scalar(self):
@@ -551,42 +554,60 @@ class ColumnarFormatTest(ErrorAssertions):
         exact=False,
     )
 
-  def test_validate_shapes(self):
-    specs = {"x": Spec(DT_FLOAT, [-1, 2])}
-    parse('{"inputs": [[1, 2]]}', specs, validate_shapes=True)
-    self.assert_error(
-        lambda: parse('{"inputs": [[1, 2, 3]]}', specs, validate_shapes=True),
-        "Input: x has shape [1,3] but the signature expects [-1,2] (-1: any "
-        "size)",
-    )
-    parse(
-        '{"inputs": [[1, 2, 3]]}',
-        {"x": Spec(DT_FLOAT, None)},
-        validate_shapes=True,
-    )
+  def test_shapes_are_not_checked_against_the_spec(self):
+    # As upstream: the model's ops decide which shapes they take.
+    inputs, _ = parse('{"inputs": [[1, 2, 3]]}', {"x": Spec(DT_FLOAT, [-1, 2])})
+    self.assertEqual(inputs["x"].shape, (1, 3))
 
-  def test_parse_predict_request_with_callable_specs(self):
+  def test_huge_numbers_are_parse_errors(self):
+    # 10**400 is no double: rapidjson's "Number too big", a 400, never a 500.
+    for literal in ("1" + "0" * 400, "-1" + "0" * 400, "1e400"):
+      self.assert_error(
+          lambda literal=literal: parse(
+              f'{{"instances": [{literal}]}}', {"x": Spec(DT_FLOAT)}
+          ),
+          "JSON Parse error: Number too big to be stored in double",
+      )
+
+  def test_decode_predict_asks_lookup_for_the_named_signature(self):
     seen = []
 
-    def specs_for(signature_name):
-      seen.append(signature_name)
-      return {"x": Spec(DT_FLOAT)}
+    class Sig:
+      inputs = {"x": Spec(DT_FLOAT)}
 
-    request = json_tensor.parse_predict_request(
-        b'{"signature_name": "sig", "instances": [[1.0]]}', specs_for
+    def lookup(signature_name):
+      seen.append(signature_name)
+      return Sig()
+
+    for body, fast in (
+        (b'{"signature_name": "sig", "instances": [[1.0]]}', True),
+        (b'{"signature_name": "sig", "instances": [{"x": [1.0]}]}', False),
+    ):
+      with self.subTest(fast=fast):
+        seen.clear()
+        decoded = predict_request.decode_predict(body, lookup)
+        self.assertEqual(seen, ["sig"])
+        self.assertIsInstance(decoded.sig, Sig)
+        self.assertEqual(decoded.request_format, predict_request.ROW)
+        self.assertEqual(decoded.inputs["x"].shape, (1, 1))
+
+  def test_decode_predict_parse_errors_come_before_lookup(self):
+    def lookup(name):
+      raise AssertionError("looked up a signature for a broken body")
+
+    self.assert_error(
+        lambda: predict_request.decode_predict(b'{"instances": [1,', lookup),
+        "JSON Parse error: ",
+        exact=False,
     )
-    self.assertEqual(seen, ["sig"])
-    self.assertEqual(request.signature_name, "sig")
-    self.assertEqual(request.format, json_tensor.ROW)
-    self.assertEqual(request.inputs["x"].shape, (1, 1))
 
   def test_large_instance_fast_path_matches_exact(self):
     values = np.random.default_rng(0).random((4, 784)).astype(np.float32)
     body = json.dumps({"instances": values.tolist()})
     inputs, _ = parse(body, {"x": Spec(DT_FLOAT)})
     np.testing.assert_array_equal(inputs["x"], values)
-    flat, shape = json_tensor._exact_values(
-        values.tolist(), json_tensor._target(Spec(DT_FLOAT)), "x", ""
+    flat, shape = predict_request._exact_values(
+        values.tolist(), targets.target_for_spec(Spec(DT_FLOAT)), "x", ""
     )
     np.testing.assert_array_equal(
         np.array(flat, np.float32).reshape(shape), values
@@ -596,19 +617,20 @@ class ColumnarFormatTest(ErrorAssertions):
 class FormatResponseTest(ErrorAssertions):
 
   def test_row_single_output(self):
-    body = json_tensor.format_predict_response(
-        {"y": np.array([[0.5, 2.5], [1.0, 0.1]], np.float32)}, json_tensor.ROW
+    body = predict_response.format_predict_response(
+        {"y": np.array([[0.5, 2.5], [1.0, 0.1]], np.float32)},
+        predict_request.ROW,
     )
     self.assertEqual(body, b'{"predictions":[[0.5,2.5],[1.0,0.1]]}')
 
   def test_row_multiple_outputs(self):
-    body = json_tensor.format_predict_response(
+    body = predict_response.format_predict_response(
         {
             "scores": np.array([[0.5], [0.25]], np.float32),
             "classes": np.array([3, 4], np.int64),
             "name": np.array([b"a", b"b"], dtype=object),
         },
-        json_tensor.ROW,
+        predict_request.ROW,
     )
     self.assertEqual(
         json.loads(body),
@@ -622,45 +644,45 @@ class FormatResponseTest(ErrorAssertions):
 
   def test_row_inconsistent_batch(self):
     self.assert_error(
-        lambda: json_tensor.format_predict_response(
-            {"a": np.zeros((2, 1)), "b": np.zeros((3, 1))}, json_tensor.ROW
+        lambda: predict_response.format_predict_response(
+            {"a": np.zeros((2, 1)), "b": np.zeros((3, 1))}, predict_request.ROW
         ),
         "Tensor name: b has inconsistent batch size: 3 expecting: 2",
     )
 
   def test_row_scalar_output(self):
     self.assert_error(
-        lambda: json_tensor.format_predict_response(
-            {"a": np.float32(1)}, json_tensor.ROW
+        lambda: predict_response.format_predict_response(
+            {"a": np.float32(1)}, predict_request.ROW
         ),
         "Tensor name: a has no shape information ",
     )
 
   def test_columnar(self):
     self.assertEqual(
-        json_tensor.format_predict_response(
-            {"y": np.array([1, 2], np.int32)}, json_tensor.COLUMNAR
+        predict_response.format_predict_response(
+            {"y": np.array([1, 2], np.int32)}, predict_request.COLUMNAR
         ),
         b'{"outputs":[1,2]}',
     )
     self.assertEqual(
-        json_tensor.format_predict_response(
-            {"y": np.float32(2.5)}, json_tensor.COLUMNAR
+        predict_response.format_predict_response(
+            {"y": np.float32(2.5)}, predict_request.COLUMNAR
         ),
         b'{"outputs":2.5}',
     )
     self.assertEqual(
-        json_tensor.format_predict_response(
+        predict_response.format_predict_response(
             {"b": np.array([True, False]), "a": np.array([[1]], np.uint64)},
-            json_tensor.COLUMNAR,
+            predict_request.COLUMNAR,
         ),
         b'{"outputs":{"a":[[1]],"b":[true,false]}}',
     )
 
   def test_float32_shortest_repr(self):
-    body = json_tensor.format_predict_response(
+    body = predict_response.format_predict_response(
         {"y": np.array([0.1, 1 / 3, 1e-7, 3e38, 16777216], np.float32)},
-        json_tensor.COLUMNAR,
+        predict_request.COLUMNAR,
     )
     values = json.loads(body)["outputs"]
     self.assertEqual(
@@ -671,14 +693,14 @@ class FormatResponseTest(ErrorAssertions):
 
   def test_nan_and_infinity_out(self):
     out = {"y": np.array([[np.nan, 1.5], [np.inf, -np.inf]], np.float32)}
-    body = json_tensor.format_predict_response(out, json_tensor.ROW)
+    body = predict_response.format_predict_response(out, predict_request.ROW)
     self.assertEqual(body, b'{"predictions":[[NaN,1.5],[Infinity,-Infinity]]}')
     # They parse back through decode_json_body.
-    values = json_tensor.decode_json_body(body)["predictions"]
+    values = document.decode_json_body(body)["predictions"]
     self.assertTrue(math.isnan(values[0][0]))
     self.assertEqual(values[1], [math.inf, -math.inf])
-    body = json_tensor.format_predict_response(
-        {"y": out["y"], "z": np.array([1, 2])}, json_tensor.ROW
+    body = predict_response.format_predict_response(
+        {"y": out["y"], "z": np.array([1, 2])}, predict_request.ROW
     )
     self.assertEqual(
         body,
@@ -686,14 +708,14 @@ class FormatResponseTest(ErrorAssertions):
         b'{"y":[Infinity,-Infinity],"z":2}]}',
     )
     self.assertEqual(
-        json_tensor.format_predict_response(
-            {"y": np.float64(-np.inf)}, json_tensor.COLUMNAR
+        predict_response.format_predict_response(
+            {"y": np.float64(-np.inf)}, predict_request.COLUMNAR
         ),
         b'{"outputs":-Infinity}',
     )
     self.assertEqual(
-        json_tensor.format_predict_response(
-            {"y": np.array([np.nan, 2], np.float16)}, json_tensor.COLUMNAR
+        predict_response.format_predict_response(
+            {"y": np.array([np.nan, 2], np.float16)}, predict_request.COLUMNAR
         ),
         b'{"outputs":[NaN,2.0]}',
     )
@@ -705,7 +727,9 @@ class FormatResponseTest(ErrorAssertions):
     }
     self.assertEqual(
         json.loads(
-            json_tensor.format_predict_response(out, json_tensor.COLUMNAR)
+            predict_response.format_predict_response(
+                out, predict_request.COLUMNAR
+            )
         ),
         {
             "outputs": {
@@ -717,57 +741,68 @@ class FormatResponseTest(ErrorAssertions):
 
   def test_numpy_unicode_outputs(self):
     self.assertEqual(
-        json_tensor.format_predict_response(
+        predict_response.format_predict_response(
             {"a_bytes": np.array(["hé"]), "b": np.array([["x", "y"]])},
-            json_tensor.COLUMNAR,
+            predict_request.COLUMNAR,
         ),
         b'{"outputs":{"a_bytes":[{"b64":"aMOp"}],"b":[["x","y"]]}}',
     )
 
   def test_invalid_utf8_falls_back_to_base64(self):
-    body = json_tensor.format_predict_response(
-        {"text": np.array([b"ok", b"\xff"], dtype=object)}, json_tensor.COLUMNAR
+    body = predict_response.format_predict_response(
+        {"text": np.array([b"ok", b"\xff"], dtype=object)},
+        predict_request.COLUMNAR,
     )
     self.assertEqual(json.loads(body), {"outputs": ["ok", {"b64": "/w=="}]})
 
   def test_non_contiguous_bfloat16_and_big_endian(self):
     arr = np.arange(6, dtype=np.float32).reshape(2, 3).T
     self.assertEqual(
-        json_tensor.format_predict_response({"y": arr}, json_tensor.COLUMNAR),
+        predict_response.format_predict_response(
+            {"y": arr}, predict_request.COLUMNAR
+        ),
         b'{"outputs":[[0.0,3.0],[1.0,4.0],[2.0,5.0]]}',
     )
-    bf16 = np.array([1.5], dtype=json_tensor._BFLOAT16)
+    bf16 = np.array([1.5], dtype=targets.BFLOAT16)
     self.assertEqual(
-        json_tensor.format_predict_response({"y": bf16}, json_tensor.COLUMNAR),
+        predict_response.format_predict_response(
+            {"y": bf16}, predict_request.COLUMNAR
+        ),
         b'{"outputs":[1.5]}',
     )
     self.assertEqual(
-        json_tensor.format_predict_response(
-            {"y": np.array([1, 2], ">i4")}, json_tensor.COLUMNAR
+        predict_response.format_predict_response(
+            {"y": np.array([1, 2], ">i4")}, predict_request.COLUMNAR
         ),
         b'{"outputs":[1,2]}',
     )
 
   def test_unsupported_output(self):
     self.assert_error(
-        lambda: json_tensor.format_predict_response(
-            {"y": np.array([1j], np.complex64)}, json_tensor.COLUMNAR
+        lambda: predict_response.format_predict_response(
+            {"y": np.array([1j], np.complex64)}, predict_request.COLUMNAR
         ),
         "Failed to write JSON value for tensor type: complex64",
     )
 
   def test_empty_and_bad_format(self):
     self.assert_error(
-        lambda: json_tensor.format_predict_response({}, json_tensor.ROW),
+        lambda: predict_response.format_predict_response(
+            {}, predict_request.ROW
+        ),
         "Cannot convert empty tensor map to JSON",
     )
     self.assert_error(
-        lambda: json_tensor.format_predict_response({"y": np.zeros(1)}, "x"),
+        lambda: predict_response.format_predict_response(
+            {"y": np.zeros(1)}, "x"
+        ),
         "Invalid request format",
     )
 
   def test_format_error(self):
-    body = json_tensor.format_error('Servable not found for request: "x"\n')
+    body = predict_response.format_error(
+        'Servable not found for request: "x"\n'
+    )
     self.assertEqual(
         body, b'{ "error": "Servable not found for request: \\"x\\"\\n" }'
     )
@@ -775,14 +810,14 @@ class FormatResponseTest(ErrorAssertions):
         json.loads(body)["error"], 'Servable not found for request: "x"\n'
     )
     self.assertEqual(
-        json.loads(json_tensor.format_error("\ud800"))["error"], "\ud800"
+        json.loads(predict_response.format_error("\ud800"))["error"], "\ud800"
     )
 
 
 class ClassifyRegressTest(ErrorAssertions):
 
   def test_parse_examples(self):
-    doc = json_tensor.decode_json_body(b"""{
+    doc = document.decode_json_body(b"""{
         "signature_name": "classify",
         "context": {"lang": "en"},
         "examples": [
@@ -790,7 +825,7 @@ class ClassifyRegressTest(ErrorAssertions):
            "il": [1, 2], "fl": [1.5, 2.5], "empty": []},
           {"i": [-3, false]}
         ]}""")
-    request = json_tensor.parse_example_request(doc)
+    request = example_request.parse_example_request(doc)
     self.assertEqual(request.signature_name, "classify")
     context = example_pb2.Example.FromString(request.context)
     self.assertEqual(context.features.feature["lang"].bytes_list.value, [b"en"])
@@ -807,25 +842,6 @@ class ClassifyRegressTest(ErrorAssertions):
         request.examples[1]
     ).features.feature
     self.assertEqual(second["i"].int64_list.value, [-3, 0])
-
-  def test_input_proto_bytes(self):
-    with_context = json_tensor.parse_example_request(
-        {"context": {"c": 1}, "examples": [{"a": 1}, {"a": 2}]}
-    )
-    parsed = input_pb2.Input.FromString(
-        json_tensor.input_proto_bytes(with_context)
-    )
-    self.assertEqual(parsed.WhichOneof("kind"), "example_list_with_context")
-    lists = parsed.example_list_with_context
-    self.assertEqual(lists.context.SerializeToString(), with_context.context)
-    self.assertEqual(
-        [e.SerializeToString() for e in lists.examples], with_context.examples
-    )
-    plain = json_tensor.parse_example_request({"examples": [{"a": 1}]})
-    self.assertIsNone(plain.context)
-    parsed = input_pb2.Input.FromString(json_tensor.input_proto_bytes(plain))
-    self.assertEqual(parsed.WhichOneof("kind"), "example_list")
-    self.assertLen(parsed.example_list.examples, 1)
 
   @parameterized.parameters(
       (
@@ -870,32 +886,32 @@ class ClassifyRegressTest(ErrorAssertions):
   )
   def test_example_errors(self, body, message):
     self.assert_error(
-        lambda: json_tensor.parse_example_request(
-            json_tensor.decode_json_body(body)
+        lambda: example_request.parse_example_request(
+            document.decode_json_body(body)
         ),
         message,
     )
 
   def test_examples_key_errors(self):
     self.assert_error(
-        lambda: json_tensor.parse_example_request({"foo": 1}),
+        lambda: example_request.parse_example_request({"foo": 1}),
         'JSON Value: {\n    "foo": 1\n} When method is classify, key '
         "'examples' is expected and was not found",
     )
     self.assert_error(
-        lambda: json_tensor.parse_example_request({"examples": 1}),
+        lambda: example_request.parse_example_request({"examples": 1}),
         "Expecting 'examples' value to be an list/array",
         exact=False,
     )
     self.assert_error(
-        lambda: json_tensor.parse_example_request({"examples": []}),
+        lambda: example_request.parse_example_request({"examples": []}),
         "'examples' value is an empty array",
         exact=False,
     )
 
   def test_big_ints_are_floats_like_rapidjson(self):
-    request = json_tensor.parse_example_request(
-        json_tensor.decode_json_body(
+    request = example_request.parse_example_request(
+        document.decode_json_body(
             '{"examples": [{"f": 100000000000000000000}]}'
         )
     )
@@ -906,7 +922,7 @@ class ClassifyRegressTest(ErrorAssertions):
 
   def test_format_classify(self):
     self.assertEqual(
-        json_tensor.format_classify_response(
+        example_request.format_classify_response(
             [[("a", 0.1), ("b", 3.0)], [("c", float("nan"))]]
         ),
         b'{"results":[[["a",0.1],["b",3.0]],[["c",NaN]]]}',
@@ -914,28 +930,28 @@ class ClassifyRegressTest(ErrorAssertions):
     result = classification_pb2.ClassificationResult()
     result.classifications.add().classes.add(label="", score=3.0)
     self.assertEqual(
-        json_tensor.format_classify_response(result),
+        example_request.format_classify_response(result),
         b'{"results":[[["",3.0]]]}',
     )
     self.assert_error(
-        lambda: json_tensor.format_classify_response([]),
+        lambda: example_request.format_classify_response([]),
         "Cannot convert empty ClassificationResults to JSON",
     )
 
   def test_format_regress(self):
     self.assertEqual(
-        json_tensor.format_regress_response([0.1, 2.5]),
+        example_request.format_regress_response([0.1, 2.5]),
         b'{"results":[0.1,2.5]}',
     )
     result = regression_pb2.RegressionResult()
     result.regressions.add(value=0.1)
     result.regressions.add(value=float("inf"))
     self.assertEqual(
-        json_tensor.format_regress_response(result),
+        example_request.format_regress_response(result),
         b'{"results":[0.1,Infinity]}',
     )
     self.assert_error(
-        lambda: json_tensor.format_regress_response([]),
+        lambda: example_request.format_regress_response([]),
         "Cannot convert empty RegressionResults to JSON",
     )
 
@@ -952,12 +968,12 @@ class SimplePredictTest(parameterized.TestCase):
       ('{"instances": [[16777215, -16777215]]}', DT_FLOAT),
   )
   def test_same_tensor_as_the_general_path(self, body, dtype):
-    simple = json_tensor.parse_simple_predict(body.encode())
+    simple = predict_request.parse_simple_predict(body.encode())
     self.assertIsNotNone(simple)
     doc = json.loads(body)
     self.assertEqual(simple.signature_name, doc.get("signature_name", ""))
     specs = {"x": Spec(dtype)}
-    fast = json_tensor.simple_predict_inputs(simple, specs)
+    fast = predict_request.simple_predict_inputs(simple, specs)
     general, request_format = parse(body, specs)
     self.assertEqual(simple.request_format, request_format)
     self.assertEqual(fast["x"].dtype, general["x"].dtype)
@@ -986,19 +1002,19 @@ class SimplePredictTest(parameterized.TestCase):
       "not json",
   )
   def test_anything_else_takes_the_general_path(self, body):
-    self.assertIsNone(json_tensor.parse_simple_predict(body.encode()))
+    self.assertIsNone(predict_request.parse_simple_predict(body.encode()))
     # The parser stays usable after every refusal.
     self.assertIsNotNone(
-        json_tensor.parse_simple_predict(b'{"instances": [1.0]}')
+        predict_request.parse_simple_predict(b'{"instances": [1.0]}')
     )
 
   def test_only_one_input_float_signatures(self):
-    simple = json_tensor.parse_simple_predict(b'{"instances": [[1, 2]]}')
+    simple = predict_request.parse_simple_predict(b'{"instances": [[1, 2]]}')
     self.assertIsNone(
-        json_tensor.simple_predict_inputs(simple, {"x": Spec(DT_INT64)})
+        predict_request.simple_predict_inputs(simple, {"x": Spec(DT_INT64)})
     )
     self.assertIsNone(
-        json_tensor.simple_predict_inputs(
+        predict_request.simple_predict_inputs(
             simple, {"x": Spec(DT_FLOAT), "y": Spec(DT_FLOAT)}
         )
     )

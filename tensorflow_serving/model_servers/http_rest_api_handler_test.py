@@ -1,0 +1,175 @@
+"""The REST handler in process: routes, JSON decode/encode, upstream's errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+from absl.testing import absltest
+
+from tensorflow_serving.model_servers import http_rest_api_handler
+from tensorflow_serving.model_servers.test_util import in_process
+from tensorflow_serving.servables.tensorflow import saved_model_bundle
+from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
+from tensorflow_serving.util import metrics
+
+
+class HttpRestApiHandlerTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+    cls.bundle = saved_model_bundle.load_saved_model_bundle(
+        half_plus_two.export_half_plus_two_tf1(os.path.join(tmp, "half")),
+        ["serve"],
+    )
+    cls.examples = saved_model_bundle.load_saved_model_bundle(
+        half_plus_two.export_example_signatures_tf1(os.path.join(tmp, "ex")),
+        ["serve"],
+    )
+
+  @classmethod
+  def tearDownClass(cls):
+    cls.bundle.close()
+    cls.examples.close()
+    super().tearDownClass()
+
+  def setUp(self):
+    super().setUp()
+    metrics.reset_for_test()
+    self.core = in_process.FakeCore(
+        {"half": (7, self.bundle), "ex": (3, self.examples)}
+    )
+    self.handler = http_rest_api_handler.HttpRestApiHandler(
+        in_process.make_pipeline(self.core)
+    )
+
+  def request(self, method, path, body=b""):
+    if not isinstance(body, bytes):
+      body = json.dumps(body).encode()
+    response = in_process.run(self.handler.handle(method, path, body))
+    return response.status, json.loads(response.body)
+
+  def test_predict_row_and_columnar(self):
+    self.assertEqual(
+        self.request(
+            "POST", "/v1/models/half:predict", {"instances": [1.0, 2.0]}
+        ),
+        (200, {"predictions": [2.5, 3.0]}),
+    )
+    self.assertEqual(
+        self.request("POST", "/v1/models/half:predict", {"inputs": [1.0]}),
+        (200, {"outputs": [2.5]}),
+    )
+
+  def test_predict_named_signature_and_version(self):
+    status, body = self.request(
+        "POST",
+        "/v1/models/half/versions/7:predict",
+        {"signature_name": "two_outputs", "instances": [2.0]},
+    )
+    self.assertEqual(status, 200)
+    self.assertEqual(body, {"predictions": [{"y": 3.0, "y2": 4.0}]})
+    self.assertEqual(self.core.specs[-1].version.value, 7)
+
+  def test_predict_errors(self):
+    self.assertEqual(
+        self.request("POST", "/v1/models/nope:predict", {"instances": [1.0]}),
+        (404, {"error": "Servable not found for request: Latest(nope)"}),
+    )
+    self.assertEqual(
+        self.request(
+            "POST",
+            "/v1/models/half:predict",
+            {"signature_name": "nope", "instances": [1.0]},
+        ),
+        (
+            400,
+            {
+                "error": (
+                    'Serving signature name: "nope" not found in '
+                    "signature def"
+                )
+            },
+        ),
+    )
+    # The body is parsed before the model is looked up, as upstream.
+    self.core.specs.clear()
+    status, body = self.request("POST", "/v1/models/nope:predict", b"{")
+    self.assertEqual(status, 400)
+    self.assertStartsWith(body["error"], "JSON Parse error:")
+    self.assertEmpty(self.core.specs)
+
+  def test_large_body_is_decoded_off_the_loop_with_the_same_answer(self):
+    values = [float(i % 7) for i in range(20000)]
+    status, body = self.request(
+        "POST", "/v1/models/half:predict", {"instances": values}
+    )
+    self.assertEqual(status, 200)
+    self.assertEqual(body["predictions"], [0.5 * v + 2 for v in values])
+
+  def test_classify_and_regress(self):
+    self.assertEqual(
+        self.request(
+            "POST",
+            "/v1/models/ex:classify",
+            {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]},
+        ),
+        (200, {"results": [[["", 3.0]]]}),
+    )
+    self.assertEqual(
+        self.request(
+            "POST",
+            "/v1/models/ex:regress",
+            {
+                "signature_name": "regress_x_to_y",
+                "context": {"x": 6.0},
+                "examples": [{}],
+            },
+        ),
+        (200, {"results": [5.0]}),
+    )
+    self.assertEqual(
+        self.request(
+            "POST",
+            "/v1/models/ex:regress",
+            {"signature_name": "nope", "examples": [{"x": 1.0}]},
+        ),
+        (400, {"error": "No signature was found with the name: nope"}),
+    )
+
+  def test_metadata(self):
+    status, body = self.request("GET", "/v1/models/half/metadata")
+    self.assertEqual(status, 200)
+    self.assertEqual(body["model_spec"]["version"], "7")
+    self.assertIn(
+        "serving_default", body["metadata"]["signature_def"]["signature_def"]
+    )
+
+  def test_malformed_requests(self):
+    for method, path in (
+        ("GET", "/v1/models/half:predict"),
+        ("POST", "/v1/models/half/metadata"),
+        ("POST", "/v1/nothing"),
+        ("DELETE", "/v1/models/half"),
+    ):
+      with self.subTest(f"{method} {path}"):
+        self.assertEqual(
+            self.request(method, path),
+            (400, {"error": f"Malformed request: {method} {path}"}),
+        )
+
+  def test_metrics_count_rest_requests_under_upstreams_labels(self):
+    self.request("POST", "/v1/models/half:predict", {"instances": [1.0]})
+    text = metrics.exposition().decode()
+    self.assertIn(
+        ':tensorflow:serving:request_latency_count{API="Predict",'
+        'entrypoint="REST",model_name="half"} 1.0',
+        text,
+    )
+
+
+if __name__ == "__main__":
+  absltest.main()

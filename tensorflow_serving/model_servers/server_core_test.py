@@ -1,0 +1,160 @@
+"""ServerCore over fake loaders: config, handles, labels, reload, errors.
+
+The lifecycle pipeline is real (file system source, manager, monitor); only
+the platform's loader is fake, so each case runs in well under a second.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from absl.testing import absltest
+
+from tensorflow_serving.apis import model_pb2
+from tensorflow_serving.config import model_server_config_pb2
+from tensorflow_serving.core import source_adapter
+from tensorflow_serving.core.test_util import fake_loader
+from tensorflow_serving.model_servers import server_core as server_core_lib
+from tensorflow_serving.util import metrics
+from tensorflow_serving.util import status
+
+ModelServerConfig = model_server_config_pb2.ModelServerConfig
+
+
+class FakeAdapter(source_adapter.SourceAdapter):
+  """Version path -> a FakeLoader serving the path; `bad` fails to load."""
+
+  def convert(self, servable_id, data):
+    if os.path.basename(data) == "13":
+      return fake_loader.FakeLoader(
+          fail_times=float("inf"), error=status.data_loss(f"corrupt {data}")
+      )
+    return fake_loader.FakeLoader(servable=data)
+
+
+def make_base(*versions: int) -> str:
+  base = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+  for version in versions:
+    os.makedirs(os.path.join(base, str(version)))
+  return base
+
+
+def config(**models) -> ModelServerConfig:
+  """`config(name=(base_path, labels or None, versions or None), ...)`."""
+  result = ModelServerConfig()
+  for name, (base, labels, versions) in models.items():
+    entry = result.model_config_list.config.add(
+        name=name, base_path=base, model_platform="tensorflow"
+    )
+    if versions:
+      entry.model_version_policy.specific.versions.extend(versions)
+    for label, version in (labels or {}).items():
+      entry.version_labels[label] = version
+  return result
+
+
+def spec(name: str, version: int | None = None, label: str = ""):
+  result = model_pb2.ModelSpec(name=name)
+  if version is not None:
+    result.version.value = version
+  if label:
+    result.version_label = label
+  return result
+
+
+class ServerCoreTest(absltest.TestCase):
+
+  def create(self, model_config: ModelServerConfig, **options):
+    core = server_core_lib.ServerCore.create(
+        server_core_lib.ServerCoreOptions(
+            model_server_config=model_config,
+            platform_adapters={"tensorflow": FakeAdapter},
+            file_system_poll_wait_seconds=1,
+            manage_state_interval_s=0.01,
+            max_num_load_retries=0,
+            load_retry_interval_s=0,
+            **options,
+        )
+    )
+    self.addCleanup(core.stop)
+    return core
+
+  def setUp(self):
+    super().setUp()
+    metrics.reset_for_test()
+
+  def test_latest_version_is_served_and_echoed(self):
+    base = make_base(1, 3)
+    core = self.create(config(m=(base, None, None)))
+    with core.get_servable_handle(spec("m")) as handle:
+      self.assertEqual(handle.id.version, 3)
+      self.assertEqual(handle.servable, os.path.join(base, "3"))
+    with self.assertRaises(status.ServingError) as ctx:
+      core.get_servable_handle(spec("m", 1))
+    self.assertEqual(ctx.exception.code, status.Code.NOT_FOUND)
+
+  def test_unknown_model_is_upstreams_not_found(self):
+    core = self.create(config(m=(make_base(1), None, None)))
+    with self.assertRaises(status.ServingError) as ctx:
+      core.get_servable_handle(spec("nope"))
+    self.assertEqual(ctx.exception.code, status.Code.NOT_FOUND)
+    self.assertEqual(
+        ctx.exception.message, "Servable not found for request: Latest(nope)"
+    )
+
+  def test_labels_resolve_to_their_versions(self):
+    base = make_base(1, 2)
+    # As upstream, labels are applied before the versions load, so a first
+    # config may only name versions still loading with this option.
+    core = self.create(
+        config(m=(base, {"stable": 1, "canary": 2}, [1, 2])),
+        allow_version_labels_for_unavailable_models=True,
+    )
+    for label, version in (("stable", 1), ("canary", 2)):
+      with core.get_servable_handle(spec("m", label=label)) as handle:
+        self.assertEqual(handle.id.version, version)
+    with self.assertRaises(status.ServingError) as ctx:
+      core.get_servable_handle(spec("m", label="nope"))
+    self.assertEqual(ctx.exception.code, status.Code.INVALID_ARGUMENT)
+
+  def test_reload_adds_and_removes_models(self):
+    first, second = make_base(1), make_base(5)
+    core = self.create(config(a=(first, None, None)))
+    core.reload_config(config(b=(second, None, None)))
+    with core.get_servable_handle(spec("b")) as handle:
+      self.assertEqual(handle.id.version, 5)
+    self.assertEqual(
+        [m.name for m in core.config.model_config_list.config], ["b"]
+    )
+
+  def test_config_errors_are_upstreams(self):
+    core = self.create(config(a=(make_base(1), None, None)))
+    relative = config(a=("relative/path", None, None))
+    with self.assertRaises(status.ServingError) as ctx:
+      core.reload_config(relative)
+    self.assertEqual(ctx.exception.code, status.Code.INVALID_ARGUMENT)
+    self.assertIn("to have an absolute path or URI", ctx.exception.message)
+    twice = config(a=(make_base(1), None, None))
+    twice.model_config_list.config.append(twice.model_config_list.config[0])
+    with self.assertRaises(status.ServingError) as ctx:
+      core.reload_config(twice)
+    self.assertIn("multiple times", ctx.exception.message)
+
+  def test_failed_initial_load_names_the_version_and_error(self):
+    with self.assertRaises(status.ServingError) as ctx:
+      self.create(config(m=(make_base(13), None, None)))
+    self.assertIn(
+        "{name: m version: 13} due to error: corrupt", str(ctx.exception)
+    )
+
+  def test_loaded_versions_gauge_follows_the_lifecycle(self):
+    self.create(config(m=(make_base(1, 2), None, [1, 2])))
+    self.assertIn(
+        ':tensorflow:serving:loaded_versions{model_name="m"} 2.0',
+        metrics.exposition().decode(),
+    )
+
+
+if __name__ == "__main__":
+  absltest.main()

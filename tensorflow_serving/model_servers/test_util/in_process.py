@@ -1,0 +1,83 @@
+"""In-process fixtures for the servers' unit tests: a core, a pipeline.
+
+`FakeCore` serves real bundles under fixed ids without the lifecycle
+pipeline, so the gRPC servicers and the REST handler can be tested in
+seconds without a subprocess; ServerCore itself is tested over fake loaders
+in server_core_test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import Any
+
+from tensorflow_serving.apis import model_pb2
+from tensorflow_serving.config import model_server_config_pb2
+from tensorflow_serving.core import servable_handle
+from tensorflow_serving.core import servable_id
+from tensorflow_serving.model_servers import model_runner
+from tensorflow_serving.model_servers import pipeline as pipeline_lib
+from tensorflow_serving.util import status
+
+
+class FakeCore:
+  """Serves `{name: (version, servable)}`; records each ModelSpec asked."""
+
+  def __init__(self, servables: dict[str, tuple[int, Any]]):
+    self._servables = servables
+    self.specs: list[model_pb2.ModelSpec] = []
+    self.config = model_server_config_pb2.ModelServerConfig()
+    for name in servables:
+      self.config.model_config_list.config.add(
+          name=name, base_path=f"/models/{name}", model_platform="tensorflow"
+      )
+
+  def get_servable_handle(
+      self, model_spec: model_pb2.ModelSpec
+  ) -> servable_handle.ServableHandle:
+    self.specs.append(model_spec)
+    entry = self._servables.get(model_spec.name)
+    if entry is None:
+      raise status.not_found(
+          f"Servable not found for request: Latest({model_spec.name})"
+      )
+    version, servable = entry
+    return servable_handle.ServableHandle(
+        servable_id.ServableId(model_spec.name, version), servable
+    )
+
+
+def make_pipeline(core: Any) -> pipeline_lib.Pipeline:
+  executor = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+  return pipeline_lib.Pipeline(core, model_runner.ModelRunner(executor))
+
+
+class AbortError(Exception):
+  """What FakeContext.abort raises: the call's gRPC status and details."""
+
+  def __init__(self, code, details: str):
+    super().__init__(f"{code}: {details}")
+    self.code = code
+    self.details = details
+
+
+class FakeContext:
+  """The bit of a grpc.aio ServicerContext the servicers use."""
+
+  def __init__(self):
+    self.code = None
+    self.details = ""
+
+  async def abort(self, code, details: str):
+    raise AbortError(code, details)
+
+  def set_code(self, code) -> None:
+    self.code = code
+
+  def set_details(self, details: str) -> None:
+    self.details = details
+
+
+def run(coroutine):
+  return asyncio.run(coroutine)

@@ -58,7 +58,7 @@ PIP_ONLY_MODULES = {
 # Bazel's genrule output; the wheel ships the pip_package stand-in instead.
 GENRULE_OUTPUT = "tensorflow_serving/model_servers/build_config.py"
 NOT_SHIPPED = re.compile(
-    r"(_test\.py|_benchmark\.py)$|/(test_util|api_test|integration_test)/"
+    r"(_test\.py|_benchmark\.py)$|/(test_util|\w+_test)/"
     r"|^tensorflow_serving/(tools|example)/|^tensorflow_serving/__init__\.py$"
 )
 PIP = ["-m", "pip", "--isolated", "--disable-pip-version-check"]

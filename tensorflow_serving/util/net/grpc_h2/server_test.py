@@ -15,7 +15,7 @@ import time
 from absl.testing import absltest
 import grpc
 
-from tensorflow_serving.util.grpc_h2 import server as grpc_h2_server
+from tensorflow_serving.util.net.grpc_h2 import server as grpc_h2_server
 
 SERVICE = "test.Echo"
 _IDENTITY = lambda data: data
@@ -149,10 +149,12 @@ def _method(channel: grpc.Channel, name: str):
 
 class GrpcH2ServerTest(absltest.TestCase):
 
+  engine = "native"
+
   def setUp(self):
     super().setUp()
     self.handlers = _Handlers()
-    self.server = _ServerThread(self.handlers)
+    self.server = _ServerThread(self.handlers, engine=self.engine)
     self.addCleanup(self.server.close)
     self.channel = grpc.insecure_channel(self.server.target)
     self.addCleanup(self.channel.close)
@@ -324,6 +326,12 @@ class GrpcH2ServerTest(absltest.TestCase):
           grpc.StatusCode.UNAVAILABLE,
           lambda: _method(channel, "Echo")(b"x", timeout=2),
       )
+
+
+class H2EngineServerTest(GrpcH2ServerTest):
+  """The same calls over python-hyper h2's state machine (h2_core.py)."""
+
+  engine = "h2"
 
 
 class TransportOptionsTest(absltest.TestCase):

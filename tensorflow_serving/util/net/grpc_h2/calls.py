@@ -327,16 +327,16 @@ class GrpcCalls:
   def committed(self) -> int:
     return self._held + self._pending + self._window
 
-  def over_budget(self) -> bool:
-    """Whether reading more requests should wait (answers not taken)."""
-    return (
-        self._held + self._pending > self._limits.max_connection_buffer_bytes
-        or self._budget.used > self._budget.limit
-    )
+  @property
+  def held_bytes(self) -> int:
+    """Request bytes held and answers not yet taken by the peer."""
+    return self._held + self._pending
 
   # Events.
 
-  def handle(self, events: list[ev.Event]) -> None:
+  def handle(self, events: list[ev.Event]) -> list[ev.Event]:
+    """Runs the call events; returns the connection's (pings, GOAWAY, ...)."""
+    others = []
     for event in events:
       kind = type(event)
       if kind is ev.DataReceived:
@@ -353,6 +353,9 @@ class GrpcCalls:
         if call is not None:
           call.cancelled = True
           self._close(call)
+      else:
+        others.append(event)
+    return others
 
   def _on_request(self, event: ev.RequestReceived) -> None:
     call = _Call(event.stream_id, event.headers)
@@ -419,8 +422,21 @@ class GrpcCalls:
           "Expected one request message, received a malformed one",
       )
       return
-    self._debtors[call.id] = call
-    self._repay()
+    budget = self._budget
+    if (
+        not self._debtors
+        and self._held + self._pending + self._window + received
+        <= self._limits.max_connection_buffer_bytes
+        and budget.used + received <= budget.limit
+    ):
+      # The common case, inlined: room in both budgets, window back at once.
+      call.debt = 0
+      self._core.acknowledge_received_data(received, call.id)
+      self._window += received
+      budget.used += received
+    else:
+      self._debtors[call.id] = call
+      self._repay()
     if event.end_stream:
       call.ended = True
       self._dispatch(call)
@@ -543,7 +559,18 @@ class GrpcCalls:
           call, grpc.StatusCode.INTERNAL, "Exception deserializing request!"
       )
       return
-    self._run(call, method, request)
+    # _run, inlined on the hot path.
+    if method.is_async:
+      context = _AsyncServicerContext(self, call)
+      task = self.loop.create_task(handler.unary_unary(request, context))
+    else:
+      context = ServicerContext(self, call)
+      task = self.loop.run_in_executor(
+          self._executor, handler.unary_unary, request, context
+      )
+    call.context = context
+    call.task = task
+    task.add_done_callback(lambda done: self._on_result(call, handler, done))
 
   async def _decode_off_loop(
       self, call: _Call, method: Method, compressed: bool, message: bytes
@@ -661,11 +688,11 @@ class GrpcCalls:
         headers = list(headers) + _encode_metadata(context.initial_metadata)
       if context.trailing_metadata:
         trailers = list(trailers) + _encode_metadata(context.trailing_metadata)
-    self._core.send_response(
-        call.id, headers, fr.grpc_message(payload), trailers
-    )
+    core = self._core
+    core.send_response(call.id, headers, fr.grpc_message(payload), trailers)
     self._close(call)
-    self.account_pending()
+    if core.pending_bytes != self._pending:
+      self.account_pending()
 
   def finish(self, call: _Call, code: grpc.StatusCode, details: str) -> None:
     """Ends a call with a non-OK status (trailers-only)."""

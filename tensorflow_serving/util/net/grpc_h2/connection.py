@@ -300,7 +300,8 @@ class H2Connection:
   def _on_header_block(
       self, flags: int, stream_id: int, block: bytes, events: list
   ) -> None:
-    self._check_block_size(len(block))
+    if len(block) > self._max_block:
+      self._check_block_size(len(block))
     # Decoded even when the stream is refused: HPACK state is per connection.
     headers, size = self._decode_headers(block)
     end_stream = bool(flags & fr.FLAG_END_STREAM)
@@ -468,7 +469,12 @@ class H2Connection:
     The application calls this once it no longer holds the bytes (or once
     its budget allows), so the windows bound what it holds.
     """
-    self._ack_connection(size)
+    unacked = self._unacked + size  # _ack_connection, inlined
+    if unacked >= self._connection_window >> 1:
+      self._out.append(fr.window_update(0, unacked))
+      self.recv_window += unacked
+      unacked = 0
+    self._unacked = unacked
     stream = self._streams.get(stream_id)
     if stream is not None and not stream.ended:
       stream.unacked += size
@@ -537,7 +543,11 @@ class H2Connection:
       return
     size = len(data)
     max_frame = self._peer_max_frame
-    out = fr.header_frames(stream_id, self._block(headers), False, max_frame)
+    encoded = self._encoded
+    block = encoded.get(headers) if type(headers) is tuple else None
+    out = fr.header_frames(
+        stream_id, block or self._block(headers), False, max_frame
+    )
     self._sent_since_ping = True
     if (
         size <= max_frame
@@ -545,12 +555,17 @@ class H2Connection:
         and size <= stream.send_window
     ):
       self._send_window -= size
+      block = encoded.get(trailers) if type(trailers) is tuple else None
       self._out.append(
           out
           + fr.frame(fr.DATA, 0, stream_id, data)
-          + fr.header_frames(stream_id, self._block(trailers), True, max_frame)
+          + fr.header_frames(
+              stream_id, block or self._block(trailers), True, max_frame
+          )
       )
-      self._end_stream(stream_id, stream)
+      del self._streams[stream_id]  # _end_stream, inlined
+      if not stream.ended:
+        self._out.append(fr.rst_stream(stream_id, fr.NO_ERROR))
       return
     self._out.append(out)
     stream.pending = memoryview(data)

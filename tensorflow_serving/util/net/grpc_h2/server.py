@@ -76,7 +76,8 @@ class _Connection(asyncio.Protocol):
     self._flush_handle: asyncio.Handle | None = None
     self._timers: dict[str, asyncio.TimerHandle] = {}
     self._ping_sent: bytes | None = None
-    self._last_active = self.loop.time()
+    self._active = False  # events since the idle timer last looked
+    self._awaiting_preface = True
     self._read_paused = False
     self._write_paused = False
     self._closing = False
@@ -143,10 +144,9 @@ class _Connection(asyncio.Protocol):
   def data_received(self, data: bytes) -> None:
     events = self._core.receive_data(data)
     if events:
-      self._last_active = self.loop.time()
-      calls = self._calls
-      calls.handle(events)
-      for event in events:
+      self._active = True
+      # The call layer takes the call events and hands back the rest.
+      for event in self._calls.handle(events):
         kind = type(event)
         if kind is ev.ProtocolFailure:
           logging.log_every_n_seconds(
@@ -168,15 +168,13 @@ class _Connection(asyncio.Protocol):
         elif kind is ev.ConnectionTerminated:
           self._core.going_away = True
           self._closing = True
-    if "handshake" in self._timers and self._core_preface_done():
+    if self._awaiting_preface and self._core.preface_received:
+      self._awaiting_preface = False
       self._cancel_timer("handshake")
     self._flush()
 
   def eof_received(self) -> bool | None:
     return None  # close our side too
-
-  def _core_preface_done(self) -> bool:
-    return getattr(self._core, "preface_received", True)
 
   # Output.
 
@@ -205,8 +203,12 @@ class _Connection(asyncio.Protocol):
     if transport is None or transport.is_closing():
       return
     calls = self._calls
-    pause = self._write_paused or (calls is not None and calls.over_budget())
-    if pause and not self._write_paused:  # the budget: retry once it frees
+    over = calls is not None and (
+        calls.held_bytes > self._server.limits.max_connection_buffer_bytes
+        or self._server.budget.used > self._server.budget.limit
+    )
+    pause = self._write_paused or over
+    if over:  # retry once the budget frees
       self._server.budget.wait(id(self), self._schedule_flush)
     if pause != self._read_paused:
       self._read_paused = pause
@@ -235,7 +237,7 @@ class _Connection(asyncio.Protocol):
 
   def _on_handshake(self) -> None:
     self._timers.pop("handshake", None)
-    if not self._core_preface_done():
+    if not self._core.preface_received:
       self.abort()
 
   def _on_keepalive(self) -> None:
@@ -247,17 +249,17 @@ class _Connection(asyncio.Protocol):
     self._timer("keepalive", limits.keepalive_time_ms, self._on_keepalive)
 
   def _on_idle(self) -> None:
-    limit_s = self._server.limits.max_connection_idle_ms / 1000.0
-    idle_for = self.loop.time() - self._last_active
-    if (
-        self._calls is not None
-        and not self._calls.calls
-        and idle_for >= limit_s
-    ):
+    """GOAWAY once a whole period passed with no call and no frame."""
+    idle = (
+        not self._active and self._calls is not None and not self._calls.calls
+    )
+    self._active = False
+    if idle:
       self.go_away()
       return
-    remaining_ms = max(limit_s - idle_for, 0.05) * 1000.0
-    self._timer("idle", remaining_ms, self._on_idle)
+    self._timer(
+        "idle", self._server.limits.max_connection_idle_ms, self._on_idle
+    )
 
   def _on_age(self) -> None:
     self.go_away()

@@ -321,11 +321,26 @@ class GrpcCalls:
     self._pending = 0
     self._window = core.recv_window
     self._debtors: dict[int, _Call] = {}
-    server_budget.add(self._window)
+    self._counted = 0  # what this connection has added to the server budget
+    self._sync()
 
-  @property
-  def committed(self) -> int:
-    return self._held + self._pending + self._window
+  def _committed(self) -> int:
+    """Held bytes plus the window granted beyond HTTP/2's initial 64 KiB.
+
+    The initial window is every connection's by the protocol, so it is not
+    charged: idle connections must not use up the budget of busy ones. What
+    a peer actually sends within it is charged once held.
+    """
+    return self._held + self._pending + max(0, self._window - fr.DEFAULT_WINDOW)
+
+  def _sync(self) -> None:
+    delta = self._committed() - self._counted
+    if delta:
+      self._counted += delta
+      if delta > 0:
+        self._budget.add(delta)
+      else:
+        self._budget.release(-delta)
 
   @property
   def held_bytes(self) -> int:
@@ -425,17 +440,19 @@ class GrpcCalls:
     budget = self._budget
     if (
         not self._debtors
-        and self._held + self._pending + self._window + received
-        <= self._limits.max_connection_buffer_bytes
+        and self._counted + received <= self._limits.max_connection_buffer_bytes
         and budget.used + received <= budget.limit
     ):
-      # The common case, inlined: room in both budgets, window back at once.
+      # The common case, inlined: room in both budgets, window back at once
+      # (the bytes move from window to held, and the window is restored).
       call.debt = 0
       self._core.acknowledge_received_data(received, call.id)
       self._window += received
+      self._counted += received
       budget.used += received
     else:
       self._debtors[call.id] = call
+      self._sync()
       self._repay()
     if event.end_stream:
       call.ended = True
@@ -459,7 +476,7 @@ class GrpcCalls:
     limit = self._limits.max_connection_buffer_bytes
     for call in list(self._debtors.values()):
       debt = call.debt
-      if self.committed + debt > limit or budget.used + debt > budget.limit:
+      if self._counted + debt > limit or budget.used + debt > budget.limit:
         if budget.used + debt > budget.limit:
           budget.wait(id(self), self._on_budget_freed)
         return
@@ -470,7 +487,7 @@ class GrpcCalls:
   def _ack(self, size: int, stream_id: int) -> None:
     self._core.acknowledge_received_data(size, stream_id)
     self._window += size
-    self._budget.add(size)
+    self._sync()
 
   def _on_budget_freed(self) -> None:
     if self._debtors:
@@ -480,25 +497,21 @@ class GrpcCalls:
   def account_pending(self) -> None:
     """Counts our answers still waiting for window (after every send)."""
     pending = self._core.pending_bytes
-    delta = pending - self._pending
-    if delta:
+    if pending != self._pending:
       self._pending = pending
-      if delta > 0:
-        self._budget.add(delta)
-      else:
-        self._budget.release(-delta)
+      self._sync()
 
   def _release(self, call: _Call) -> None:
     """Frees a finished call's bytes; unacknowledged ones go back as window."""
     if call.held:
       self._debtors.pop(call.id, None)
       self._held -= call.held
-      # The debt becomes window again, so only the rest leaves the budgets.
-      self._budget.release(call.held - call.debt)
+      # The debt becomes window again; the rest leaves the budgets.
       if call.debt:
         self._core.acknowledge_received_data(call.debt, call.id)
         self._window += call.debt
       call.held = call.debt = 0
+      self._sync()
       if self._debtors:
         self._repay()
 
@@ -508,8 +521,8 @@ class GrpcCalls:
       call.cancelled = True
       self._close(call)
     self._budget.forget(id(self))
-    self._budget.release(self._window + self._pending)
-    self._window = self._pending = 0
+    self._budget.release(self._counted)
+    self._counted = self._window = self._pending = self._held = 0
 
   # Calls.
 
@@ -623,7 +636,7 @@ class GrpcCalls:
     return bool(body[0]), body[5:]
 
   def _inflate(self, encoding: bytes, message: bytes) -> bytes:
-    """Inflates with grpc's cap on the result (max receive length)."""
+    """Inflates with a cap on the result (limits.max_inflated_bytes)."""
     if encoding == b"gzip":
       wbits = 31
     elif encoding == b"deflate":
@@ -634,7 +647,7 @@ class GrpcCalls:
           "Compression algorithm "
           f"'{encoding.decode('latin-1')}' is not supported",
       )
-    limit = self._max_message
+    limit = self._limits.max_inflated_bytes
     try:
       return inflate.inflate(message, wbits, limit)
     except inflate.TooLarge as exc:

@@ -84,6 +84,19 @@ class GrpcLimits:
         self.max_server_buffer_bytes,
     )
 
+  @property
+  def max_inflated_bytes(self) -> int:
+    """The largest a compressed message may inflate to.
+
+    Half the budget: zlib holds its output twice at the end (its blocks and
+    the joined result), so the peak stays within the budget.
+    """
+    return min(
+        self.max_receive_message_length,
+        self.max_connection_buffer_bytes // 2,
+        self.max_server_buffer_bytes // 2,
+    )
+
 
 DEFAULT = GrpcLimits()
 

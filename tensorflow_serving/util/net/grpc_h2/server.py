@@ -51,6 +51,9 @@ CONNECTION_WINDOW = 16 << 20
 STREAM_WINDOW = 4 << 20
 DEFAULT_MAX_METADATA_SIZE = limits_lib.GrpcLimits.max_metadata_size
 ENGINES = ("native", "h2")
+# Pending connections the kernel may queue (asyncio's default is 100): a
+# flood of connections must not crowd legit ones out of the accept queue.
+LISTEN_BACKLOG = 4096
 # At most one warning line per this many seconds for misbehaving peers.
 _WARN_EVERY_S = 5.0
 
@@ -94,8 +97,9 @@ class _Connection(asyncio.Protocol):
     else:
       self.peer = f"unix:{peer or ''}"
     server = self._server
-    # The window granted up front is reserved from the server's budget.
-    window = min(CONNECTION_WINDOW, server.budget.room())
+    # The window granted up front beyond the protocol's 64 KiB is reserved
+    # from the server's budget.
+    window = min(CONNECTION_WINDOW, fr.DEFAULT_WINDOW + server.budget.room())
     self._core.initiate_connection(max(window, fr.DEFAULT_WINDOW))
     self._calls = calls_lib.GrpcCalls(
         self._core,
@@ -203,9 +207,13 @@ class _Connection(asyncio.Protocol):
     if transport is None or transport.is_closing():
       return
     calls = self._calls
-    over = calls is not None and (
-        calls.held_bytes > self._server.limits.max_connection_buffer_bytes
-        or self._server.budget.used > self._server.budget.limit
+    held = calls.held_bytes if calls is not None else 0
+    budget = self._server.budget
+    # Over its own budget, or holding bytes while the server is over its:
+    # connections that hold nothing keep reading (their calls are small).
+    over = held and (
+        held > self._server.limits.max_connection_buffer_bytes
+        or budget.used > budget.limit
     )
     pause = self._write_paused or over
     if over:  # retry once the budget frees
@@ -389,7 +397,7 @@ class Server:
       except FileNotFoundError:
         pass
       listener = await self.loop.create_unix_server(
-          factory, path, start_serving=False, **tls
+          factory, path, backlog=LISTEN_BACKLOG, start_serving=False, **tls
       )
       self._listeners.append(listener)
       return 0
@@ -402,6 +410,7 @@ class Server:
         host,
         int(port),
         reuse_address=True,
+        backlog=LISTEN_BACKLOG,
         start_serving=False,
         **tls,
     )

@@ -417,6 +417,7 @@ class HttpServer:
         host=self._host,
         port=self._port,
         reuse_address=True,
+        backlog=4096,  # asyncio's 100 lets a connection flood crowd others out
     )
     self._sweeper = self.loop.call_later(self._sweep_every_s, self._sweep)
 

@@ -24,7 +24,9 @@ SERVER_ARGS = (
     "--grpc_channel_arguments="
     f"grpc.tf_serving.max_connection_buffer_bytes={CONNECTION_BUDGET},"
     f"grpc.tf_serving.max_server_buffer_bytes={4 * CONNECTION_BUDGET},"
-    "grpc.server_handshake_timeout_ms=1000",
+    # Longer than the legit deadline: connections waiting for it must not
+    # stall legit calls (they once did, through the budget).
+    "grpc.server_handshake_timeout_ms=3000",
     f"--rest_api_max_body_bytes={8 << 20}",
     "--rest_api_header_timeout_ms=1000",
     "--rest_api_body_timeout_ms=2000",

@@ -267,6 +267,49 @@ def held_within_budget(
   return f"window withheld after {sent >> 20} MiB sent"
 
 
+def zero_window_reader(port: int, size: Size, seconds: float = 3.0) -> str:
+  """Asks for big answers and never takes them (its window stays zero).
+
+  The answers wait in the server for window; past the buffer budget the
+  server must stop reading this connection's requests.
+  """
+  del size  # The server's budget sizes this one.
+  client = RawH2(port)
+  client.send(fr.settings({fr.SETTINGS_INITIAL_WINDOW_SIZE: 0}))
+  block = _request_block()
+  message = fr.grpc_message(b"\x00" * (512 << 10))
+  chunks = [message[i : i + 16384] for i in range(0, len(message), 16384)]
+  stream_id = 1
+  requested = 0
+  client.sock.settimeout(0.5)
+  stop = time.monotonic() + seconds
+  while time.monotonic() < stop and requested < (1 << 30):
+    request = fr.header_frames(stream_id, block, False, 16384) + b"".join(
+        fr.frame(
+            fr.DATA,
+            fr.FLAG_END_STREAM if i == len(chunks) - 1 else 0,
+            stream_id,
+            chunk,
+        )
+        for i, chunk in enumerate(chunks)
+    )
+    try:
+      client.sock.sendall(request)
+    except TimeoutError:
+      break  # the server stopped reading: back-pressure
+    except OSError:
+      client.closed = True
+      break
+    stream_id += 2
+    requested += len(message)
+  outcome = f"reading paused after {requested >> 20} MiB of answers asked"
+  client.poll(0.2)
+  client.close()
+  if client.goaway is not None or client.statuses:
+    return client.outcome()
+  return outcome
+
+
 def grpc_gzip_bomb(port: int, size: Size) -> str:
   """One gzip message of `size.grpc_bomb` bytes that inflates ~1000x."""
   bomb = _bomb(size.grpc_bomb)

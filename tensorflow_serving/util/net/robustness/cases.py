@@ -74,6 +74,11 @@ def cases(idle_wait_s: float, held_message_bytes: int) -> list[Case]:
           ),
           r"window withheld",
       ),
+      Case(
+          "answers never read (zero window)",
+          _grpc(attacks.zero_window_reader),
+          r"reading paused|REFUSED_STREAM|FLOW_CONTROL_ERROR",
+      ),
       Case("gRPC gzip bomb", _grpc(attacks.grpc_gzip_bomb), r"grpc-status 8"),
       Case("REST gzip bomb", _rest(attacks.rest_gzip_bomb), r"HTTP 413"),
       Case(

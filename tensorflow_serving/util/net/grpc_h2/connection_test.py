@@ -259,5 +259,36 @@ class CoreTest(parameterized.TestCase):
     self.assertIsInstance(events[-1], ev.ProtocolFailure)
 
 
+class ChannelArgumentsTest(absltest.TestCase):
+
+  def test_grpc_meanings_of_negative_and_zero(self):
+    limits = limits_lib.from_channel_arguments(
+        {
+            "grpc.max_receive_message_length": -1,
+            "grpc.max_concurrent_streams": 0,
+            "grpc.keepalive_time_ms": 0,
+            "grpc.keepalive_timeout_ms": 0,
+            "grpc.max_connection_idle_ms": 1000,
+            "grpc.tf_serving.max_connection_buffer_bytes": 1 << 20,
+        }
+    )
+    self.assertEqual(limits.max_receive_message_length, limits_lib.INT_MAX)
+    self.assertEqual(limits.max_concurrent_streams, limits_lib.INT_MAX)
+    self.assertIsNone(limits.keepalive_time_ms)
+    self.assertEqual(limits.keepalive_timeout_ms, 20_000)
+    self.assertEqual(limits.max_connection_idle_ms, 1000)
+    # A message must fit the budget; an inflated one, half of it.
+    self.assertEqual(limits.max_message_bytes, 1 << 20)
+    self.assertEqual(limits.max_inflated_bytes, 1 << 19)
+
+  def test_defaults_match_upstream_and_grpc(self):
+    limits = limits_lib.GrpcLimits()
+    self.assertEqual(limits.max_receive_message_length, 2**31 - 1)
+    self.assertEqual(limits.max_metadata_size, 16 << 10)
+    self.assertEqual(limits.keepalive_time_ms, 2 * 3600 * 1000)
+    self.assertEqual(limits.keepalive_timeout_ms, 20_000)
+    self.assertEqual(limits.handshake_timeout_ms, 120_000)
+
+
 if __name__ == "__main__":
   absltest.main()

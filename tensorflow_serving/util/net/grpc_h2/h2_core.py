@@ -2,7 +2,7 @@
 
 The same gRPC call layer runs on either core (`--grpc_http2_engine`), so the
 cost of the kept library can be measured against ours in one A/B run (see
-robustness/h2_ab.py). h2 does its own framing, HPACK, stream states, flow
+tools/benchmark/engine_ab.py). h2 does its own framing, HPACK, stream states, flow
 control and header validation; this adapts its events to events.py, keeps
 answers that wait for window (h2 leaves that to the caller), and adds the
 abuse budgets h2 does not have (resets, pings, settings).

@@ -144,7 +144,11 @@ def from_channel_arguments(
   changes = {}
   for key, value in arguments.items():
     field = CHANNEL_ARGUMENTS[key]
-    if value < 0 or (value == 0 and field == "max_concurrent_streams"):
+    if field == "keepalive_timeout_ms" and value <= 0:
+      continue  # no timeout is no keepalive check: keep the default
+    # Negative sizes are grpc's "unlimited"; so is 0 for streams and times.
+    zero_is_none = field == "max_concurrent_streams" or field.endswith("_ms")
+    if value < 0 or (value == 0 and zero_is_none):
       changes[field] = _UNLIMITED.get(field, value)
     else:
       changes[field] = value

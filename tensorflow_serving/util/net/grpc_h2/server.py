@@ -45,11 +45,10 @@ from tensorflow_serving.util.net.grpc_h2 import frames as fr
 from tensorflow_serving.util.net.grpc_h2 import limits as limits_lib
 
 ServicerContext = calls_lib.ServicerContext
-# Receive window we grant for the whole connection, budget permitting; each
-# stream's is calls' STREAM_WINDOW.
+# Receive windows we grant: for the whole connection (budget permitting),
+# and each stream's initial one.
 CONNECTION_WINDOW = 16 << 20
 STREAM_WINDOW = 4 << 20
-DEFAULT_MAX_METADATA_SIZE = limits_lib.GrpcLimits.max_metadata_size
 ENGINES = ("native", "h2")
 # Pending connections the kernel may queue (asyncio's default is 100): a
 # flood of connections must not crowd legit ones out of the accept queue.

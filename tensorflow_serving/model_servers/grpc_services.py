@@ -1,7 +1,7 @@
 """gRPC: PredictionService and ModelService, decoding protos around the pipeline.
 
 The servicers are coroutines (grpc.aio style) on the server's event loop
-(util/grpc_h2). Each one only turns its request proto into numpy (or
+(util/net/grpc_h2). Each one only turns its request proto into numpy (or
 serialized Examples) for the shared pipeline and the result back into its
 response proto; a ServingError becomes the gRPC status with the same code
 and message.

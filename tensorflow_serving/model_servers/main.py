@@ -55,11 +55,58 @@ flags.DEFINE_bool(
 flags.DEFINE_string(
     "grpc_channel_arguments",
     "",
-    "Comma-separated key=value gRPC server arguments. "
-    "Applied: grpc.max_receive_message_length, "
-    "grpc.max_concurrent_streams, grpc.max_metadata_size, "
-    "grpc.absolute_max_metadata_size; others are logged and "
-    "ignored.",
+    "Comma-separated key=value gRPC server arguments. Applied: "
+    "grpc.max_receive_message_length, grpc.max_concurrent_streams, "
+    "grpc.max_metadata_size, grpc.absolute_max_metadata_size, "
+    "grpc.server_handshake_timeout_ms, grpc.keepalive_time_ms, "
+    "grpc.keepalive_timeout_ms, grpc.max_connection_idle_ms, "
+    "grpc.max_connection_age_ms, grpc.max_connection_age_grace_ms and "
+    "this server's grpc.tf_serving.* budgets (README: Limits and "
+    "hardening); others are logged and ignored.",
+)
+flags.DEFINE_enum(
+    "grpc_http2_engine",
+    "native",
+    ["native", "h2"],
+    "Beyond upstream: the HTTP/2 state machine under gRPC, this "
+    "server's own or python-hyper h2 (for A/B measurements).",
+)
+# REST limits and timeouts (beyond upstream; nginx's equivalents in
+# parentheses). Past a size limit: 414, 431 or 413; past a timeout: 408.
+flags.DEFINE_integer(
+    "rest_api_max_url_bytes", 16 << 10, "Request URL size (414 past it)."
+)
+flags.DEFINE_integer(
+    "rest_api_max_header_bytes",
+    64 << 10,
+    "Request header section size (431 past it; large_client_header_buffers).",
+)
+flags.DEFINE_integer(
+    "rest_api_max_body_bytes",
+    256 << 20,
+    "Request body size, received and once decompressed (413 past it; "
+    "client_max_body_size).",
+)
+flags.DEFINE_integer(
+    "rest_api_max_buffer_bytes",
+    1 << 30,
+    "Request body bytes all REST connections may hold together; past it "
+    "they stop reading until some are answered.",
+)
+flags.DEFINE_integer(
+    "rest_api_header_timeout_ms",
+    60000,
+    "Time for a request line and headers to arrive (client_header_timeout).",
+)
+flags.DEFINE_integer(
+    "rest_api_body_timeout_ms",
+    60000,
+    "Longest wait between two reads of a body (client_body_timeout).",
+)
+flags.DEFINE_integer(
+    "rest_api_keepalive_timeout_ms",
+    75000,
+    "An idle keep-alive connection is closed after this (keepalive_timeout).",
 )
 flags.DEFINE_bool(
     "enable_grpc_healthcheck_service",

@@ -15,13 +15,14 @@ from grpc_health.v1 import health_pb2_grpc
 
 from tensorflow_serving.model_servers import grpc_services
 from tensorflow_serving.model_servers import http_rest_api_handler
-from tensorflow_serving.model_servers import http_server
 from tensorflow_serving.model_servers import model_config
 from tensorflow_serving.model_servers import model_runner
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
+from tensorflow_serving.model_servers import rest_server
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.util import status
-from tensorflow_serving.util.grpc_h2 import server as grpc_h2_server
+from tensorflow_serving.util.net.grpc_h2 import limits as grpc_limits
+from tensorflow_serving.util.net.grpc_h2 import server as grpc_h2_server
 
 _CPUS = os.cpu_count() or 1
 # Seconds given to in-flight requests when the server is asked to stop.
@@ -39,7 +40,7 @@ class ServerOptions:
   # runs, Classify/Regress, metadata, config reloads), gRPC and REST alike.
   grpc_max_threads: int = 4 * _CPUS
   enable_serialization_as_tensor_content: bool = False
-  # From --grpc_channel_arguments; see GRPC_CHANNEL_ARGUMENTS for those used.
+  # From --grpc_channel_arguments; see grpc_limits.CHANNEL_ARGUMENTS for those used.
   grpc_channel_arguments: tuple[tuple[str, str | int], ...] = ()
   enable_grpc_healthcheck_service: bool = False
   # PEM contents for TLS on gRPC (--ssl_config_file); None = insecure.
@@ -47,9 +48,11 @@ class ServerOptions:
   ssl_server_cert: str | None = None
   ssl_custom_ca: str | None = None
   ssl_client_verify: bool = False
-  http: http_server.HttpOptions = dataclasses.field(
-      default_factory=http_server.HttpOptions
+  http: rest_server.HttpOptions = dataclasses.field(
+      default_factory=rest_server.HttpOptions
   )
+  # The HTTP/2 state machine under gRPC: ours, or python-hyper h2's.
+  grpc_http2_engine: str = "native"
   # Re-read this ModelServerConfig file every period and apply it (0: never).
   model_config_file: str = ""
   model_config_file_poll_wait_seconds: int = 0
@@ -64,34 +67,25 @@ HEALTH_SERVICE_NAMES = (
     "PredictionService",
 )
 
-# --grpc_channel_arguments keys this server applies, and to what.
-GRPC_CHANNEL_ARGUMENTS = {
-    "grpc.max_receive_message_length": "max_receive_message_length",
-    "grpc.max_concurrent_streams": "max_concurrent_streams",
-    "grpc.max_metadata_size": "max_metadata_size",
-    "grpc.absolute_max_metadata_size": "max_metadata_size",
-}
 
-
-def grpc_server_arguments(
+def grpc_server_limits(
     channel_arguments: tuple[tuple[str, str | int], ...],
-) -> dict[str, int]:
-  """The grpc_h2 server settings that --grpc_channel_arguments asks for.
+) -> grpc_limits.GrpcLimits:
+  """The gRPC transport's limits that --grpc_channel_arguments asks for.
 
   Upstream passes these to gRPC's C++ builder; the ones that have a meaning
-  for this server's transport are applied, the others are logged and ignored.
+  for this server's transport are applied (grpc_limits.CHANNEL_ARGUMENTS),
+  the others are logged and ignored.
   """
-  settings = {}
+  applied = {}
   for key, value in channel_arguments:
-    name = GRPC_CHANNEL_ARGUMENTS.get(key)
-    if name is None or not isinstance(value, int):
+    if key not in grpc_limits.CHANNEL_ARGUMENTS or not isinstance(value, int):
       logging.warning(
           "gRPC channel argument %s=%s has no effect here.", key, value
       )
       continue
-    # gRPC reads a negative size limit as "unlimited".
-    settings[name] = value if value >= 0 else None
-  return settings
+    applied[key] = value
+  return grpc_limits.from_channel_arguments(applied)
 
 
 class StartError(Exception):
@@ -115,7 +109,7 @@ class Server:
     self._runner = model_runner.ModelRunner(self._executor)
     self.pipeline = pipeline_lib.Pipeline(core, self._runner)
     self._grpc: grpc_h2_server.Server | None = None
-    self._http: http_server.HttpServer | None = None
+    self._http: rest_server.http1_server.HttpServer | None = None
     self._stop = asyncio.Event()
     self._health: grpc_health.aio.HealthServicer | None = None
     self._config_poller: asyncio.Task | None = None
@@ -125,7 +119,8 @@ class Server:
     if opts.grpc_port or opts.grpc_socket_path:
       self._grpc = grpc_h2_server.Server(
           executor=self._executor,
-          **grpc_server_arguments(opts.grpc_channel_arguments),
+          limits=grpc_server_limits(opts.grpc_channel_arguments),
+          engine=opts.grpc_http2_engine,
       )
       grpc_services.add_services(
           self._grpc,
@@ -164,9 +159,10 @@ class Server:
         )
       else:
         handler = http_rest_api_handler.HttpRestApiHandler(self.pipeline)
-        self._http = http_server.HttpServer(
-            http_server.make_app(handler, self._runner, opts.http),
+        self._http = rest_server.make_server(
+            rest_server.make_app(handler, opts.http),
             opts.rest_api_port,
+            opts.http,
         )
         await self._http.start()
         logging.info(
@@ -220,11 +216,15 @@ class Server:
       self._config_poller.cancel()
     if self._health is not None:
       await self._health.enter_graceful_shutdown()
+    # Both APIs drain together, so the whole stop fits one grace period.
+    stops = []
     if self._grpc is not None:
-      await self._grpc.stop(SHUTDOWN_GRACE_S)
+      stops.append(self._grpc.stop(SHUTDOWN_GRACE_S))
     if self._http is not None:
-      await self._http.stop()
-    self._executor.shutdown(wait=True)
+      stops.append(self._http.stop(SHUTDOWN_GRACE_S))
+    await asyncio.gather(*stops)
+    # Work no call waits for any more is dropped, not run.
+    self._executor.shutdown(wait=True, cancel_futures=True)
     self.core.stop()
     logging.info("Model server stopped.")
 

@@ -19,8 +19,8 @@ from tensorflow_serving.batching import prometheus_metrics
 from tensorflow_serving.batching import shared_batch_scheduler
 from tensorflow_serving.core import availability_preserving_policy
 from tensorflow_serving.core import resource_preserving_policy
-from tensorflow_serving.model_servers import http_server
 from tensorflow_serving.model_servers import model_config
+from tensorflow_serving.model_servers import rest_server
 from tensorflow_serving.model_servers import server as server_lib
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.model_servers import version
@@ -30,6 +30,7 @@ from tensorflow_serving.servables.tensorflow import saved_model_loader
 from tensorflow_serving.util import config_protos
 from tensorflow_serving.util import metrics
 from tensorflow_serving.util import status
+from tensorflow_serving.util.net.http1 import server as http1_server
 
 
 class FlagError(Exception):
@@ -154,7 +155,7 @@ def from_flags(
           flags.grpc_channel_arguments
       ),
       enable_grpc_healthcheck_service=flags.enable_grpc_healthcheck_service,
-      http=http_server.HttpOptions(
+      http=rest_server.HttpOptions(
           timeout_s=(
               flags.rest_api_timeout_in_ms / 1000.0
               if flags.rest_api_timeout_in_ms > 0
@@ -162,7 +163,9 @@ def from_flags(
           ),
           enable_cors=flags.rest_api_enable_cors_support,
           prometheus_path=prometheus_path(flags.monitoring_config_file),
+          limits=rest_limits_from_flags(flags),
       ),
+      grpc_http2_engine=flags.grpc_http2_engine,
       model_config_file=flags.model_config_file,
       model_config_file_poll_wait_seconds=(
           flags.model_config_file_poll_wait_seconds
@@ -171,6 +174,21 @@ def from_flags(
   _apply_ssl_config(flags, server_options)
   _warn_no_op_flags(flags)
   return core_options, server_options
+
+
+def rest_limits_from_flags(flags) -> http1_server.Http1Limits:
+  """The HTTP/1.1 engine's sizes and timeouts from the --rest_api_* flags."""
+  return http1_server.Http1Limits(
+      max_url_bytes=flags.rest_api_max_url_bytes,
+      max_header_bytes=flags.rest_api_max_header_bytes,
+      max_body_bytes=flags.rest_api_max_body_bytes,
+      max_server_buffer_bytes=max(
+          flags.rest_api_max_buffer_bytes, flags.rest_api_max_body_bytes
+      ),
+      header_timeout_s=flags.rest_api_header_timeout_ms / 1000.0,
+      body_timeout_s=flags.rest_api_body_timeout_ms / 1000.0,
+      keepalive_timeout_s=flags.rest_api_keepalive_timeout_ms / 1000.0,
+  )
 
 
 def batching_config_from_flags(flags) -> batching_session.BatchingConfig | None:

@@ -21,7 +21,7 @@ import collections
 from collections.abc import Callable
 from typing import Any
 
-from tensorflow_serving.util.grpc_h2 import frames as fr
+from tensorflow_serving.util.net.grpc_h2 import frames as fr
 
 _RECEIVE_WINDOW = 1 << 30
 

@@ -36,7 +36,7 @@ from tensorflow_serving.example import mnist_input_data
 from tensorflow_serving.tools.benchmark import grpc_h2
 from tensorflow_serving.tools.benchmark import http1
 from tensorflow_serving.tools.benchmark import wire
-from tensorflow_serving.util.grpc_h2 import frames
+from tensorflow_serving.util.net.grpc_h2 import frames
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 PROTOCOLS = ("grpc", "rest")

@@ -3,7 +3,7 @@
 from absl.testing import absltest
 import hpack
 
-from tensorflow_serving.util.grpc_h2 import frames as fr
+from tensorflow_serving.util.net.grpc_h2 import frames as fr
 
 
 class FramesTest(absltest.TestCase):

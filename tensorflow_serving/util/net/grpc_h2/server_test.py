@@ -15,7 +15,9 @@ import time
 from absl.testing import absltest
 import grpc
 
-from tensorflow_serving.util.grpc_h2 import server as grpc_h2_server
+from tensorflow_serving.util.net.grpc_h2 import frames as fr
+from tensorflow_serving.util.net.grpc_h2 import limits as grpc_limits
+from tensorflow_serving.util.net.grpc_h2 import server as grpc_h2_server
 
 SERVICE = "test.Echo"
 _IDENTITY = lambda data: data
@@ -149,10 +151,12 @@ def _method(channel: grpc.Channel, name: str):
 
 class GrpcH2ServerTest(absltest.TestCase):
 
+  engine = "native"
+
   def setUp(self):
     super().setUp()
     self.handlers = _Handlers()
-    self.server = _ServerThread(self.handlers)
+    self.server = _ServerThread(self.handlers, engine=self.engine)
     self.addCleanup(self.server.close)
     self.channel = grpc.insecure_channel(self.server.target)
     self.addCleanup(self.channel.close)
@@ -326,6 +330,12 @@ class GrpcH2ServerTest(absltest.TestCase):
       )
 
 
+class H2EngineServerTest(GrpcH2ServerTest):
+  """The same calls over python-hyper h2's state machine (h2_core.py)."""
+
+  engine = "h2"
+
+
 class TransportOptionsTest(absltest.TestCase):
 
   def test_max_receive_message_length(self):
@@ -338,6 +348,89 @@ class TransportOptionsTest(absltest.TestCase):
         echo(b"a" * 1001, timeout=30)
       self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
       self.assertEqual(echo(b"b", timeout=30), b"b")
+
+  def _raw_connection(self, server: _ServerThread) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.ports[0]), 5)
+    self.addCleanup(sock.close)
+    sock.sendall(fr.PREFACE + fr.settings({}))
+    return sock
+
+  def _frames_until_closed(self, sock: socket.socket, timeout_s: float):
+    """(type, payload) of every frame until EOF; None if still open."""
+    sock.settimeout(timeout_s)
+    data = b""
+    try:
+      while chunk := sock.recv(65536):
+        data += chunk
+    except TimeoutError:
+      return None
+    except ConnectionResetError:
+      pass
+    out, pos = [], 0
+    while pos + 9 <= len(data):
+      high, low, kind, _, _ = fr.HEADER.unpack_from(data, pos)
+      length = high << 16 | low
+      out.append((kind, data[pos + 9 : pos + 9 + length]))
+      pos += 9 + length
+    return out
+
+  def test_idle_connection_gets_goaway_and_clients_reconnect(self):
+    limits = grpc_limits.GrpcLimits(max_connection_idle_ms=300)
+    server = _ServerThread(_Handlers(), limits=limits)
+    self.addCleanup(server.close)
+    frames = self._frames_until_closed(self._raw_connection(server), 5)
+    self.assertIsNotNone(frames)
+    goaways = [p for kind, p in frames if kind == fr.GOAWAY]
+    self.assertEqual(fr.U32.unpack_from(goaways[-1], 4)[0], fr.NO_ERROR)
+    with grpc.insecure_channel(server.target) as channel:
+      echo = _method(channel, "Echo")
+      self.assertEqual(echo(b"a", timeout=10), b"a")
+      time.sleep(0.8)  # the connection went idle and away meanwhile
+      self.assertEqual(echo(b"b", timeout=10), b"b")
+
+  def test_max_connection_age_and_grace(self):
+    limits = grpc_limits.GrpcLimits(
+        max_connection_age_ms=200, max_connection_age_grace_ms=300
+    )
+    server = _ServerThread(_Handlers(), limits=limits)
+    self.addCleanup(server.close)
+    sock = self._raw_connection(server)
+    # A call that never ends keeps the connection past its age: the grace
+    # period then closes it.
+    sock.sendall(
+        fr.header_frames(
+            1, fr.request_header_block(f"/{SERVICE}/Echo", "x"), False, 16384
+        )
+    )
+    started = time.monotonic()
+    frames = self._frames_until_closed(sock, 5)
+    self.assertIsNotNone(frames)
+    self.assertIn(fr.GOAWAY, [kind for kind, _ in frames])
+    self.assertLess(time.monotonic() - started, 3)
+
+  def test_keepalive_closes_a_peer_that_does_not_answer(self):
+    limits = grpc_limits.GrpcLimits(
+        keepalive_time_ms=200, keepalive_timeout_ms=200
+    )
+    server = _ServerThread(_Handlers(), limits=limits)
+    self.addCleanup(server.close)
+    frames = self._frames_until_closed(self._raw_connection(server), 5)
+    self.assertIsNotNone(frames, "a silent peer must be closed")
+    self.assertIn(fr.PING, [kind for kind, _ in frames])
+    # grpcio answers the pings: its calls go on across several periods.
+    with grpc.insecure_channel(server.target) as channel:
+      echo = _method(channel, "Echo")
+      for _ in range(4):
+        self.assertEqual(echo(b"k", timeout=10), b"k")
+        time.sleep(0.25)
+
+  def test_preface_timeout(self):
+    limits = grpc_limits.GrpcLimits(handshake_timeout_ms=300)
+    server = _ServerThread(_Handlers(), limits=limits)
+    self.addCleanup(server.close)
+    sock = socket.create_connection(("127.0.0.1", server.ports[0]), 5)
+    self.addCleanup(sock.close)
+    self.assertIsNotNone(self._frames_until_closed(sock, 5))
 
   def test_unix_socket(self):
     path = os.path.join(tempfile.mkdtemp(), "grpc.sock")

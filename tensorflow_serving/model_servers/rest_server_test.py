@@ -1,4 +1,4 @@
-"""The REST transport on a real socket, with a fake handler behind it.
+"""The REST glue and HTTP/1.1 engine on a real socket, fake handler behind.
 
 Covers the HTTP/1.1 behaviour clients rely on (keep-alive, pipelining,
 chunked and compressed bodies, Expect, Connection: close, bad requests) and
@@ -20,7 +20,7 @@ from absl.testing import absltest
 import httptools
 
 from tensorflow_serving.model_servers import http_rest_api_handler
-from tensorflow_serving.model_servers import http_server
+from tensorflow_serving.model_servers import rest_server
 from tensorflow_serving.util import metrics
 
 Response = http_rest_api_handler.Response
@@ -108,10 +108,9 @@ class HttpServerTest(absltest.TestCase):
     self.loop = asyncio.new_event_loop()
     self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
     self.thread.start()
-    app = http_server.make_app(
-        self.handler, None, http_server.HttpOptions(**options)
-    )
-    self.server = http_server.HttpServer(app, 0, host="127.0.0.1")
+    options = rest_server.HttpOptions(**options)
+    app = rest_server.make_app(self.handler, options)
+    self.server = rest_server.make_server(app, 0, options, host="127.0.0.1")
     self.on_loop(self.server.start())
     self.port = self.server.port
     self.addCleanup(self.shutdown)

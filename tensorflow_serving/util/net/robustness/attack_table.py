@@ -1,0 +1,88 @@
+r"""Issue 10's attacks at full size against the production defaults; prints
+the table (RSS growth, legit failures, slowest legit call, refusal).
+
+  bazel run -c opt //tensorflow_serving/util/net/robustness:attack_table -- \
+      --out=/tmp/attack_table.md
+
+The server runs with its defaults except the idle timeouts (handshake and
+REST header timeout 5 s, so the idle-connection row ends in seconds, not
+minutes); --server_args adds or overrides flags. Takes a few minutes and a
+few GB of memory on the attacker's side at most.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import sys
+
+from absl import app
+from absl import flags
+
+from tensorflow_serving.util.net.robustness import attacks
+from tensorflow_serving.util.net.robustness import cases
+from tensorflow_serving.util.net.robustness import harness
+
+flags.DEFINE_list("server_args", [], "Extra flags for the target server.")
+flags.DEFINE_list("only", [], "Run only attacks whose name contains these.")
+flags.DEFINE_bool("small", False, "The test suite's sizes (a smoke run).")
+flags.DEFINE_string("out", "", "Also write the Markdown table here.")
+FLAGS = flags.FLAGS
+
+_DEFAULT_ARGS = (
+    "--grpc_channel_arguments=grpc.server_handshake_timeout_ms=5000",
+    "--rest_api_header_timeout_ms=5000",
+)
+# The default per-connection budget (limits.py): a message just under it.
+_HELD = (256 << 20) - 1024
+
+
+def main(argv) -> int:
+  del argv
+  size = attacks.Size() if FLAGS.small else attacks.Size.full()
+  # 20,000 idle connections need that many descriptors here and in the
+  # server (which inherits the limit); keep some for everything else.
+  soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+  want = min(hard, size.idle_connections + size.slowloris + 4096)
+  if soft < want:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+  room = want - size.slowloris - 4096
+  if size.idle_connections > room:
+    print(f"idle connections capped at {room} (RLIMIT_NOFILE)", file=sys.stderr)
+    size = dataclasses.replace(size, idle_connections=room)
+  target = harness.Target([*_DEFAULT_ARGS, *FLAGS.server_args])
+  rows = []
+  ok = True
+  try:
+    for case in cases.cases(idle_wait_s=15.0, held_message_bytes=_HELD):
+      if FLAGS.only and not any(word in case.name for word in FLAGS.only):
+        continue
+      print(f"running: {case.name}", file=sys.stderr, flush=True)
+      row = harness.run(
+          target, case.name, lambda c=case: c.attack(target, size)
+      )
+      passed = (
+          cases.matches(case, row.refusal)
+          and not row.legit_failures
+          and target.alive()
+      )
+      ok = ok and passed
+      rows.append(row)
+      print(harness.markdown([row]).splitlines()[-1], flush=True)
+      for failure in row.failures:
+        print(f"  legit failure: {failure}", file=sys.stderr, flush=True)
+      if not target.alive():
+        break
+  finally:
+    took = target.stop(timeout_s=40)
+  table = harness.markdown(rows)
+  table += f"\n\nSIGTERM after the run: stopped in {took:.1f} s."
+  print("\n" + table)
+  if FLAGS.out:
+    with open(FLAGS.out, "w", encoding="utf-8") as f:
+      f.write(table + "\n")
+  return 0 if ok else 1
+
+
+if __name__ == "__main__":
+  app.run(main)

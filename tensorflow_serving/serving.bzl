@@ -5,7 +5,7 @@ tensorflow-serving-api wheel's modules) and every test the same Python
 version and size defaults; these macros say it once.
 """
 
-def serving_py_library(name, srcs, deps = [], **kwargs):
+def serving_py_library(name, srcs = [], deps = [], **kwargs):
     """A py_library that also depends on //tensorflow_serving."""
     native.py_library(
         name = name,

@@ -20,7 +20,7 @@ project's own light clients as a further column).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 import contextlib
 import dataclasses
 import datetime
@@ -280,7 +280,7 @@ class Report:
   context: dict[str, str]
 
 
-class _Runner:
+class Runner:
   """Runs one comparison in a work directory; stops every child it started."""
 
   def __init__(
@@ -455,6 +455,51 @@ class _Runner:
     with open(out, encoding="utf-8") as f:
       return json.load(f)["runs"]
 
+  @contextlib.contextmanager
+  def serve(
+      self,
+      config: rows_lib.ServerConfig,
+      model: str,
+      threads: int,
+      suffix: str,
+  ) -> Iterator[tuple[processes.Child, str]]:
+    """Starts a server and waits until it answers; stops it on exit.
+
+    Raises ServerStartError (with the most telling log line) when it does not
+    start or answer.
+    """
+    grpc_port = processes.pick_unused_port()
+    rest_port = processes.pick_unused_port()
+    port = grpc_port if config.protocol == "grpc" else rest_port
+    address = f"127.0.0.1:{port}"
+    label = self.label(config, threads)
+    try:
+      argv = self._server_argv(config, model, grpc_port, rest_port, threads)
+      server = processes.Child(
+          config.name, argv, self._path(f"server_{label}{suffix}.log")
+      )
+      self._log(f"{label}: pid {server.pid}: {' '.join(argv)}")
+    except OSError as exc:
+      raise ServerStartError(f"could not start: {exc}") from exc
+    self._stack.callback(server.stop)
+    try:
+      try:
+        processes.wait_until(
+            server, self._probe(config, address), self._o.startup_timeout_s
+        )
+      except (RuntimeError, TimeoutError) as exc:
+        why = _startup_failure(str(exc).strip().splitlines())
+        self._log(f"{label}: not serving: {why}")
+        raise ServerStartError(why) from exc
+      yield server, address
+    finally:
+      code = server.stop()
+      self._log(f"{label}: stopped (exit {code})")
+
+  @staticmethod
+  def label(config: rows_lib.ServerConfig, threads: int) -> str:
+    return config.name + (f"_t{threads}" if config.batching else "")
+
   def server_rows(
       self,
       config: rows_lib.ServerConfig,
@@ -472,67 +517,47 @@ class _Runner:
         for client in clients
         for c in concurrency
     ]
-    grpc_port = processes.pick_unused_port()
-    rest_port = processes.pick_unused_port()
-    port = grpc_port if config.protocol == "grpc" else rest_port
-    address = f"127.0.0.1:{port}"
-    label = config.name + (f"_t{threads}" if config.batching else "")
+    label = self.label(config, threads)
     try:
-      argv = self._server_argv(config, model, grpc_port, rest_port, threads)
-      server = processes.Child(
-          config.name, argv, self._path(f"server_{label}{suffix}.log")
-      )
-      self._log(f"{label}: pid {server.pid}: {' '.join(argv)}")
-    except OSError as exc:
-      for row in rows:
-        row.failure = f"could not start: {exc}"
-      return rows
-    self._stack.callback(server.stop)
-    try:
-      try:
-        processes.wait_until(
-            server, self._probe(config, address), self._o.startup_timeout_s
-        )
-      except (RuntimeError, TimeoutError) as exc:
-        why = _startup_failure(str(exc).strip().splitlines())
-        self._log(f"{label}: not serving: {why}")
-        for row in rows:
-          row.failure = why
-        return rows
-      for client in clients:
-        mine = [row for row in rows if row.client == client]
-        self._log(
-            f"{label}: {client} at concurrency "
-            f"{','.join(map(str, concurrency))} (load average {_loadavg()})"
-        )
-        try:
-          summaries = self._load_test(
-              config,
-              client,
-              address,
-              server.pid,
-              concurrency,
-              expected,
-              f"{label}_{client}{suffix}",
+      with self.serve(config, model, threads, suffix) as (server, address):
+        for client in clients:
+          mine = [row for row in rows if row.client == client]
+          self._log(
+              f"{label}: {client} at concurrency "
+              f"{','.join(map(str, concurrency))} (load average {_loadavg()})"
           )
-        except RuntimeError as exc:
-          for row in mine:
-            row.failure = str(exc).strip().splitlines()[0]
-          self._log(f"{label}: {client} failed: {exc}")
-          if not server.alive():
-            break
-          continue
-        for row, summary in zip(mine, summaries):
-          row.summary = summary
-          self._log(f"{label} {client} c={row.concurrency}: {_brief(row)}")
-      if not server.alive():
-        for row in rows:
-          if row.summary is None and not row.failure:
-            row.failure = f"server exited with {server.proc.returncode}"
-    finally:
-      code = server.stop()
-      self._log(f"{label}: stopped (exit {code})")
+          try:
+            summaries = self._load_test(
+                config,
+                client,
+                address,
+                server.pid,
+                concurrency,
+                expected,
+                f"{label}_{client}{suffix}",
+            )
+          except RuntimeError as exc:
+            for row in mine:
+              row.failure = str(exc).strip().splitlines()[0]
+            self._log(f"{label}: {client} failed: {exc}")
+            if not server.alive():
+              break
+            continue
+          for row, summary in zip(mine, summaries):
+            row.summary = summary
+            self._log(f"{label} {client} c={row.concurrency}: {_brief(row)}")
+        if not server.alive():
+          for row in rows:
+            if row.summary is None and not row.failure:
+              row.failure = f"server exited with {server.proc.returncode}"
+    except ServerStartError as exc:
+      for row in rows:
+        row.failure = str(exc)
     return rows
+
+
+class ServerStartError(Exception):
+  """A server did not start, or did not answer in time."""
 
 
 def _startup_failure(lines: list[str]) -> str:
@@ -601,7 +626,7 @@ def run_once(options: Options, work_dir: str, index: int = 0) -> Report:
   }
   run_suffix = f"_run{index + 1}" if index else ""
   with contextlib.ExitStack() as stack:
-    runner = _Runner(options, work_dir, stack)
+    runner = Runner(options, work_dir, stack)
     model = runner.export_model()
     in_process, expected = runner.in_process(model, run_suffix)
     runs: dict[tuple[Any, ...], list[rows_lib.Row]] = {}

@@ -44,6 +44,7 @@ class Window:
     self._probe = probes.ResourceProbe(server_pid, host=sample_host)
     self._usage: tuple[Any, ...] = (0.0, None, None, None)
     self._listeners: list[Callable[[], None]] = []
+    self._open_listeners: list[Callable[[], None]] = []
     self.start: float | None = None
     self.end: float | None = None
     self.stopping = False
@@ -54,10 +55,15 @@ class Window:
   def on_close(self, listener: Callable[[], None]) -> None:
     self._listeners.append(listener)
 
+  def on_open(self, listener: Callable[[], None]) -> None:
+    self._open_listeners.append(listener)
+
   def open(self) -> None:
     """Starts measuring (end of warmup); the caller closes it in time."""
     self._probe.start()
     self.start = time.perf_counter()
+    for listener in self._open_listeners:
+      listener()
 
   def close(self) -> None:
     if self.end is not None:

@@ -20,6 +20,7 @@ trailers carry the error, with no message. So answers are checked three ways:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import dataclasses
 import os
 import re
@@ -167,7 +168,10 @@ def _verify(
   return result.ok, errors
 
 
-def run(config: load_config.LoadConfig) -> dict[str, Any]:
+def run(
+    config: load_config.LoadConfig,
+    on_measure: Callable[[], None] | None = None,
+) -> dict[str, Any]:
   """Verifies, warms up, measures, verifies; returns the summary."""
   binary = shutil.which("h2load")
   if not binary:
@@ -225,6 +229,8 @@ def run(config: load_config.LoadConfig) -> dict[str, Any]:
       h2load_run(config.warmup_s, log=False)
     probe = probes.ResourceProbe(config.server_pid, own=probes.children_cpu_s)
     probe.start()
+    if on_measure is not None:
+      on_measure()
     result = h2load_run(config.duration_s, log=True)
     cpu, server_cpu, threads, host = probe.stop()
     latencies = read_log(log_path)

@@ -268,7 +268,12 @@ class ClientsTest(absltest.TestCase):
         ("rest", "aiohttp"),
     ):
       with self.subTest(protocol=protocol, client=client):
-        summary = loadgen.run(self._config(protocol, client=client))
+        opened = []
+        summary = loadgen.run(
+            self._config(protocol, client=client),
+            on_measure=lambda: opened.append(1),  # noqa: B023
+        )
+        self.assertEqual(opened, [1])  # the window opened once
         self.assertEqual(summary["errors"], 0, summary["errors_by_status"])
         self.assertEqual(summary["ok"], 60)
         self.assertEqual(summary["client"], client)
@@ -353,7 +358,11 @@ class ClientsTest(absltest.TestCase):
           )
 
   def test_wrk_checks_every_answer(self):
-    summary = loadgen.run(self._timed("rest", "wrk"))
+    opened = []
+    summary = loadgen.run(
+        self._timed("rest", "wrk"), on_measure=lambda: opened.append(1)
+    )
+    self.assertEqual(opened, [1])
     self.assertEqual(summary["errors"], 0, summary["errors_by_status"])
     self.assertGreater(summary["ok"], 10)
     self.assertIsNotNone(summary["latency_ms"])
@@ -370,7 +379,11 @@ class ClientsTest(absltest.TestCase):
     self.assertGreater(summary["ok"], 0)
 
   def test_h2load_counts_and_checks(self):
-    summary = loadgen.run(self._timed("grpc", "h2load"))
+    opened = []
+    summary = loadgen.run(
+        self._timed("grpc", "h2load"), on_measure=lambda: opened.append(1)
+    )
+    self.assertEqual(opened, [1])  # the measured run, not the checks
     self.assertEqual(summary["errors"], 0, summary["errors_by_status"])
     self.assertGreater(summary["ok"], 10)
     self.assertGreaterEqual(summary["verified_by_grpcio"], 2 * 64)

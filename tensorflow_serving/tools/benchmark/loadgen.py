@@ -41,7 +41,10 @@ def _async_client(config: load_config.LoadConfig) -> AsyncClient:
 
 
 def run_worker(
-    config: load_config.LoadConfig, worker: int = 0, barrier: Any | None = None
+    config: load_config.LoadConfig,
+    worker: int = 0,
+    barrier: Any | None = None,
+    on_measure: Callable[[], None] | None = None,
 ) -> stats.WorkerResult:
   """One worker's share of the streams, on its own event loop (or threads)."""
   work = workload_lib.build_workload(config)
@@ -51,6 +54,8 @@ def run_worker(
       config.server_pid if worker == 0 else 0,
       sample_host=worker == 0,
   )
+  if on_measure is not None:
+    window.on_open(on_measure)
   streams = config.streams_of(worker)
   if config.client_name == "grpcio":
     from tensorflow_serving.tools.benchmark import grpcio_client  # pylint: disable=g-import-not-at-top
@@ -89,10 +94,16 @@ def _worker_process(
     results.put((worker, f"{type(exc).__name__}: {exc}"))
 
 
-def run_processes(config: load_config.LoadConfig) -> list[stats.WorkerResult]:
-  """Runs the workers: in this process when there is one, else spawned."""
+def run_processes(
+    config: load_config.LoadConfig,
+    on_measure: Callable[[], None] | None = None,
+) -> list[stats.WorkerResult]:
+  """Runs the workers: in this process when there is one, else spawned.
+
+  `on_measure` is called as the measurement starts (one worker only).
+  """
   if config.processes == 1:
-    return [run_worker(config)]
+    return [run_worker(config, on_measure=on_measure)]
   context = multiprocessing.get_context("spawn")
   barrier = context.Barrier(config.processes)
   results = context.Queue()
@@ -143,17 +154,24 @@ def run_processes(config: load_config.LoadConfig) -> list[stats.WorkerResult]:
   return [collected[w] for w in sorted(collected)]
 
 
-def run(config: load_config.LoadConfig) -> dict[str, Any]:
-  """Runs the whole test; returns the summary (see stats.summarize)."""
+def run(
+    config: load_config.LoadConfig,
+    on_measure: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+  """Runs the whole test; returns the summary (see stats.summarize).
+
+  `on_measure`, if given, is called when the measured window starts (after
+  the warmup), e.g. to start a profiler.
+  """
   config.validate()
   if config.client_name == "wrk":
-    summary = wrk.run(config)
+    summary = wrk.run(config, on_measure)
   elif config.client_name == "h2load":
     from tensorflow_serving.tools.benchmark import h2load  # pylint: disable=g-import-not-at-top
 
-    summary = h2load.run(config)
+    summary = h2load.run(config, on_measure)
   else:
-    summary = stats.aggregate(run_processes(config))
+    summary = stats.aggregate(run_processes(config, on_measure))
   summary["config"] = dataclasses.asdict(config)
   summary["client"] = config.client_name
   return summary

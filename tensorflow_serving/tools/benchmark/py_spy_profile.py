@@ -90,10 +90,11 @@ def py_spy() -> str:
 
 
 class Recording:
-  """py-spy recording `pid` from `delay_s` on, for `duration_s`, in a thread.
+  """py-spy recording `pid` for `duration_s`, from `delay_s` after start().
 
   Also takes each of the server's threads' CPU over the recording. join()
-  waits for it and raises what py-spy said if it failed.
+  waits for it (at once if it never started) and raises what py-spy said
+  if it failed.
   """
 
   def __init__(
@@ -126,12 +127,16 @@ class Recording:
     self._pid = pid
     self._delay_s = delay_s
     self._timeout_s = duration_s + 60
-    self._error = ""
+    self._error = "the load test never started measuring"
     self.thread_cpu: dict[int, tuple[str, float]] = {}
     self._thread = threading.Thread(target=self._run, name="py-spy")
+
+  def start(self) -> None:
+    """Called as the load test's measured window opens."""
     self._thread.start()
 
   def _run(self) -> None:
+    self._error = ""
     threading.Event().wait(self._delay_s)
     before = probes.thread_cpu_s(self._pid)
     try:
@@ -156,7 +161,8 @@ class Recording:
       )
 
   def join(self) -> None:
-    self._thread.join()
+    if self._thread.ident is not None:
+      self._thread.join()
     if self._error:
       raise RuntimeError(self._error)
 
@@ -190,18 +196,18 @@ def profile_one(
           mnist_dir=options.mnist_dir,
           num_images=options.num_images,
       )
-      # Inside the measured window: after the warmup (and h2load's checks),
-      # ending before the window does.
+      # Inside the measured window: from just after it opens to just
+      # before it closes.
       spy = Recording(
           server.pid,
           raw,
-          delay_s=max(1.0, options.warmup_s) + 0.5,
+          delay_s=0.25,
           duration_s=max(1.0, options.duration_s - 1.0),
           rate=FLAGS.rate,
           native=FLAGS.native,
       )
       try:
-        summary = loadgen.run(load)
+        summary = loadgen.run(load, on_measure=spy.start)
       finally:
         spy.join()
   except (compare.ServerStartError, RuntimeError, OSError) as exc:

@@ -11,6 +11,7 @@ answers; the Python clients round-robin the test set instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import json
 import os
 import shutil
@@ -129,7 +130,10 @@ def script(
   return _SCRIPT % {"args": args}
 
 
-def run(config: load_config.LoadConfig) -> dict[str, Any]:
+def run(
+    config: load_config.LoadConfig,
+    on_measure: Callable[[], None] | None = None,
+) -> dict[str, Any]:
   """Warms up, then measures, with one wrk run each; returns the summary."""
   binary = shutil.which("wrk")
   if not binary:
@@ -179,6 +183,8 @@ def run(config: load_config.LoadConfig) -> dict[str, Any]:
       wrk_run(config.warmup_s)
     probe = probes.ResourceProbe(config.server_pid, own=probes.children_cpu_s)
     probe.start()
+    if on_measure is not None:
+      on_measure()
     result = wrk_run(config.duration_s)
     cpu, server_cpu, threads, host = probe.stop()
   return summary(result, cpu, server_cpu, threads, host)

@@ -53,6 +53,17 @@ GENERIC_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
 )
 OTHER = "other"
+# Leaves where a thread waits rather than works: the event loop polling in
+# uvloop's C (no Python frame above Runner.run), a lock or condition wait,
+# an idle pool worker. py-spy's idle detection misses many of these under
+# load, so such samples are set aside: a thread's CPU is split over its
+# working samples (and over these only if it has no others).
+_IDLE_LEAF = re.compile(
+    r"^(?:(?:Runner\.run|BaseEventLoop\.run_forever|.*run_until_complete|"
+    r".*_run_once) \(asyncio/|(?:\w+\.)?wait \(threading\.py|"
+    r"_worker \(concurrent/futures/thread\.py|(?:\w+\.)?get \(queue\.py|"
+    r"(?:\w+\.)?select \(selectors\.py)"
+)
 # Threads py-spy cannot see (not Python threads), by name: their CPU goes to
 # a layer by what they are. TensorFlow's own pools do the model's math.
 NATIVE_THREADS = (
@@ -66,7 +77,7 @@ _THREAD = re.compile(r"^thread \((?P<tid>\d+)\)(?::\s*(?P<name>.*))?$")
 
 @dataclasses.dataclass
 class Profile:
-  """Samples by layer, by thread group and by leaf function."""
+  """Working samples by layer and leaf function; all by thread group."""
 
   total: int = 0
   layers: collections.Counter[str] = dataclasses.field(
@@ -83,6 +94,11 @@ class Profile:
   per_thread: dict[int, collections.Counter[str]] = dataclasses.field(
       default_factory=dict
   )
+  # The same for the samples set aside as waiting (_IDLE_LEAF).
+  per_thread_idle: dict[int, collections.Counter[str]] = dataclasses.field(
+      default_factory=dict
+  )
+  idle: int = 0
   thread_names: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
@@ -124,17 +140,24 @@ def parse(lines: Iterable[str]) -> Profile:
       parsed = _FRAME.match(frame)
       files.append(parsed.group("file") if parsed else frame)
     layer = layer_of(files)
-    profile.total += samples
-    profile.layers[layer] += samples
-    profile.per_thread.setdefault(tid, collections.Counter())[layer] += samples
-    profile.threads[thread] += samples
+    leaf = ""
     if frames:
-      leaf = _FRAME.match(frames[-1])
-      profile.leaves[
-          f"{leaf.group('function')} ({leaf.group('file')})"
-          if leaf
+      parsed = _FRAME.match(frames[-1])
+      leaf = (
+          f"{parsed.group('function')} ({parsed.group('file')})"
+          if parsed
           else frames[-1]
-      ] += samples
+      )
+    profile.total += samples
+    profile.threads[thread] += samples
+    if _IDLE_LEAF.match(leaf):
+      profile.idle += samples
+      threads = profile.per_thread_idle
+    else:
+      profile.layers[layer] += samples
+      profile.leaves[leaf] += samples
+      threads = profile.per_thread
+    threads.setdefault(tid, collections.Counter())[layer] += samples
   return profile
 
 
@@ -165,13 +188,13 @@ def cpu_by_layer(
   rather than counting samples keeps a thread that py-spy saw as running
   while it only waited for a core (a busy host) from counting as CPU, and
   gives the native threads py-spy cannot see (TensorFlow's pools) their
-  CPU, by name.
+  CPU, by name. Waiting samples count only for a thread with no others.
   """
   out: collections.Counter[str] = collections.Counter()
   for tid, (name, cpu) in thread_cpu.items():
     if cpu <= 0:
       continue
-    samples = profile.per_thread.get(tid)
+    samples = profile.per_thread.get(tid) or profile.per_thread_idle.get(tid)
     total = sum(samples.values()) if samples else 0
     if not total:
       out[native_layer(name)] += cpu

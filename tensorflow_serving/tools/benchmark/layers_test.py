@@ -15,7 +15,8 @@ _RAW = f"""\
 {_LOOP};_Connection.data_received (tensorflow_serving/util/grpc_h2/server.py:300);Decoder.decode (hpack/hpack.py:400) 10
 {_LOOP};PredictionService.Predict (tensorflow_serving/model_servers/grpc_services.py:68);tensor_proto_to_ndarray (tensorflow_serving/servables/tensorflow/tensor_codec.py:80);frombuffer (numpy/core/x.py:1) 6
 {_LOOP};handle (tensorflow_serving/model_servers/http_rest_api_handler.py:90);decode (tensorflow_serving/util/json_tensor/predict_request.py:10) 4
-{_LOOP} 5
+{_LOOP};_Connection._flush (tensorflow_serving/util/grpc_h2/server.py:820) 5
+{_LOOP} 50
 thread (25537): request_0;_worker (concurrent/futures/thread.py:90);BaseSession._call_tf_sessionrun (tensorflow/python/client/session.py:1483) 8
 thread (25538): request_1;_worker (concurrent/futures/thread.py:90) 2
 thread (25600): batch_threads_0;_run (tensorflow_serving/batching/shared_batch_scheduler.py:470);record (tensorflow_serving/batching/prometheus_metrics.py:20) 3
@@ -29,25 +30,25 @@ class LayersTest(absltest.TestCase):
 
   def test_nearest_matching_frame_decides(self):
     profile = layers.parse(_RAW.splitlines())
-    self.assertEqual(profile.total, 40)
+    self.assertEqual(profile.total, 90)
+    # Waiting leaves (the loop polling, an idle pool worker, a condition
+    # wait) are set aside: 50 + 2 + 1 samples.
+    self.assertEqual(profile.idle, 53)
     self.assertEqual(
         dict(profile.layers),
         {
-            "HTTP/2 + gRPC transport": 10,
+            "HTTP/2 + gRPC transport": 15,
             "tensor codec (proto <-> numpy)": 6,
             "JSON codec": 4,
-            "event loop (asyncio, uvloop)": 5,
             "model run (TensorFlow)": 8,
-            "model runner, worker-pool hop": 2,
             # batching's metrics count as metrics, not batching.
             "metrics": 3,
-            "batching (queues, batch threads)": 1,
             "other": 1,
         },
     )
     self.assertEqual(
         dict(profile.threads),
-        {"MainThread": 25, "request": 10, "batch_threads": 4, "x": 1},
+        {"MainThread": 75, "request": 10, "batch_threads": 4, "x": 1},
     )
     self.assertEqual(profile.leaves["Decoder.decode (hpack/hpack.py)"], 10)
 
@@ -67,11 +68,16 @@ class LayersTest(absltest.TestCase):
             8: ("jemalloc_bg", 0.1),
         },
     )
-    self.assertAlmostEqual(cpu["HTTP/2 + gRPC transport"], 0.5 * 10 / 25)
-    self.assertAlmostEqual(cpu["event loop (asyncio, uvloop)"], 0.5 * 5 / 25)
+    # The loop's 0.5 s over its 25 working samples, not its 50 polling ones.
+    self.assertAlmostEqual(cpu["HTTP/2 + gRPC transport"], 0.5 * 15 / 25)
+    self.assertAlmostEqual(cpu["JSON codec"], 0.5 * 4 / 25)
+    self.assertNotIn("event loop (asyncio, uvloop)", cpu)
     self.assertAlmostEqual(cpu["model run (TensorFlow)"], 0.2 + 0.2)
     self.assertAlmostEqual(cpu[layers.NATIVE_OTHER], 0.1)
     self.assertNotIn("model runner, worker-pool hop", cpu)
+    # A thread seen only waiting gets its CPU split over those samples.
+    only_waiting = layers.cpu_by_layer(profile, {25538: ("main.py", 0.3)})
+    self.assertEqual(dict(only_waiting), {"model runner, worker-pool hop": 0.3})
     self.assertEqual(
         dict(
             layers.cpu_by_thread_group(

@@ -56,7 +56,7 @@ flags.DEFINE_bool(
     "native",
     False,
     "py-spy --native: also sample C frames (uvloop, TensorFlow's runtime); "
-    "costs the server more.",
+    "py-spy then pauses the server for each sample, which slows it.",
 )
 flags.DEFINE_string(
     "out_dir",
@@ -119,11 +119,10 @@ class Recording:
         "raw",
         "--output",
         out,
-        "--nonblocking",
         "--threads",
     ]
-    if native:
-      self._argv.append("--native")
+    # py-spy reads native stacks only from a paused process.
+    self._argv.append("--native" if native else "--nonblocking")
     self._pid = pid
     self._delay_s = delay_s
     self._timeout_s = duration_s + 60
@@ -224,8 +223,8 @@ def markdown(results: Sequence[Result], options: compare.Options) -> str:
       "",
       f"- date: {now}; host: {os.cpu_count()} CPUs; "
       f"{FLAGS.profile_concurrency} requests in flight; py-spy "
-      f"{FLAGS.rate} Hz, --nonblocking"
-      + (", --native" if FLAGS.native else ""),
+      f"{FLAGS.rate} Hz, "
+      + ("--native (pausing the server)" if FLAGS.native else "--nonblocking"),
       "- batching (ours): `"
       + options.batching_parameters().strip().replace("\n", " ")
       + "`",
@@ -253,7 +252,9 @@ def markdown(results: Sequence[Result], options: compare.Options) -> str:
         f"{s['throughput_rps']:.0f} req/s under the profiler, "
         f"{s['errors']} errors, server CPU "
         f"{'n/a' if us is None else f'{us:.0f}'} us per request, "
-        f"{result.profile.total} samples; raw stacks: `{result.raw_path}`",
+        f"{result.profile.total} samples ({result.profile.idle} set aside "
+        f"as waiting: the loop polling, lock waits, idle workers); raw "
+        f"stacks: `{result.raw_path}`",
         "",
         *layers.table(cpu, us),
         "",

@@ -169,11 +169,15 @@ def run(
       ]
       out = subprocess.run(
           argv,
-          check=True,
+          check=False,
           capture_output=True,
           text=True,
           timeout=seconds + config.timeout_s + 30,
       )
+      if out.returncode:
+        raise RuntimeError(
+            f"wrk exited with {out.returncode}:\n{out.stdout}{out.stderr}"
+        )
       for line in out.stdout.splitlines():
         if line.startswith("WRK_JSON "):
           return json.loads(line[len("WRK_JSON ") :])

@@ -76,19 +76,18 @@ def main(argv: list[str]) -> int:
       work_dir=work,
   )
   if not base.model_base_path:
-    first = compare.run(
+    compare.run(
         dataclasses.replace(
             base,
             configs=[],
             work_dir=os.path.join(work, "export"),
         )
     )
-    del first
     base = dataclasses.replace(
         base, model_base_path=os.path.join(work, "export", "mnist_model")
     )
   variants = _variants()
-  rates: dict[tuple[str, str, int], list[float]] = {}
+  rates: dict[tuple[str, str, str, int], list[float]] = {}
   for round_index in range(FLAGS.rounds):
     order = variants if round_index % 2 == 0 else variants[::-1]
     for variant in order:
@@ -98,24 +97,25 @@ def main(argv: list[str]) -> int:
           server_args=[*base.server_args, *variant.server_args],
           work_dir=os.path.join(work, f"r{round_index}_{variant.name}"),
       )
-      report = compare.run(options)
+      (report,) = compare.run(options)
       for row in report.rows:
         rps = (row.summary or {}).get("throughput_rps")
-        key = (variant.name, row.config.name, row.concurrency)
+        key = (variant.name, row.config.name, row.client, row.concurrency)
         rates.setdefault(key, []).append(rps or 0.0)
         print(
             f"round {round_index + 1} {variant.name:7s} {row.config.name} "
-            f"c={row.concurrency}: {rps or 0:.0f} req/s"
+            f"{row.client} c={row.concurrency}: {rps or 0:.0f} req/s"
             + (f" (failed: {row.failure})" if row.failure else ""),
             flush=True,
         )
   print(
-      "\n| variant | config | concurrency | req/s per round | median | vs native |"
+      "\n| variant | config | client | concurrency | req/s per round | median |"
+      " vs native |"
   )
-  print("|---|---|---|---|---|---|")
-  for (name, config, concurrency), values in sorted(rates.items()):
+  print("|---|---|---|---|---|---|---|")
+  for (name, config, client, concurrency), values in sorted(rates.items()):
     median = statistics.median(values)
-    native = rates.get(("native", config, concurrency))
+    native = rates.get(("native", config, client, concurrency))
     ratio = (
         f"{median / statistics.median(native):.3f}"
         if native and statistics.median(native)
@@ -123,8 +123,8 @@ def main(argv: list[str]) -> int:
     )
     rounds = ", ".join(f"{v:.0f}" for v in values)
     print(
-        f"| {name} | {config} | {concurrency} | {rounds} | {median:.0f} |"
-        f" {ratio} |"
+        f"| {name} | {config} | {client} | {concurrency} | {rounds} |"
+        f" {median:.0f} | {ratio} |"
     )
   return 0
 

@@ -1,13 +1,15 @@
 r"""Closed-loop load test of Predict over gRPC or REST, one MNIST image a call.
 
 Keeps --concurrency requests outstanding for --warmup then --duration seconds
-(or until --max_requests), each carrying one real MNIST test image, taken
-round-robin. Reports throughput, latency percentiles, errors by status, and
-the CPU the generator itself burned (so a saturated client is visible) and,
-given --server_pid, the server's.
+(or until --max_requests), each carrying a real MNIST test image. Reports
+throughput, latency percentiles, errors by status, the CPU the generator
+itself burned (so a saturated client is visible) and, given --server_pid,
+the server's CPU per request. Several --concurrency levels run one after the
+other in this one process, each on fresh connections.
 
   python -m tensorflow_serving.tools.benchmark.load_test \
-      --server=127.0.0.1:8500 --protocol=grpc --concurrency=32 --duration=10
+      --server=127.0.0.1:8500 --protocol=grpc --client=grpcio \
+      --concurrency=1,8,32 --duration=10
 """
 
 from __future__ import annotations
@@ -18,12 +20,22 @@ from typing import Any
 from absl import app
 from absl import flags
 
+from tensorflow_serving.tools.benchmark import load_config
 from tensorflow_serving.tools.benchmark import loadgen
 
 flags.DEFINE_string("server", "127.0.0.1:8500", "host:port to load.")
-flags.DEFINE_enum("protocol", "grpc", loadgen.PROTOCOLS, "API to call.")
-flags.DEFINE_integer(
-    "concurrency", 1, "Requests kept outstanding.", lower_bound=1
+flags.DEFINE_enum("protocol", "grpc", load_config.PROTOCOLS, "API to call.")
+flags.DEFINE_string(
+    "client",
+    "",
+    "gRPC: grpcio (official client, futures; the default), h2load, "
+    "grpcio_aio, raw (this project's light client). REST: wrk (the "
+    "default), raw, aiohttp.",
+)
+flags.DEFINE_list(
+    "concurrency",
+    ["1"],
+    "Requests kept outstanding; a list runs each level in turn.",
 )
 flags.DEFINE_float("duration", 10.0, "Seconds measured (0: --max_requests).")
 flags.DEFINE_float("warmup", 2.0, "Seconds of load before measuring.")
@@ -69,30 +81,16 @@ flags.DEFINE_string(
     "Directory checked first for the MNIST .gz files (then "
     "the offline copy).",
 )
-flags.DEFINE_enum(
-    "rest_client",
-    "raw",
-    loadgen.REST_CLIENTS,
-    "REST client: raw (asyncio + httptools, the lightest "
-    "Python one), aiohttp, or wrk (C; no --check).",
-)
-flags.DEFINE_enum(
-    "grpc_client",
-    "raw",
-    loadgen.GRPC_CLIENTS,
-    "gRPC client: raw (HTTP/2 frames on asyncio, ~6x less CPU "
-    "per call) or aio (grpc.aio generic stub).",
-)
 flags.DEFINE_integer(
     "grpc_channels",
     1,
-    "gRPC channels (connections) per worker process.",
+    "gRPC channels (connections) per worker process; h2load's -c.",
     lower_bound=1,
 )
 flags.DEFINE_enum(
     "event_loop",
     "auto",
-    loadgen.EVENT_LOOPS,
+    load_config.EVENT_LOOPS,
     "auto: uvloop when installed, except under grpc.aio.",
 )
 flags.DEFINE_float("timeout", 30.0, "Per-request deadline in seconds.")
@@ -100,11 +98,18 @@ flags.DEFINE_string("json_out", "", "Also write every number here as JSON.")
 FLAGS = flags.FLAGS
 
 
-def config_from_flags() -> loadgen.Config:
-  return loadgen.Config(
+def configs_from_flags() -> list[load_config.LoadConfig]:
+  return [
+      config_from_flags(int(concurrency)) for concurrency in FLAGS.concurrency
+  ]
+
+
+def config_from_flags(concurrency: int) -> load_config.LoadConfig:
+  return load_config.LoadConfig(
       server=FLAGS.server,
       protocol=FLAGS.protocol,
-      concurrency=FLAGS.concurrency,
+      client=FLAGS.client,
+      concurrency=concurrency,
       duration_s=FLAGS.duration,
       warmup_s=FLAGS.warmup,
       model_name=FLAGS.model_name,
@@ -119,8 +124,6 @@ def config_from_flags() -> loadgen.Config:
       server_pid=FLAGS.server_pid,
       num_images=FLAGS.num_images,
       mnist_dir=FLAGS.mnist_dir,
-      rest_client=FLAGS.rest_client,
-      grpc_client=FLAGS.grpc_client,
       grpc_channels=FLAGS.grpc_channels,
       event_loop=FLAGS.event_loop,
       timeout_s=FLAGS.timeout,
@@ -168,7 +171,8 @@ def format_summary(summary: dict[str, Any]) -> str:
   )
   if config["server_pid"]:
     lines.append(
-        f"  server CPU  {_fmt(summary['server_cpu_pct'], '.1f')}% of one core"
+        f"  server CPU  {_fmt(summary['server_cpu_pct'], '.1f')}% of one core "
+        f"({_fmt(summary['server_cpu_us_per_request'], '.0f')} us/request)"
     )
     if summary.get("server_threads"):
       lines.append(
@@ -192,15 +196,19 @@ def main(argv: list[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    config = config_from_flags()
-    config.validate()
+    configs = configs_from_flags()
+    for config in configs:
+      config.validate()
   except ValueError as exc:
     raise app.UsageError(str(exc)) from exc
-  summary = loadgen.run(config)
-  print(format_summary(summary), flush=True)
+  summaries = []
+  for config in configs:
+    summary = loadgen.run(config)
+    print(format_summary(summary), flush=True)
+    summaries.append(summary)
   if FLAGS.json_out:
     with open(FLAGS.json_out, "w", encoding="utf-8") as f:
-      json.dump(summary, f, indent=2, sort_keys=True)
+      json.dump({"runs": summaries}, f, indent=2, sort_keys=True)
       f.write("\n")
   return 0
 

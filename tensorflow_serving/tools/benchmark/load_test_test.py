@@ -1,4 +1,4 @@
-"""Tests the load generator's statistics, checks and clients (on fakes)."""
+"""Tests the load generator's window, checks and every client (on fakes)."""
 
 from __future__ import annotations
 
@@ -14,81 +14,20 @@ from absl.testing import absltest
 from aiohttp import web
 import numpy as np
 
+from tensorflow_serving.tools.benchmark import closed_loop
+from tensorflow_serving.tools.benchmark import load_config
 from tensorflow_serving.tools.benchmark import load_test
 from tensorflow_serving.tools.benchmark import loadgen
 from tensorflow_serving.tools.benchmark import wire
-
-
-class PercentileTest(absltest.TestCase):
-
-  def test_nearest_rank(self):
-    values = list(range(1, 101))  # 1..100
-    self.assertEqual(loadgen.percentile(values, 50), 50)
-    self.assertEqual(loadgen.percentile(values, 90), 90)
-    self.assertEqual(loadgen.percentile(values, 99), 99)
-    self.assertEqual(loadgen.percentile(values, 100), 100)
-    self.assertEqual(loadgen.percentile(values, 0), 1)
-
-  def test_is_always_an_observed_value(self):
-    values = [0.001, 0.002, 0.010]
-    self.assertEqual(loadgen.percentile(values, 50), 0.002)
-    self.assertEqual(loadgen.percentile(values, 99), 0.010)
-    self.assertEqual(loadgen.percentile([7.0], 1), 7.0)
-    self.assertEqual(loadgen.percentile([7.0], 99.9), 7.0)
-
-  def test_rejects_bad_input(self):
-    with self.assertRaises(ValueError):
-      loadgen.percentile([], 50)
-    with self.assertRaises(ValueError):
-      loadgen.percentile([1.0], 101)
-
-
-class AggregateTest(absltest.TestCase):
-
-  def test_merges_workers(self):
-    a = loadgen.WorkerResult(
-        latencies_s=[0.001] * 90,
-        errors={"UNAVAILABLE": 2},
-        elapsed_s=1.0,
-        cpu_s=0.25,
-        server_cpu_s=1.5,
-    )
-    b = loadgen.WorkerResult(
-        latencies_s=[0.010] * 10,
-        errors={"UNAVAILABLE": 1, "malformed": 1},
-        elapsed_s=2.0,
-        cpu_s=0.5,
-    )
-    s = loadgen.aggregate([a, b])
-    self.assertEqual(s["ok"], 100)
-    self.assertEqual(s["errors"], 4)
-    self.assertEqual(s["requests"], 104)
-    self.assertEqual(s["errors_by_status"], {"UNAVAILABLE": 3, "malformed": 1})
-    # Overlapping windows: rates add up (90/1 s + 10/2 s).
-    self.assertAlmostEqual(s["throughput_rps"], 95.0)
-    self.assertEqual(s["elapsed_s"], 2.0)
-    self.assertAlmostEqual(s["latency_ms"]["p50"], 1.0)
-    self.assertAlmostEqual(s["latency_ms"]["p90"], 1.0)
-    self.assertAlmostEqual(s["latency_ms"]["p99"], 10.0)
-    self.assertAlmostEqual(s["latency_ms"]["max"], 10.0)
-    self.assertAlmostEqual(s["latency_ms"]["mean"], 1.9)
-    self.assertAlmostEqual(s["loadgen_cpu_pct"], 37.5)
-    self.assertAlmostEqual(s["loadgen_cpu_us_per_request"], 1e6 * 0.75 / 104)
-    self.assertAlmostEqual(s["server_cpu_pct"], 75.0)
-
-  def test_no_successes(self):
-    s = loadgen.aggregate([loadgen.WorkerResult([], {"HTTP 500": 3}, 1.0, 0.1)])
-    self.assertIsNone(s["latency_ms"])
-    self.assertEqual(s["throughput_rps"], 0)
-    self.assertIsNone(s["server_cpu_pct"])
+from tensorflow_serving.tools.benchmark import workload
 
 
 class WindowTest(absltest.TestCase):
 
   def test_counts_only_requests_inside_the_window(self):
 
-    async def scenario() -> loadgen.WorkerResult:
-      window = loadgen.Window(duration_s=0, max_requests=3, server_pid=0)
+    async def scenario():
+      window = closed_loop.Window(duration_s=0, max_requests=3, server_pid=0)
       window.record(0.0, 0.1, None)  # before open: warmup
       window.open()
       start = window.start
@@ -109,23 +48,32 @@ class WindowTest(absltest.TestCase):
   def test_share(self):
     self.assertEqual([loadgen._share(10, 3, i) for i in range(3)], [4, 3, 3])
     self.assertEqual(loadgen._share(0, 3, 1), 0)
-    config = loadgen.Config(server="h:1", concurrency=5, processes=2)
+    config = load_config.LoadConfig(server="h:1", concurrency=5, processes=2)
     self.assertEqual([config.streams_of(w) for w in range(2)], [3, 2])
 
 
 class ConfigTest(absltest.TestCase):
 
   def test_validate(self):
-    loadgen.Config(server="h:1").validate()
+    load_config.LoadConfig(server="h:1").validate()
+    self.assertEqual(load_config.LoadConfig(server="h:1").client_name, "grpcio")
+    self.assertEqual(
+        load_config.LoadConfig(server="h:1", protocol="rest").client_name, "wrk"
+    )
     for bad in (
         dict(protocol="soap"),
+        dict(protocol="rest", client="h2load"),
+        dict(protocol="grpc", client="wrk"),
         dict(concurrency=0),
         dict(concurrency=2, processes=3),
         dict(duration_s=0, max_requests=0),
-        dict(protocol="rest", rest_client="wrk", check=True),
+        dict(protocol="rest", client="wrk", max_requests=10),
+        dict(client="h2load", duration_s=0, max_requests=10),
+        dict(client="h2load", concurrency=4, processes=2),
+        dict(client="grpcio", concurrency=4, processes=2),
     ):
       with self.subTest(bad=bad), self.assertRaises(ValueError):
-        loadgen.Config(server="h:1", **bad).validate()
+        load_config.LoadConfig(server="h:1", **bad).validate()
 
 
 class CheckerTest(absltest.TestCase):
@@ -143,8 +91,8 @@ class CheckerTest(absltest.TestCase):
     return json.dumps({"predictions": [list(map(float, scores))]}).encode()
 
   def test_shape_only(self):
-    workload = loadgen.Workload([b""] * 3, None)
-    checker = loadgen.Checker(loadgen.Config(server="h:1"), workload)
+    work = workload.Workload(np.zeros((3, 784), np.float32), [b""] * 3, None)
+    checker = workload.Checker(load_config.LoadConfig(server="h:1"), work)
     self.assertIsNone(checker.grpc(0, self._grpc(self.expected[1])))
     self.assertEqual(checker.grpc(0, self._grpc([1.0] * 9)), "malformed")
     self.assertEqual(checker.grpc(0, b"\xff"), "malformed")
@@ -154,9 +102,11 @@ class CheckerTest(absltest.TestCase):
     self.assertEqual(checker.rest(0, b"not json"), "malformed")
 
   def test_against_expected_scores(self):
-    workload = loadgen.Workload([b""] * 3, self.expected)
-    checker = loadgen.Checker(
-        loadgen.Config(server="h:1", check=True), workload
+    work = workload.Workload(
+        np.zeros((3, 784), np.float32), [b""] * 3, self.expected
+    )
+    checker = workload.Checker(
+        load_config.LoadConfig(server="h:1", check=True), work
     )
     self.assertIsNone(checker.grpc(2, self._grpc(self.expected[2])))
     self.assertEqual(
@@ -168,9 +118,9 @@ class CheckerTest(absltest.TestCase):
     )
 
   def test_learns_first_answers(self):
-    workload = loadgen.Workload([b""] * 3, None)
-    checker = loadgen.Checker(
-        loadgen.Config(server="h:1", check=True), workload
+    work = workload.Workload(np.zeros((3, 784), np.float32), [b""] * 3, None)
+    checker = workload.Checker(
+        load_config.LoadConfig(server="h:1", check=True), work
     )
     self.assertIsNone(checker.grpc(0, self._grpc(self.expected[2])))
     self.assertIsNone(checker.grpc(0, self._grpc(self.expected[2])))
@@ -278,20 +228,21 @@ class ClientsTest(absltest.TestCase):
   def setUp(self):
     super().setUp()
     self.enter_context(
-        mock.patch.object(loadgen, "load_images", lambda config: self.images)
+        mock.patch.object(workload, "load_images", lambda config: self.images)
     )
     self.servers = _FakeServers()
     self.addCleanup(self.servers.stop)
     self.expected_path = self.create_tempfile("expected.npy").full_path
     np.save(self.expected_path, self.expected)
 
-  def _config(self, protocol: str, **kwargs) -> loadgen.Config:
+  def _config(self, protocol: str, **kwargs) -> load_config.LoadConfig:
     port = (
         self.servers.grpc_port if protocol == "grpc" else self.servers.rest_port
     )
     defaults = dict(
         server=f"127.0.0.1:{port}",
         protocol=protocol,
+        client="raw",
         concurrency=4,
         duration_s=0,
         warmup_s=0,
@@ -300,19 +251,32 @@ class ClientsTest(absltest.TestCase):
         expected_scores=self.expected_path,
     )
     defaults.update(kwargs)
-    return loadgen.Config(**defaults)
+    return load_config.LoadConfig(**defaults)
 
-  def test_every_client_answers_and_checks(self):
+  def _timed(self, protocol: str, client: str, **kwargs):
+    """A config for the C clients, which run for a duration."""
+    return self._config(
+        protocol, client=client, max_requests=0, duration_s=1, **kwargs
+    )
+
+  def test_every_python_client_answers_and_checks(self):
     for protocol, client in (
-        ("grpc", dict(grpc_client="raw")),
-        ("grpc", dict(grpc_client="aio")),
-        ("rest", dict(rest_client="raw")),
-        ("rest", dict(rest_client="aiohttp")),
+        ("grpc", "raw"),
+        ("grpc", "grpcio"),
+        ("grpc", "grpcio_aio"),
+        ("rest", "raw"),
+        ("rest", "aiohttp"),
     ):
-      with self.subTest(protocol=protocol, **client):
-        summary = loadgen.run(self._config(protocol, **client))
+      with self.subTest(protocol=protocol, client=client):
+        opened = []
+        summary = loadgen.run(
+            self._config(protocol, client=client),
+            on_measure=lambda: opened.append(1),  # noqa: B023
+        )
+        self.assertEqual(opened, [1])  # the window opened once
         self.assertEqual(summary["errors"], 0, summary["errors_by_status"])
         self.assertEqual(summary["ok"], 60)
+        self.assertEqual(summary["client"], client)
         self.assertGreater(summary["throughput_rps"], 0)
         self.assertGreater(summary["latency_ms"]["p99"], 0)
         text = load_test.format_summary(summary)
@@ -320,19 +284,25 @@ class ClientsTest(absltest.TestCase):
 
   def test_wrong_expectations_are_reported(self):
     np.save(self.expected_path, self.expected[::-1])
-    summary = loadgen.run(self._config("grpc"))
-    self.assertEqual(summary["errors_by_status"], {"wrong_answer": 60})
+    for client in ("raw", "grpcio"):
+      with self.subTest(client=client):
+        summary = loadgen.run(self._config("grpc", client=client))
+        self.assertEqual(summary["errors_by_status"], {"wrong_answer": 60})
 
   def test_errors_are_counted_by_status(self):
-    self.servers.fail_every = 3
-    grpc_summary = loadgen.run(self._config("grpc", max_requests=30))
-    self.assertEqual(
-        grpc_summary["errors_by_status"], {"RESOURCE_EXHAUSTED": 10}
-    )
-    self.assertEqual(grpc_summary["ok"], 20)
-    self.servers.calls = 0
-    rest_summary = loadgen.run(self._config("rest", max_requests=30))
-    self.assertEqual(rest_summary["errors_by_status"], {"HTTP 500": 10})
+    for protocol, client, status in (
+        ("grpc", "raw", "RESOURCE_EXHAUSTED"),
+        ("grpc", "grpcio", "RESOURCE_EXHAUSTED"),
+        ("rest", "raw", "HTTP 500"),
+    ):
+      with self.subTest(client=client):
+        self.servers.calls = 0
+        self.servers.fail_every = 3
+        summary = loadgen.run(
+            self._config(protocol, client=client, max_requests=30)
+        )
+        self.assertEqual(summary["errors_by_status"], {status: 10})
+        self.assertEqual(summary["ok"], 20)
 
   def test_rest_reconnects_when_the_server_closes(self):
     self.servers.close_every = 7
@@ -343,12 +313,17 @@ class ClientsTest(absltest.TestCase):
   def test_slow_answers_time_out(self):
     # aiohttp logs each request the client gave up on.
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
-    self.servers.delay_s = 5.0
-    for protocol in ("grpc", "rest"):
-      with self.subTest(protocol=protocol):
+    self.servers.delay_s = 1.5
+    for protocol, client, status in (
+        ("grpc", "raw", "DEADLINE_EXCEEDED"),
+        ("grpc", "grpcio", "DEADLINE_EXCEEDED"),
+        ("rest", "raw", "TimeoutError"),
+    ):
+      with self.subTest(client=client):
         summary = loadgen.run(
             self._config(
                 protocol,
+                client=client,
                 concurrency=2,
                 duration_s=1.2,
                 max_requests=0,
@@ -357,22 +332,24 @@ class ClientsTest(absltest.TestCase):
         )
         self.assertEqual(summary["ok"], 0)
         self.assertGreater(summary["errors"], 0)
-        self.assertEqual(
-            list(summary["errors_by_status"]),
-            ["DEADLINE_EXCEEDED" if protocol == "grpc" else "TimeoutError"],
-        )
+        self.assertEqual(list(summary["errors_by_status"]), [status])
 
   def test_unreachable_server_raises(self):
     with socket.socket() as s:
       s.bind(("127.0.0.1", 0))
       port = s.getsockname()[1]
-    for protocol in ("grpc", "rest"):
-      with self.subTest(protocol=protocol):
+    for protocol, client in (
+        ("grpc", "raw"),
+        ("grpc", "grpcio"),
+        ("rest", "raw"),
+    ):
+      with self.subTest(client=client):
         with self.assertRaises(ConnectionError):
           loadgen.run(
-              loadgen.Config(
+              load_config.LoadConfig(
                   server=f"127.0.0.1:{port}",
                   protocol=protocol,
+                  client=client,
                   concurrency=2,
                   duration_s=0.3,
                   warmup_s=0,
@@ -380,31 +357,52 @@ class ClientsTest(absltest.TestCase):
               )
           )
 
-  def test_wrk(self):
+  def test_wrk_checks_every_answer(self):
+    opened = []
     summary = loadgen.run(
-        self._config(
-            "rest",
-            rest_client="wrk",
-            check=False,
-            expected_scores="",
-            max_requests=0,
-            duration_s=1,
-        )
+        self._timed("rest", "wrk"), on_measure=lambda: opened.append(1)
     )
+    self.assertEqual(opened, [1])
     self.assertEqual(summary["errors"], 0, summary["errors_by_status"])
-    self.assertGreater(summary["ok"], 0)
+    self.assertGreater(summary["ok"], 10)
+    self.assertIsNotNone(summary["latency_ms"])
+    # wrk sends image 0 only: expecting another image's scores fails all.
+    np.save(self.expected_path, self.expected[::-1])
+    summary = loadgen.run(self._timed("rest", "wrk"))
+    self.assertEqual(summary["ok"], 0)
+    self.assertEqual(list(summary["errors_by_status"]), ["wrong_answer"])
     self.servers.fail_every = 2
     summary = loadgen.run(
-        self._config(
-            "rest",
-            rest_client="wrk",
-            check=False,
-            expected_scores="",
-            max_requests=0,
-            duration_s=1,
-        )
+        self._timed("rest", "wrk", check=False, expected_scores="")
     )
-    self.assertGreater(summary["errors_by_status"]["HTTP non-2xx"], 0)
+    self.assertGreater(summary["errors_by_status"]["HTTP non-200"], 0)
+    self.assertGreater(summary["ok"], 0)
+
+  def test_h2load_counts_and_checks(self):
+    opened = []
+    summary = loadgen.run(
+        self._timed("grpc", "h2load"), on_measure=lambda: opened.append(1)
+    )
+    self.assertEqual(opened, [1])  # the measured run, not the checks
+    self.assertEqual(summary["errors"], 0, summary["errors_by_status"])
+    self.assertGreater(summary["ok"], 10)
+    self.assertGreaterEqual(summary["verified_by_grpcio"], 2 * 64)
+    self.assertGreater(summary["latency_ms"]["p99"], 0)
+    # Calls that fail carry no message: h2load's 2xx count misses them,
+    # the DATA bytes and the grpcio checks do not.
+    self.servers.fail_every = 3
+    summary = loadgen.run(self._timed("grpc", "h2load"))
+    errors = summary["errors_by_status"]
+    self.assertGreater(errors["no_message"], 0)
+    self.assertGreater(errors["grpcio check: RESOURCE_EXHAUSTED"], 0)
+    self.assertLess(summary["ok"], summary["requests"])
+
+  def test_h2load_wrong_answers_are_reported(self):
+    np.save(self.expected_path, self.expected[::-1])
+    summary = loadgen.run(self._timed("grpc", "h2load"))
+    errors = summary["errors_by_status"]
+    self.assertEqual(errors["probe: wrong_answer"], 1)
+    self.assertGreater(errors["grpcio check: wrong_answer"], 0)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import urllib.request
 import grpc
 
 from tensorflow_serving.model_servers.test_util import binaries
-from tensorflow_serving.tools.benchmark import loadgen
+from tensorflow_serving.tools.benchmark import load_config
 
 # `setpriv --pdeathsig` (util-linux) asks the kernel to SIGTERM a child when
 # the driver dies, then execs it. A subprocess preexec_fn could do the same
@@ -131,7 +131,7 @@ def grpc_predict_probe(
 ) -> str | None:
   """None when a Predict with `body` succeeds, else why not."""
   with grpc.insecure_channel(address) as channel:
-    call = channel.unary_unary(loadgen.PREDICT_METHOD)
+    call = channel.unary_unary(load_config.PREDICT_METHOD)
     try:
       call(body, timeout=timeout_s)
     except grpc.RpcError as exc:

@@ -6,9 +6,10 @@ model, call the signature inline in an `async def` endpoint, return JSON. It
 speaks the same request/response format as TensorFlow Serving's REST Predict
 (row format), so the same load test drives both.
 
-uvicorn runs one worker with its `auto` loop and parser (uvloop and httptools
-when installed, as `uvicorn[standard]` would have them) and no access log,
-which is the fastest setting a user would pick for a benchmark.
+uvicorn runs one worker on uvloop with the httptools parser (what
+`uvicorn[standard]` installs and its `auto` settings pick; named here so a
+missing package fails instead of silently falling back to asyncio and h11)
+and no access log, the fastest setting a user would pick for a benchmark.
 
   python -m tensorflow_serving.tools.benchmark.baselines.fastapi_server \
       --port=8501 --model_name=mnist --model_base_path=/tmp/mnist
@@ -82,6 +83,8 @@ def main(argv: list[str]) -> None:
       host=FLAGS.host,
       port=FLAGS.port,
       workers=1,
+      loop="uvloop",
+      http="httptools",
       log_level="warning",
       access_log=False,
   )

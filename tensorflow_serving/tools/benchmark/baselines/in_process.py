@@ -21,7 +21,10 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from tensorflow_serving.tools.benchmark import loadgen
+from tensorflow_serving.tools.benchmark import load_config
+from tensorflow_serving.tools.benchmark import probes
+from tensorflow_serving.tools.benchmark import stats
+from tensorflow_serving.tools.benchmark import workload
 from tensorflow_serving.tools.benchmark.baselines import common
 
 flags.DEFINE_string("model_base_path", "", "Directory of version dirs.")
@@ -51,7 +54,7 @@ def measure(
   while perf_counter() < end:
     call(images[i % n : i % n + 1])
     i += 1
-  cpu = loadgen.self_cpu_s()
+  cpu = probes.self_cpu_s()
   start = perf_counter()
   end = start + duration_s
   t1 = start
@@ -63,20 +66,13 @@ def measure(
     latencies.append(t1 - t0)
     i += 1
   elapsed = t1 - start
-  cpu = loadgen.self_cpu_s() - cpu
+  cpu = probes.self_cpu_s() - cpu
   latencies.sort()
   return {
       "calls": len(latencies),
       "elapsed_s": elapsed,
       "throughput_rps": len(latencies) / elapsed,
-      "latency_ms": {
-          "mean": 1e3 * sum(latencies) / len(latencies),
-          "min": 1e3 * latencies[0],
-          "p50": 1e3 * loadgen.percentile(latencies, 50),
-          "p90": 1e3 * loadgen.percentile(latencies, 90),
-          "p99": 1e3 * loadgen.percentile(latencies, 99),
-          "max": 1e3 * latencies[-1],
-      },
+      "latency_ms": stats.latency_ms(latencies),
       "cpu_pct": 100 * cpu / elapsed,
   }
 
@@ -89,8 +85,8 @@ def main(argv: list[str]) -> None:
 
   _, model = common.load_model(FLAGS.model_base_path)
   signature = model.signatures[FLAGS.signature_name]
-  images = loadgen.load_images(
-      loadgen.Config(
+  images = workload.load_images(
+      load_config.LoadConfig(
           server="", num_images=FLAGS.num_images, mnist_dir=FLAGS.mnist_dir
       )
   )

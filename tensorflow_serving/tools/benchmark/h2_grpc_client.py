@@ -1,8 +1,10 @@
-"""A minimal unary gRPC client speaking HTTP/2 frames directly, for load tests.
+"""The project's own light gRPC client: unary calls over raw HTTP/2 frames.
 
-grpc.aio costs about 300 us of client CPU per call on a small host, as much
-as the server under test spends on a request, so on a 2-core machine the
-generator would take half of the CPU it is measuring. This client does the
+The figures that count come from the clients users run (the official grpcio
+client and h2load, see grpcio_client and h2load); this one is a further
+column, a hint of what the server does when the generator costs almost
+nothing: grpcio spends 100-300 us of client CPU per call on a small host, as
+much as the server under test spends on a request. This client does the
 least a unary call needs: a constant HPACK header block (literals only, so it
 never depends on the server's table), one HEADERS + DATA write per call, and
 a frame loop that hands each stream its message and trailers. It sets the

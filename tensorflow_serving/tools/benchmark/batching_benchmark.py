@@ -8,7 +8,7 @@ tutorial model) to a temporary directory, then measures calls/s for:
   async       N asyncio tasks awaiting BatchingBundle.submit on one thread
 Each call is one row (one image).
 
-  python -m tensorflow_serving.batching.batching_benchmark \
+  bazel run -c opt //tensorflow_serving/tools/benchmark:batching_benchmark -- \
       --concurrency=32 --seconds=3 --max_batch_sizes=32,64,128 \
       --timeouts_micros=0,1000
 """

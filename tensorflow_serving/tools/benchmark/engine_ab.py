@@ -71,6 +71,7 @@ def main(argv: list[str]) -> int:
       configs=FLAGS.ab_configs,
       repeats=1,
       in_process_duration_s=0.0,
+      sweep_num_batch_threads=(),
       out="",
       json_out="",
       work_dir=work,

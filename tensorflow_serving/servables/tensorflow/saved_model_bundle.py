@@ -137,10 +137,12 @@ class SavedModelBundle(SignatureRunner):
       session: tf.compat.v1.Session,
       meta_graph: meta_graph_pb2.MetaGraphDef,
       export_dir: str,
+      run_in_caller_thread: bool = False,
   ):
     self.session = session
     self.meta_graph = meta_graph
     self.export_dir = export_dir
+    self._run_in_caller_thread = run_in_caller_thread
     self.signatures: dict[str, Signature] = (
         signature_lib.signatures_from_meta_graph(meta_graph)
     )
@@ -179,6 +181,8 @@ class SavedModelBundle(SignatureRunner):
               feed=[sig.inputs[a].tensor_name for a in feed_aliases],
               fetch=[sig.outputs[a].tensor_name for a in output_aliases],
           )
+          if self._run_in_caller_thread:
+            options.run_options.inter_op_thread_pool = -1
           fn = _callable_from_options(self.session, options)
           self._callables[key] = fn
     return fn
@@ -231,6 +235,27 @@ def _resolve_output_filter(
   return tuple(output_filter)
 
 
+def runs_in_caller_thread(
+    session_config: config_pb2.ConfigProto | None,
+) -> bool:
+  """Whether signatures should run their ops in the calling thread.
+
+  The server runs each request (or batch) on a thread of its own already, so
+  handing the graph to TensorFlow's inter-op pool only adds two thread hops:
+  on the MNIST softmax a run took 7.5 us of CPU in the caller's thread
+  against 35 us through the pool (78 against 170 us for 32 rows). That is
+  the default; a user who sized the inter-op pool (or asked for per-session
+  or named pools) keeps it, as upstream would use it.
+  """
+  if session_config is None:
+    return True
+  return (
+      session_config.inter_op_parallelism_threads == 0
+      and not session_config.use_per_session_threads
+      and not session_config.session_inter_op_thread_pool
+  )
+
+
 def load_saved_model_bundle(
     export_dir: str,
     tags: Sequence[str],
@@ -255,4 +280,9 @@ def load_saved_model_bundle(
           "binary proto"
       ) from exc
     raise error_from_tf(exc) from exc
-  return SavedModelBundle(session, meta_graph, export_dir)
+  return SavedModelBundle(
+      session,
+      meta_graph,
+      export_dir,
+      run_in_caller_thread=runs_in_caller_thread(session_config),
+  )

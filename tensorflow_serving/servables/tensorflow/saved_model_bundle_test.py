@@ -9,6 +9,7 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import config_pb2
 
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.servables.tensorflow import predict_util
@@ -128,6 +129,29 @@ class SavedModelBundleTest(absltest.TestCase):
         "Expects arg[0] to be float but string is provided",
     )
     self.assertIn("'x'", ctx.exception.message)
+
+  def test_ops_run_in_the_callers_thread_unless_a_pool_was_sized(self):
+    self.assertTrue(saved_model_bundle.runs_in_caller_thread(None))
+    self.assertTrue(
+        saved_model_bundle.runs_in_caller_thread(config_pb2.ConfigProto())
+    )
+    self.assertFalse(
+        saved_model_bundle.runs_in_caller_thread(
+            config_pb2.ConfigProto(inter_op_parallelism_threads=4)
+        )
+    )
+    pooled = saved_model_bundle.load_saved_model_bundle(
+        self.bundle.export_dir,
+        ["serve"],
+        config_pb2.ConfigProto(inter_op_parallelism_threads=2),
+    )
+    self.addCleanup(pooled.close)
+    x = {"x": np.array([1.0, 2.0], np.float32)}
+    sig = self.bundle.signatures["serving_default"]
+    np.testing.assert_array_equal(
+        self.bundle.run(sig, x)["y"],
+        pooled.run(pooled.signatures["serving_default"], x)["y"],
+    )
 
   def test_rank_the_ops_accept_is_computed(self):
     # Upstream feeds the tensor as sent; y = 0.5 * x + 2 is elementwise, so

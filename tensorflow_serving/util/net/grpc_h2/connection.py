@@ -99,7 +99,7 @@ class H2Connection:
     self._decoder = hpack.Decoder(
         max_header_list_size=limits.max_decoded_header_bytes
     )
-    self._stateless_blocks: dict[bytes, tuple[list, int]] = {}
+    self._neutral_blocks: dict[bytes, tuple[list, int]] = {}
     self._encoded: dict[tuple, bytes] = {}
     self._buffer = b""
     self._preface = False
@@ -334,24 +334,24 @@ class H2Connection:
     events.append(ev.RequestReceived(stream_id, headers, size, end_stream))
 
   def _decode_headers(self, block: bytes) -> tuple[list, int]:
-    """Decodes a header block, reusing the result for a repeated stateless one.
+    """Decodes a header block, reusing the result for a repeated neutral one.
 
-    HPACK is stateful, so every block is decoded in order. But while the
-    dynamic table is empty, a block that leaves it empty (literals that are
-    never indexed, static references) decodes the same every time; clients
-    that send such blocks then cost one dict lookup per request instead of a
-    pure-Python decode.
+    HPACK is stateful, so every block is decoded in order. But a block that
+    leaves the dynamic table as it found it (references, literals that are
+    not indexed) decodes the same again for as long as the table does not
+    change. grpc C-core's blocks after the first call are such references,
+    h2load's carry non-indexed literals: either way a repeated block then
+    costs one dict lookup instead of a pure-Python decode (40-90 us). Any
+    change to the table (an insertion, a size update) empties the cache.
     """
-    decoder = self._decoder
-    table = decoder.header_table
-    stateless = not table.dynamic_entries
-    if stateless:
-      cached = self._stateless_blocks.get(block)
-      if cached is not None:
-        return cached
-    table_size = table.maxsize
+    cached = self._neutral_blocks.get(block)
+    if cached is not None:
+      return cached
+    table = self._decoder.header_table
+    entries = table.dynamic_entries
+    before = (len(entries), table.maxsize, entries[0] if entries else None)
     try:
-      headers = decoder.decode(block, raw=True)
+      headers = self._decoder.decode(block, raw=True)
     except hpack.OversizedHeaderListError as exc:
       raise _ConnectionFailedError(fr.ENHANCE_YOUR_CALM, str(exc)) from exc
     except Exception as exc:  # hpack raises several types
@@ -359,13 +359,19 @@ class H2Connection:
     # Header-list size as HTTP/2 counts it (RFC 9113 section 6.5.2).
     size = sum(len(name) + len(value) + 32 for name, value in headers)
     decoded = (headers, size)
+    entries = table.dynamic_entries
+    after = (len(entries), table.maxsize, entries[0] if entries else None)
+    # An insertion puts a new entry first (identity tells), a size update
+    # changes maxsize; an eviction only follows an insertion.
     if (
-        stateless
-        and not table.dynamic_entries
-        and table.maxsize == table_size
-        and len(self._stateless_blocks) < 64
+        after[0] == before[0]
+        and after[1] == before[1]
+        and after[2] is before[2]
     ):
-      self._stateless_blocks[block] = decoded
+      if len(self._neutral_blocks) < 64:
+        self._neutral_blocks[block] = decoded
+    else:
+      self._neutral_blocks.clear()
     return decoded
 
   def _on_control(

@@ -290,5 +290,50 @@ class ChannelArgumentsTest(absltest.TestCase):
     self.assertEqual(limits.handshake_timeout_ms, 120_000)
 
 
+class HeaderCacheTest(absltest.TestCase):
+  """Repeated blocks skip HPACK only while they decode the same."""
+
+  def test_repeated_blocks_decode_as_hpack_would(self):
+    core = connection.H2Connection(limits_lib.GrpcLimits(), clock=FakeClock())
+    core.initiate_connection(1 << 20)
+    core.receive_data(fr.PREFACE + fr.settings({}))
+    core.data_to_send()
+    encoder = hpack.Encoder()
+    decoder = hpack.Decoder()
+    paths = []
+    stream_id = 1
+    # grpc C-core style: the first block indexes headers, later ones refer
+    # to them; then a new header is indexed, and the reference-only block
+    # that follows must see it.
+    for headers in (
+        [(":method", "POST"), (":path", "/a.B/C"), ("x-k", "1")],
+        [(":method", "POST"), (":path", "/a.B/C"), ("x-k", "1")],
+        [(":method", "POST"), (":path", "/a.B/C"), ("x-k", "1")],
+        [(":method", "POST"), (":path", "/a.B/D"), ("x-k", "2")],
+        [(":method", "POST"), (":path", "/a.B/D"), ("x-k", "2")],
+        [(":method", "POST"), (":path", "/a.B/C"), ("x-k", "1")],
+    ):
+      block = encoder.encode(
+          headers
+          + [
+              (":scheme", "http"),
+              (":authority", "h"),
+              ("content-type", "application/grpc"),
+          ]
+      )
+      want = decoder.decode(block, raw=True)
+      events = core.receive_data(
+          fr.header_frames(stream_id, block, True, 16384)
+      )
+      got = [e for e in events if isinstance(e, ev.RequestReceived)]
+      self.assertLen(got, 1)
+      self.assertEqual(list(got[0].headers), list(want))
+      paths.append(dict(want)[b":path"])
+      stream_id += 2
+    self.assertEqual(paths[-1], b"/a.B/C")
+    # The reference-only blocks are reused (no pure-Python decode).
+    self.assertNotEmpty(core._neutral_blocks)  # pylint: disable=protected-access
+
+
 if __name__ == "__main__":
   absltest.main()

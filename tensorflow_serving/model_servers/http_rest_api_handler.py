@@ -23,6 +23,7 @@ from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.model_servers import get_model_metadata_impl
 from tensorflow_serving.model_servers import get_model_status_impl
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
+from tensorflow_serving.model_servers.status_page import routes as status_page
 from tensorflow_serving.servables.tensorflow import example_input
 from tensorflow_serving.util import status
 from tensorflow_serving.util.json_tensor import document
@@ -41,7 +42,8 @@ _ROUTE_RE = re.compile(
     r"|health/(?P<health>live|ready))",
     re.IGNORECASE,
 )
-API_PATH_RE = re.compile(r"/v1/.*", re.IGNORECASE)
+# Beyond upstream: `/` and `/status` are the status page (status_page/).
+API_PATH_RE = re.compile(r"/v1/.*|/|/status", re.IGNORECASE)
 
 _INT64_MAX = 2**63 - 1
 # Bodies up to this size are decoded on the event loop (a 784-float instance
@@ -97,6 +99,9 @@ class HttpRestApiHandler:
       return error_response(status.internal(f"{type(exc).__name__}: {exc}"))
 
   async def _dispatch(self, method: str, path: str, body: bytes) -> Response:
+    page = status_page.route(self._core, method, path)
+    if page is not None:
+      return Response(*await self._pipeline.runner.call(page))
     route = _ROUTE_RE.fullmatch(path)
     if route is None:
       raise status.invalid_argument(f"Malformed request: {method} {path}")

@@ -277,6 +277,12 @@ flags.DEFINE_string("mixed_precision", "", "No effect.")
 flags.DEFINE_bool("xla_cpu_compilation_enabled", False, "No effect.")
 flags.DEFINE_bool("xla_gpu_compilation_enabled", False, "No effect.")
 flags.DEFINE_bool("skip_initialize_tpu", False, "No effect.")
+flags.DEFINE_bool(
+    "enable_status_page",
+    True,
+    "Beyond upstream: serve the live status page at / and /status, and its "
+    "JSON at /v1/status, on the REST port.",
+)
 flags.DEFINE_bool("version", False, "Print the version and exit.")
 
 FLAGS = flags.FLAGS

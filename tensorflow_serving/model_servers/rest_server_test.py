@@ -282,7 +282,11 @@ class HttpServerTest(absltest.TestCase):
 
   def test_non_api_paths_are_404(self):
     self.start()
-    for path in ("/", "/v2/models/m", "/monitoring/prometheus/metrics"):
+    for path in (
+        "/index.html",
+        "/v2/models/m",
+        "/monitoring/prometheus/metrics",
+    ):
       with self.subTest(path=path):
         self.assertEqual(self.request("GET", path).status, 404)
 

@@ -24,6 +24,7 @@ from tensorflow_serving.model_servers import rest_server
 from tensorflow_serving.model_servers import server as server_lib
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.model_servers import version
+from tensorflow_serving.model_servers.status_page import routes as status_page
 from tensorflow_serving.servables.tensorflow import device
 from tensorflow_serving.servables.tensorflow import example_input
 from tensorflow_serving.servables.tensorflow import saved_model_loader
@@ -173,6 +174,7 @@ def from_flags(
   )
   _apply_ssl_config(flags, server_options)
   _warn_no_op_flags(flags)
+  status_page.configure(flags, server_options)
   return core_options, server_options
 
 
@@ -366,6 +368,7 @@ def run(
     core.stop()
     return 0
   server = server_lib.Server(core, server_options)
+  status_page.start(core)
   try:
     _run_event_loop(server.run_until_signalled())
   except server_lib.StartError as exc:

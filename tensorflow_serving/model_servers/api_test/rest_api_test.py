@@ -557,7 +557,7 @@ class RestApiTest(util.ApiTestCase):
   def test_non_api_path_is_404(self):
     response = self.get("/v2/models/half")
     self.assertEqual(response.status, 404)
-    response = self.get("/")
+    response = self.get("/index.html")
     self.assertEqual(response.status, 404)
     # No --monitoring_config_file: no Prometheus endpoint (upstream #462).
     response = self.get("/monitoring/prometheus/metrics")

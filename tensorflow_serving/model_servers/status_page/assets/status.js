@@ -50,7 +50,7 @@
     const sec = s % 60;
     if (d) return d + "d " + h + "h " + m + "m";
     if (h) return h + "h " + m + "m";
-    if (m) return m + "m " + sec + "s";
+    if (m) return m + "m" + (sec ? " " + sec + "s" : "");
     return sec + "s";
   }
 
@@ -121,7 +121,8 @@
       this.root.appendChild(this.legend);
     }
 
-    // series: [{label, values}], t: seconds, windowS: the x span.
+    // series: [{label, values}] aligned with t (seconds). The x axis spans
+    // the history there is, at least 30 s, at most the window.
     update(t, series, windowS) {
       const svg = this.svg;
       svg.replaceChildren();
@@ -138,7 +139,8 @@
       const top = niceMax(max);
       svg.appendChild(svgEl("line", { class: "grid", x1: 0, y1: H / 2, x2: W, y2: H / 2 }));
       const end = t.length ? t[t.length - 1] : 0;
-      const x = (ti) => (W * (1 - (end - ti) / windowS)).toFixed(1);
+      const span = t.length ? Math.min(windowS, Math.max(30, end - t[0])) : windowS;
+      const x = (ti) => (W * (1 - (end - ti) / span)).toFixed(1);
       const y = (v) => (H - 2 - (H - 4) * (v / top)).toFixed(1);
       series.forEach((s, i) => {
         let d = "";
@@ -163,7 +165,7 @@
         }
       });
       this.ymax.textContent = fmtNum(top) + " " + this.unit;
-      this.axisLeft.textContent = "−" + fmtDuration(windowS);
+      this.axisLeft.textContent = "−" + fmtDuration(span);
       const first = series.length ? series[0].values : [];
       const last = first.length ? first[first.length - 1] : null;
       this.now.textContent = series

@@ -31,7 +31,6 @@ def build(
     points: Sequence[history.Point],
     facts: server_facts.ServerFacts,
     now_s: float,
-    monotonic_s: float,
     period_s: float,
     window_s: float,
 ) -> dict[str, Any]:
@@ -39,10 +38,9 @@ def build(
   config = core.config
   model_configs = list(config.model_config_list.config)
   names = [m.name for m in model_configs]
-  # Totals since start: one more reading of the counters, now.
-  current = history.read(names, monotonic_s, now_s)
-  pools = {p for point in points for p in point.pools}
-  pools = sorted(pools | set(current.batch_sizes))
+  # Totals since start: one more reading of the request counters, now.
+  totals = history.read_request_counts(names)
+  pools = sorted({p for point in points for p in point.pools})
   return {
       "server": facts.to_json(now_s),
       "time": round(now_s, 3),
@@ -51,11 +49,11 @@ def build(
           "window_s": window_s,
           "t": [round(p.wall_s, 3) for p in points],
       },
-      "traffic": _traffic(history.ALL_MODELS, points, current),
+      "traffic": _traffic(history.ALL_MODELS, points, totals),
       "models": [
           {
               **_model_json(core, m),
-              "traffic": _traffic(m.name, points, current),
+              "traffic": _traffic(m.name, points, totals),
           }
           for m in model_configs
       ],
@@ -174,12 +172,14 @@ def _tensor_json(spec) -> dict[str, Any]:
 
 
 def _traffic(
-    name: str, points: Sequence[history.Point], current: history.Reading
+    name: str,
+    points: Sequence[history.Point],
+    totals: dict[str, dict[str, float]],
 ) -> dict[str, Any]:
   """One model's (or, for ALL_MODELS, every model's) series and totals."""
   own = [p.models.get(name) for p in points]
   codes = sorted({c for mp in own if mp for c in mp.errors_per_s})
-  by_status = current.requests.get(name, {})
+  by_status = totals.get(name, {})
   return {
       "requests_per_s": [_num(mp.requests_per_s if mp else 0.0) for mp in own],
       "p50_ms": [_num(mp.p50_ms) if mp else None for mp in own],

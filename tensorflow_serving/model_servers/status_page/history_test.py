@@ -125,6 +125,49 @@ class SamplerTest(absltest.TestCase):
     # Buckets le=1 (index 0), le=4 (index 2), le=8 (index 3).
     self.assertEqual(pool.batch_size_counts, {0: 1.0, 2: 2.0, 3: 1.0})
 
+  def test_idle_series_keep_their_values(self):
+    _observe("a", "OK", 100)
+    self.sampler.sample(now_s=0.0, wall_s=0.0)
+    for i in range(1, 4):  # Idle: the cache answers after one re-read.
+      self.sampler.sample(now_s=2.0 * i, wall_s=2.0 * i)
+    for _ in range(4):
+      _observe("a", "OK", 100_000)
+    self.sampler.sample(now_s=8.0, wall_s=8.0)
+    self.sampler.sample(now_s=10.0, wall_s=10.0)
+    points = self.sampler.points()
+    self.assertEqual(
+        [p.models["a"].requests_per_s for p in points], [0, 0, 0, 2, 0]
+    )
+    busy = points[3].models["a"]
+    self.assertBetween(busy.p50_ms, 67.4, 121.5)  # (67466, 121439] us
+    self.assertIsNone(points[4].models["a"].p50_ms)
+
+  def test_matches_what_prometheus_exports(self):
+    m = metrics.get()
+    for i in range(300):
+      m.request_latency.labels(f"m{i % 3}", "predict", "GRPC").observe(
+          7.0 * i * i
+      )
+      m.request_latency.labels(f"m{i % 3}", "classify", "REST").observe(i)
+    reading = history.read(["m0", "m1", "m2"], 0.0, 0.0)
+    exported = {}
+    for family in m.request_latency.collect():
+      for sample in family.samples:
+        if sample.name.endswith("_bucket"):
+          key = (sample.labels["model_name"], float(sample.labels["le"]))
+          exported[key] = exported.get(key, 0.0) + sample.value
+    for model in ("m0", "m1", "m2"):
+      got = reading.latency[model].buckets
+      want = [exported[(model, b)] for b in metrics.LATENCY_BUCKETS_US]
+      self.assertEqual(got, want)
+    self.assertEqual(
+        reading.latency[ALL].buckets,
+        [
+            sum(exported[(m, b)] for m in ("m0", "m1", "m2"))
+            for b in metrics.LATENCY_BUCKETS_US
+        ],
+    )
+
   def test_names_none_stops_the_thread(self):
     self.names = None
     self.sampler.period_s = 0.01

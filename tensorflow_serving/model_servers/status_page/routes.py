@@ -83,7 +83,6 @@ class StatusService:
         self.sampler.points(),
         self.facts,
         time.time(),
-        time.monotonic(),
         self.sampler.period_s,
         self.sampler.window_s,
     )

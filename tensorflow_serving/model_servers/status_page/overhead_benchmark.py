@@ -1,0 +1,201 @@
+"""What the status page costs a server that nobody is watching: an A/B.
+
+Two servers run side by side on the same model, one with the page (the
+default) and one with `--enable_status_page=false`. wrk, not our own client,
+drives each in turn with short alternating runs, so drift on a shared machine
+hits both alike. Per run: requests/s, wrk's p50 and p99, and the server's CPU
+time per request (from /proc, the most sensitive of the four). It then times
+one reading of the metrics by the history sampler, the only work the page
+adds while unwatched, at a few sizes of metric set.
+
+    bazel run -c opt //tensorflow_serving/model_servers/status_page:overhead_benchmark -- \
+      --duration_s=5 --repeats=3 --connections=8
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+
+from tensorflow_serving.model_servers.status_page import history
+from tensorflow_serving.model_servers.test_util import model_server
+from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
+from tensorflow_serving.util import metrics
+
+_DURATION_S = flags.DEFINE_integer("duration_s", 5, "Seconds per wrk run.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Runs per server and workload.")
+_CONNECTIONS = flags.DEFINE_integer("connections", 8, "wrk connections.")
+_WORKLOADS = flags.DEFINE_list(
+    "workloads",
+    ["predict", "status"],
+    "predict: POST :predict (inline on the event loop); status: GET "
+    "/v1/models/half (through the handler's dispatch, where the page's route "
+    "check sits).",
+)
+
+_PREDICT_LUA = """
+wrk.method = "POST"
+wrk.body = '{"instances": [1.0, 2.0, 5.0]}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+_PATHS = {"predict": "/v1/models/half:predict", "status": "/v1/models/half"}
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+  with open(f"/proc/{pid}/stat") as f:
+    fields = f.read().rsplit(")", 1)[1].split()
+  return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def _ms(text: str) -> float:
+  value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+  return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def _wrk(url: str, lua: str | None) -> dict[str, float]:
+  argv = [
+      "wrk",
+      "-t1",
+      f"-c{_CONNECTIONS.value}",
+      f"-d{_DURATION_S.value}s",
+      "--latency",
+  ]
+  if lua:
+    argv += ["-s", lua]
+  out = subprocess.run(
+      argv + [url], capture_output=True, text=True, check=True
+  ).stdout
+  latency = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+(\S+)$", out, re.M))
+  errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+  return {
+      "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+      "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+      "p50_ms": _ms(latency["50"]),
+      "p99_ms": _ms(latency["99"]),
+      "errors": int(errors.group(1)) if errors else 0,
+  }
+
+
+def _sampler_cost() -> list[tuple[str, float, float]]:
+  """Microseconds per reading (idle, busy), for metric sets of a few sizes.
+
+  Busy: every latency series got a new observation since the last reading;
+  idle: none did (the history cache then skips their buckets).
+  """
+  out = []
+  for models, codes in ((2, 2), (20, 3), (100, 4)):
+    metrics.reset_for_test()
+    m = metrics.get()
+    names = [f"model{i}" for i in range(models)]
+    series = []
+    for name in names:
+      for code in ("OK", "NOT_FOUND", "INVALID_ARGUMENT", "UNAVAILABLE")[
+          :codes
+      ]:
+        m.request_count.labels(name, code).inc()
+      for api in ("predict", "classify"):
+        for entrypoint in ("GRPC", "REST"):
+          series.append(m.request_latency.labels(name, api, entrypoint))
+    m.batching_input_batch_size.labels("pool").observe(4)
+    cache = history.HistogramCache()
+    costs = []
+    for busy in (False, True):
+      n, spent = 100, 0.0
+      for i in range(n):
+        if busy:
+          for child in series:
+            child.observe(500)
+        start = time.perf_counter()
+        history.read(names, float(i), float(i), cache)
+        spent += time.perf_counter() - start
+      costs.append(spent / n * 1e6)
+    out.append((f"{models} models, {len(series)} latency series", *costs))
+  return out
+
+
+def main(argv):
+  del argv
+  root = tempfile.mkdtemp(prefix="status_overhead_")
+  lua = os.path.join(root, "predict.lua")
+  with open(lua, "w") as f:
+    f.write(_PREDICT_LUA)
+  base = os.path.join(root, "half")
+  half_plus_two.export_half_plus_two_tf1(os.path.join(base, "1"))
+  common = ["--model_name=half", f"--model_base_path={base}"]
+  servers = {
+      "page on": model_server.start_server(common, log_dir=root),
+      "page off": model_server.start_server(
+          common + ["--enable_status_page=false"], log_dir=root
+      ),
+  }
+  try:
+    for server in servers.values():
+      server.wait_until_serving()
+    rows = []
+    for workload in _WORKLOADS.value:
+      path = _PATHS[workload]
+      for repeat in range(_REPEATS.value):
+        order = list(servers)
+        if repeat % 2:
+          order.reverse()
+        for variant in order:
+          server = servers[variant]
+          before = _cpu_s(server.proc.pid)
+          result = _wrk(
+              server.rest_url + path, lua if workload == "predict" else None
+          )
+          cpu = _cpu_s(server.proc.pid) - before
+          result["cpu_us"] = cpu / max(1, result["requests"]) * 1e6
+          rows.append((workload, variant, repeat, result))
+    print(
+        f"\nwrk -t1 -c{_CONNECTIONS.value} -d{_DURATION_S.value}s, "
+        "alternating runs\n"
+    )
+    print(
+        "| workload | server | run | req/s | p50 ms | p99 ms | "
+        "server CPU us/req | non-2xx |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for workload, variant, repeat, r in rows:
+      print(
+          f"| {workload} | {variant} | {repeat + 1} | {r['rps']:.0f} | "
+          f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_us']:.0f} | "
+          f"{r['errors']} |"
+      )
+    print("\nmedians (page on / page off):")
+    for workload in _WORKLOADS.value:
+
+      def median(variant, key, workload=workload):
+        return statistics.median(
+            r[key] for w, v, _, r in rows if w == workload and v == variant
+        )
+
+      for key in ("rps", "p50_ms", "p99_ms", "cpu_us"):
+        on, off = median("page on", key), median("page off", key)
+        print(
+            f"  {workload:8s} {key:7s} {on:9.2f} / {off:9.2f} = "
+            f"{on / off:.3f}"
+        )
+  finally:
+    for server in servers.values():
+      server.stop()
+  print("\nhistory sampler, one reading of the metrics (every 2 s):")
+  for label, idle, busy in _sampler_cost():
+    print(
+        f"  {label}: idle {idle:.0f} us, busy {busy:.0f} us "
+        f"= {idle / 2e4:.4f}% / {busy / 2e4:.4f}% of one core"
+    )
+  shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

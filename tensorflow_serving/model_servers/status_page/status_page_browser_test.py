@@ -22,29 +22,13 @@ import urllib.error
 import urllib.request
 
 from absl.testing import absltest
-from selenium import webdriver
-from selenium.webdriver.chrome import options as chrome_options
-from selenium.webdriver.chrome import service as chrome_service
 
+from tensorflow_serving.model_servers.status_page import chromium
 from tensorflow_serving.model_servers.test_util import binaries
 from tensorflow_serving.model_servers.test_util import model_server
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
 
 HOSTILE = "<img src=x onerror=alert(1)>"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1280,1700",
-)
 # Runs before the page's own script: records alerts and policy violations.
 HOOKS = """
 window.__alerts = [];
@@ -170,19 +154,8 @@ model_config_list {{
       return json.loads(r.read())
 
   @classmethod
-  def _start_browser(cls, root: str) -> webdriver.Chrome:
-    options = chrome_options.Options()
-    options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
-      options.add_argument(flag)
-    options.add_argument("--user-data-dir=" + os.path.join(root, "chromium"))
-    service = chrome_service.Service(
-        executable_path=CHROMEDRIVER,
-        log_output=os.path.join(root, "chromedriver.log"),
-    )
-    driver = webdriver.Chrome(service=service, options=options)
-    driver.set_page_load_timeout(30)
-    driver.set_script_timeout(10)
+  def _start_browser(cls, root: str):
+    driver = chromium.start(os.path.join(root, "chromium"))
     driver.execute_cdp_cmd(
         "Page.addScriptToEvaluateOnNewDocument", {"source": HOOKS}
     )

@@ -4,7 +4,7 @@ Serves two models, `half_plus_two` (batched SavedModel, a label, and a
 corrupt version 2 that fails to load) and `half_plus_two_lite` (TF Lite),
 sends a varying REST load with a few bad requests for `--load_s` seconds
 from a bounded pool of client threads on loopback, then saves a PNG of the
-page with the first model's signatures open.
+page with the second model's signatures open.
 
     bazel run -c opt //tensorflow_serving/model_servers/status_page:screenshot -- \
       --out=$PWD/docs/status_page.png
@@ -115,7 +115,7 @@ model_config_list {{
         break
       time.sleep(0.2)
     driver.execute_script(
-        "document.querySelector('section.model details').open = true;"
+        "document.querySelectorAll('section.model details')[1].open = true;"
     )
     time.sleep(0.5)
     height = driver.execute_script(

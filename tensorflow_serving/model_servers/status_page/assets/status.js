@@ -260,17 +260,21 @@
     return el("span", "badge " + (failed ? "failed" : v.state), failed ? "FAILED" : v.state);
   }
 
-  function tensorTable(title, tensors) {
+  // One table per signature: its inputs, then its outputs.
+  function signatureTable(sig) {
     const table = el("table", "tensors");
     const head = el("tr");
-    for (const h of [title, "dtype", "shape"]) head.appendChild(el("th", null, h));
+    for (const h of ["", "alias", "dtype", "shape"]) head.appendChild(el("th", null, h));
     table.appendChild(head);
-    for (const t of tensors) {
-      const row = el("tr");
-      row.appendChild(el("td", null, t.alias));
-      row.appendChild(el("td", null, t.dtype));
-      row.appendChild(el("td", null, t.shape === null ? "unknown rank" : "[" + t.shape.join(", ") + "]"));
-      table.appendChild(row);
+    for (const [kind, tensors] of [["input", sig.inputs], ["output", sig.outputs]]) {
+      for (const t of tensors) {
+        const row = el("tr");
+        row.appendChild(el("td", "kind", kind));
+        row.appendChild(el("td", null, t.alias));
+        row.appendChild(el("td", null, t.dtype));
+        row.appendChild(el("td", null, t.shape === null ? "unknown rank" : "[" + t.shape.join(", ") + "]"));
+        table.appendChild(row);
+      }
     }
     return table;
   }
@@ -380,8 +384,7 @@
             sh.appendChild(el("span", "sig-key", s.key));
             sh.appendChild(el("span", "method", s.method_name));
             box.appendChild(sh);
-            box.appendChild(tensorTable("input", s.inputs));
-            box.appendChild(tensorTable("output", s.outputs));
+            box.appendChild(signatureTable(s));
             this.sigBody.appendChild(box);
           }
         }

@@ -28,12 +28,17 @@ FLAGS = (
 )
 
 
-def start(work_dir: str, width: int = 1280, height: int = 1700):
+def start(
+    work_dir: str,
+    width: int = 1280,
+    height: int = 1700,
+    extra_flags: tuple[str, ...] = (),
+):
   """A driven Chromium with its profile and driver log under `work_dir`."""
   os.makedirs(work_dir, exist_ok=True)
   options = chrome_options.Options()
   options.binary_location = CHROMIUM
-  for flag in FLAGS:
+  for flag in FLAGS + tuple(extra_flags):
     options.add_argument(flag)
   options.add_argument(f"--window-size={width},{height}")
   options.add_argument("--user-data-dir=" + os.path.join(work_dir, "profile"))

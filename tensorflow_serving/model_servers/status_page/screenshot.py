@@ -12,6 +12,7 @@ page with the second model's signatures open.
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 import shutil
@@ -107,7 +108,12 @@ model_config_list {{
       thread.start()
       threads.append(thread)
     time.sleep(_LOAD_S.value)
-    driver = chromium.start(os.path.join(root, "chromium"), _WIDTH.value, 900)
+    driver = chromium.start(
+        os.path.join(root, "chromium"),
+        _WIDTH.value,
+        900,
+        extra_flags=("--hide-scrollbars",),
+    )
     driver.get(server.rest_url + "/")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -118,12 +124,24 @@ model_config_list {{
         "document.querySelectorAll('section.model details')[1].open = true;"
     )
     time.sleep(0.5)
-    height = driver.execute_script(
-        "return document.documentElement.scrollHeight"
+    # The whole page, not just the window.
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {
+                "x": 0,
+                "y": 0,
+                "width": size["width"],
+                "height": size["height"],
+                "scale": 1,
+            },
+        },
     )
-    driver.set_window_size(_WIDTH.value, height + 20)
-    time.sleep(0.5)
-    driver.save_screenshot(_OUT.value)
+    with open(_OUT.value, "wb") as f:
+      f.write(base64.b64decode(shot["data"]))
     print(f"wrote {_OUT.value}")
   finally:
     stop.set()

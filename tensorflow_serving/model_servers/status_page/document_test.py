@@ -25,6 +25,7 @@ from tensorflow_serving.model_servers import http_rest_api_handler
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.model_servers.status_page import page
 from tensorflow_serving.model_servers.status_page import routes
+from tensorflow_serving.model_servers.test_util import in_process
 from tensorflow_serving.servables.tensorflow import saved_model_loader
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
 from tensorflow_serving.servables.tensorflow.test_util import tflite_models
@@ -110,7 +111,9 @@ class StatusDocumentTest(absltest.TestCase):
       time.sleep(0.1)
     else:
       raise AssertionError("version 2 did not fail to load")
-    cls.handler = http_rest_api_handler.HttpRestApiHandler(cls.core)
+    cls.handler = http_rest_api_handler.HttpRestApiHandler(
+        in_process.make_pipeline(cls.core)
+    )
 
   @classmethod
   def tearDownClass(cls):
@@ -123,8 +126,11 @@ class StatusDocumentTest(absltest.TestCase):
     super().setUp()
     routes.reset_for_test(sample_in_background=False)
 
+  def call(self, method, path, body=b""):
+    return in_process.run(self.handler.handle(method, path, body))
+
   def get(self, path, method="GET"):
-    return self.handler.handle(method, path, b"")
+    return self.call(method, path)
 
   def status_doc(self):
     response = self.get("/v1/status")
@@ -292,15 +298,18 @@ class StatusDocumentTest(absltest.TestCase):
     service = routes.service_for_test(self.core)
     service.sampler.sample(now_s=1000.0, wall_s=5000.0)
     for _ in range(3):
-      response = self.handler.handle(
+      response = self.call(
           "POST", "/v1/models/half:predict", b'{"instances": [1.0, 2.0]}'
       )
       self.assertEqual(response.status, 200, response.body)
-    response = self.handler.handle(
+    response = self.call(
         "POST", "/v1/models/half/versions/9:predict", b'{"instances": [1.0]}'
     )
     self.assertEqual(response.status, 404)
-    self.get("/v1/models/nonexistent/metadata")
+    response = self.call(
+        "POST", "/v1/models/nonexistent:predict", b'{"instances": [1.0]}'
+    )
+    self.assertEqual(response.status, 404)
     service.sampler.sample(now_s=1002.0, wall_s=5002.0)
     doc = self.status_doc()
     self.assertEqual(doc["history"]["t"], [5002.0])

@@ -12,7 +12,9 @@ loaded, so the traffic history covers the minutes before anyone looks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import dataclasses
+import functools
 import re
 import threading
 import time
@@ -132,9 +134,11 @@ def _service_for(core: server_core_lib.ServerCore) -> StatusService:
 
 def route(
     core: server_core_lib.ServerCore, method: str, path: str
-) -> Answer | None:
-  """(HTTP status, body, content type) for a status path, else None.
+) -> Callable[[], Answer] | None:
+  """For a status path, what makes its (HTTP status, body, content type).
 
+  The caller runs it off the event loop: the document takes servable
+  handles and a reading of the counters. Returns None for any other path.
   Raises NOT_FOUND, as the transport answers an unknown path, for the page
   paths when disabled or asked with a method other than GET; returns None
   for `/v1/status` then, so the caller gives upstream's 400.
@@ -148,10 +152,18 @@ def route(
   if m.group(2) is not None:
     if not serve:
       return None
-    doc = _service_for(core).document(core)
-    return 200, orjson.dumps(doc), JSON_CONTENT_TYPE
+    return functools.partial(_document_answer, core)
   if not serve:
     raise status.not_found("Not Found")
+  return _page_answer
+
+
+def _document_answer(core: server_core_lib.ServerCore) -> Answer:
+  doc = _service_for(core).document(core)
+  return 200, orjson.dumps(doc), JSON_CONTENT_TYPE
+
+
+def _page_answer() -> Answer:
   return 200, page.html(), page.CONTENT_TYPE
 
 

@@ -3,8 +3,8 @@
 Beyond upstream, which answers the first two 404 and the third 400
 ("Malformed request"); with `--enable_status_page=false` (or any method but
 GET) they get exactly those answers again. The REST handler calls `route`
-for every request it dispatches; any other path costs one length comparison
-there, and inline Predict (the hot path) never reaches it.
+for every request; any other path is longer than these and costs one length
+comparison there.
 
 The binary calls `configure` with its flags and `start` once ServerCore has
 loaded, so the traffic history covers the minutes before anyone looks.

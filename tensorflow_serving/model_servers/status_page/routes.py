@@ -164,7 +164,12 @@ def _document_answer(core: server_core_lib.ServerCore) -> Answer:
 
 
 def _page_answer() -> Answer:
-  return 200, page.html(), page.CONTENT_TYPE
+  try:
+    return 200, page.html(), page.CONTENT_TYPE
+  except OSError as exc:  # An installation without assets/: say no more.
+    raise status.internal(
+        "The status page's files are missing from this installation."
+    ) from exc
 
 
 def service_for_test(core: server_core_lib.ServerCore) -> StatusService:

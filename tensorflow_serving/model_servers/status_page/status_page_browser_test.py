@@ -23,7 +23,7 @@ import urllib.request
 
 from absl.testing import absltest
 
-from tensorflow_serving.model_servers.status_page import chromium
+from tensorflow_serving.model_servers.status_page.test_util import chromium
 from tensorflow_serving.model_servers.test_util import binaries
 from tensorflow_serving.model_servers.test_util import model_server
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two

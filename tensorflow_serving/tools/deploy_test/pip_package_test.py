@@ -55,6 +55,11 @@ PIP_ONLY_MODULES = {
     "tensorflow_serving/model_servers/build_config.py",
     "tensorflow_serving/model_servers/console_script.py",
 }
+# Package data, the only files beside modules: the status page's assets.
+PACKAGE_DATA = {
+    f"tensorflow_serving/model_servers/status_page/assets/status.{ext}"
+    for ext in ("html", "css", "js")
+}
 # Bazel's genrule output; the wheel ships the pip_package stand-in instead.
 GENRULE_OUTPUT = "tensorflow_serving/model_servers/build_config.py"
 NOT_SHIPPED = re.compile(
@@ -287,6 +292,8 @@ class PipPackageTest(absltest.TestCase):
 
   def test_ships_product_modules_only_and_none_of_upstreams_files(self):
     modules = {n for n in self.names if ".dist-info/" not in n}
+    self.assertContainsSubset(PACKAGE_DATA, modules)
+    modules -= PACKAGE_DATA
     self.assertTrue(all(n.endswith(".py") for n in modules))
     self.assertEqual([n for n in modules if NOT_SHIPPED.search(n)], [])
     self.assertContainsSubset(PIP_ONLY_MODULES, modules)
@@ -488,6 +495,11 @@ class PipPackageTest(absltest.TestCase):
       )
       with urllib.request.urlopen(request, timeout=30) as response:
         self.assertEqual(json.load(response), {"predictions": [2.5, 3.0, 4.5]})
+      # The status page, from the wheel's package data.
+      with urllib.request.urlopen(f"{server.rest_url}/", timeout=30) as page:
+        self.assertIn(
+            b"<title>TensorFlow ModelServer status</title>", page.read()
+        )
       predict = predict_pb2.PredictRequest()
       predict.model_spec.name = "half"
       predict.inputs["x"].CopyFrom(tf.make_tensor_proto([1.0, 3.0], tf.float32))

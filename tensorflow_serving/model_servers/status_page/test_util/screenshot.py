@@ -25,7 +25,7 @@ import urllib.request
 from absl import app
 from absl import flags
 
-from tensorflow_serving.model_servers.status_page import chromium
+from tensorflow_serving.model_servers.status_page.test_util import chromium
 from tensorflow_serving.model_servers.test_util import model_server
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
 from tensorflow_serving.servables.tensorflow.test_util import tflite_models

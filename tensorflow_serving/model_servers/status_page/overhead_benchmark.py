@@ -9,7 +9,7 @@ while unwatched: the REST handler's path check, and one reading of the
 metrics by the history sampler at a few sizes of metric set.
 
     bazel run -c opt //tensorflow_serving/model_servers/status_page:overhead_benchmark -- \
-      --duration_s=3 --repeats=8 --connections=8
+      --duration_s=3 --repeats=16 --connections=8
 """
 
 from __future__ import annotations
@@ -34,9 +34,15 @@ from tensorflow_serving.util import metrics
 
 _DURATION_S = flags.DEFINE_integer("duration_s", 3, "Seconds per wrk run.")
 _REPEATS = flags.DEFINE_integer(
-    "repeats", 8, "Runs per server and workload, over the two rounds."
+    "repeats", 16, "Runs per server and workload, over the two rounds."
 )
 _CONNECTIONS = flags.DEFINE_integer("connections", 8, "wrk connections.")
+_OFF_FLAGS = flags.DEFINE_list(
+    "off_flags",
+    ["--enable_status_page=false"],
+    "Flags of the second server. Empty: an A/A run of two identical servers "
+    "(both with the page), which shows this machine's noise.",
+)
 _WORKLOADS = flags.DEFINE_list(
     "workloads",
     ["predict", "status"],
@@ -135,19 +141,24 @@ def _sampler_cost() -> list[tuple[str, float, float, float]]:
   return out
 
 
+_ON = "page on"
+
+
+def _second() -> str:
+  """The second server's name: the page off, or a twin (an A/A run)."""
+  return " ".join(_OFF_FLAGS.value) or "page on, twin"
+
+
 def _measure(root: str, lua: str, base: str) -> list[tuple[Any, ...]]:
   """(round, workload, server, run, result) for every wrk run."""
   common = ["--model_name=half", f"--model_base_path={base}"]
-  args = {
-      "page on": common,
-      "page off": [*common, "--enable_status_page=false"],
-  }
+  args = {_ON: common, _second(): [*common, *_OFF_FLAGS.value]}
   rows = []
   # Two rounds with the servers started in opposite orders: on this machine
   # the first-started of two identical servers measured up to 12% slower (an
   # A/A run), which alternating runs alone do not cancel.
   for round_, start_order in enumerate(
-      (("page on", "page off"), ("page off", "page on")), start=1
+      ((_ON, _second()), (_second(), _ON)), start=1
   ):
     servers = {
         variant: model_server.start_server(args[variant], log_dir=root)
@@ -195,7 +206,7 @@ def _report(rows: list[tuple[Any, ...]]) -> None:
     )
   # Interference from other work only ever adds time, so the best run of
   # each server is the steadier comparison on a shared machine.
-  print("\npage on / page off, median and best run:")
+  print(f"\n{_ON} / {_second()}, median and best run:")
   for workload in _WORKLOADS.value:
     for key, best in (
         ("rps", max),
@@ -205,7 +216,7 @@ def _report(rows: list[tuple[Any, ...]]) -> None:
     ):
       on, off = (
           [r[key] for _, w, v, _, r in rows if w == workload and v == variant]
-          for variant in ("page on", "page off")
+          for variant in (_ON, _second())
       )
       med_on, med_off = statistics.median(on), statistics.median(off)
       print(

@@ -56,6 +56,8 @@ class _Registry:
 
   def __init__(self):
     self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
+    # Metric attribute name -> its cached children (see _Children).
+    self.children: dict[str, _Children] = {}
     r = self.registry
 
     # prometheus_client drops a counter name's `_total` suffix from its
@@ -175,6 +177,47 @@ def elapsed_us(start: float) -> float:
   return (time.perf_counter() - start) * 1e6
 
 
+# Distinct label sets one metric may hold. Model names come from requests,
+# so a client sending random ones would otherwise grow every per-model series
+# without bound; past the cap, new names share MODEL_NAME_OVERFLOW.
+MAX_SERIES_PER_METRIC = 4096
+MODEL_NAME_OVERFLOW = "__other__"
+
+
+class _Children:
+  """Label-set -> metric child, cached (labels() costs ~1.5 us and a lock).
+
+  Threads may race to fill the same key; both get equal children from
+  prometheus_client, so no lock is needed here.
+  """
+
+  __slots__ = ("_cache", "_metric")
+
+  def __init__(self, metric):
+    self._metric = metric
+    self._cache: dict[tuple[str, ...], object] = {}
+
+  def get(self, *labels: str):
+    child = self._cache.get(labels)
+    if child is None:
+      if len(self._cache) >= MAX_SERIES_PER_METRIC:
+        labels = (MODEL_NAME_OVERFLOW, *labels[1:])
+        child = self._cache.get(labels)
+        if child is not None:
+          return child
+      child = self._cache[labels] = self._metric.labels(*labels)
+    return child
+
+
+def _child_cache(registry: _Registry, name: str) -> _Children:
+  cache = registry.children.get(name)
+  if cache is None:
+    cache = registry.children.setdefault(
+        name, _Children(getattr(registry, name))
+    )
+  return cache
+
+
 def record_request(
     model_name: str, api: str, entrypoint: str, code_name: str, start: float
 ) -> None:
@@ -184,9 +227,9 @@ def record_request(
   `GRPC` or `REST`.
   """
   m = get()
-  m.request_count.labels(model_name, code_name).inc()
+  _child_cache(m, "request_count").get(model_name, code_name).inc()
   if code_name == "OK":
-    m.request_latency.labels(model_name, api, entrypoint).observe(
+    _child_cache(m, "request_latency").get(model_name, api, entrypoint).observe(
         elapsed_us(start)
     )
 
@@ -195,14 +238,16 @@ def record_runtime_latency(
     model_name: str, api: str, runtime: str, micros: float
 ) -> None:
   """Time the model itself took (`runtime`: `TF1` or `TFLite`)."""
-  get().runtime_latency.labels(model_name, api, runtime).observe(micros)
+  _child_cache(get(), "runtime_latency").get(model_name, api, runtime).observe(
+      micros
+  )
 
 
 def record_example_count(model_name: str, count: int) -> None:
   """tf.Examples in one Classify, Regress or MultiInference request."""
   m = get()
-  m.request_example_counts.labels(model_name).observe(count)
-  m.request_example_count_total.labels(model_name).inc(count)
+  _child_cache(m, "request_example_counts").get(model_name).observe(count)
+  _child_cache(m, "request_example_count_total").get(model_name).inc(count)
 
 
 def set_loaded_versions(model_name: str, count: int) -> None:

@@ -1,5 +1,7 @@
 """Metric names and exposition as Prometheus scrapers of upstream expect."""
 
+import time
+
 from absl.testing import absltest
 
 from tensorflow_serving.util import metrics
@@ -42,6 +44,26 @@ class MetricsTest(absltest.TestCase):
         text,
     )
     self.assertNotIn('entrypoint="REST"', text)
+
+  def test_request_model_names_cannot_grow_series_without_bound(self):
+    # A client may send any model name; past the cap they share one series.
+    start = time.perf_counter()
+    for i in range(metrics.MAX_SERIES_PER_METRIC + 50):
+      metrics.record_request(
+          f"random{i}", "Predict", "GRPC", "NOT_FOUND", start
+      )
+    text = metrics.exposition().decode()
+    series = [
+        line
+        for line in text.splitlines()
+        if line.startswith(":tensorflow:serving:request_count{")
+    ]
+    self.assertLen(series, metrics.MAX_SERIES_PER_METRIC + 1)
+    self.assertIn(
+        ':tensorflow:serving:request_count{model_name="__other__",'
+        'status="NOT_FOUND"} 50.0',
+        text,
+    )
 
   def test_latency_buckets_match_upstream(self):
     self.assertLen(metrics.LATENCY_BUCKETS_US, 34)

@@ -327,7 +327,11 @@ class BatchingBundle:
         else 0
     )
     requests: list[_Request] = [t.payload for t in tasks]
-    merged = self._merge_inputs(requests, tasks, padding)
+    if len(requests) == 1 and not padding:
+      # A batch of one (light load): its inputs are the batch, no copy.
+      merged = requests[0].inputs
+    else:
+      merged = self._merge_inputs(requests, tasks, padding)
     metrics.record_processed_batch_size(batch_size + padding)
     metrics.record_padding_size(padding, batch_size + padding)
     metrics.record_wrapped_run_count(1)

@@ -381,6 +381,29 @@ class Queue:
       task._finish(result)
 
 
+class _LifoCondition(threading.Condition):
+  """A Condition whose notify() wakes the thread that began waiting last.
+
+  threading.Condition wakes the longest-waiting thread, so under light load
+  successive batches hop between batch threads, each waking cold; waking
+  the most recently idle one keeps one thread (and its caches) busy and lets
+  the others sleep. Same contract otherwise: it relies on CPython's
+  Condition keeping its waiters in `_waiters`, oldest first.
+  """
+
+  def notify(self, n: int = 1) -> None:
+    if not self._is_owned():  # type: ignore[attr-defined]
+      raise RuntimeError("cannot notify on un-acquired lock")
+    waiters = self._waiters  # type: ignore[attr-defined]
+    while waiters and n > 0:
+      waiter = waiters.pop()
+      try:
+        waiter.release()
+      except RuntimeError:  # It timed out meanwhile.
+        continue
+      n -= 1
+
+
 class SharedBatchScheduler:
   """A fixed pool of batch threads serving any number of queues.
 
@@ -402,7 +425,7 @@ class SharedBatchScheduler:
       )
     self.num_batch_threads = num_batch_threads
     self.thread_pool_name = thread_pool_name
-    self._cv = threading.Condition(threading.Lock())
+    self._cv = _LifoCondition(threading.Lock())
     self._queues: list[Queue] = []
     self._next = 0  # Round-robin position in _queues.
     self._threads: list[threading.Thread] = []

@@ -444,10 +444,18 @@ class HttpServer:
   `host` None means all interfaces (IPv4 and IPv6), as aiohttp bound them.
   """
 
-  def __init__(self, app: RestApp, port: int, host: str | None = None):
+  def __init__(
+      self,
+      app: RestApp,
+      port: int,
+      host: str | None = None,
+      reuse_port: bool = False,
+  ):
     self.app = app
     self._port = port
     self._host = host
+    # SO_REUSEPORT: worker processes (model_servers/workers) share the port.
+    self._reuse_port = reuse_port
     self._server: asyncio.Server | None = None
     self._connections: set[_Connection] = set()
     self._sweeper: asyncio.TimerHandle | None = None
@@ -465,6 +473,7 @@ class HttpServer:
         host=self._host,
         port=self._port,
         reuse_address=True,
+        reuse_port=self._reuse_port or None,
     )
     self._sweeper = loop.call_later(_IDLE_SWEEP_S, self._sweep)
 

@@ -7,6 +7,9 @@ import concurrent.futures
 import dataclasses
 import os
 import signal
+import socket
+import ssl
+from typing import Protocol
 
 from absl import logging
 from grpc_health.v1 import health as grpc_health
@@ -53,6 +56,26 @@ class ServerOptions:
   # Re-read this ModelServerConfig file every period and apply it (0: never).
   model_config_file: str = ""
   model_config_file_poll_wait_seconds: int = 0
+  # Set in each process of --num_workers > 1 (model_servers/workers).
+  worker: WorkerHooks | None = None
+
+
+class WorkerHooks(Protocol):
+  """How a worker process of model_servers/workers serves differently."""
+
+  def management(
+      self, core: server_core_lib.ServerCore
+  ) -> pipeline_lib.ModelManagement:
+    """Reloads and status for every worker; called once the models loaded."""
+    ...
+
+  def unix_socket(self) -> socket.socket:
+    """The --grpc_socket_path listener, bound once for all workers."""
+    ...
+
+  def serving(self) -> None:
+    """Called once this process listens on every port."""
+    ...
 
 
 # grpc.health.v1 services reported SERVING (besides "", the whole server):
@@ -113,7 +136,10 @@ class Server:
         thread_name_prefix="request",
     )
     self._runner = model_runner.ModelRunner(self._executor)
-    self.pipeline = pipeline_lib.Pipeline(core, self._runner)
+    worker = options.worker
+    self.pipeline = pipeline_lib.Pipeline(
+        core, self._runner, worker.management(core) if worker else None
+    )
     self._grpc: grpc_h2_server.Server | None = None
     self._http: http_server.HttpServer | None = None
     self._stop = asyncio.Event()
@@ -125,6 +151,7 @@ class Server:
     if opts.grpc_port or opts.grpc_socket_path:
       self._grpc = grpc_h2_server.Server(
           executor=self._executor,
+          reuse_port=opts.worker is not None,
           **grpc_server_arguments(opts.grpc_channel_arguments),
       )
       grpc_services.add_services(
@@ -143,7 +170,11 @@ class Server:
           )
       if opts.grpc_port:
         await self._add_port(f"0.0.0.0:{opts.grpc_port}")
-      if opts.grpc_socket_path:
+      if opts.grpc_socket_path and opts.worker is not None:
+        await self._grpc.add_listening_socket(
+            opts.worker.unix_socket(), self._ssl_context()
+        )
+      elif opts.grpc_socket_path:
         await self._add_port(f"unix:{opts.grpc_socket_path}")
       await self._grpc.start()
       if opts.grpc_port:
@@ -167,6 +198,7 @@ class Server:
         self._http = http_server.HttpServer(
             http_server.make_app(handler, self._runner, opts.http),
             opts.rest_api_port,
+            reuse_port=opts.worker is not None,
         )
         await self._http.start()
         logging.info(
@@ -175,18 +207,25 @@ class Server:
 
     if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
       self._config_poller = asyncio.create_task(self._poll_model_config())
+    if opts.worker is not None:
+      opts.worker.serving()
 
-  async def _add_port(self, address: str) -> None:
+  def _ssl_context(self) -> ssl.SSLContext | None:
     opts = self._options
     if opts.ssl_server_cert is None:
-      await self._grpc.add_insecure_port(address)
-      return
-    context = grpc_h2_server.ssl_server_context(
+      return None
+    return grpc_h2_server.ssl_server_context(
         opts.ssl_server_cert,
         opts.ssl_server_key,
         opts.ssl_custom_ca,
         opts.ssl_client_verify,
     )
+
+  async def _add_port(self, address: str) -> None:
+    context = self._ssl_context()
+    if context is None:
+      await self._grpc.add_insecure_port(address)
+      return
     await self._grpc.add_secure_port(address, context)
 
   async def _poll_model_config(self) -> None:

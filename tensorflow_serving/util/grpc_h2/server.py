@@ -29,6 +29,7 @@ import concurrent.futures
 import dataclasses
 import inspect
 import os
+import socket
 import ssl
 import stat
 import tempfile
@@ -904,8 +905,12 @@ class Server:
       max_receive_message_length: int | None = None,
       max_concurrent_streams: int | None = None,
       max_metadata_size: int | None = DEFAULT_MAX_METADATA_SIZE,
+      reuse_port: bool = False,
   ):
     self.loop = asyncio.get_running_loop()
+    # SO_REUSEPORT on TCP ports: worker processes (model_servers/workers)
+    # each listen on the same port and the kernel spreads connections.
+    self.reuse_port = reuse_port
     self.executor = executor
     self.max_receive_message_length = max_receive_message_length
     self.max_concurrent_streams = max_concurrent_streams
@@ -984,10 +989,26 @@ class Server:
         int(port),
         ssl=context,
         reuse_address=True,
+        reuse_port=self.reuse_port or None,
         start_serving=False,
     )
     self._listeners.append(listener)
     return listener.sockets[0].getsockname()[1]
+
+  async def add_listening_socket(
+      self, sock: socket.socket, ssl_context: ssl.SSLContext | None = None
+  ) -> None:
+    """Serves on a socket bound elsewhere (one that worker processes share)."""
+    factory = lambda: _Connection(self)
+    if sock.family == socket.AF_UNIX:
+      listener = await self.loop.create_unix_server(
+          factory, sock=sock, ssl=ssl_context, start_serving=False
+      )
+    else:
+      listener = await self.loop.create_server(
+          factory, sock=sock, ssl=ssl_context, start_serving=False
+      )
+    self._listeners.append(listener)
 
   async def start(self) -> None:
     for listener in self._listeners:

@@ -21,6 +21,7 @@ import dataclasses
 import email.utils
 import http
 import re
+import socket
 import time
 from typing import Any
 import zlib
@@ -442,40 +443,54 @@ class HttpServer:
   """Listens on `port` and serves `app` on each connection.
 
   `host` None means all interfaces (IPv4 and IPv6), as aiohttp bound them.
+  Port 0 binds nothing: it serves on add_listening_socket's sockets only.
   """
 
-  def __init__(
-      self,
-      app: RestApp,
-      port: int,
-      host: str | None = None,
-      reuse_port: bool = False,
-  ):
+  def __init__(self, app: RestApp, port: int, host: str | None = None):
     self.app = app
     self._port = port
     self._host = host
-    # SO_REUSEPORT: worker processes (model_servers/workers) share the port.
-    self._reuse_port = reuse_port
     self._server: asyncio.Server | None = None
+    # Listeners on sockets bound elsewhere, by the socket's fd.
+    self._adopted: dict[int, asyncio.Server] = {}
     self._connections: set[_Connection] = set()
     self._sweeper: asyncio.TimerHandle | None = None
     self._all_closed: asyncio.Event | None = None
 
   @property
   def port(self) -> int:
-    """The bound port (for port 0; give a host, or each family gets its own)."""
-    return self._server.sockets[0].getsockname()[1]
+    """The bound port (give a host, or each family gets its own)."""
+    server = self._server or next(iter(self._adopted.values()))
+    return server.sockets[0].getsockname()[1]
 
   async def start(self) -> None:
     loop = asyncio.get_running_loop()
-    self._server = await loop.create_server(
-        lambda: _Connection(self),
-        host=self._host,
-        port=self._port,
-        reuse_address=True,
-        reuse_port=self._reuse_port or None,
-    )
+    if self._port:
+      self._server = await loop.create_server(
+          lambda: _Connection(self),
+          host=self._host,
+          port=self._port,
+          reuse_address=True,
+      )
     self._sweeper = loop.call_later(_IDLE_SWEEP_S, self._sweep)
+
+  async def add_listening_socket(self, sock: socket.socket) -> None:
+    """Also accepts on `sock`, bound elsewhere; closing it closes `sock`.
+
+    model_servers/workers: worker processes share sockets their supervisor
+    bound.
+    """
+    self._adopted[
+        sock.fileno()
+    ] = await asyncio.get_running_loop().create_server(
+        lambda: _Connection(self), sock=sock
+    )
+
+  def remove_listening_socket(self, sock: socket.socket) -> None:
+    """Stops accepting on a socket of add_listening_socket; closes it."""
+    server = self._adopted.pop(sock.fileno(), None)
+    if server is not None:
+      server.close()
 
   async def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
     """Stops accepting, lets in-flight requests finish, then closes.
@@ -483,10 +498,14 @@ class HttpServer:
     Idle keep-alive connections close at once, busy ones after answering what
     they received; whatever is left after `grace_s` is cut off.
     """
-    if self._server is None:
+    if self._sweeper is None:
       return
     self._sweeper.cancel()
-    self._server.close()
+    self._sweeper = None
+    adopted = list(self._adopted.values())
+    self._adopted.clear()
+    for server in filter(None, [self._server, *adopted]):
+      server.close()
     self._all_closed = asyncio.Event()
     for conn in list(self._connections):
       conn.drain()
@@ -501,7 +520,8 @@ class HttpServer:
         )
         for conn in list(self._connections):
           conn.abort()
-    await self._server.wait_closed()
+    for server in filter(None, [self._server, *adopted]):
+      await server.wait_closed()
     self._server = None
 
   def connection_opened(self, conn: _Connection) -> None:

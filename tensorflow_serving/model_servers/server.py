@@ -61,20 +61,20 @@ class ServerOptions:
 
 
 class WorkerHooks(Protocol):
-  """How a worker process of model_servers/workers serves differently."""
+  """How a worker process of model_servers/workers serves differently.
+
+  A worker binds no port itself: it accepts on sockets its supervisor bound
+  (Server.listen), and reloads and model status cover every worker.
+  """
 
   def management(
       self, core: server_core_lib.ServerCore
   ) -> pipeline_lib.ModelManagement:
-    """Reloads and status for every worker; called once the models loaded."""
+    """Called once the models loaded, before anything listens."""
     ...
 
-  def unix_socket(self) -> socket.socket:
-    """The --grpc_socket_path listener, bound once for all workers."""
-    ...
-
-  def serving(self) -> None:
-    """Called once this process listens on every port."""
+  async def serving(self, server: Server) -> None:
+    """Called on the event loop once both APIs are up (listening on none)."""
     ...
 
 
@@ -151,7 +151,6 @@ class Server:
     if opts.grpc_port or opts.grpc_socket_path:
       self._grpc = grpc_h2_server.Server(
           executor=self._executor,
-          reuse_port=opts.worker is not None,
           **grpc_server_arguments(opts.grpc_channel_arguments),
       )
       grpc_services.add_services(
@@ -168,13 +167,9 @@ class Server:
           await self._health.set(
               service, health_pb2.HealthCheckResponse.SERVING
           )
-      if opts.grpc_port:
+      if opts.grpc_port and opts.worker is None:
         await self._add_port(f"0.0.0.0:{opts.grpc_port}")
-      if opts.grpc_socket_path and opts.worker is not None:
-        await self._grpc.add_listening_socket(
-            opts.worker.unix_socket(), self._ssl_context()
-        )
-      elif opts.grpc_socket_path:
+      if opts.grpc_socket_path and opts.worker is None:
         await self._add_port(f"unix:{opts.grpc_socket_path}")
       await self._grpc.start()
       if opts.grpc_port:
@@ -197,8 +192,8 @@ class Server:
         handler = http_rest_api_handler.HttpRestApiHandler(self.pipeline)
         self._http = http_server.HttpServer(
             http_server.make_app(handler, self._runner, opts.http),
-            opts.rest_api_port,
-            reuse_port=opts.worker is not None,
+            # A worker accepts on its supervisor's sockets (listen()).
+            opts.rest_api_port if opts.worker is None else 0,
         )
         await self._http.start()
         logging.info(
@@ -208,7 +203,23 @@ class Server:
     if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
       self._config_poller = asyncio.create_task(self._poll_model_config())
     if opts.worker is not None:
-      opts.worker.serving()
+      await opts.worker.serving(self)
+
+  async def listen(self, api: str, sock: socket.socket) -> None:
+    """Also accepts `api` ("grpc" or "rest") requests on a bound socket."""
+    if api == "grpc" and self._grpc is not None:
+      await self._grpc.add_listening_socket(sock, self._ssl_context())
+    elif api == "rest" and self._http is not None:
+      await self._http.add_listening_socket(sock)
+    else:
+      sock.close()
+
+  def unlisten(self, api: str, sock: socket.socket) -> None:
+    """Stops accepting on a socket given to listen()."""
+    if api == "grpc" and self._grpc is not None:
+      self._grpc.remove_listening_socket(sock)
+    elif api == "rest" and self._http is not None:
+      self._http.remove_listening_socket(sock)
 
   def _ssl_context(self) -> ssl.SSLContext | None:
     opts = self._options

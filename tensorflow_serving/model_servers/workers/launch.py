@@ -62,27 +62,37 @@ def _initial_config(flags) -> bytes | None:
 def supervise(flags) -> int:
   """Runs --num_workers workers until SIGTERM/SIGINT; the exit code."""
   count = num_workers(flags)
+  tcp: list[socket.socket] = []
   held: list[socket.socket] = []
-  inherited: dict[str, int] = {}
+  inherited: dict[str, list[int]] = {}
   try:
     if flags.port:
-      held += sockets.reserve_tcp(flags.port, "0.0.0.0")
+      grpc_sockets = sockets.slot_sockets(flags.port, count, dual_stack=False)
+      tcp += grpc_sockets
+      inherited[environment.GRPC_FDS] = [s.fileno() for s in grpc_sockets]
+    # As a single server: REST on the gRPC port is skipped (with an error).
     if flags.rest_api_port and flags.rest_api_port != flags.port:
-      held += sockets.reserve_tcp(flags.rest_api_port, None)
+      rest_sockets = sockets.slot_sockets(
+          flags.rest_api_port, count, dual_stack=True
+      )
+      tcp += rest_sockets
+      inherited[environment.REST_FDS] = [s.fileno() for s in rest_sockets]
     if flags.grpc_socket_path:
-      unix = sockets.unix_listener(flags.grpc_socket_path)
+      unix = sockets.unix_socket(flags.grpc_socket_path)
       held.append(unix)
-      inherited[environment.UNIX_SOCKET_FD] = unix.fileno()
+      inherited[environment.UNIX_SOCKET_FD] = [unix.fileno()]
   except OSError as exc:
-    for sock in held:
+    for sock in tcp + held:
       sock.close()
     return _start_failure(f"Failed to BuildAndStart server: {exc}")
+  held += tcp
   metrics_dir = tempfile.mkdtemp(prefix="tf_serving_metrics_")
   options = supervisor.Options(
       num_workers=count,
       command=[sys.executable, *sys.orig_argv[1:]],
       metrics_dir=metrics_dir,
       inherited_fds=inherited,
+      tcp_sockets=tcp,
       initial_config=_initial_config(flags),
       model_config_file=flags.model_config_file,
       model_config_file_poll_wait_seconds=(
@@ -90,9 +100,11 @@ def supervise(flags) -> int:
       ),
   )
   logging.info(
-      "Starting %d model server workers (pid %d supervises).",
+      "Starting %d model server workers (pid %d supervises; their metrics "
+      "are kept in %s).",
       count,
       os.getpid(),
+      metrics_dir,
   )
   try:
     return asyncio.run(supervisor.Supervisor(options).run())

@@ -102,8 +102,7 @@ class MergedCollectorTest(absltest.TestCase):
     )
     self.assertIn("# TYPE :tensorflow:serving:request_count counter", merged)
     self.assertIn(
-        ":tensorflow:serving:request_example_count_total"
-        '{model="m"} 6.0',
+        ":tensorflow:serving:request_example_count_total" '{model="m"} 6.0',
         merged,
     )
     self.assertIn('le="32.4"', merged)
@@ -145,7 +144,9 @@ class MergedCollectorTest(absltest.TestCase):
         _sample(merged, ":tensorflow:serving:runtime_latency_bucket"),
         _sample(self.single, ":tensorflow:serving:runtime_latency_bucket"),
     )
-    self.assertEqual(_sample(merged, ":tensorflow:serving:loaded_versions{"), [])
+    self.assertEqual(
+        _sample(merged, ":tensorflow:serving:loaded_versions{"), []
+    )
     self.assertEqual(merged.count("# TYPE"), self.single.count("# TYPE"))
 
 

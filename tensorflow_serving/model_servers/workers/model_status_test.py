@@ -46,9 +46,12 @@ class MergeTest(absltest.TestCase):
         [_reply((2, AVAILABLE), (1, END)), _reply((2, AVAILABLE), (1, END))]
     )
     self.assertEqual(_states(merged), [(2, AVAILABLE), (1, END)])
-    self.assertEqual(merged, get_model_status_pb2.GetModelStatusResponse.FromString(
-        _reply((2, AVAILABLE), (1, END)).payload
-    ))
+    self.assertEqual(
+        merged,
+        get_model_status_pb2.GetModelStatusResponse.FromString(
+            _reply((2, AVAILABLE), (1, END)).payload
+        ),
+    )
 
   def test_a_new_version_is_available_only_once_every_worker_has_it(self):
     rolling = [

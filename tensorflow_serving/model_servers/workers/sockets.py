@@ -1,20 +1,28 @@
-"""The listening addresses the workers share, held by the supervisor.
+"""The listening sockets the workers share, bound and held by the supervisor.
 
-TCP: every worker binds its own socket with SO_REUSEPORT and the kernel
-spreads new connections evenly across the workers that listen (an inherited
-socket that all of them accept from does not: uvloop accepts every pending
-connection on each wakeup, so the first worker to wake takes most of a
-burst). A worker that is still loading, or restarting, is simply not
-listening, so no connection waits for it.
+For each TCP port the supervisor binds one SO_REUSEPORT socket per worker
+slot, and every worker inherits all of them. The kernel spreads new
+connections evenly over the slot sockets (by a hash of the connection), and
+each worker accepts on its own slot's. Measured alternatives (README):
 
-Before any worker starts, the supervisor checks that the port is free (a
-single server would fail to bind it) and then holds it with a bound,
-non-listening SO_REUSEPORT socket for as long as it runs: no other program
-can take the port while workers restart, and a socket that does not listen
-is never handed a connection.
+- One socket all workers accept from: uvloop accepts every pending
+  connection on each wakeup, so whichever worker wakes first takes a burst;
+  with 64 connections from wrk, 65 / 0 and 42 / 23 in two runs.
+- One SO_REUSEPORT socket per worker, bound by the worker: balanced, but a
+  killed worker's socket dies with it, and the connections the kernel had
+  just queued on it are reset. A gRPC client whose reconnect hit that
+  window then fails every call for its whole reconnect back-off (thousands
+  of calls in one run), not only the calls in flight.
 
-A UNIX socket has no SO_REUSEPORT: the supervisor binds and listens once, and
-each worker accepts from the descriptor it inherits.
+Slot sockets outlive their workers: when one dies, the connections queued
+for it wait a few milliseconds until the serving workers also accept on its
+slot (supervisor.py), and its replacement takes the slot back once it
+serves. A socket starts to listen when the first worker serves on it (so,
+as from one server, connections are refused until a model is loaded), and
+stops (shutdown) when no worker is left to serve or the server stops.
+
+A UNIX socket has no SO_REUSEPORT: there is one, and every serving worker
+accepts on it.
 """
 
 from __future__ import annotations
@@ -24,47 +32,52 @@ import socket
 import stat
 
 
-def reserve_tcp(port: int, host: str | None) -> list[socket.socket]:
-  """Holds `port` on `host` (None: every interface, as the REST server).
+def slot_sockets(
+    port: int, count: int, dual_stack: bool
+) -> list[socket.socket]:
+  """`count` bound (not yet listening) sockets sharing `port`.
 
-  Raises OSError (EADDRINUSE) when anything else has the port, including a
-  socket that also set SO_REUSEPORT (another server started the same way).
+  gRPC listens on 0.0.0.0 as a single server does; REST on every interface:
+  one IPv6 socket that also takes IPv4 (`dual_stack`), or IPv4 alone where
+  the host has no IPv6. Raises OSError (EADDRINUSE) if anything else has
+  the port, even another socket with SO_REUSEPORT (a second server).
   """
-  infos = socket.getaddrinfo(
-      host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-  )
-  held = []
+  family, address = socket.AF_INET, ("0.0.0.0", port)
+  if dual_stack and socket.has_ipv6:
+    try:
+      socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()
+      family, address = socket.AF_INET6, ("::", port)
+    except OSError:
+      pass
+  # Only a listening socket, or one without SO_REUSEADDR, conflicts here.
+  with socket.socket(family, socket.SOCK_STREAM) as probe:
+    _dual_stack(probe)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    probe.bind(address)
+  sockets = []
   try:
-    for family, kind, proto, _, address in dict.fromkeys(infos):
-      try:
-        probe = socket.socket(family, kind, proto)
-      except OSError:
-        continue  # No such family on this host: the servers skip it too.
-      with probe:
-        _v6only(probe)
-        # Only a listening socket or one without SO_REUSEADDR conflicts.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind(address)
-      hold = socket.socket(family, kind, proto)
-      held.append(hold)
-      _v6only(hold)
-      hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-      hold.bind(address)
+    for _ in range(count):
+      sock = socket.socket(family, socket.SOCK_STREAM)
+      sockets.append(sock)
+      _dual_stack(sock)
+      sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+      sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+      sock.bind(address)
+      sock.set_inheritable(True)
   except BaseException:
-    for s in held:
-      s.close()
+    for sock in sockets:
+      sock.close()
     raise
-  return held
+  return sockets
 
 
-def _v6only(sock: socket.socket) -> None:
-  # As asyncio binds each family's wildcard separately.
+def _dual_stack(sock: socket.socket) -> None:
   if sock.family == socket.AF_INET6:
-    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
 
 
-def unix_listener(path: str) -> socket.socket:
-  """A listening UNIX socket at `path` that worker processes inherit."""
+def unix_socket(path: str) -> socket.socket:
+  """A bound UNIX socket at `path` that the workers inherit."""
   try:
     if stat.S_ISSOCK(os.stat(path).st_mode):
       os.unlink(path)  # A stale socket from an earlier run, as grpc does.
@@ -73,9 +86,23 @@ def unix_listener(path: str) -> socket.socket:
   sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
   try:
     sock.bind(path)
-    sock.listen(socket.SOMAXCONN)
   except BaseException:
     sock.close()
     raise
   sock.set_inheritable(True)
   return sock
+
+
+def stop_listening(sock: socket.socket) -> None:
+  """New connections to a TCP socket are refused again (queued ones reset).
+
+  On Linux, shutdown() turns a listening TCP socket back into a bound one,
+  in every process holding it; listen() (a worker serving again) reopens it.
+  (A UNIX socket would stay refusing: it is left as it is.)
+  """
+  if sock.family == socket.AF_UNIX:
+    return
+  try:
+    sock.shutdown(socket.SHUT_RD)
+  except OSError:
+    pass  # Not listening (yet).

@@ -40,6 +40,7 @@ from tensorflow_serving.model_servers import model_config
 from tensorflow_serving.model_servers.workers import channel
 from tensorflow_serving.model_servers.workers import environment
 from tensorflow_serving.model_servers.workers import metrics_view
+from tensorflow_serving.model_servers.workers import sockets
 
 _OK = 0
 _UNAVAILABLE = 14
@@ -58,8 +59,13 @@ class Options:
   env: Mapping[str, str] = dataclasses.field(
       default_factory=lambda: dict(os.environ)
   )
-  # Environment variable -> descriptor every worker inherits.
-  inherited_fds: Mapping[str, int] = dataclasses.field(default_factory=dict)
+  # Environment variable -> descriptors every worker inherits.
+  inherited_fds: Mapping[str, Sequence[int]] = dataclasses.field(
+      default_factory=dict
+  )
+  # The TCP slot sockets (sockets.py): made to refuse connections while no
+  # worker serves, and when stopping.
+  tcp_sockets: Sequence[socket.socket] = ()
   # Serialized ModelServerConfig the first workers start with (None: theirs,
   # from the flags).
   initial_config: bytes | None = None
@@ -83,6 +89,8 @@ class _Slot:
     self.proc: asyncio.subprocess.Process | None = None
     self.writer: asyncio.StreamWriter | None = None
     self.ready = False
+    # Slots whose sockets this worker was last told to accept on.
+    self.listening: list[int] = []
     self.started_at = 0.0
     self.ready_at: float | None = None
     self.restarts_in_a_row = 0
@@ -186,14 +194,16 @@ class Supervisor:
     env[environment.WORKER_INDEX] = str(slot.index)
     env[environment.NUM_WORKERS] = str(len(self._slots))
     env[environment.METRICS_DIR] = o.metrics_dir
-    for name, fd in o.inherited_fds.items():
-      env[name] = str(fd)
+    inherited = [theirs.fileno()]
+    for name, fds in o.inherited_fds.items():
+      env[name] = ",".join(str(fd) for fd in fds)
+      inherited += fds
     try:
       proc = await asyncio.create_subprocess_exec(
           *o.command,
           env=env,
           stdin=subprocess.DEVNULL,
-          pass_fds=(theirs.fileno(), *o.inherited_fds.values()),
+          pass_fds=inherited,
           # Ctrl-C reaches the supervisor alone, which stops them in order; a
           # worker whose supervisor died sees its channel close and stops.
           start_new_session=True,
@@ -204,7 +214,7 @@ class Supervisor:
       _signal(proc, signal.SIGTERM)
     reader, writer = await asyncio.open_unix_connection(sock=ours)
     slot.proc, slot.writer = proc, writer
-    slot.ready, slot.ready_at = False, None
+    slot.ready, slot.ready_at, slot.listening = False, None, [slot.index]
     slot.started_at = time.monotonic()
     config = self._config
     writer.write(
@@ -276,6 +286,8 @@ class Supervisor:
         if not future.done():
           future.set_result(None)
       slot.pending.clear()
+      if not self._stopping:
+        self._rebalance()
     try:
       metrics_view.retire_process(self._o.metrics_dir, proc.pid)
     except OSError as exc:
@@ -290,6 +302,9 @@ class Supervisor:
     ]
     for proc in alive:
       _signal(proc, signal.SIGTERM)
+    # New connections are refused from now on, as by one stopping server.
+    for sock in self._o.tcp_sockets:
+      sockets.stop_listening(sock)
     if alive:
       waits = [asyncio.ensure_future(p.wait()) for p in alive]
       kill_now = asyncio.ensure_future(self._kill_now.wait())
@@ -346,9 +361,29 @@ class Supervisor:
       else:
         logging.warning("Unexpected %r from worker %d", kind, slot.index)
 
+  def _rebalance(self) -> None:
+    """Every slot's sockets accepted on: by its worker, else by all serving.
+
+    A slot without a serving worker (dead, or still loading) would leave the
+    connections the kernel queues on its sockets waiting; while no worker at
+    all serves, connections are refused, as by a server that is down.
+    """
+    serving = [s for s in self._slots if s.ready]
+    if not serving:
+      for sock in self._o.tcp_sockets:
+        sockets.stop_listening(sock)
+      return
+    orphans = [s.index for s in self._slots if not s.ready]
+    for slot in serving:
+      wanted = [slot.index, *orphans]
+      if wanted != slot.listening:
+        slot.listening = wanted
+        self._send(slot, slot.proc, {"type": "listen", "slots": wanted})
+
   def _on_ready(self, slot: _Slot) -> None:
     slot.ready = True
     slot.ready_at = time.monotonic()
+    self._rebalance()
     logging.info(
         "Model server worker %d (pid %d) is serving.", slot.index, slot.pid
     )

@@ -94,6 +94,10 @@ class SupervisorTest(absltest.TestCase):
       h = _Harness(restart_delays_s=(0.0, 1.0), stable_after_s=60.0)
       await h.start()
       first = h.supervisor.pids()
+      listens = lambda: [
+          e["slots"] for e in h.events("listen") if e["pid"] == first[1]
+      ]
+      before = len(listens())  # Worker 1 may have served first, adopting 0.
       os.kill(first[0], signal.SIGKILL)
       killed = time.monotonic()
       second = await h.until(
@@ -104,6 +108,12 @@ class SupervisorTest(absltest.TestCase):
       )
       self.assertLess(time.monotonic() - killed, 5.0)
       self.assertEqual(second[1], first[1])  # The other one never stopped.
+      # While slot 0 had no worker, worker 1 accepted on its sockets too; it
+      # gave them back once the replacement served.
+      await h.until(
+          lambda: listens()[before:] == [[1, 0], [1]],
+          "worker 1 to adopt slot 0, then give it back",
+      )
       # Dying again soon after: the next start waits for the second delay.
       os.kill(second[0], signal.SIGKILL)
       killed = time.monotonic()
@@ -228,17 +238,11 @@ class SupervisorTest(absltest.TestCase):
       self.assertEqual(done[0]["index"], 0)
       self.assertEqual(done[0]["parts"], ["w0", "w1"])
       self.assertEqual(done[0]["replies"], [[0, ""], [0, ""]])
-      self.assertEqual(
-          sorted(e["index"] for e in h.events("states")), [0, 1]
-      )
-      self.assertEqual(
-          {e["request"] for e in h.events("states")}, {"model m"}
-      )
+      self.assertEqual(sorted(e["index"] for e in h.events("states")), [0, 1])
+      self.assertEqual({e["request"] for e in h.events("states")}, {"model m"})
       reloaded = await h.until(lambda: h.events("reload_done"), "a reload")
       self.assertEqual(reloaded[0]["code"], 0)
-      self.assertEqual(
-          sorted(e["index"] for e in h.events("apply")), [0, 1]
-      )
+      self.assertEqual(sorted(e["index"] for e in h.events("apply")), [0, 1])
       h.supervisor.stop()
       await h.run
 

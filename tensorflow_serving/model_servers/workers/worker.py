@@ -3,8 +3,9 @@
 A worker is the single-process server (its own ServerCore, models, batcher
 and event loop) with four differences:
 
-- it listens with SO_REUSEPORT (and on the supervisor's UNIX socket), so all
-  workers share the ports;
+- it binds no port: it accepts on the sockets the supervisor bound
+  (sockets.py), on its own slot's and, while other slots have no serving
+  worker, on theirs too;
 - HandleReloadConfigRequest and GetModelStatus go through the supervisor to
   every worker (supervisor.py, model_status.py), and --model_config_file is
   polled by the supervisor for all of them;
@@ -21,6 +22,8 @@ the worker stops as if sent SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping, Sequence
 import concurrent.futures
 import itertools
 import os
@@ -65,12 +68,17 @@ class WorkerContext:
       sock: socket.socket,
       index: int,
       count: int,
-      unix_socket_fd: int | None = None,
+      listeners: Mapping[str, Sequence[int]],
   ):
     self.index = index
     self.count = count
     self._sock = sock
-    self._unix_socket_fd = unix_socket_fd
+    # API ("grpc", "rest", "unix") -> inherited fds, one per slot (TCP).
+    self._fds = listeners
+    # What this process accepts on now: (api, slot) -> its socket (a dup).
+    self._listening: dict[tuple[str, int], socket.socket] = {}
+    self._server: Any = None
+    self._loop: asyncio.AbstractEventLoop | None = None
     self._send_lock = threading.Lock()
     self._ids = itertools.count(1)
     self._calls: dict[int, concurrent.futures.Future] = {}
@@ -86,12 +94,19 @@ class WorkerContext:
   @classmethod
   def from_environment(cls) -> WorkerContext:
     env = os.environ
-    unix_fd = env.get(environment.UNIX_SOCKET_FD)
+
+    def fds(name: str) -> list[int]:
+      return [int(fd) for fd in env.get(name, "").split(",") if fd]
+
     return cls(
         socket.socket(fileno=int(env[environment.WORKER_FD])),
         int(env.get(environment.WORKER_INDEX, "0")),
         int(env.get(environment.NUM_WORKERS, "1")),
-        int(unix_fd) if unix_fd else None,
+        {
+            "grpc": fds(environment.GRPC_FDS),
+            "rest": fds(environment.REST_FDS),
+            "unix": fds(environment.UNIX_SOCKET_FD),
+        },
     )
 
   def receive_hello(self) -> ModelServerConfig | None:
@@ -127,13 +142,36 @@ class WorkerContext:
     concurrent.futures.wait(drained)
     return _Management(self)
 
-  def unix_socket(self) -> socket.socket:
-    if self._unix_socket_fd is None:
-      raise RuntimeError("the supervisor passed no --grpc_socket_path socket")
-    return socket.socket(fileno=self._unix_socket_fd)
-
-  def serving(self) -> None:
+  async def serving(self, server: Any) -> None:
+    """Accepts on its own slot (and the UNIX socket), then says it serves."""
+    self._server = server
+    self._listen_lock = asyncio.Lock()
+    self._loop = asyncio.get_running_loop()
+    if self._fds["unix"]:
+      sock = socket.socket(fileno=os.dup(self._fds["unix"][0]))
+      await server.listen("grpc", sock)
+    await self._listen_on([self.index])
     self._send({"type": "ready"})
+
+  async def _listen_on(self, slots: Sequence[int]) -> None:
+    """Accepts on exactly these slots' TCP sockets (its own among them)."""
+    async with self._listen_lock:
+      await self._reconcile({self.index, *slots})
+
+  async def _reconcile(self, slots: set[int]) -> None:
+    wanted = {
+        (api, slot)
+        for api in ("grpc", "rest")
+        for slot in slots
+        if slot < len(self._fds[api])
+    }
+    for key in sorted(set(self._listening) - wanted):
+      self._server.unlisten(key[0], self._listening.pop(key))
+    for api, slot in sorted(wanted - set(self._listening)):
+      # A dup: closing a listener must leave the inherited fd to reuse.
+      sock = socket.socket(fileno=os.dup(self._fds[api][slot]))
+      self._listening[(api, slot)] = sock
+      await self._server.listen(api, sock)
 
   # --- Calls to the supervisor ------------------------------------------------
 
@@ -192,6 +230,10 @@ class WorkerContext:
             self._enqueue_apply(header["id"], payload)
       elif kind == "states":
         self._answer_states(header["id"], payload)
+      elif kind == "listen" and self._loop is not None:
+        asyncio.run_coroutine_threadsafe(
+            self._listen_on(header["slots"]), self._loop
+        )
       else:
         logging.warning("Unexpected %r from the supervisor", kind)
 

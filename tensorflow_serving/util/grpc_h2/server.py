@@ -905,12 +905,8 @@ class Server:
       max_receive_message_length: int | None = None,
       max_concurrent_streams: int | None = None,
       max_metadata_size: int | None = DEFAULT_MAX_METADATA_SIZE,
-      reuse_port: bool = False,
   ):
     self.loop = asyncio.get_running_loop()
-    # SO_REUSEPORT on TCP ports: worker processes (model_servers/workers)
-    # each listen on the same port and the kernel spreads connections.
-    self.reuse_port = reuse_port
     self.executor = executor
     self.max_receive_message_length = max_receive_message_length
     self.max_concurrent_streams = max_concurrent_streams
@@ -922,6 +918,9 @@ class Server:
     self._generic: list[Any] = []
     self._methods: dict[bytes, _Method | None] = {}
     self._listeners: list[asyncio.AbstractServer] = []
+    self._serving = False
+    # Listeners on sockets bound elsewhere, by the socket's fd.
+    self._adopted: dict[int, asyncio.AbstractServer] = {}
 
   # Registration, as grpc.Server.
 
@@ -989,7 +988,6 @@ class Server:
         int(port),
         ssl=context,
         reuse_address=True,
-        reuse_port=self.reuse_port or None,
         start_serving=False,
     )
     self._listeners.append(listener)
@@ -998,19 +996,32 @@ class Server:
   async def add_listening_socket(
       self, sock: socket.socket, ssl_context: ssl.SSLContext | None = None
   ) -> None:
-    """Serves on a socket bound elsewhere (one that worker processes share)."""
+    """Also accepts on `sock`, bound elsewhere (before or after start).
+
+    model_servers/workers: worker processes share sockets their supervisor
+    bound. Closing the listener closes `sock` (pass a dup to keep the fd).
+    """
     factory = lambda: _Connection(self)
-    if sock.family == socket.AF_UNIX:
-      listener = await self.loop.create_unix_server(
-          factory, sock=sock, ssl=ssl_context, start_serving=False
-      )
-    else:
-      listener = await self.loop.create_server(
-          factory, sock=sock, ssl=ssl_context, start_serving=False
-      )
+    create = (
+        self.loop.create_unix_server
+        if sock.family == socket.AF_UNIX
+        else self.loop.create_server
+    )
+    listener = await create(
+        factory, sock=sock, ssl=ssl_context, start_serving=self._serving
+    )
     self._listeners.append(listener)
+    self._adopted[sock.fileno()] = listener
+
+  def remove_listening_socket(self, sock: socket.socket) -> None:
+    """Stops accepting on a socket of add_listening_socket; closes it."""
+    listener = self._adopted.pop(sock.fileno(), None)
+    if listener is not None:
+      self._listeners.remove(listener)
+      listener.close()
 
   async def start(self) -> None:
+    self._serving = True
     for listener in self._listeners:
       await listener.start_serving()
 

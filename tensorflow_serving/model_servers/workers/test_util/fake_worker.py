@@ -58,13 +58,15 @@ def main() -> int:
         index, [0, "", True]
     )
     event("apply", config=config.decode())
-    send({
-        "type": "applied",
-        "id": call_id,
-        "code": code,
-        "message": message,
-        "applied": applied,
-    })
+    send(
+        {
+            "type": "applied",
+            "id": call_id,
+            "code": code,
+            "message": message,
+            "applied": applied,
+        }
+    )
 
   def read() -> None:
     while True:
@@ -91,6 +93,8 @@ def main() -> int:
             replies=header["replies"],
             parts=[p.decode() for p in parts],
         )
+      elif header["type"] == "listen":
+        event("listen", slots=header["slots"])
       elif header["type"] == "reload_done":
         event("reload_done", code=header["code"], message=header["message"])
 

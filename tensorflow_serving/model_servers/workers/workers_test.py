@@ -1,0 +1,413 @@
+"""--num_workers=2 of the real binary: one port pair, coherent, whole, stoppable.
+
+One server for the whole class; the tests run in their numbered order (the
+last one stops it). Which worker answered is read from prometheus_client's
+per-process files, which the supervisor names in its log.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import http.client
+import json
+import os
+import re
+import signal
+import threading
+import time
+import urllib.request
+
+from absl.testing import absltest
+import grpc
+from prometheus_client import mmap_dict
+
+from tensorflow_serving.apis import model_management_pb2
+from tensorflow_serving.apis import model_service_pb2_grpc
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow_serving.model_servers.integration_test import lifecycle_util
+from tensorflow_serving.model_servers.integration_test import test_models
+from tensorflow_serving.model_servers.test_util import binaries
+from tensorflow_serving.model_servers.test_util import model_server
+
+MODEL = lifecycle_util.MODEL
+_REQUEST_COUNT = ":tensorflow:serving:request_count"
+
+
+class RestLoad:
+  """Threads POSTing Predict over keep-alive connections until stopped."""
+
+  def __init__(self, port: int, threads: int = 1, model: str = MODEL):
+    self._port = port
+    self._model = model
+    self._stop = threading.Event()
+    self.ok = 0
+    self.failures: list[str] = []
+    self._lock = threading.Lock()
+    self._threads = [
+        threading.Thread(target=self._run, daemon=True) for _ in range(threads)
+    ]
+
+  def __enter__(self) -> RestLoad:
+    for thread in self._threads:
+      thread.start()
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self._stop.set()
+    for thread in self._threads:
+      thread.join(30)
+
+  def _run(self) -> None:
+    body = json.dumps({"instances": [1.0, 2.0]})
+    connection = None
+    while not self._stop.is_set():
+      if connection is None:
+        connection = http.client.HTTPConnection("127.0.0.1", self._port, 30)
+      try:
+        connection.request(
+            "POST", f"/v1/models/{self._model}:predict", body=body
+        )
+        response = connection.getresponse()
+        reply = response.read()
+        ok = response.status == 200 and b"predictions" in reply
+        outcome = None if ok else f"HTTP {response.status}: {reply[:100]!r}"
+      except (OSError, http.client.HTTPException) as exc:
+        outcome = f"{type(exc).__name__}: {exc}"
+        connection.close()
+        connection = None
+      with self._lock:
+        if outcome is None:
+          self.ok += 1
+        else:
+          self.failures.append(outcome)
+
+
+class GrpcLoad:
+  """Threads calling Predict, each over a channel with its own connection.
+
+  (grpcio shares one connection among a process's channels to the same
+  target unless each has its own subchannel pool.)
+  """
+
+  def __init__(self, address: str, channels: int = 4):
+    self._address = address
+    self._stop = threading.Event()
+    self._lock = threading.Lock()
+    self.ok = 0
+    # (channel, time.monotonic() when it ended, "CODE: details")
+    self.failures: list[tuple[int, float, str]] = []
+    self._threads = [
+        threading.Thread(target=self._run, args=(i,), daemon=True)
+        for i in range(channels)
+    ]
+
+  def __enter__(self) -> GrpcLoad:
+    for thread in self._threads:
+      thread.start()
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self._stop.set()
+    for thread in self._threads:
+      thread.join(30)
+
+  def _run(self, index: int) -> None:
+    request = test_models.predict_request([1.0])
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    with grpc.insecure_channel(self._address, options=options) as channel:
+      stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+      while not self._stop.is_set():
+        try:
+          stub.Predict(request, timeout=30)
+          outcome = None
+        except grpc.RpcError as exc:
+          outcome = f"{exc.code().name}: {exc.details()}"
+        with self._lock:
+          if outcome is None:
+            self.ok += 1
+          else:
+            self.failures.append((index, time.monotonic(), outcome))
+
+
+def _predict_on_new_connection(port: int, model: str) -> float:
+  """y for x=1.0 over a connection of its own (so any worker may take it)."""
+  request = urllib.request.Request(
+      f"http://127.0.0.1:{port}/v1/models/{model}:predict",
+      data=json.dumps({"instances": [1.0]}).encode(),
+      headers={"Connection": "close"},
+  )
+  with urllib.request.urlopen(request, timeout=30) as response:
+    return json.loads(response.read())["predictions"][0]
+
+
+class TwoWorkersTest(absltest.TestCase):
+  server: model_server.ModelServer
+  base_path: str
+  publisher: test_models.Publisher
+  metrics_dir: str
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.base_path = lifecycle_util.new_base_path()
+    cls.publisher = test_models.Publisher(cls.base_path)
+    cls.publisher.publish(1)
+    cls.publisher.stage(2)
+    monitoring = os.path.join(binaries.test_tmpdir(), "monitoring.config")
+    with open(monitoring, "w", encoding="utf-8") as f:
+      f.write("prometheus_config { enable: true }\n")
+    cls.server = model_server.start_server(
+        lifecycle_util.server_args(
+            cls.base_path,
+            "--num_workers=2",
+            f"--monitoring_config_file={monitoring}",
+        ),
+        log_dir=os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR") or None,
+    )
+    print(f"server log: {cls.server.log_path}")
+    cls.wait_for_log(r"All 2 model server workers are serving", 1)
+    cls.metrics_dir = re.search(
+        r"their metrics are kept in (\S+)\)", cls.server.log()
+    ).group(1)
+
+  @classmethod
+  def tearDownClass(cls):
+    cls.server.stop()
+    super().tearDownClass()
+
+  @classmethod
+  def wait_for_log(cls, pattern: str, count: int, timeout_s: float = 120):
+    return lifecycle_util.wait_for(
+        lambda: len(re.findall(pattern, cls.server.log())) >= count
+        or cls._exited(),
+        timeout_s,
+        f"{count} x {pattern!r} in the log",
+        interval_s=0.1,
+    )
+
+  @classmethod
+  def _exited(cls) -> bool:
+    if cls.server.proc.poll() is not None:
+      raise AssertionError(f"server exited:\n{cls.server.log()}")
+    return False
+
+  def worker_pids(self) -> dict[int, int]:
+    """Slot -> pid of the newest process started in it."""
+    return {
+        int(slot): int(pid)
+        for slot, pid in re.findall(
+            r"Started model server worker (\d+) \(pid (\d+)\)",
+            self.server.log(),
+        )
+    }
+
+  def grpc_counts_by_pid(self) -> dict[int, float]:
+    """Successful gRPC requests per live worker process."""
+    counts: dict[int, float] = collections.defaultdict(float)
+    for path in glob.glob(os.path.join(self.metrics_dir, "histogram_*.db")):
+      owner = os.path.basename(path)[len("histogram_") : -len(".db")]
+      if not owner.isdigit():
+        continue
+      for key, value, _, _ in mmap_dict.MmapedDict.read_all_values_from_file(
+          path
+      ):
+        metric, name, labels, _ = json.loads(key)
+        if (
+            metric == ":tensorflow:serving:request_latency"
+            # Files hold each bucket's own count, not the running total.
+            and name.endswith("_bucket")
+            and labels["entrypoint"] == "GRPC"
+        ):
+          counts[int(owner)] += value
+    return dict(counts)
+
+  def counts_by_pid(self, model: str = MODEL) -> dict[str, float]:
+    """request_count per process file (pid, or 'retired')."""
+    counts: dict[str, float] = collections.defaultdict(float)
+    for path in glob.glob(os.path.join(self.metrics_dir, "counter_*.db")):
+      owner = os.path.basename(path)[len("counter_") : -len(".db")]
+      for key, value, _, _ in mmap_dict.MmapedDict.read_all_values_from_file(
+          path
+      ):
+        metric, _, labels, _ = json.loads(key)
+        if metric == _REQUEST_COUNT and labels["model_name"] == model:
+          counts[owner] += value
+    return dict(counts)
+
+  def scrape(self) -> str:
+    url = f"{self.server.rest_url}/monitoring/prometheus/metrics"
+    with urllib.request.urlopen(url, timeout=30) as response:
+      return response.read().decode()
+
+  def scraped_total(self, model: str = MODEL) -> float:
+    return sum(
+        float(value)
+        for value in re.findall(
+            rf'^{_REQUEST_COUNT}{{model_name="{model}",status="[A-Z_]+"}} (\S+)$',
+            self.scrape(),
+            re.MULTILINE,
+        )
+    )
+
+  def test_1_both_workers_serve_one_port_pair_and_one_scrape_sums_them(self):
+    before = sum(self.counts_by_pid().values())
+    for _ in range(40):
+      self.assertEqual(
+          _predict_on_new_connection(self.server.rest_port, MODEL), 2.0
+      )
+    by_pid = self.counts_by_pid()
+    live = {str(pid) for pid in self.worker_pids().values()}
+    self.assertEqual(set(by_pid) - {"retired"}, live)
+    # New connections land on both workers (2^-39 odds against, by chance).
+    self.assertTrue(all(by_pid[pid] > 0 for pid in live), by_pid)
+    self.assertEqual(sum(by_pid.values()) - before, 40)
+    # Any worker's scrape counts both; the scrape itself is no request.
+    self.assertEqual(self.scraped_total(), sum(by_pid.values()))
+    self.assertIn(f"# TYPE {_REQUEST_COUNT} counter", self.scrape())
+
+  def test_2_a_new_version_reaches_every_worker_as_status_says(self):
+    status = lifecycle_util.StatusClient(self.server.grpc_address)
+    try:
+      self.publisher.publish(2)
+      lifecycle_util.wait_for(
+          lambda: status.state(2)
+          == lifecycle_util.ModelVersionStatus.AVAILABLE,
+          60,
+          "version 2 AVAILABLE in the merged GetModelStatus",
+      )
+      # AVAILABLE there means AVAILABLE in every worker: no connection may
+      # still be served version 1 by a worker that lags behind.
+      answers = {
+          _predict_on_new_connection(self.server.rest_port, MODEL)
+          for _ in range(24)
+      }
+      self.assertEqual(answers, {3.0})
+    finally:
+      status.close()
+
+  def test_3_kill_9_under_load_fails_only_requests_in_flight(self):
+    restarts = len(re.findall(r"is serving", self.server.log()))
+    with GrpcLoad(self.server.grpc_address, 4) as grpc_load, RestLoad(
+        self.server.rest_port, 2
+    ) as rest_load:
+      time.sleep(2.0)
+      # The worker with the most gRPC traffic: some calls are in flight.
+      served = self.grpc_counts_by_pid()
+      victim = max(served, key=served.get)
+      slot = {pid: s for s, pid in self.worker_pids().items()}[victim]
+      os.kill(victim, signal.SIGKILL)
+      killed = time.monotonic()
+      ok_at_kill = grpc_load.ok, rest_load.ok
+      self.wait_for_log(r"is serving", restarts + 1)
+      replaced = time.monotonic()
+      time.sleep(2.0)  # Load goes on, on the survivor and the replacement.
+    print(
+        f"kill -9 of worker {slot} (pid {victim}; gRPC calls served by pid: "
+        f"{served}): replaced in {replaced - killed:.1f} s; gRPC "
+        f"{grpc_load.ok} ok, {len(grpc_load.failures)} failed "
+        f"{[m for _, _, m in grpc_load.failures][:4]}; REST {rest_load.ok} ok, "
+        f"{len(rest_load.failures)} failed {rest_load.failures[:2]}"
+    )
+    self.assertNotEqual(self.worker_pids()[slot], victim)
+    # Only calls sent on connections to the killed worker fail, as it dies:
+    # the one in flight, and at most one more that grpcio sends before it
+    # sees the connection reset. Reconnects are never refused or reset.
+    for _, ended, message in grpc_load.failures:
+      self.assertStartsWith(message, "UNAVAILABLE: Stream removed")
+      self.assertBetween(ended - killed, -0.1, 2.0)
+    per_channel = collections.Counter(c for c, _, _ in grpc_load.failures)
+    self.assertLessEqual(max(per_channel.values(), default=0), 2, per_channel)
+    self.assertLessEqual(len(rest_load.failures), 2, rest_load.failures)
+    self.assertGreater(grpc_load.ok, ok_at_kill[0])
+    self.assertGreater(rest_load.ok, ok_at_kill[1])
+    # The dead worker's counts stay in the scrape.
+    self.assertIn("retired", self.counts_by_pid())
+    self.assertEqual(self.scraped_total(), sum(self.counts_by_pid().values()))
+
+  def test_4_a_reload_returns_once_every_worker_serves_it(self):
+    applied = len(re.findall(r"applied a model config", self.server.log()))
+    request = model_management_pb2.ReloadConfigRequest()
+    for name in (MODEL, "m2"):
+      request.config.model_config_list.config.add(
+          name=name, base_path=self.base_path, model_platform="tensorflow"
+      )
+    with grpc.insecure_channel(self.server.grpc_address) as channel:
+      stub = model_service_pb2_grpc.ModelServiceStub(channel)
+      response = stub.HandleReloadConfigRequest(request, timeout=120)
+      self.assertEqual(response.status.error_code, 0)
+      self.assertEqual(
+          len(re.findall(r"applied a model config", self.server.log())),
+          applied + 2,
+      )
+      # m2 is a new model: each worker's reload waited until it loaded, so
+      # no connection can find it missing now.
+      for _ in range(24):
+        self.assertEqual(
+            _predict_on_new_connection(self.server.rest_port, "m2"), 3.0
+        )
+      self.assertLen(self.counts_by_pid("m2"), 2)
+      # A bad config comes back with the error, as from one server.
+      bad = model_management_pb2.ReloadConfigRequest()
+      bad.config.model_config_list.config.add(
+          name=MODEL, base_path="relative/path", model_platform="tensorflow"
+      )
+      with self.assertRaises(grpc.RpcError) as caught:
+        stub.HandleReloadConfigRequest(bad, timeout=60)
+      self.assertEqual(
+          caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT
+      )
+      self.assertIn("to have an absolute path", caught.exception.details())
+
+  def test_5_sigterm_stops_every_worker(self):
+    pids = list(self.worker_pids().values())
+    started = time.monotonic()
+    self.server.proc.send_signal(signal.SIGTERM)
+    self.assertEqual(self.server.proc.wait(60), 0)
+    print(f"SIGTERM: all stopped in {time.monotonic() - started:.1f} s")
+    for pid in pids:
+      with self.assertRaises(ProcessLookupError):
+        os.kill(pid, 0)
+    self.assertLen(re.findall(r"exited with code 0", self.server.log()), 2)
+    self.assertFalse(os.path.exists(self.metrics_dir))
+
+
+class SupervisorDeathTest(absltest.TestCase):
+
+  def test_workers_stop_when_their_supervisor_is_killed(self):
+    base_path = lifecycle_util.new_base_path()
+    test_models.Publisher(base_path).publish(1)
+    server = model_server.start_server(
+        lifecycle_util.server_args(base_path, "--num_workers=2"), rest=False
+    )
+    try:
+      lifecycle_util.wait_for(
+          lambda: "All 2 model server workers are serving" in server.log(),
+          120,
+          "both workers serving",
+      )
+      pids = [
+          int(pid)
+          for pid in re.findall(r"worker \d+ \(pid (\d+)\)", server.log())
+      ]
+      server.proc.kill()
+      server.proc.wait()
+      # Each sees its channel close and stops as if sent SIGTERM.
+      lifecycle_util.wait_for(
+          lambda: not any(_alive(pid) for pid in pids), 60, "workers to exit"
+      )
+      self.assertIn("The model server supervisor is gone", server.log())
+    finally:
+      server.stop()
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  return True
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import collections
 import glob
-import http.client
 import json
 import os
 import re
 import signal
-import threading
 import time
 import urllib.request
 
@@ -24,110 +22,14 @@ from prometheus_client import mmap_dict
 
 from tensorflow_serving.apis import model_management_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
-from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.model_servers.integration_test import lifecycle_util
 from tensorflow_serving.model_servers.integration_test import test_models
 from tensorflow_serving.model_servers.test_util import binaries
 from tensorflow_serving.model_servers.test_util import model_server
+from tensorflow_serving.model_servers.workers.test_util import load
 
 MODEL = lifecycle_util.MODEL
 _REQUEST_COUNT = ":tensorflow:serving:request_count"
-
-
-class RestLoad:
-  """Threads POSTing Predict over keep-alive connections until stopped."""
-
-  def __init__(self, port: int, threads: int = 1, model: str = MODEL):
-    self._port = port
-    self._model = model
-    self._stop = threading.Event()
-    self.ok = 0
-    self.failures: list[str] = []
-    self._lock = threading.Lock()
-    self._threads = [
-        threading.Thread(target=self._run, daemon=True) for _ in range(threads)
-    ]
-
-  def __enter__(self) -> RestLoad:
-    for thread in self._threads:
-      thread.start()
-    return self
-
-  def __exit__(self, *exc_info) -> None:
-    self._stop.set()
-    for thread in self._threads:
-      thread.join(30)
-
-  def _run(self) -> None:
-    body = json.dumps({"instances": [1.0, 2.0]})
-    connection = None
-    while not self._stop.is_set():
-      if connection is None:
-        connection = http.client.HTTPConnection("127.0.0.1", self._port, 30)
-      try:
-        connection.request(
-            "POST", f"/v1/models/{self._model}:predict", body=body
-        )
-        response = connection.getresponse()
-        reply = response.read()
-        ok = response.status == 200 and b"predictions" in reply
-        outcome = None if ok else f"HTTP {response.status}: {reply[:100]!r}"
-      except (OSError, http.client.HTTPException) as exc:
-        outcome = f"{type(exc).__name__}: {exc}"
-        connection.close()
-        connection = None
-      with self._lock:
-        if outcome is None:
-          self.ok += 1
-        else:
-          self.failures.append(outcome)
-
-
-class GrpcLoad:
-  """Threads calling Predict, each over a channel with its own connection.
-
-  (grpcio shares one connection among a process's channels to the same
-  target unless each has its own subchannel pool.)
-  """
-
-  def __init__(self, address: str, channels: int = 4):
-    self._address = address
-    self._stop = threading.Event()
-    self._lock = threading.Lock()
-    self.ok = 0
-    # (channel, time.monotonic() when it ended, "CODE: details")
-    self.failures: list[tuple[int, float, str]] = []
-    self._threads = [
-        threading.Thread(target=self._run, args=(i,), daemon=True)
-        for i in range(channels)
-    ]
-
-  def __enter__(self) -> GrpcLoad:
-    for thread in self._threads:
-      thread.start()
-    return self
-
-  def __exit__(self, *exc_info) -> None:
-    self._stop.set()
-    for thread in self._threads:
-      thread.join(30)
-
-  def _run(self, index: int) -> None:
-    request = test_models.predict_request([1.0])
-    options = [("grpc.use_local_subchannel_pool", 1)]
-    with grpc.insecure_channel(self._address, options=options) as channel:
-      stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-      while not self._stop.is_set():
-        try:
-          stub.Predict(request, timeout=30)
-          outcome = None
-        except grpc.RpcError as exc:
-          outcome = f"{exc.code().name}: {exc.details()}"
-        with self._lock:
-          if outcome is None:
-            self.ok += 1
-          else:
-            self.failures.append((index, time.monotonic(), outcome))
 
 
 def _predict_on_new_connection(port: int, model: str) -> float:
@@ -288,9 +190,16 @@ class TwoWorkersTest(absltest.TestCase):
 
   def test_3_kill_9_under_load_fails_only_requests_in_flight(self):
     restarts = len(re.findall(r"is serving", self.server.log()))
-    with GrpcLoad(self.server.grpc_address, 4) as grpc_load, RestLoad(
-        self.server.rest_port, 2
-    ) as rest_load:
+    grpc_load = load.GrpcLoad(
+        self.server.grpc_address, test_models.predict_request([1.0]), 4
+    )
+    rest_load = load.RestLoad(
+        self.server.rest_port,
+        f"/v1/models/{MODEL}:predict",
+        {"instances": [1.0, 2.0]},
+        2,
+    )
+    with grpc_load, rest_load:
       time.sleep(2.0)
       # The worker with the most gRPC traffic: some calls are in flight.
       served = self.grpc_counts_by_pid()
@@ -307,7 +216,8 @@ class TwoWorkersTest(absltest.TestCase):
         f"{served}): replaced in {replaced - killed:.1f} s; gRPC "
         f"{grpc_load.ok} ok, {len(grpc_load.failures)} failed "
         f"{[m for _, _, m in grpc_load.failures][:4]}; REST {rest_load.ok} ok, "
-        f"{len(rest_load.failures)} failed {rest_load.failures[:2]}"
+        f"{len(rest_load.failures)} failed "
+        f"{[m for _, _, m in rest_load.failures][:2]}"
     )
     self.assertNotEqual(self.worker_pids()[slot], victim)
     # Only calls sent on connections to the killed worker fail, as it dies:
@@ -318,6 +228,9 @@ class TwoWorkersTest(absltest.TestCase):
       self.assertBetween(ended - killed, -0.1, 2.0)
     per_channel = collections.Counter(c for c, _, _ in grpc_load.failures)
     self.assertLessEqual(max(per_channel.values(), default=0), 2, per_channel)
+    for _, ended, message in rest_load.failures:
+      self.assertRegex(message, "RemoteDisconnected|ConnectionResetError")
+      self.assertBetween(ended - killed, -0.1, 2.0)
     self.assertLessEqual(len(rest_load.failures), 2, rest_load.failures)
     self.assertGreater(grpc_load.ok, ok_at_kill[0])
     self.assertGreater(rest_load.ok, ok_at_kill[1])

@@ -264,6 +264,8 @@ class WorkerContext:
   def _apply(self, call_id: int, payload: bytes) -> None:
     core = self._core
     config = ModelServerConfig.FromString(payload)
+    # A polled --model_config_file comes back every period unchanged.
+    changed = core.config != config
     code, message = status.Code.OK, ""
     try:
       core.reload_config(config)
@@ -272,11 +274,12 @@ class WorkerContext:
     except Exception as exc:  # pylint: disable=broad-except
       logging.exception("Reloading the model config failed")
       code, message = status.Code.INTERNAL, f"{type(exc).__name__}: {exc}"
-    logging.info(
-        "Model server worker %d applied a model config: %s",
-        self.index,
-        message or "OK",
-    )
+    if changed or code != status.Code.OK:
+      logging.info(
+          "Model server worker %d applied a new model config: %s",
+          self.index,
+          message or "OK",
+      )
     self._send(
         {
             "type": "applied",

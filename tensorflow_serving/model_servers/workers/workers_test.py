@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import time
+import urllib.error
 import urllib.request
 
 from absl.testing import absltest
@@ -239,7 +240,7 @@ class TwoWorkersTest(absltest.TestCase):
     self.assertEqual(self.scraped_total(), sum(self.counts_by_pid().values()))
 
   def test_4_a_reload_returns_once_every_worker_serves_it(self):
-    applied = len(re.findall(r"applied a model config", self.server.log()))
+    applied = len(re.findall(r"applied a new model config", self.server.log()))
     request = model_management_pb2.ReloadConfigRequest()
     for name in (MODEL, "m2"):
       request.config.model_config_list.config.add(
@@ -250,7 +251,7 @@ class TwoWorkersTest(absltest.TestCase):
       response = stub.HandleReloadConfigRequest(request, timeout=120)
       self.assertEqual(response.status.error_code, 0)
       self.assertEqual(
-          len(re.findall(r"applied a model config", self.server.log())),
+          len(re.findall(r"applied a new model config", self.server.log())),
           applied + 2,
       )
       # m2 is a new model: each worker's reload waited until it loaded, so
@@ -285,33 +286,85 @@ class TwoWorkersTest(absltest.TestCase):
     self.assertFalse(os.path.exists(self.metrics_dir))
 
 
-class SupervisorDeathTest(absltest.TestCase):
+class ConfigFileTest(absltest.TestCase):
+  """--model_config_file polled by the supervisor; then the supervisor dies."""
 
-  def test_workers_stop_when_their_supervisor_is_killed(self):
-    base_path = lifecycle_util.new_base_path()
-    test_models.Publisher(base_path).publish(1)
-    server = model_server.start_server(
-        lifecycle_util.server_args(base_path, "--num_workers=2"), rest=False
+  server: model_server.ModelServer
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.base_path = lifecycle_util.new_base_path()
+    test_models.Publisher(cls.base_path).publish(1)
+    cls.config_path = os.path.join(binaries.test_tmpdir(), "models.config")
+    cls.write_config([MODEL])
+    cls.server = model_server.start_server(
+        [
+            "--num_workers=2",
+            f"--model_config_file={cls.config_path}",
+            "--model_config_file_poll_wait_seconds=1",
+            "--file_system_poll_wait_seconds=1",
+        ],
+        log_dir=os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR") or None,
     )
-    try:
-      lifecycle_util.wait_for(
-          lambda: "All 2 model server workers are serving" in server.log(),
-          120,
-          "both workers serving",
-      )
-      pids = [
-          int(pid)
-          for pid in re.findall(r"worker \d+ \(pid (\d+)\)", server.log())
-      ]
-      server.proc.kill()
-      server.proc.wait()
-      # Each sees its channel close and stops as if sent SIGTERM.
-      lifecycle_util.wait_for(
-          lambda: not any(_alive(pid) for pid in pids), 60, "workers to exit"
-      )
-      self.assertIn("The model server supervisor is gone", server.log())
-    finally:
-      server.stop()
+    lifecycle_util.wait_for(
+        lambda: "All 2 model server workers are serving" in cls.server.log()
+        or cls.server.proc.poll() is not None,
+        120,
+        "both workers serving",
+    )
+
+  @classmethod
+  def tearDownClass(cls):
+    cls.server.stop()
+    super().tearDownClass()
+
+  @classmethod
+  def write_config(cls, names) -> None:
+    entries = "".join(
+        f'config {{ name: "{name}" base_path: "{cls.base_path}" '
+        'model_platform: "tensorflow" }\n'
+        for name in names
+    )
+    staging = cls.config_path + ".new"
+    with open(staging, "w", encoding="utf-8") as f:
+      f.write(f"model_config_list {{\n{entries}}}\n")
+    os.rename(staging, cls.config_path)
+
+  def test_1_a_changed_config_file_reaches_every_worker(self):
+    self.write_config([MODEL, "m2"])
+
+    def m2_everywhere() -> bool:
+      try:
+        return all(
+            _predict_on_new_connection(self.server.rest_port, "m2") == 2.0
+            for _ in range(24)
+        )
+      except urllib.error.HTTPError:
+        return False
+
+    lifecycle_util.wait_for(m2_everywhere, 60, "m2 on every worker", 0.2)
+    applied = re.findall(
+        r"Model server worker (\d) applied a new model config: OK",
+        self.server.log(),
+    )
+    self.assertEqual(set(applied), {"0", "1"})
+
+  def test_2_workers_stop_when_their_supervisor_is_killed(self):
+    pids = [
+        int(pid)
+        for pid in re.findall(
+            r"Started model server worker \d+ \(pid (\d+)\)",
+            self.server.log(),
+        )
+    ]
+    self.server.proc.kill()
+    self.server.proc.wait()
+    # Each sees its channel close and stops as if sent SIGTERM.
+    lifecycle_util.wait_for(
+        lambda: not any(_alive(pid) for pid in pids), 60, "workers to exit"
+    )
+    self.assertIn("The model server supervisor is gone", self.server.log())
 
 
 def _alive(pid: int) -> bool:

@@ -68,6 +68,11 @@ flags.DEFINE_string(
     "out", "/tmp/workers_benchmark.md", "Markdown report (absolute path)."
 )
 flags.DEFINE_string("work_dir", "", "Keep models and logs here.")
+flags.DEFINE_list(
+    "server_args",
+    [],
+    "Extra server flags for every row, e.g. --server_args=--grpc_max_threads=2",
+)
 FLAGS = flags.FLAGS
 
 _MNIST = ("mnist", "predict_images", "images")
@@ -305,12 +310,17 @@ def measure(
     batching: str,
     workers: int,
     body: bytes,
-    extra: list[str] = (),
+    extra: tuple[str, ...] = (),
     model_name: str = "mnist",
     note: str = "",
 ) -> Row:
   row = Row(protocol, batching, workers, note=note)
-  args = [f"--model_name={model_name}", f"--model_base_path={model}", *extra]
+  args = [
+      f"--model_name={model_name}",
+      f"--model_base_path={model}",
+      *extra,
+      *FLAGS.server_args,
+  ]
   if batching == "on":
     params = os.path.join(work, "batching.config")
     with open(params, "w", encoding="utf-8") as f:

@@ -21,12 +21,19 @@ serves. A socket starts to listen when the first worker serves on it (so,
 as from one server, connections are refused until a model is loaded), and
 stops (shutdown) when no worker is left to serve or the server stops.
 
+The sockets set SO_REUSEADDR, as a single server's do, so that the server
+restarts at once on a port with connections in TIME_WAIT. The other side of
+that: while none of them listens (before the first worker serves, or while
+none serves), another program could bind the port, as it could before a
+single server bound it.
+
 A UNIX socket has no SO_REUSEPORT: there is one, and every serving worker
 accepts on it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
@@ -42,18 +49,17 @@ def slot_sockets(
   the host has no IPv6. Raises OSError (EADDRINUSE) if anything else has
   the port, even another socket with SO_REUSEPORT (a second server).
   """
-  family, address = socket.AF_INET, ("0.0.0.0", port)
+  candidates = [(socket.AF_INET, ("0.0.0.0", port))]
   if dual_stack and socket.has_ipv6:
+    candidates.insert(0, (socket.AF_INET6, ("::", port)))
+  for i, (family, address) in enumerate(candidates):
     try:
-      socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()
-      family, address = socket.AF_INET6, ("::", port)
-    except OSError:
-      pass
-  # Only a listening socket, or one without SO_REUSEADDR, conflicts here.
-  with socket.socket(family, socket.SOCK_STREAM) as probe:
-    _dual_stack(probe)
-    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    probe.bind(address)
+      _probe(family, address)
+      break
+    except OSError as exc:
+      # In use is final; no IPv6 on this host falls back to IPv4.
+      if exc.errno == errno.EADDRINUSE or i == len(candidates) - 1:
+        raise
   sockets = []
   try:
     for _ in range(count):
@@ -69,6 +75,15 @@ def slot_sockets(
       sock.close()
     raise
   return sockets
+
+
+def _probe(family: int, address: tuple[str, int]) -> None:
+  """Binds and closes: fails if anything else holds the port."""
+  with socket.socket(family, socket.SOCK_STREAM) as probe:
+    _dual_stack(probe)
+    # Only a listening socket, or one without SO_REUSEADDR, conflicts here.
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    probe.bind(address)
 
 
 def _dual_stack(sock: socket.socket) -> None:

@@ -13,6 +13,8 @@ import json
 import os
 import re
 import signal
+import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -365,6 +367,40 @@ class ConfigFileTest(absltest.TestCase):
         lambda: not any(_alive(pid) for pid in pids), 60, "workers to exit"
     )
     self.assertIn("The model server supervisor is gone", self.server.log())
+
+
+class StartFailureTest(absltest.TestCase):
+
+  def test_a_port_in_use_fails_at_once_as_one_server_fails(self):
+    with socket.socket() as taken:
+      taken.bind(("0.0.0.0", 0))
+      taken.listen(1)
+      port = taken.getsockname()[1]
+      started = time.monotonic()
+      proc = subprocess.run(
+          model_server.server_command(
+              [
+                  f"--port={port}",
+                  "--num_workers=2",
+                  "--model_name=m",
+                  f"--model_base_path={lifecycle_util.new_base_path()}",
+              ]
+          ),
+          capture_output=True,
+          text=True,
+          env=binaries.subprocess_env(),
+          timeout=120,
+          check=False,
+      )
+    self.assertEqual(proc.returncode, 1)
+    self.assertIn(
+        "Failed to start server. Error: INVALID_ARGUMENT: Failed to "
+        "BuildAndStart server: [Errno 98] Address already in use",
+        proc.stderr,
+    )
+    # Before any worker (or TensorFlow) started.
+    self.assertNotIn("Started model server worker", proc.stderr)
+    self.assertLess(time.monotonic() - started, 30)
 
 
 def _alive(pid: int) -> bool:

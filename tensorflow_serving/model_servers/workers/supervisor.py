@@ -1,11 +1,15 @@
 """The --num_workers supervisor: starts the workers, keeps them up, stops them.
 
-It runs no model and imports no TensorFlow, so it starts in a blink and has
-nothing to crash on. For each of N slots it starts the server binary again
+It runs no model and imports no TensorFlow, so it starts at once and has
+little to crash on. For each of N slots it starts the server binary again
 as a worker (same flags, plus a channel to talk back on), restarts one that
 dies (at once after a long healthy run, then with growing delays while it
 keeps dying), and on SIGTERM or SIGINT asks every worker to stop and kills
 those that have not within `stop_timeout_s`. A second signal kills at once.
+
+It holds the listening sockets (sockets.py, one per slot and port) and tells
+every serving worker which slots to accept on: its own, and those of slots
+whose worker is not serving, so no connection waits for a dead one.
 
 Through the channels it also keeps the workers' model set coherent:
 

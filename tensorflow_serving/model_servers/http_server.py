@@ -443,10 +443,10 @@ class HttpServer:
   """Listens on `port` and serves `app` on each connection.
 
   `host` None means all interfaces (IPv4 and IPv6), as aiohttp bound them.
-  Port 0 binds nothing: it serves on add_listening_socket's sockets only.
+  Port None binds nothing: it serves on add_listening_socket's sockets only.
   """
 
-  def __init__(self, app: RestApp, port: int, host: str | None = None):
+  def __init__(self, app: RestApp, port: int | None, host: str | None = None):
     self.app = app
     self._port = port
     self._host = host
@@ -459,13 +459,13 @@ class HttpServer:
 
   @property
   def port(self) -> int:
-    """The bound port (give a host, or each family gets its own)."""
+    """The bound port (for port 0; give a host, or each family gets its own)."""
     server = self._server or next(iter(self._adopted.values()))
     return server.sockets[0].getsockname()[1]
 
   async def start(self) -> None:
     loop = asyncio.get_running_loop()
-    if self._port:
+    if self._port is not None:
       self._server = await loop.create_server(
           lambda: _Connection(self),
           host=self._host,
@@ -480,11 +480,9 @@ class HttpServer:
     model_servers/workers: worker processes share sockets their supervisor
     bound.
     """
-    self._adopted[
-        sock.fileno()
-    ] = await asyncio.get_running_loop().create_server(
-        lambda: _Connection(self), sock=sock
-    )
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _Connection(self), sock=sock)
+    self._adopted[sock.fileno()] = server
 
   def remove_listening_socket(self, sock: socket.socket) -> None:
     """Stops accepting on a socket of add_listening_socket; closes it."""

@@ -193,7 +193,7 @@ class Server:
         self._http = http_server.HttpServer(
             http_server.make_app(handler, self._runner, opts.http),
             # A worker accepts on its supervisor's sockets (listen()).
-            opts.rest_api_port if opts.worker is None else 0,
+            opts.rest_api_port if opts.worker is None else None,
         )
         await self._http.start()
         logging.info(

@@ -77,8 +77,9 @@ class WorkerContext:
     self._fds = listeners
     # What this process accepts on now: (api, slot) -> its socket (a dup).
     self._listening: dict[tuple[str, int], socket.socket] = {}
-    self._server: Any = None
+    self._server: Any = None  # server.Server, once it serves.
     self._loop: asyncio.AbstractEventLoop | None = None
+    self._listen_lock: asyncio.Lock | None = None
     self._send_lock = threading.Lock()
     self._ids = itertools.count(1)
     self._calls: dict[int, concurrent.futures.Future] = {}
@@ -155,6 +156,7 @@ class WorkerContext:
 
   async def _listen_on(self, slots: Sequence[int]) -> None:
     """Accepts on exactly these slots' TCP sockets (its own among them)."""
+    assert self._listen_lock is not None
     async with self._listen_lock:
       await self._reconcile({self.index, *slots})
 

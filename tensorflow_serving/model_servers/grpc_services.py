@@ -22,7 +22,6 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
 from tensorflow_serving.model_servers import get_model_metadata_impl
-from tensorflow_serving.model_servers import get_model_status_impl
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.servables.tensorflow import classifier
 from tensorflow_serving.servables.tensorflow import example_input
@@ -156,11 +155,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
   async def GetModelStatus(self, request, context):
     return await _answer(
         context,
-        self._pipeline.runner.call(
-            get_model_status_impl.get_model_status,
-            self._pipeline.core.monitor,
-            request,
-        ),
+        self._pipeline.runner.call(self._pipeline.get_model_status, request),
     )
 
   async def HandleReloadConfigRequest(self, request, context):
@@ -178,7 +173,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             "HandleReloadConfigRequest. Only ModelConfigList is currently "
             "supported"
         )
-      self._pipeline.core.reload_config(request.config)
+      self._pipeline.reload_config(request.config)
     except status.ServingError as exc:
       response.status.error_code = int(exc.code)
       response.status.error_message = exc.message

@@ -193,7 +193,7 @@ class HttpRestApiHandler:
     if spec.WhichOneof("version_choice") == "version":
       request.model_spec.version.CopyFrom(spec.version)
     response = await self._pipeline.runner.call(
-        get_model_status_impl.get_model_status, self._core.monitor, request
+        self._pipeline.get_model_status, request
     )
     return Response(200, _json(_as_dict(response)))
 

@@ -284,6 +284,16 @@ flags.DEFINE_bool(
     "JSON at /v1/status, on the REST port.",
 )
 flags.DEFINE_bool("version", False, "Print the version and exit.")
+# Beyond upstream: several serving processes on one host.
+flags.DEFINE_integer(
+    "num_workers",
+    1,
+    "Beyond upstream: serving processes sharing --port and "
+    "--rest_api_port, each with its own copy of the models, "
+    "under a supervisor that restarts one that dies; 0: one "
+    "per CPU. 1 (default) runs a single process, as upstream.",
+    lower_bound=0,
+)
 
 FLAGS = flags.FLAGS
 
@@ -308,6 +318,11 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def main(argv: list[str]) -> int:
   del argv
+  if FLAGS.num_workers != 1 and not FLAGS.version:
+    # A supervisor (no TensorFlow), or one of the workers it starts.
+    from tensorflow_serving.model_servers.workers import launch  # pylint: disable=g-import-not-at-top
+
+    return launch.main(FLAGS)
   # Imports that pull in TensorFlow wait until flags are parsed, so --help and
   # flag errors are instant.
   from tensorflow_serving.model_servers import server_options  # pylint: disable=g-import-not-at-top

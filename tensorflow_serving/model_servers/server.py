@@ -7,6 +7,9 @@ import concurrent.futures
 import dataclasses
 import os
 import signal
+import socket
+import ssl
+from typing import Protocol
 
 from absl import logging
 from grpc_health.v1 import health as grpc_health
@@ -56,6 +59,26 @@ class ServerOptions:
   # Re-read this ModelServerConfig file every period and apply it (0: never).
   model_config_file: str = ""
   model_config_file_poll_wait_seconds: int = 0
+  # Set in each process of --num_workers > 1 (model_servers/workers).
+  worker: WorkerHooks | None = None
+
+
+class WorkerHooks(Protocol):
+  """How a worker process of model_servers/workers serves differently.
+
+  A worker binds no port itself: it accepts on sockets its supervisor bound
+  (Server.listen), and reloads and model status cover every worker.
+  """
+
+  def management(
+      self, core: server_core_lib.ServerCore
+  ) -> pipeline_lib.ModelManagement:
+    """Called once the models loaded, before anything listens."""
+    ...
+
+  async def serving(self, server: Server) -> None:
+    """Called on the event loop once both APIs are up (listening on none)."""
+    ...
 
 
 # grpc.health.v1 services reported SERVING (besides "", the whole server):
@@ -107,7 +130,10 @@ class Server:
         thread_name_prefix="request",
     )
     self._runner = model_runner.ModelRunner(self._executor)
-    self.pipeline = pipeline_lib.Pipeline(core, self._runner)
+    worker = options.worker
+    self.pipeline = pipeline_lib.Pipeline(
+        core, self._runner, worker.management(core) if worker else None
+    )
     self._grpc: grpc_h2_server.Server | None = None
     self._http: rest_server.http1_server.HttpServer | None = None
     self._stop = asyncio.Event()
@@ -136,9 +162,9 @@ class Server:
           await self._health.set(
               service, health_pb2.HealthCheckResponse.SERVING
           )
-      if opts.grpc_port:
+      if opts.grpc_port and opts.worker is None:
         await self._add_port(f"0.0.0.0:{opts.grpc_port}")
-      if opts.grpc_socket_path:
+      if opts.grpc_socket_path and opts.worker is None:
         await self._add_port(f"unix:{opts.grpc_socket_path}")
       await self._grpc.start()
       if opts.grpc_port:
@@ -161,7 +187,8 @@ class Server:
         handler = http_rest_api_handler.HttpRestApiHandler(self.pipeline)
         self._http = rest_server.make_server(
             rest_server.make_app(handler, opts.http),
-            opts.rest_api_port,
+            # A worker accepts on its supervisor's sockets (listen()).
+            opts.rest_api_port if opts.worker is None else None,
             opts.http,
         )
         await self._http.start()
@@ -171,18 +198,41 @@ class Server:
 
     if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
       self._config_poller = asyncio.create_task(self._poll_model_config())
+    if opts.worker is not None:
+      await opts.worker.serving(self)
 
-  async def _add_port(self, address: str) -> None:
+  async def listen(self, api: str, sock: socket.socket) -> None:
+    """Also accepts `api` ("grpc" or "rest") requests on a bound socket."""
+    if api == "grpc" and self._grpc is not None:
+      await self._grpc.add_listening_socket(sock, self._ssl_context())
+    elif api == "rest" and self._http is not None:
+      await self._http.add_listening_socket(sock)
+    else:
+      sock.close()
+
+  def unlisten(self, api: str, sock: socket.socket) -> None:
+    """Stops accepting on a socket given to listen()."""
+    if api == "grpc" and self._grpc is not None:
+      self._grpc.remove_listening_socket(sock)
+    elif api == "rest" and self._http is not None:
+      self._http.remove_listening_socket(sock)
+
+  def _ssl_context(self) -> ssl.SSLContext | None:
     opts = self._options
     if opts.ssl_server_cert is None:
-      await self._grpc.add_insecure_port(address)
-      return
-    context = grpc_h2_server.ssl_server_context(
+      return None
+    return grpc_h2_server.ssl_server_context(
         opts.ssl_server_cert,
         opts.ssl_server_key,
         opts.ssl_custom_ca,
         opts.ssl_client_verify,
     )
+
+  async def _add_port(self, address: str) -> None:
+    context = self._ssl_context()
+    if context is None:
+      await self._grpc.add_insecure_port(address)
+      return
     await self._grpc.add_secure_port(address, context)
 
   async def _poll_model_config(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from typing import Any
 
 import prometheus_client
 from prometheus_client import exposition as prometheus_exposition
@@ -151,11 +152,24 @@ class _Registry:
         "Beyond upstream: versions currently AVAILABLE, per model.",
         ["model_name"],
         registry=r,
+        # Under --num_workers (prometheus_client's multiprocess mode): the
+        # most any live worker has AVAILABLE. Unused in a single process.
+        multiprocess_mode="livemax",
     )
 
 
 _lock = threading.Lock()
 _instance: _Registry | None = None
+# What exposition() renders instead of this process's registry, if set: a
+# collector with the same families holding every worker process's values
+# (model_servers/workers).
+_exposition_source: Any = None
+
+
+def set_exposition_source(collector: Any) -> None:
+  """Renders `collector` (None: the registry) under upstream's names."""
+  global _exposition_source
+  _exposition_source = collector
 
 
 def get() -> _Registry:
@@ -307,7 +321,9 @@ def exposition() -> bytes:
   bounds are printed with six significant digits.
   """
   registry = get()
-  view = _UpstreamNames(registry.registry, registry.total_suffixed)
+  view = _UpstreamNames(
+      _exposition_source or registry.registry, registry.total_suffixed
+  )
   text = prometheus_exposition.generate_latest(view)
   for name in view.counter_names:
     text = text.replace(

@@ -27,6 +27,7 @@ import asyncio
 from collections.abc import Iterable
 import concurrent.futures
 import os
+import socket
 import ssl
 import stat
 import struct
@@ -357,6 +358,9 @@ class Server:
     self.connections: set[_Connection] = set()
     self.stopping = False
     self._listeners: list[asyncio.AbstractServer] = []
+    self._serving = False
+    # Listeners on sockets bound elsewhere, by the socket's fd.
+    self._adopted: dict[int, asyncio.AbstractServer] = {}
 
   # Registration, as grpc.Server.
 
@@ -416,7 +420,41 @@ class Server:
     self._listeners.append(listener)
     return listener.sockets[0].getsockname()[1]
 
+  async def add_listening_socket(
+      self, sock: socket.socket, ssl_context: ssl.SSLContext | None = None
+  ) -> None:
+    """Also accepts on `sock`, bound elsewhere (before or after start).
+
+    model_servers/workers: worker processes share sockets their supervisor
+    bound. Closing the listener closes `sock` (pass a dup to keep the fd).
+    """
+    factory = lambda: _Connection(self)
+    tls = {}
+    if ssl_context is not None:
+      tls = {"ssl": ssl_context}
+      handshake = self.limits.handshake_timeout_ms
+      if handshake is not None:
+        tls["ssl_handshake_timeout"] = handshake / 1000.0
+    create = (
+        self.loop.create_unix_server
+        if sock.family == socket.AF_UNIX
+        else self.loop.create_server
+    )
+    listener = await create(
+        factory, sock=sock, start_serving=self._serving, **tls
+    )
+    self._listeners.append(listener)
+    self._adopted[sock.fileno()] = listener
+
+  def remove_listening_socket(self, sock: socket.socket) -> None:
+    """Stops accepting on a socket of add_listening_socket; closes it."""
+    listener = self._adopted.pop(sock.fileno(), None)
+    if listener is not None:
+      self._listeners.remove(listener)
+      listener.close()
+
   async def start(self) -> None:
+    self._serving = True
     for listener in self._listeners:
       await listener.start_serving()
 

@@ -18,6 +18,7 @@ import asyncio
 import collections
 from collections.abc import Awaitable, Callable, Sequence
 import dataclasses
+import socket
 from typing import Any, Protocol
 import zlib
 
@@ -376,10 +377,11 @@ class HttpServer:
   def __init__(
       self,
       app: HttpApp,
-      port: int,
+      port: int | None,
       host: str | None = None,
       limits: Http1Limits = connection_lib.DEFAULT_LIMITS,
   ):
+    """Port None binds nothing: it serves on add_listening_socket's only."""
     self.app = app
     self.limits = limits
     self.extra_headers = b"".join(
@@ -391,6 +393,8 @@ class HttpServer:
     self._port = port
     self._host = host
     self._server: asyncio.Server | None = None
+    # Listeners on sockets bound elsewhere, by the socket's fd.
+    self._adopted: dict[int, asyncio.Server] = {}
     self._connections: set[_Connection] = set()
     self._sweeper: asyncio.TimerHandle | None = None
     self._sweep_every_s = max(
@@ -408,18 +412,36 @@ class HttpServer:
   @property
   def port(self) -> int:
     """The bound port (for port 0; give a host, or each family gets its own)."""
-    return self._server.sockets[0].getsockname()[1]
+    server = self._server or next(iter(self._adopted.values()))
+    return server.sockets[0].getsockname()[1]
 
   async def start(self) -> None:
     self.loop = asyncio.get_running_loop()
-    self._server = await self.loop.create_server(
-        lambda: _Connection(self),
-        host=self._host,
-        port=self._port,
-        reuse_address=True,
-        backlog=4096,  # asyncio's 100 lets a connection flood crowd others out
-    )
+    if self._port is not None:
+      self._server = await self.loop.create_server(
+          lambda: _Connection(self),
+          host=self._host,
+          port=self._port,
+          reuse_address=True,
+          backlog=4096,  # asyncio's 100 lets a connection flood crowd out others
+      )
     self._sweeper = self.loop.call_later(self._sweep_every_s, self._sweep)
+
+  async def add_listening_socket(self, sock: socket.socket) -> None:
+    """Also accepts on `sock`, bound elsewhere; closing it closes `sock`.
+
+    model_servers/workers: worker processes share sockets their supervisor
+    bound.
+    """
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _Connection(self), sock=sock)
+    self._adopted[sock.fileno()] = server
+
+  def remove_listening_socket(self, sock: socket.socket) -> None:
+    """Stops accepting on a socket of add_listening_socket; closes it."""
+    server = self._adopted.pop(sock.fileno(), None)
+    if server is not None:
+      server.close()
 
   async def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
     """Stops accepting, lets in-flight requests finish, then closes.
@@ -427,10 +449,15 @@ class HttpServer:
     Idle keep-alive connections close at once, busy ones after answering what
     they received; whatever is left after `grace_s` is cut off.
     """
-    if self._server is None:
+    if self._sweeper is None:
       return
     self._sweeper.cancel()
-    self._server.close()
+    self._sweeper = None
+    adopted = list(self._adopted.values())
+    self._adopted.clear()
+    servers = [server for server in (self._server, *adopted) if server]
+    for server in servers:
+      server.close()
     self._all_closed = asyncio.Event()
     for conn in list(self._connections):
       conn.drain()
@@ -445,7 +472,8 @@ class HttpServer:
         )
         for conn in list(self._connections):
           conn.abort()
-    await self._server.wait_closed()
+    for server in servers:
+      await server.wait_closed()
     self._server = None
 
   def connection_opened(self, conn: _Connection) -> None:
@@ -463,4 +491,5 @@ class HttpServer:
     now = self.loop.time()
     for conn in list(self._connections):
       conn.sweep(now)
-    self._sweeper = self.loop.call_later(self._sweep_every_s, self._sweep)
+    if self._sweeper is not None:  # Not stopped meanwhile.
+      self._sweeper = self.loop.call_later(self._sweep_every_s, self._sweep)

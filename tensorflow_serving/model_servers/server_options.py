@@ -174,7 +174,9 @@ def from_flags(
   )
   _apply_ssl_config(flags, server_options)
   _warn_no_op_flags(flags)
-  status_page.configure(flags, server_options)
+  status_page.configure(
+      flags, server_options, workers=getattr(flags, "num_workers", 1) or 1
+  )
   return core_options, server_options
 
 

@@ -172,6 +172,11 @@ def set_exposition_source(collector: Any) -> None:
   _exposition_source = collector
 
 
+def exposition_source() -> Any:
+  """The collector set by set_exposition_source, or None (this process)."""
+  return _exposition_source
+
+
 def get() -> _Registry:
   global _instance
   if _instance is None:

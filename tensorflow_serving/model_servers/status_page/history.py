@@ -69,7 +69,15 @@ def read(
     wall_s: float,
     cache: HistogramCache | None = None,
 ) -> Reading:
-  """Reads the process's metrics; keeps `names` and their sum (ALL_MODELS)."""
+  """Reads the metrics; keeps `names` and their sum (ALL_MODELS).
+
+  With several worker processes (model_servers/workers) the reading is of
+  every worker's values, through the same merged collector the Prometheus
+  scrape uses; otherwise of this process's metric objects directly.
+  """
+  source = metrics.exposition_source()
+  if source is not None:
+    return read_collected(source.collect(), names, now_s, wall_s)
   wanted = set(names)
   wanted.discard(ALL_MODELS)
   m = metrics.get()
@@ -91,8 +99,85 @@ def read(
   )
 
 
+_REQUEST_COUNT = metrics.prometheus_name("/tensorflow/serving/request_count")
+_REQUEST_LATENCY = metrics.prometheus_name(
+    "/tensorflow/serving/request_latency"
+)
+_BATCH_SIZE = metrics.prometheus_name(
+    "/tensorflow/serving/batching_session/input_batch_size"
+)
+
+
+def read_collected(
+    families: Iterable[Any], names: Iterable[str], now_s: float, wall_s: float
+) -> Reading:
+  """A Reading from collected metric families (every worker's values).
+
+  Slower than reading this process's objects (it goes through
+  prometheus_client's samples), which is why only multi-worker servers use
+  it; it still runs off the request path, once per period.
+  """
+  wanted = set(names)
+  wanted.discard(ALL_MODELS)
+  requests: dict[str, dict[str, float]] = {ALL_MODELS: {}}
+  latency: dict[str, dict[tuple[str, ...], dict[float, float]]] = {}
+  latency_sums: dict[str, float] = {}
+  pools: dict[str, dict[float, float]] = {}
+  pool_sums: dict[str, float] = {}
+  for family in families:
+    if family.name == _REQUEST_COUNT:
+      for sample in family.samples:
+        if not sample.name.endswith("_total"):
+          continue
+        name, code = sample.labels["model_name"], sample.labels["status"]
+        for key in (ALL_MODELS, name) if name in wanted else (ALL_MODELS,):
+          by_code = requests.setdefault(key, {})
+          by_code[code] = by_code.get(code, 0.0) + sample.value
+    elif family.name == _REQUEST_LATENCY:
+      for sample in family.samples:
+        name = sample.labels["model_name"]
+        keys = (ALL_MODELS, name) if name in wanted else (ALL_MODELS,)
+        if sample.name.endswith("_bucket"):
+          bound = float(sample.labels["le"])
+          series = tuple(
+              v for k, v in sorted(sample.labels.items()) if k != "le"
+          )
+          for key in keys:
+            buckets = latency.setdefault(key, {}).setdefault(series, {})
+            buckets[bound] = sample.value
+        elif sample.name.endswith("_sum"):
+          for key in keys:
+            latency_sums[key] = latency_sums.get(key, 0.0) + sample.value
+    elif family.name == _BATCH_SIZE:
+      for sample in family.samples:
+        pool = sample.labels["thread_pool_name"]
+        if sample.name.endswith("_bucket"):
+          bound = float(sample.labels["le"])
+          by_bound = pools.setdefault(pool, {})
+          by_bound[bound] = by_bound.get(bound, 0.0) + sample.value
+        elif sample.name.endswith("_sum"):
+          pool_sums[pool] = pool_sums.get(pool, 0.0) + sample.value
+  merged_latency = {}
+  for key, by_series in latency.items():
+    summed: dict[float, float] = {}
+    for buckets in by_series.values():
+      for bound, value in buckets.items():
+        summed[bound] = summed.get(bound, 0.0) + value
+    merged_latency[key] = _Histogram(
+        [summed[b] for b in sorted(summed)], latency_sums.get(key, 0.0)
+    )
+  batch_sizes = {
+      pool: _Histogram([by[b] for b in sorted(by)], pool_sums.get(pool, 0.0))
+      for pool, by in pools.items()
+  }
+  return Reading(now_s, wall_s, requests, merged_latency, batch_sizes)
+
+
 def read_request_counts(names: Iterable[str]) -> dict[str, dict[str, float]]:
   """Model (and ALL_MODELS) -> status code name -> requests so far."""
+  source = metrics.exposition_source()
+  if source is not None:
+    return read_collected(source.collect(), names, 0.0, 0.0).requests
   wanted = set(names)
   wanted.discard(ALL_MODELS)
   requests: dict[str, dict[str, float]] = {ALL_MODELS: {}}

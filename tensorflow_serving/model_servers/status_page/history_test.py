@@ -168,6 +168,29 @@ class SamplerTest(absltest.TestCase):
         ],
     )
 
+  def test_workers_reading_of_collected_families_is_the_same(self):
+    # With several workers the reading goes through the merged collector's
+    # families (every worker's values); on one process's families it must
+    # equal the direct reading.
+    m = metrics.get()
+    for i in range(200):
+      _observe(f"m{i % 2}", "OK" if i % 7 else "NOT_FOUND", 13.0 * i)
+    m.batching_input_batch_size.labels("pool").observe(3)
+    direct = history.read(["m0", "m1"], 1.0, 2.0)
+    collected = history.read_collected(
+        m.registry.collect(), ["m0", "m1"], 1.0, 2.0
+    )
+    self.assertEqual(collected.requests, direct.requests)
+    self.assertEqual(collected.latency.keys(), direct.latency.keys())
+    for key in direct.latency:
+      self.assertEqual(collected.latency[key], direct.latency[key])
+    self.assertEqual(collected.batch_sizes, direct.batch_sizes)
+    metrics.set_exposition_source(m.registry)
+    self.addCleanup(metrics.set_exposition_source, None)
+    self.assertEqual(
+        history.read(["m0", "m1"], 1.0, 2.0).requests, direct.requests
+    )
+
   def test_names_none_stops_the_thread(self):
     self.names = None
     self.sampler.period_s = 0.01

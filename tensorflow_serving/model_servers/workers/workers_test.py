@@ -170,6 +170,21 @@ class TwoWorkersTest(absltest.TestCase):
     # Any worker's scrape counts both; the scrape itself is no request.
     self.assertEqual(self.scraped_total(), sum(by_pid.values()))
     self.assertIn(f"# TYPE {_REQUEST_COUNT} counter", self.scrape())
+    # The status page, answered by either worker, counts both and says 2.
+    for _ in range(4):
+      with urllib.request.urlopen(
+          urllib.request.Request(
+              f"{self.server.rest_url}/v1/status",
+              headers={"Connection": "close"},
+          ),
+          timeout=30,
+      ) as response:
+        page = json.loads(response.read())
+      self.assertEqual(page["server"]["workers"], 2)
+      (model,) = [m for m in page["models"] if m["name"] == MODEL]
+      self.assertEqual(
+          model["traffic"]["totals"]["requests"], sum(by_pid.values())
+      )
 
   def test_2_a_new_version_reaches_every_worker_as_status_says(self):
     status = lifecycle_util.StatusClient(self.server.grpc_address)

@@ -26,22 +26,10 @@ def example(x: float) -> example_pb2.Example:
   return result
 
 
-class PredictionServiceTest(absltest.TestCase):
-
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls.bundle, cls.examples = in_process.half_plus_two_bundles()
-
-  @classmethod
-  def tearDownClass(cls):
-    cls.bundle.close()
-    cls.examples.close()
-    super().tearDownClass()
+class PredictionServiceTest(in_process.HalfPlusTwoTestCase):
 
   def setUp(self):
     super().setUp()
-    metrics.reset_for_test()
     self.core = in_process.FakeCore(
         {"half": (VERSION, self.bundle), "m": (VERSION, self.examples)}
     )

@@ -11,22 +11,10 @@ from tensorflow_serving.model_servers.test_util import in_process
 from tensorflow_serving.util import metrics
 
 
-class HttpRestApiHandlerTest(absltest.TestCase):
-
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls.bundle, cls.examples = in_process.half_plus_two_bundles()
-
-  @classmethod
-  def tearDownClass(cls):
-    cls.bundle.close()
-    cls.examples.close()
-    super().tearDownClass()
+class HttpRestApiHandlerTest(in_process.HalfPlusTwoTestCase):
 
   def setUp(self):
     super().setUp()
-    metrics.reset_for_test()
     self.core = in_process.FakeCore(
         {"half": (7, self.bundle), "ex": (3, self.examples)}
     )

@@ -14,6 +14,8 @@ import os
 import tempfile
 from typing import Any
 
+from absl.testing import absltest
+
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 from tensorflow_serving.core import servable_handle
@@ -22,6 +24,7 @@ from tensorflow_serving.model_servers import model_runner
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.servables.tensorflow import saved_model_bundle
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
+from tensorflow_serving.util import metrics
 from tensorflow_serving.util import status
 
 
@@ -50,6 +53,32 @@ class FakeCore:
     return servable_handle.ServableHandle(
         servable_id.ServableId(model_spec.name, version), servable
     )
+
+
+class HalfPlusTwoTestCase(absltest.TestCase):
+  """Loads the two half_plus_two bundles once per class; fresh metrics per test.
+
+  `bundle` serves Predict, `examples` Classify and Regress; a subclass builds
+  its FakeCore over them in setUp (after calling this one).
+  """
+
+  bundle: Any
+  examples: Any
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.bundle, cls.examples = half_plus_two_bundles()
+
+  @classmethod
+  def tearDownClass(cls):
+    cls.bundle.close()
+    cls.examples.close()
+    super().tearDownClass()
+
+  def setUp(self):
+    super().setUp()
+    metrics.reset_for_test()
 
 
 def half_plus_two_bundles() -> tuple[Any, Any]:

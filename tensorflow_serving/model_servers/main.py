@@ -83,13 +83,13 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer(
     "rest_api_max_body_bytes",
-    256 << 20,
+    (1 << 31) - 1,
     "Request body size, received and once decompressed (413 past it; "
     "client_max_body_size).",
 )
 flags.DEFINE_integer(
     "rest_api_max_buffer_bytes",
-    1 << 30,
+    4 << 30,
     "Request body bytes all REST connections may hold together; past it "
     "they stop reading until some are answered.",
 )

@@ -288,6 +288,10 @@ class ChannelArgumentsTest(absltest.TestCase):
     self.assertEqual(limits.keepalive_time_ms, 2 * 3600 * 1000)
     self.assertEqual(limits.keepalive_timeout_ms, 20_000)
     self.assertEqual(limits.handshake_timeout_ms, 120_000)
+    # The budgets admit every message upstream's server admits, compressed
+    # or not: the defaults refuse nothing upstream answers.
+    self.assertEqual(limits.max_message_bytes, 2**31 - 1)
+    self.assertEqual(limits.max_inflated_bytes, 2**31 - 1)
 
 
 class HeaderCacheTest(absltest.TestCase):

@@ -2,9 +2,11 @@
 
 Defaults follow upstream TF Serving's server (max receive 2^31-1 bytes) and
 grpc C-core's (metadata 16 KiB hard limit, keepalive every 2 h with a 20 s
-timeout, 120 s handshake timeout). Where grpc has no bound, the default is a
-budget sized so that one client cannot take the host's memory, with the
-status grpc uses when it refuses the same thing.
+timeout, 120 s handshake timeout). Where grpc has no bound, this server
+still has one: a buffer budget, by default just large enough that every
+message upstream's server takes still fits (so no request upstream answers
+is refused), which bounds the memory clients can make it hold; lower it for
+small hosts. Refusals carry the status grpc uses for the same thing.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ class GrpcLimits:
   # Request bytes a connection may have buffered (bodies of calls not yet
   # finished, plus responses a slow reader has not taken). Past it the
   # server stops granting flow-control window; a single message that could
-  # never fit is refused with RESOURCE_EXHAUSTED.
-  max_connection_buffer_bytes: int = 256 << 20
+  # never fit is refused with RESOURCE_EXHAUSTED. The default holds one
+  # message of max_receive_message_length even compressed (inflation peaks
+  # at twice its output), as upstream's server accepts it.
+  max_connection_buffer_bytes: int = 4 << 30
   # The same, summed over every connection of the server.
-  max_server_buffer_bytes: int = 1 << 30
+  max_server_buffer_bytes: int = 4 << 30
   # A connection that has not sent the HTTP/2 preface by then is closed
   # (grpc.server_handshake_timeout_ms).
   handshake_timeout_ms: int | None = 120_000

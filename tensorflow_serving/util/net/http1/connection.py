@@ -39,10 +39,12 @@ class Http1Limits:
   # The whole header section (names, values, line ends): past it, 431.
   max_header_bytes: int = 64 << 10
   # Request body, both as received and once decompressed: past it, 413.
-  max_body_bytes: int = 256 << 20
+  # Upstream's REST server documents no limit; the default is 2 GiB-1, as
+  # its gRPC message limit.
+  max_body_bytes: int = (1 << 31) - 1
   # Body bytes buffered by all connections together (bodies being read,
   # queued or served); past it connections stop reading (back-pressure).
-  max_server_buffer_bytes: int = 1 << 30
+  max_server_buffer_bytes: int = 4 << 30
   # Seconds for a request's line and headers to arrive (nginx's
   # client_header_timeout), between two reads of its body
   # (client_body_timeout), and for an idle keep-alive connection

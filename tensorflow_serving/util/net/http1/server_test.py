@@ -223,5 +223,17 @@ class EngineTest(absltest.TestCase):
     self.assertEqual(self.server.budget.used, 0)
 
 
+class DefaultLimitsTest(absltest.TestCase):
+
+  def test_defaults_refuse_no_body_upstream_takes(self):
+    # Upstream's REST server documents no body limit; ours defaults to 2 GiB-1,
+    # as gRPC's message limit, and the budget holds such a body.
+    limits = http1_server.Http1Limits()
+    self.assertGreaterEqual(limits.max_body_bytes, 2**31 - 1)
+    self.assertGreaterEqual(
+        limits.max_server_buffer_bytes, limits.max_body_bytes
+    )
+
+
 if __name__ == "__main__":
   absltest.main()

@@ -6,7 +6,9 @@ the table (RSS growth, legit failures, slowest legit call, refusal).
 
 The server runs with its defaults except the idle timeouts (handshake and
 REST header timeout 5 s, so the idle-connection row ends in seconds, not
-minutes); --server_args adds or overrides flags. Takes a few minutes and a
+minutes) and the budgets, set as a memory-conscious deployment would (256 MiB
+per gRPC connection and REST body, 1 GiB per server; the defaults, 4 GiB,
+admit every message upstream admits); --server_args adds or overrides flags. Takes a few minutes and a
 few GB of memory on the attacker's side at most.
 """
 
@@ -29,12 +31,18 @@ flags.DEFINE_bool("small", False, "The test suite's sizes (a smoke run).")
 flags.DEFINE_string("out", "", "Also write the Markdown table here.")
 FLAGS = flags.FLAGS
 
+_CONNECTION_BUDGET = 256 << 20
+_SERVER_BUDGET = 1 << 30
 _DEFAULT_ARGS = (
-    "--grpc_channel_arguments=grpc.server_handshake_timeout_ms=5000",
+    "--grpc_channel_arguments=grpc.server_handshake_timeout_ms=5000,"
+    f"grpc.tf_serving.max_connection_buffer_bytes={_CONNECTION_BUDGET},"
+    f"grpc.tf_serving.max_server_buffer_bytes={_SERVER_BUDGET}",
     "--rest_api_header_timeout_ms=5000",
+    f"--rest_api_max_body_bytes={_CONNECTION_BUDGET}",
+    f"--rest_api_max_buffer_bytes={_SERVER_BUDGET}",
 )
-# The default per-connection budget (limits.py): a message just under it.
-_HELD = (256 << 20) - 1024
+# A message just under the per-connection budget.
+_HELD = _CONNECTION_BUDGET - 1024
 
 
 def main(argv) -> int:

@@ -20,8 +20,8 @@ import numpy as np
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.example import mnist_input_data
-from tensorflow_serving.model_servers.test_util import binaries
-from tensorflow_serving.model_servers.test_util import model_server
+from tensorflow_serving.test_util import binaries
+from tensorflow_serving.test_util import model_server
 
 POLL_S = 1
 # Upper bound for a new version to be served: one poll period plus loading.

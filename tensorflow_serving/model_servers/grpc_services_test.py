@@ -13,8 +13,8 @@ from tensorflow_serving.apis import inference_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import regression_pb2
 from tensorflow_serving.model_servers import grpc_services
-from tensorflow_serving.model_servers.test_util import in_process
 from tensorflow_serving.servables.tensorflow import tensor_codec
+from tensorflow_serving.test_util import in_process
 from tensorflow_serving.util import metrics
 
 VERSION = 42

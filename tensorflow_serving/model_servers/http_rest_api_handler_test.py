@@ -7,7 +7,7 @@ import json
 from absl.testing import absltest
 
 from tensorflow_serving.model_servers import http_rest_api_handler
-from tensorflow_serving.model_servers.test_util import in_process
+from tensorflow_serving.test_util import in_process
 from tensorflow_serving.util import metrics
 
 

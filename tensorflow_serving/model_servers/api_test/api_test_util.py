@@ -30,9 +30,9 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
 from tensorflow_serving.model_servers.api_test import test_models
-from tensorflow_serving.model_servers.test_util import binaries
-from tensorflow_serving.model_servers.test_util import model_server
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
+from tensorflow_serving.test_util import binaries
+from tensorflow_serving.test_util import model_server
 
 ModelVersionStatus = get_model_status_pb2.ModelVersionStatus
 

@@ -17,8 +17,8 @@ import numpy as np
 from tensorflow_serving.apis import model_management_pb2
 from tensorflow_serving.model_servers.api_test import api_test_util as util
 from tensorflow_serving.model_servers.api_test import test_models
-from tensorflow_serving.model_servers.test_util import binaries
-from tensorflow_serving.model_servers.test_util import model_server
+from tensorflow_serving.test_util import binaries
+from tensorflow_serving.test_util import model_server
 
 HALF = test_models.HALF
 TF2 = test_models.TF2

@@ -26,7 +26,7 @@ from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.framework import types_pb2
 
 from tensorflow_serving.model_servers.api_test import api_test_util as util
-from tensorflow_serving.model_servers.test_util import model_server
+from tensorflow_serving.test_util import model_server
 from tensorflow_serving.test_util import session_oracle
 
 Code = grpc.StatusCode

@@ -12,7 +12,7 @@ from absl.testing import absltest
 
 from tensorflow_serving.model_servers.fidelity_test import fidelity
 from tensorflow_serving.model_servers.fidelity_test import fidelity_table
-from tensorflow_serving.model_servers.test_util import binaries
+from tensorflow_serving.test_util import binaries
 
 PAGE = os.path.join("docs", "fidelity.md")
 

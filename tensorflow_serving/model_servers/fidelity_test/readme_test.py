@@ -34,8 +34,8 @@ import tokenize
 from absl.testing import absltest
 
 from tensorflow_serving.model_servers.fidelity_test import fidelity
-from tensorflow_serving.model_servers.test_util import binaries
-from tensorflow_serving.model_servers.test_util import model_server
+from tensorflow_serving.test_util import binaries
+from tensorflow_serving.test_util import model_server
 
 _FENCE = re.compile(r"^(\s*)```(\w*)\s*$")
 _SERVER_BIN = (

@@ -24,8 +24,8 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.model_servers.integration_test import test_models
-from tensorflow_serving.model_servers.test_util import binaries
-from tensorflow_serving.model_servers.test_util import model_server
+from tensorflow_serving.test_util import binaries
+from tensorflow_serving.test_util import model_server
 
 MODEL = "m"
 POLL_S = 1

@@ -21,7 +21,7 @@ from tensorflow_serving.model_servers.integration_test import (
     lifecycle_util as lu,
 )
 from tensorflow_serving.model_servers.integration_test import test_models
-from tensorflow_serving.model_servers.test_util import model_server
+from tensorflow_serving.test_util import model_server
 
 EXIT_TIMEOUT_S = 120.0
 # How soon a signal must stop the server, whatever it is doing.

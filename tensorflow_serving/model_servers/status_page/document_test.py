@@ -25,10 +25,10 @@ from tensorflow_serving.model_servers import http_rest_api_handler
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.model_servers.status_page import page
 from tensorflow_serving.model_servers.status_page import routes
-from tensorflow_serving.model_servers.test_util import in_process
 from tensorflow_serving.servables.tensorflow import saved_model_loader
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
 from tensorflow_serving.servables.tensorflow.test_util import tflite_models
+from tensorflow_serving.test_util import in_process
 from tensorflow_serving.util import metrics
 
 HOSTILE = "<img src=x onerror=alert(1)>"

@@ -192,12 +192,13 @@ def read_request_counts(names: Iterable[str]) -> dict[str, dict[str, float]]:
 # prometheus_client's own collect() builds a Sample and a label dict per
 # bucket: 25 ms per reading of 20 models' latency on this machine. Reading
 # the children's values directly, and only those that moved, costs a small
-# fraction of that (overhead_benchmark prints it). A value's float is read
-# without its lock, which only serializes writers' read-modify-write (one
-# attribute read is atomic under the GIL): 3.6 us for a histogram's 34
-# buckets, against 27 us through get(). These are internals of the pinned
-# prometheus_client (requirements.txt); history_test checks the values read
-# through them against what prometheus_client exports.
+# fraction of that (tools/benchmark/status_page_overhead_benchmark prints
+# it). A value's float is read without its lock, which only serializes
+# writers' read-modify-write (one attribute read is atomic under the GIL):
+# 3.6 us for a histogram's 34 buckets, against 27 us through get(). These
+# are internals of the pinned prometheus_client (requirements.txt);
+# history_test checks the values read through them against what
+# prometheus_client exports.
 _VALUE = operator.attrgetter("_value")
 
 

@@ -24,9 +24,9 @@ import urllib.request
 from absl.testing import absltest
 
 from tensorflow_serving.model_servers.status_page.test_util import chromium
-from tensorflow_serving.model_servers.test_util import binaries
-from tensorflow_serving.model_servers.test_util import model_server
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
+from tensorflow_serving.test_util import binaries
+from tensorflow_serving.test_util import model_server
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 # Runs before the page's own script: records alerts and policy violations.

@@ -27,9 +27,9 @@ from tensorflow_serving.apis import model_management_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.model_servers.integration_test import lifecycle_util
 from tensorflow_serving.model_servers.integration_test import test_models
-from tensorflow_serving.model_servers.test_util import binaries
-from tensorflow_serving.model_servers.test_util import model_server
-from tensorflow_serving.model_servers.workers.test_util import load
+from tensorflow_serving.test_util import binaries
+from tensorflow_serving.test_util import load
+from tensorflow_serving.test_util import model_server
 
 MODEL = lifecycle_util.MODEL
 _REQUEST_COUNT = ":tensorflow:serving:request_count"

@@ -21,7 +21,7 @@ import urllib.request
 
 import grpc
 
-from tensorflow_serving.model_servers.test_util import binaries
+from tensorflow_serving.test_util import binaries
 from tensorflow_serving.tools.benchmark import load_config
 
 # `setpriv --pdeathsig` (util-linux) asks the kernel to SIGTERM a child when

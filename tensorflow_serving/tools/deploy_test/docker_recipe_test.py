@@ -27,8 +27,8 @@ import urllib.request
 from absl.testing import absltest
 from packaging import requirements as pkg_requirements
 
-from tensorflow_serving.model_servers.test_util import binaries
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
+from tensorflow_serving.test_util import binaries
 from tensorflow_serving.tools.deploy_test import recipes
 
 UPSTREAM_ARGV = [

@@ -33,8 +33,8 @@ import yaml
 
 from tensorflow_serving.model_servers import main as server_main
 from tensorflow_serving.model_servers import version
-from tensorflow_serving.model_servers.test_util import binaries
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
+from tensorflow_serving.test_util import binaries
 from tensorflow_serving.tools.deploy_test import recipes
 
 UNREADY_TIMEOUT_S = 30.0

@@ -43,9 +43,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.model_servers import version
-from tensorflow_serving.model_servers.test_util import binaries
-from tensorflow_serving.model_servers.test_util import model_server
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
+from tensorflow_serving.test_util import binaries
+from tensorflow_serving.test_util import model_server
 from tensorflow_serving.tools.deploy_test import recipes
 
 DIST_NAME = "tf-serving-py"

@@ -17,8 +17,8 @@ import shlex
 import stat
 import subprocess
 
-from tensorflow_serving.model_servers.test_util import binaries
-from tensorflow_serving.model_servers.test_util import model_server
+from tensorflow_serving.test_util import binaries
+from tensorflow_serving.test_util import model_server
 
 DOCKER_DIR = "tensorflow_serving/tools/docker"
 DOCKERFILE = DOCKER_DIR + "/Dockerfile"

@@ -25,9 +25,9 @@ import grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.model_servers.integration_test import lifecycle_util
 from tensorflow_serving.model_servers.integration_test import test_models
-from tensorflow_serving.model_servers.test_util import binaries
-from tensorflow_serving.model_servers.test_util import model_server
-from tensorflow_serving.model_servers.workers.test_util import load
+from tensorflow_serving.test_util import binaries
+from tensorflow_serving.test_util import load
+from tensorflow_serving.test_util import model_server
 
 MODEL = lifecycle_util.MODEL
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "haproxy.cfg")

@@ -14,9 +14,9 @@ import subprocess
 
 from absl.testing import absltest
 
-from tensorflow_serving.model_servers.test_util import binaries
-from tensorflow_serving.model_servers.test_util import model_server
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
+from tensorflow_serving.test_util import binaries
+from tensorflow_serving.test_util import model_server
 from tensorflow_serving.tools.protos import write_protos
 
 _PACKAGE = "tensorflow_serving/tools/protos"

@@ -7,7 +7,7 @@ import subprocess
 
 from absl.testing import absltest
 
-from tensorflow_serving.model_servers.test_util import binaries
+from tensorflow_serving.test_util import binaries
 from tensorflow_serving.tools.protos import protoc_util
 from tensorflow_serving.tools.protos import wheel_descriptors
 from tensorflow_serving.tools.protos import write_protos

@@ -26,9 +26,9 @@ from absl import app
 from absl import flags
 
 from tensorflow_serving.model_servers.status_page.test_util import chromium
-from tensorflow_serving.model_servers.test_util import model_server
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
 from tensorflow_serving.servables.tensorflow.test_util import tflite_models
+from tensorflow_serving.test_util import model_server
 
 _OUT = flags.DEFINE_string("out", "status_page.png", "Where the PNG goes.")
 _LOAD_S = flags.DEFINE_integer("load_s", 75, "Seconds of load before.")

@@ -19,7 +19,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import grpc
 
-from tensorflow_serving.model_servers.test_util import binaries
+from tensorflow_serving.test_util import binaries
 from tensorflow_serving.util.net.grpc_h2 import server as grpc_h2_server
 
 _IDENTITY = lambda data: data

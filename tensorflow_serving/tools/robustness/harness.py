@@ -20,8 +20,8 @@ import time
 
 import grpc
 
-from tensorflow_serving.model_servers.test_util import binaries
-from tensorflow_serving.util.net.robustness import attacks
+from tensorflow_serving.test_util import binaries
+from tensorflow_serving.tools.robustness import attacks
 
 _IDENTITY = lambda data: data
 
@@ -56,9 +56,9 @@ class Target:
         os.environ.get("TEST_TMPDIR", "/tmp"), f"target_{self.grpc_port}.log"
     )
     argv = binaries.binary_command(
-        "tensorflow_serving/util/net/robustness",
+        "tensorflow_serving/tools/robustness",
         "target_server",
-        "tensorflow_serving.util.net.robustness.target_server",
+        "tensorflow_serving.tools.robustness.target_server",
     ) + [
         f"--port={self.grpc_port}",
         f"--rest_api_port={self.rest_port}",

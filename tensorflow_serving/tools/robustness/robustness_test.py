@@ -15,9 +15,9 @@ import time
 
 from absl.testing import absltest
 
-from tensorflow_serving.util.net.robustness import attacks
-from tensorflow_serving.util.net.robustness import cases
-from tensorflow_serving.util.net.robustness import harness
+from tensorflow_serving.tools.robustness import attacks
+from tensorflow_serving.tools.robustness import cases
+from tensorflow_serving.tools.robustness import harness
 
 CONNECTION_BUDGET = 32 << 20
 SERVER_ARGS = (

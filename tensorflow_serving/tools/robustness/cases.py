@@ -10,8 +10,8 @@ from collections.abc import Callable
 import dataclasses
 import re
 
-from tensorflow_serving.util.net.robustness import attacks
-from tensorflow_serving.util.net.robustness import harness
+from tensorflow_serving.tools.robustness import attacks
+from tensorflow_serving.tools.robustness import harness
 
 CALM = "GOAWAY ENHANCE_YOUR_CALM"
 

@@ -1,7 +1,7 @@
 r"""Issue 10's attacks at full size against the production defaults; prints
 the table (RSS growth, legit failures, slowest legit call, refusal).
 
-  bazel run -c opt //tensorflow_serving/util/net/robustness:attack_table -- \
+  bazel run -c opt //tensorflow_serving/tools/robustness:attack_table -- \
       --out=/tmp/attack_table.md
 
 The server runs with its defaults except the idle timeouts (handshake and
@@ -21,9 +21,9 @@ import sys
 from absl import app
 from absl import flags
 
-from tensorflow_serving.util.net.robustness import attacks
-from tensorflow_serving.util.net.robustness import cases
-from tensorflow_serving.util.net.robustness import harness
+from tensorflow_serving.tools.robustness import attacks
+from tensorflow_serving.tools.robustness import cases
+from tensorflow_serving.tools.robustness import harness
 
 flags.DEFINE_list("server_args", [], "Extra flags for the target server.")
 flags.DEFINE_list("only", [], "Run only attacks whose name contains these.")

@@ -14,7 +14,7 @@ import tempfile
 from absl.testing import absltest
 import tensorflow as tf
 
-from tensorflow_serving.model_servers.test_util import model_server
+from tensorflow_serving.test_util import model_server
 
 
 class _Affine(tf.Module):

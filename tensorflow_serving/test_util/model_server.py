@@ -13,7 +13,7 @@ import grpc
 
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
-from tensorflow_serving.model_servers.test_util import binaries
+from tensorflow_serving.test_util import binaries
 
 
 class ModelServer:

@@ -7,7 +7,7 @@ as `{"size": N}`; both run the production engines with the production
 defaults unless a flag (same names as tensorflow_model_server's) says
 otherwise.
 
-  python -m tensorflow_serving.util.net.robustness.target_server \
+  python -m tensorflow_serving.tools.robustness.target_server \
       --port=8500 --rest_api_port=8501
 """
 

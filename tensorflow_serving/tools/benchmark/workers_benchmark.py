@@ -16,7 +16,7 @@ off and on. Then:
   really costs) for a tiny model, MNIST, and a model with 128 MiB of
   variables.
 
-  bazel run -c opt //tensorflow_serving/model_servers/workers:workers_benchmark \
+  bazel run -c opt //tensorflow_serving/tools/benchmark:workers_benchmark \
       -- --duration=10 --out=/tmp/workers_benchmark.md
 """
 
@@ -43,7 +43,7 @@ from absl import flags
 import numpy as np
 
 from tensorflow_serving.model_servers.integration_test import test_models
-from tensorflow_serving.model_servers.workers.test_util import load
+from tensorflow_serving.test_util import load
 from tensorflow_serving.tools.benchmark import loadgen
 from tensorflow_serving.tools.benchmark import processes
 from tensorflow_serving.tools.benchmark import wire
@@ -677,7 +677,7 @@ def main(argv: list[str]) -> int:
         "image per request; REST: wrk, gRPC: h2load (-m1); batching "
         "max_batch_size 32, batch_timeout_micros 0, num_batch_threads 1 per "
         "worker. Command: `bazel run -c opt "
-        "//tensorflow_serving/model_servers/workers:workers_benchmark -- "
+        "//tensorflow_serving/tools/benchmark:workers_benchmark -- "
         + " ".join(sys.argv[1:])
         + "`"
     )

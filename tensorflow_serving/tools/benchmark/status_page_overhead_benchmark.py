@@ -8,7 +8,7 @@ time per request (from /proc). It then times the two things the page adds
 while unwatched: the REST handler's path check, and one reading of the
 metrics by the history sampler at a few sizes of metric set.
 
-    bazel run -c opt //tensorflow_serving/model_servers/status_page:overhead_benchmark -- \
+    bazel run -c opt //tensorflow_serving/tools/benchmark:status_page_overhead_benchmark -- \
       --duration_s=3 --repeats=16 --connections=8
 """
 
@@ -28,8 +28,8 @@ from absl import flags
 
 from tensorflow_serving.model_servers.status_page import history
 from tensorflow_serving.model_servers.status_page import routes
-from tensorflow_serving.model_servers.test_util import model_server
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
+from tensorflow_serving.test_util import model_server
 from tensorflow_serving.util import metrics
 
 _DURATION_S = flags.DEFINE_integer("duration_s", 3, "Seconds per wrk run.")

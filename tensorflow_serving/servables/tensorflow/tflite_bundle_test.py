@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import os
 import tempfile
-import types
 
 from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
-from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.core import servable_id as servable_id_lib
-from tensorflow_serving.model_servers import get_model_metadata_impl
 from tensorflow_serving.servables.tensorflow import predict_util
 from tensorflow_serving.servables.tensorflow import saved_model_bundle
 from tensorflow_serving.servables.tensorflow import saved_model_loader
@@ -215,44 +211,6 @@ class TfLiteBundleTest(absltest.TestCase):
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
       self.assertEqual(sorted(pool.map(request, range(64))), list(range(64)))
     self.assertBetween(self.bundle.num_interpreters_created, 1, 4)
-
-  def test_metadata_reports_tflite_signature_defs(self):
-
-    class FakeCore:
-
-      @contextlib.contextmanager
-      def get_servable_handle(self, spec):
-        del spec
-        yield types.SimpleNamespace(
-            servable=TfLiteBundleTest.bundle,
-            id=servable_id_lib.ServableId("m", 1),
-        )
-
-    request = get_model_metadata_pb2.GetModelMetadataRequest(
-        metadata_field=["signature_def"]
-    )
-    request.model_spec.name = "m"
-    response = get_model_metadata_impl.get_model_metadata(FakeCore(), request)
-    sig_map = get_model_metadata_pb2.SignatureDefMap()
-    response.metadata["signature_def"].Unpack(sig_map)
-    self.assertEqual(
-        sorted(sig_map.signature_def),
-        ["serving_default", "two_inputs", "two_outputs"],
-    )
-    sig_def = sig_map.signature_def["serving_default"]
-    self.assertEqual(sig_def.method_name, "tensorflow/serving/predict")
-    self.assertEqual(list(sig_def.inputs), ["x"])
-    self.assertEqual(list(sig_def.outputs), ["y"])
-    info = sig_def.inputs["x"]
-    self.assertEqual(info.dtype, types_pb2.DT_FLOAT)
-    self.assertEqual([d.size for d in info.tensor_shape.dim], [-1])
-    self.assertFalse(info.tensor_shape.unknown_rank)
-    # Tensor names are the interpreter's, which the SavedModel shares here.
-    self.assertEqual(
-        info.name,
-        self.saved_model.signatures["serving_default"].inputs["x"].tensor_name,
-    )
-    self.assertEqual(sig_def.outputs["y"].dtype, types_pb2.DT_FLOAT)
 
   def test_run_after_close_is_unavailable(self):
     bundle = tflite_bundle.load_tflite_bundle(self.export_dir, 1, 1)

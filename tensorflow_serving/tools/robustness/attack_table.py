@@ -1,5 +1,5 @@
-r"""Issue 10's attacks at full size against the production defaults; prints
-the table (RSS growth, legit failures, slowest legit call, refusal).
+r"""The attacks at full size against the production defaults; prints the
+attack table (RSS growth, legit failures, slowest legit call, refusal).
 
   bazel run -c opt //tensorflow_serving/tools/robustness:attack_table -- \
       --out=/tmp/attack_table.md

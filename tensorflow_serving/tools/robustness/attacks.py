@@ -1,4 +1,4 @@
-"""The attacks of issue 10's table, each against a running server.
+"""The attack table's attacks, each against a running server.
 
 Every attack is raw sockets on 127.0.0.1, bounded in bytes and seconds, and
 returns what the server answered with (its refusal): a GOAWAY code, a
@@ -34,7 +34,7 @@ _ERRORS = {
 
 @dataclasses.dataclass(frozen=True)
 class Size:
-  """How big each attack is; `full()` is the issue's table."""
+  """How big each attack is; `full()` is the full-size table."""
 
   header_block: int = 256 << 10
   continuation: int = 32 << 20

@@ -1,6 +1,6 @@
 """`10**400` in a REST Predict body is a 400, and the server keeps serving.
 
-The one row of issue 10's table that is the REST API's, not a transport's:
+The one row of the attack table that is the REST API's, not a transport's:
 it runs the real tensorflow_model_server over a small TF2 model.
 """
 

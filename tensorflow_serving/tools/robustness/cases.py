@@ -1,4 +1,4 @@
-"""Issue 10's attack table: each row's attack, and the refusal it must get.
+"""The attack table: each row's attack, and the refusal it must get.
 
 Shared by the scaled-down regression test (robustness_test.py) and the
 full-size run (attack_table.py), so both check the same expectations.

@@ -1,6 +1,6 @@
 """Runs one attack while legit clients call and the server's RSS is sampled.
 
-Legit traffic is issue 10's: a gRPC call (the official grpcio client) and a
+Legit traffic is a gRPC call (the official grpcio client) and a
 REST call, each every 50 ms on connections of their own, 2 s deadline. A row
 of the result is what the table prints: RSS growth over the attack, legit
 failures, the slowest legit answer (responsiveness), and the refusal.

@@ -1,4 +1,4 @@
-"""Every row of issue 10's attack table, scaled down, as a regression test.
+"""Every row of the attack table, scaled down, as a regression test.
 
 One target server (the production engines, no TensorFlow) with budgets and
 timeouts scaled down by flags; each attack runs under legit gRPC and REST

@@ -23,7 +23,6 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
-from tensorflow_serving.model_servers import get_model_metadata_impl
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.servables.tensorflow import classifier
 from tensorflow_serving.servables.tensorflow import example_input
@@ -80,6 +79,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         request.model_spec,
         lambda lookup: predict_util.decode_predict_request(request, lookup),
         GRPC,
+        api=pipeline_lib.Api.PREDICT,
     )
     response = predict_pb2.PredictResponse()
     _echo_spec(response, served.id)
@@ -134,11 +134,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
   async def GetModelMetadata(self, request, context):
     return await _answer(
         context,
-        self._pipeline.runner.call(
-            get_model_metadata_impl.get_model_metadata,
-            self._pipeline.core,
-            request,
-        ),
+        self._pipeline.runner.call(self._pipeline.get_model_metadata, request),
     )
 
 

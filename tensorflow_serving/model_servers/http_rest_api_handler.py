@@ -20,8 +20,6 @@ import orjson
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_pb2
-from tensorflow_serving.model_servers import get_model_metadata_impl
-from tensorflow_serving.model_servers import get_model_status_impl
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.model_servers.status_page import routes as status_page
 from tensorflow_serving.servables.tensorflow import example_input
@@ -87,7 +85,6 @@ class HttpRestApiHandler:
 
   def __init__(self, pipeline: pipeline_lib.Pipeline):
     self._pipeline = pipeline
-    self._core = pipeline.core
 
   async def handle(self, method: str, path: str, body: bytes) -> Response:
     """Processes one request from the event loop. Never raises."""
@@ -99,7 +96,7 @@ class HttpRestApiHandler:
       return error_response(status.internal(f"{type(exc).__name__}: {exc}"))
 
   async def _dispatch(self, method: str, path: str, body: bytes) -> Response:
-    page = status_page.route(self._core, method, path)
+    page = status_page.route(self._pipeline.core, method, path)
     if page is not None:
       return Response(*await self._pipeline.runner.call(page))
     route = _ROUTE_RE.fullmatch(path)
@@ -119,10 +116,12 @@ class HttpRestApiHandler:
       return await self._regress(spec, body, off_loop)
     if method == "GET" and not verb:
       if health:
-        return self._health(health.lower())
+        if health.lower() == "live":
+          return Response(200, _json({"status": "live"}))
+        return await self._pipeline.runner.call(self._ready)
       if not name:
         if version is None and label is None and metadata is None:
-          return self._list_models()
+          return await self._pipeline.runner.call(self._list_models)
         # Upstream: e.g. /v1/models/versions/3 matches with no name.
         raise status.invalid_argument("Missing model name in request.")
       spec = _model_spec(name, version, label)
@@ -141,6 +140,7 @@ class HttpRestApiHandler:
         lambda lookup: predict_request.decode_predict(body, lookup),
         REST,
         off_loop=off_loop,
+        api=pipeline_lib.Api.PREDICT_JSON,
     )
     return Response(
         200,
@@ -172,7 +172,7 @@ class HttpRestApiHandler:
         model_spec=spec, metadata_field=["signature_def"]
     )
     response = await self._pipeline.runner.call(
-        get_model_metadata_impl.get_model_metadata, self._core, request
+        self._pipeline.get_model_metadata, request
     )
     sig_map = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(sig_map)
@@ -198,41 +198,52 @@ class HttpRestApiHandler:
     return Response(200, _json(_as_dict(response)))
 
   # --- Beyond upstream ------------------------------------------------------
+  # Both read model state as GetModelStatus does, through the pipeline: under
+  # --num_workers that is every worker's merged answer, so the listing, a
+  # model's status and readiness agree whichever worker takes the request.
+  # They may block on the workers (run off the loop).
+
+  def _model_statuses(self) -> list[tuple[str, dict]]:
+    """Each configured model's GetModelStatus as JSON (no versions: [])."""
+    statuses = []
+    for name in self._pipeline.model_names():
+      request = get_model_status_pb2.GetModelStatusRequest()
+      request.model_spec.name = name
+      try:
+        doc = _as_dict(self._pipeline.get_model_status(request))
+      except status.ServingError:
+        doc = {"model_version_status": []}
+      statuses.append((name, doc))
+    return statuses
 
   def _list_models(self) -> Response:
     """Beyond upstream (which answers 400): every configured model's versions."""
-    models = []
-    for model in self._core.config.model_config_list.config:
-      request = get_model_status_pb2.GetModelStatusRequest()
-      request.model_spec.name = model.name
-      try:
-        status_doc = _as_dict(
-            get_model_status_impl.get_model_status(self._core.monitor, request)
-        )
-      except status.ServingError:
-        status_doc = {"model_version_status": []}
-      models.append({"name": model.name, **status_doc})
+    models = [{"name": name, **doc} for name, doc in self._model_statuses()]
     return Response(200, _json({"models": models}))
 
-  def _health(self, kind: str) -> Response:
-    """Beyond upstream: liveness, and readiness that means 'can serve'.
+  def _ready(self) -> Response:
+    """Beyond upstream: readiness that means 'can serve'.
 
     Upstream's status endpoint answers 200 even with nothing loaded, so
     orchestrators have to parse its body; /v1/health/ready answers 503 until
-    every configured model has an AVAILABLE version.
+    every configured model has an AVAILABLE version (`/v1/health/live`
+    answers 200 while the process serves at all).
     """
-    if kind == "live":
-      return Response(200, _json({"status": "live"}))
-    names = [m.name for m in self._core.config.model_config_list.config]
-    available = {
-        sid.name for sid in self._core.manager.list_available_servable_ids()
-    }
-    missing = [n for n in names if n not in available]
+    statuses = self._model_statuses()
+    missing = [
+        name
+        for name, doc in statuses
+        if not any(
+            v.get("state") == "AVAILABLE"
+            for v in doc.get("model_version_status", [])
+        )
+    ]
     if missing:
       raise status.unavailable(
           "Models with no AVAILABLE version: " + ", ".join(sorted(missing))
       )
-    return Response(200, _json({"status": "ready", "models": sorted(names)}))
+    names = sorted(name for name, _ in statuses)
+    return Response(200, _json({"status": "ready", "models": names}))
 
 
 def _examples(body: bytes, lookup: pipeline_lib.SignatureLookup):

@@ -6,9 +6,13 @@ import json
 
 from absl.testing import absltest
 
+from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.model_servers import http_rest_api_handler
 from tensorflow_serving.test_util import in_process
 from tensorflow_serving.util import metrics
+from tensorflow_serving.util import status as status_lib
+
+State = get_model_status_pb2.ModelVersionStatus.State
 
 
 class HttpRestApiHandlerTest(in_process.HalfPlusTwoTestCase):
@@ -145,6 +149,100 @@ class HttpRestApiHandlerTest(in_process.HalfPlusTwoTestCase):
         'entrypoint="REST",model_name="half"} 1.0',
         text,
     )
+
+
+class WorkersView:
+  """The workers' merged GetModelStatus, as the supervisor would answer it.
+
+  `states[name]` is {version: State}; a model absent from it is unknown.
+  """
+
+  def __init__(self, states: dict[str, dict[int, int]]):
+    self.states = states
+    self.asked: list[str] = []
+
+  def reload_config(self, config) -> None:
+    raise AssertionError("not reached by these tests")
+
+  def get_model_status(self, request):
+    name = request.model_spec.name
+    self.asked.append(name)
+    versions = self.states.get(name)
+    if not versions:
+      raise status_lib.not_found(f"Could not find any versions of model {name}")
+    response = get_model_status_pb2.GetModelStatusResponse()
+    for version, state in sorted(versions.items(), reverse=True):
+      if (
+          request.model_spec.HasField("version")
+          and request.model_spec.version.value != version
+      ):
+        continue
+      entry = response.model_version_status.add(version=version, state=state)
+      entry.status.SetInParent()
+    return response
+
+
+class ModelViewTest(absltest.TestCase):
+  """Listing, per-model status and readiness read one (cross-worker) view.
+
+  The fake core has no monitor or manager of its own: a route that went
+  around the pipeline's view to one worker's state would fail here.
+  """
+
+  def setUp(self):
+    super().setUp()
+    self.core = in_process.FakeCore({"half": (7, None), "ex": (3, None)})
+    self.view = WorkersView(
+        {"half": {7: State.AVAILABLE, 8: State.LOADING}, "ex": {3: State.START}}
+    )
+    self.handler = http_rest_api_handler.HttpRestApiHandler(
+        in_process.make_pipeline(self.core, self.view)
+    )
+
+  def request(self, method, path):
+    response = in_process.run(self.handler.handle(method, path, b""))
+    return response.status, json.loads(response.body)
+
+  def test_listing_agrees_with_each_models_status(self):
+    status, listing = self.request("GET", "/v1/models")
+    self.assertEqual(status, 200)
+    self.assertEqual([m["name"] for m in listing["models"]], ["half", "ex"])
+    for model in listing["models"]:
+      status, one = self.request("GET", f"/v1/models/{model['name']}")
+      self.assertEqual(status, 200)
+      self.assertEqual(
+          model["model_version_status"], one["model_version_status"]
+      )
+    half = listing["models"][0]["model_version_status"]
+    self.assertEqual(
+        [(v["version"], v["state"]) for v in half],
+        [("8", "LOADING"), ("7", "AVAILABLE")],
+    )
+
+  def test_listing_shows_a_model_no_worker_knows_with_no_versions(self):
+    del self.view.states["ex"]
+    _, listing = self.request("GET", "/v1/models")
+    self.assertEqual(
+        listing["models"][1], {"name": "ex", "model_version_status": []}
+    )
+
+  def test_readiness_follows_the_view(self):
+    self.assertEqual(
+        self.request("GET", "/v1/health/ready"),
+        (503, {"error": "Models with no AVAILABLE version: ex"}),
+    )
+    self.view.states["ex"][3] = State.AVAILABLE
+    self.assertEqual(
+        self.request("GET", "/v1/health/ready"),
+        (200, {"status": "ready", "models": ["ex", "half"]}),
+    )
+    self.assertEqual(self.view.asked[-2:], ["half", "ex"])
+
+  def test_liveness_asks_nobody(self):
+    self.assertEqual(
+        self.request("GET", "/v1/health/live"), (200, {"status": "live"})
+    )
+    self.assertEqual(self.view.asked, [])
 
 
 if __name__ == "__main__":

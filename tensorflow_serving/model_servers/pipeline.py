@@ -28,10 +28,12 @@ from typing import Any, Generic, Protocol, TypeVar
 from absl import logging
 import numpy as np
 
+from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import inference_pb2
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.core import servable_id as servable_id_lib
+from tensorflow_serving.model_servers import get_model_metadata_impl
 from tensorflow_serving.model_servers import get_model_status_impl
 from tensorflow_serving.model_servers import model_runner as model_runner_lib
 from tensorflow_serving.model_servers import server_core as server_core_lib
@@ -204,10 +206,24 @@ class Pipeline:
   def get_model_status(
       self, request: get_model_status_pb2.GetModelStatusRequest
   ) -> get_model_status_pb2.GetModelStatusResponse:
-    """GetModelStatus (gRPC and REST); may block (call it off the loop)."""
+    """GetModelStatus (gRPC and REST); may block (call it off the loop).
+
+    With management (workers), the answer spans every worker, so whatever
+    reads model state through here (status, listing, readiness) agrees.
+    """
     if self._management is not None:
       return self._management.get_model_status(request)
     return get_model_status_impl.get_model_status(self.core.monitor, request)
+
+  def model_names(self) -> list[str]:
+    """The configured models' names, in config order (every worker's)."""
+    return [m.name for m in self.core.config.model_config_list.config]
+
+  def get_model_metadata(
+      self, request: get_model_metadata_pb2.GetModelMetadataRequest
+  ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    """GetModelMetadata; takes a servable handle (call it off the loop)."""
+    return get_model_metadata_impl.get_model_metadata(self.core, request)
 
   async def predict(
       self,
@@ -215,15 +231,15 @@ class Pipeline:
       decode: Callable[[SignatureLookup], D],
       entrypoint: str,
       off_loop: bool = False,
+      api: Api = Api.PREDICT,
   ) -> Predicted[D]:
     """Decodes through `decode(lookup)`, runs, and records the metrics.
 
     `off_loop` decodes on a worker thread (a body too large to parse on the
-    event loop without stalling every other connection).
+    event loop without stalling every other connection). `api` words a
+    missing signature: a transport that looks it up to decode its body
+    passes `Api.PREDICT_JSON`, as upstream's REST handler words it.
     """
-    # REST looks the signature up to decode its JSON: upstream words a
-    # missing one differently there.
-    api = Api.PREDICT_JSON if entrypoint == REST else Api.PREDICT
     with _Request(self.core, spec, api, "Predict", entrypoint) as request:
       decoded = await self._decode(decode, request, off_loop)
       outputs = await self._run(

@@ -312,9 +312,20 @@ class PipelineTest(absltest.TestCase):
         'Serving signature key "bad" not found.',
     )
     self.assert_error(
-        p.predict(spec(), predict_decoder("bad"), pipeline_lib.REST),
+        p.predict(
+            spec(),
+            predict_decoder("bad"),
+            pipeline_lib.REST,
+            api=pipeline_lib.Api.PREDICT_JSON,
+        ),
         status.Code.INVALID_ARGUMENT,
         'Serving signature name: "bad" not found in signature def',
+    )
+    # The API, not the transport's name, picks the words.
+    self.assert_error(
+        p.predict(spec(), predict_decoder("bad"), pipeline_lib.REST),
+        status.Code.FAILED_PRECONDITION,
+        'Serving signature key "bad" not found.',
     )
     for call in (p.classify, p.regress):
       self.assert_error(

@@ -96,9 +96,14 @@ def half_plus_two_bundles() -> tuple[Any, Any]:
   return predict, examples
 
 
-def make_pipeline(core: Any) -> pipeline_lib.Pipeline:
+def make_pipeline(
+    core: Any, management: pipeline_lib.ModelManagement | None = None
+) -> pipeline_lib.Pipeline:
+  """A pipeline over `core`; `management` stands for the workers' view."""
   executor = concurrent.futures.ThreadPoolExecutor(max_workers=2)
-  return pipeline_lib.Pipeline(core, model_runner.ModelRunner(executor))
+  return pipeline_lib.Pipeline(
+      core, model_runner.ModelRunner(executor), management
+  )
 
 
 class AbortError(Exception):

@@ -217,7 +217,8 @@ class Pipeline:
 
   def model_names(self) -> list[str]:
     """The configured models' names, in config order (every worker's)."""
-    return [m.name for m in self.core.config.model_config_list.config]
+    config: Any = self.core.config  # A proto; mypy sees no stub for it.
+    return [m.name for m in config.model_config_list.config]
 
   def get_model_metadata(
       self, request: get_model_metadata_pb2.GetModelMetadataRequest

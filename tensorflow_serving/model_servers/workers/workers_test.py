@@ -46,6 +46,15 @@ def _predict_on_new_connection(port: int, model: str) -> float:
     return json.loads(response.read())["predictions"][0]
 
 
+def _get_on_new_connection(port: int, path: str) -> dict:
+  """A GET's JSON over a connection of its own (so any worker may take it)."""
+  request = urllib.request.Request(
+      f"http://127.0.0.1:{port}{path}", headers={"Connection": "close"}
+  )
+  with urllib.request.urlopen(request, timeout=30) as response:
+    return json.loads(response.read())
+
+
 class TwoWorkersTest(absltest.TestCase):
   server: model_server.ModelServer
   base_path: str
@@ -203,6 +212,36 @@ class TwoWorkersTest(absltest.TestCase):
           for _ in range(24)
       }
       self.assertEqual(answers, {3.0})
+      # Whichever worker answers, the REST listing, the model's status and
+      # readiness read the merged view that gRPC GetModelStatus gives.
+      port = self.server.rest_port
+
+      def settled() -> bool:
+        # The merged state of version 1 may read END while a lagging worker
+        # has yet to start its unload; a second of END means all are done.
+        for _ in range(10):
+          if status.state(1) != lifecycle_util.ModelVersionStatus.END:
+            return False
+          time.sleep(0.1)
+        return True
+
+      lifecycle_util.wait_for(settled, 60, "version 1 unloaded by every worker")
+      merged = [
+          (str(v), lifecycle_util.ModelVersionStatus.State.Name(s.state))
+          for v, s in sorted(status.versions().items(), reverse=True)
+      ]
+      for _ in range(12):
+        one = _get_on_new_connection(port, f"/v1/models/{MODEL}")
+        listing = _get_on_new_connection(port, "/v1/models")
+        self.assertEqual(listing, {"models": [{"name": MODEL, **one}]})
+        self.assertEqual(
+            [(v["version"], v["state"]) for v in one["model_version_status"]],
+            merged,
+        )
+        self.assertEqual(
+            _get_on_new_connection(port, "/v1/health/ready"),
+            {"status": "ready", "models": [MODEL]},
+        )
     finally:
       status.close()
 

@@ -80,6 +80,20 @@ def main() -> int:
         threading.Thread(
             target=apply, args=(header["id"], body), daemon=True
         ).start()
+      elif header["type"] == "ping":
+        if index not in behaviour.get("ignore_ping", []):
+          send({"type": "pong", "id": header["id"]})
+      elif header["type"] == "cancel_apply":
+        event("cancel_apply", id=header["id"])
+        send(
+            {
+                "type": "applied",
+                "id": header["id"],
+                "code": 4,
+                "message": f"w{index} still awaits m",
+                "applied": True,
+            }
+        )
       elif header["type"] == "states":
         event("states", request=body.decode())
         send(

@@ -109,6 +109,9 @@ class _Slot:
     self.pending: dict[int, asyncio.Future] = {}
     self.tasks: set[asyncio.Task] = set()
     self.health: asyncio.Task | None = None
+    # Set once the worker's channel thread runs (past its slow imports), from
+    # when it answers health checks.
+    self.answering = asyncio.Event()
 
   @property
   def pid(self) -> int | None:
@@ -234,6 +237,7 @@ class Supervisor:
     reader, writer = await asyncio.open_unix_connection(sock=ours)
     slot.proc, slot.writer = proc, writer
     slot.ready, slot.ready_at, slot.listening = False, None, [slot.index]
+    slot.answering = asyncio.Event()
     slot.started_at = time.monotonic()
     config = self._config
     writer.write(
@@ -373,7 +377,10 @@ class Supervisor:
         return
       header, payload = message
       kind = header["type"]
-      if kind == "ready":
+      if kind == "started":
+        slot.answering.set()
+      elif kind == "ready":
+        slot.answering.set()
         self._on_ready(slot)
       elif kind in ("applied", "states", "pong"):
         future = slot.pending.pop(header.get("id"), None)
@@ -462,6 +469,7 @@ class Supervisor:
     """
     timeout = self._o.health_timeout_s
     late = timeout / 5
+    await slot.answering.wait()
     while slot.proc is proc and proc.returncode is None:
       await asyncio.sleep(late)
       call_id, pong = self._call(slot, {"type": "ping"}, b"")

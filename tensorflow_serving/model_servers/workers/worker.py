@@ -132,6 +132,8 @@ class WorkerContext:
     threading.Thread(
         target=self._read_loop, name="worker_channel", daemon=True
     ).start()
+    # From now on this process answers the supervisor's health checks.
+    self._send({"type": "started"})
     threading.Thread(
         target=self._apply_loop, name="worker_apply", daemon=True
     ).start()

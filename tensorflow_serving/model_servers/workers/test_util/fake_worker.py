@@ -113,6 +113,7 @@ def main() -> int:
         event("reload_done", code=header["code"], message=header["message"])
 
   threading.Thread(target=read, daemon=True).start()
+  send({"type": "started"})
   if stop.wait(behaviour.get("start_delay_s", {}).get(index, 0.0)):
     event("stopped")
     return 0

@@ -253,8 +253,21 @@ class ConfigFilePollTest(absltest.TestCase):
       # Its first version appears: it loads, and the poll goes on.
       test_models.export_versioned(os.path.join(empty, "1"), 1)
       lu.wait_for(lambda: _available(server, GHOST), 30, "the ghost to load")
+      # SIGTERM while the poll reports another model waiting.
+      late = os.path.join(root, "poll_late")
+      os.makedirs(late)
+      write(("m", base), (GHOST, empty), ("late", late))
+      lu.wait_for(
+          lambda: server.log().count(waiting) == 2, 30, "a second waiting line"
+      )
+      code, took = _stop_and_time(server)
+      print(
+          f"SIGTERM with a model awaited by the poll: exit {code} in {took:.2f} s"
+      )
+      self.assertEqual(code, 0, server.log())
     finally:
-      server.stop()
+      if server.proc.poll() is None:
+        server.proc.kill()
     lines = [line for line in log.splitlines() if waiting in line]
     print(lines[0])
     self.assertLen(lines, 1, log)
@@ -320,6 +333,39 @@ class StopTest(absltest.TestCase):
     self.assertEqual(code, 128 + signal.SIGINT, server.log())
     self.assertLess(took, 2.0)
     self.assertIn("SIGINT again: exiting now.", server.log())
+
+  def test_sigterm_while_a_model_loads(self):
+    base = lu.new_base_path()
+    export = test_models.export_versioned(os.path.join(base, "1"), 1)
+    # Warmup keeps the load busy in TensorFlow for 60 s.
+    test_models.write_warmup_requests(
+        export,
+        [
+            test_models.predict_request(
+                [1.0], signature=test_models.SLOW_SIGNATURE, seconds=60.0
+            )
+        ],
+    )
+    server = lu.start_server(
+        lu.server_args(base, f"--shutdown_grace_seconds={GRACE_S}")
+    )
+    try:
+      lu.wait_for(
+          lambda: "Loading servable version {name: m version: 1}"
+          in server.log(),
+          START_S,
+          "the load to start",
+      )
+      time.sleep(1.0)
+      code, took = _stop_and_time(server)
+    finally:
+      if server.proc.poll() is None:
+        server.proc.kill()
+    log = server.log()
+    print(f"SIGTERM during a 60 s load: exit {code} in {took:.2f} s")
+    self.assertEqual(code, 0, log)
+    self.assertNotIn("Running gRPC ModelServer", log)
+    self.assertIn("SIGTERM: stopping the model server", log)
 
   def test_sigint_during_start_up(self):
     base = lu.new_base_path()

@@ -15,11 +15,18 @@ Through the channels it also keeps the workers' model set coherent:
 
 - a reload (a worker's HandleReloadConfigRequest, or a new read of
   --model_config_file) goes to every live worker, the first error comes
-  back, and the call ends when all of them answered; a worker started while
+  back, and the call ends when all of them answered or its bound passed
+  (then the workers still waiting for its models are told to stop and say
+  what they awaited); reloads are sent in arrival order and none waits for
+  an earlier one's models; a worker started while
   a reload is in flight gets it too, and one started later starts with the
   newest config that any worker accepted;
 - a GetModelStatus is asked of every serving worker and the answers merged
   (model_status.py) by the worker that was asked.
+
+It also pings every worker (health_timeout_s): a worker's event loop
+answers, so a stopped or wedged worker is killed and replaced, not only a
+dead one, and its slot's connections go to the others while it is late.
 
 If a worker fails before the server ever served (a bad flag, a model that
 does not load), the supervisor stops the others and exits with its code, as a

@@ -430,8 +430,8 @@ class ConfigWait:
     bound = "in time" if timeout_s is None else f"within {timeout_s:g} s"
     return status.deadline_exceeded(
         "The config is applied, but these models were not available "
-        f"{bound}: {self.describe_pending()}. They load when a version "
-        "appears; GetModelStatus shows their state."
+        f"{bound}: {self.describe_pending()}. Each loads once it has a "
+        "version; GetModelStatus shows their state."
     )
 
   def pending_names(self) -> list[str]:

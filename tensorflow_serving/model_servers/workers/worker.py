@@ -14,9 +14,11 @@ and event loop) with four differences:
 - TensorFlow's thread pools and the request pool are sized for its share of
   the machine, unless their flags were given.
 
-Its channel is served by a thread of its own, not the event loop, so calls
-that block (a reload waiting for a model) and answers to the supervisor never
-wait on request traffic. When the channel closes, the supervisor is gone and
+Its channel is served by a thread of its own, not the event loop, so
+applying a config and answering the supervisor never wait on request
+traffic; a reload's wait for its models holds no thread at all (a monitor
+notification), and health checks are answered by the event loop, so that a
+loop that stopped turning gets the worker replaced. When the channel closes, the supervisor is gone and
 the worker stops as if sent SIGTERM.
 """
 
@@ -88,8 +90,8 @@ class WorkerContext:
     self._calls: dict[int, concurrent.futures.Future] = {}
     self._calls_lock = threading.Lock()
     self._closed = False
-    # Applies run one at a time, in order, on their own thread: a reload can
-    # block for as long as its models take to load.
+    # Applies run one at a time, in order, on their own thread (validating
+    # and swapping sources can touch the file system).
     self._core: server_core_lib.ServerCore | None = None
     self._core_lock = threading.Lock()
     self._queued: list[tuple[int, bytes]] = []

@@ -251,7 +251,10 @@ class ConfigFilePollTest(absltest.TestCase):
       time.sleep(3.0)  # Three more polls with the ghost still versionless.
       log = server.log()
       # Its first version appears: it loads, and the poll goes on.
-      test_models.export_versioned(os.path.join(empty, "1"), 1)
+      # (Exported aside, then renamed into place whole.)
+      staging = os.path.join(root, "ghost_staging")
+      test_models.export_versioned(staging, 1)
+      os.rename(staging, os.path.join(empty, "1"))
       lu.wait_for(lambda: _available(server, GHOST), 30, "the ghost to load")
       # SIGTERM while the poll reports another model waiting.
       late = os.path.join(root, "poll_late")
@@ -288,6 +291,45 @@ def _available(server: model_server.ModelServer, name: str) -> bool:
   except grpc.RpcError:
     return False
   return any(s.state == s.AVAILABLE for s in status.model_version_status)
+
+
+class ReadinessTest(absltest.TestCase):
+
+  def test_not_ready_while_no_request_thread_is_free(self):
+    base = lu.new_base_path()
+    test_models.export_versioned(os.path.join(base, "1"), 1)
+    with model_server.running_server(
+        lu.server_args(base, "--grpc_max_threads=1"), timeout_s=START_S
+    ) as server:
+
+      def ready() -> tuple[int, str]:
+        conn = http.client.HTTPConnection(
+            "localhost", server.rest_port, timeout=10
+        )
+        try:
+          conn.request("GET", "/v1/health/ready")
+          response = conn.getresponse()
+          return response.status, response.read().decode()
+        finally:
+          conn.close()
+
+      self.assertEqual(ready()[0], 200)
+      with server.channel() as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        # The only request thread runs this model for 5 s.
+        busy = stub.Predict.future(
+            test_models.predict_request(
+                [1.0], signature=test_models.SLOW_SIGNATURE, seconds=5.0
+            ),
+            timeout=60,
+        )
+        time.sleep(1.0)
+        code, body = ready()
+        busy.result()
+      print(f"ready while the data path is busy: {code} {body.strip()}")
+      self.assertEqual(code, 503)
+      self.assertIn("No request thread became free within 1 s", body)
+      self.assertEqual(ready()[0], 200)
 
 
 class StopTest(absltest.TestCase):

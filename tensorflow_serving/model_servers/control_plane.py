@@ -118,7 +118,7 @@ class ControlPlane:
   async def get_model_status(
       self, request: get_model_status_pb2.GetModelStatusRequest
   ) -> get_model_status_pb2.GetModelStatusResponse:
-    """GetModelStatus (gRPC and REST): a read of the monitor, or the workers'."""
+    """GetModelStatus (gRPC and REST): the monitor read, or the workers'."""
     if self._management is not None:
       return await self._management.get_model_status(request)
     return get_model_status_impl.get_model_status(self.core.monitor, request)

@@ -18,8 +18,8 @@ Its channel is served by a thread of its own, not the event loop, so
 applying a config and answering the supervisor never wait on request
 traffic; a reload's wait for its models holds no thread at all (a monitor
 notification), and health checks are answered by the event loop, so that a
-loop that stopped turning gets the worker replaced. When the channel closes, the supervisor is gone and
-the worker stops as if sent SIGTERM.
+loop that stopped turning gets the worker replaced. When the channel closes,
+the supervisor is gone and the worker stops as if sent SIGTERM.
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ class ServerOptions:
   grpc_socket_path: str = ""
   rest_api_port: int = 0
   # Worker threads for requests that leave the event loop (unbatched model
-  # runs, Classify/Regress, metadata, config reloads), gRPC and REST alike.
+  # runs, Classify/Regress, metadata), gRPC and REST alike; config reloads
+  # and model status never use them (control_plane.py).
   grpc_max_threads: int = 4 * _CPUS
   enable_serialization_as_tensor_content: bool = False
   # From --grpc_channel_arguments; see grpc_limits.CHANNEL_ARGUMENTS for those used.

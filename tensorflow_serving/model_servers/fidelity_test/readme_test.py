@@ -4,10 +4,11 @@ The snippets are read from README.md and every docs/*.md page themselves
 (fenced blocks), so the pages and this test cannot drift apart:
 
 1. the `export_example_models` block exports the example models;
-2. the "Model config file" block is written where the page says, and the
-   server is started with the page's own command line (its flags, among
-   them --allow_version_labels_for_unavailable_models, without which that
-   file's labels abort start-up);
+2. the server is started with the page's own command line (its flags, among
+   them --allow_version_labels_for_unavailable_models, without which the
+   model config file's labels abort start-up), and each config file that
+   command names is the page's config block of that kind ("Model config
+   file", the Prometheus MonitoringConfig), written as typed;
 3. every `sh` block with a `curl` runs command by command in bash: a command
    followed by a comment holding JSON must print that JSON (compared as
    JSON, floats as floats); a `curl` without one must answer JSON without
@@ -49,6 +50,12 @@ _FENCE = re.compile(r"^(\s*)```(\w*)\s*$")
 _SERVER_BIN = (
     "bazel-bin/tensorflow_serving/model_servers/tensorflow_model_server"
 )
+# The server's config-file flags the examples use, and the text that marks
+# the one config block (a fence with no language) each reads.
+_CONFIG_BLOCKS = {
+    "--model_config_file": "model_config_list {",
+    "--monitoring_config_file": "prometheus_config {",
+}
 
 
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
@@ -243,10 +250,17 @@ class ReadmeTest(absltest.TestCase):
     (command,) = [
         c for c, _ in shell_commands(serve.text) if c.startswith(_SERVER_BIN)
     ]
-    config_path = os.path.join(cls.tmp, "models.config")
-    with open(config_path, "w", encoding="utf-8") as f:
-      f.write(cls.rewrite(config.text))
     args = shlex.split(cls.rewrite(command))
+    written = set()
+    for arg in args[1:]:
+      flag, _, path = arg.partition("=")
+      if flag in _CONFIG_BLOCKS:
+        block = cls._block_with(_CONFIG_BLOCKS[flag], "")
+        with open(path, "w", encoding="utf-8") as f:
+          f.write(cls.rewrite(block.text))
+        written.add(flag)
+    if written != set(_CONFIG_BLOCKS):
+      raise AssertionError(f"the command reads {written}: {command}")
     argv = model_server.server_command(args[1:])
     log_path = os.path.join(cls.tmp, "server.log")
     with open(log_path, "wb") as log:

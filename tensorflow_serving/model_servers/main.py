@@ -63,8 +63,8 @@ flags.DEFINE_string(
     "grpc.server_handshake_timeout_ms, grpc.keepalive_time_ms, "
     "grpc.keepalive_timeout_ms, grpc.max_connection_idle_ms, "
     "grpc.max_connection_age_ms, grpc.max_connection_age_grace_ms and "
-    "this server's grpc.tf_serving.* budgets (README: Limits and "
-    "hardening); others are logged and ignored.",
+    "this server's grpc.tf_serving.* budgets (docs/hardening.md); "
+    "others are logged and ignored.",
 )
 flags.DEFINE_enum(
     "grpc_http2_engine",

@@ -33,7 +33,7 @@ T = TypeVar("T")
 GRPC = pipeline_lib.GRPC
 
 
-async def _answer(context: Any, work: Awaitable[T]) -> T:
+async def answer(context: Any, work: Awaitable[T]) -> T:
   """Awaits one RPC's work; a ServingError ends the call with its status."""
   try:
     return await work
@@ -68,7 +68,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     self._use_tensor_content = use_tensor_content
 
   async def Predict(self, request, context):
-    return await _answer(context, self._predict(request))
+    return await answer(context, self._predict(request))
 
   async def _predict(
       self, request: predict_pb2.PredictRequest
@@ -90,7 +90,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     return response
 
   async def Classify(self, request, context):
-    return await _answer(
+    return await answer(
         context,
         self._examples_api(
             request,
@@ -103,7 +103,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     )
 
   async def Regress(self, request, context):
-    return await _answer(
+    return await answer(
         context,
         self._examples_api(
             request,
@@ -127,10 +127,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     return response
 
   async def MultiInference(self, request, context):
-    return await _answer(context, self._pipeline.multi_inference(request))
+    return await answer(context, self._pipeline.multi_inference(request))
 
   async def GetModelMetadata(self, request, context):
-    return await _answer(
+    return await answer(
         context,
         self._pipeline.runner.call(
             get_model_metadata_impl.get_model_metadata,
@@ -153,7 +153,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     self._pipeline = pipeline
 
   async def GetModelStatus(self, request, context):
-    return await _answer(
+    return await answer(
         context,
         self._pipeline.runner.call(self._pipeline.get_model_status, request),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import functools
 import os
 import signal
 import socket
@@ -23,6 +24,7 @@ from tensorflow_serving.model_servers import model_runner
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.model_servers import rest_server
 from tensorflow_serving.model_servers import server_core as server_core_lib
+from tensorflow_serving.model_servers.v2 import repository as v2_repository
 from tensorflow_serving.util import status
 from tensorflow_serving.util.net.grpc_h2 import limits as grpc_limits
 from tensorflow_serving.util.net.grpc_h2 import server as grpc_h2_server
@@ -61,6 +63,8 @@ class ServerOptions:
   model_config_file_poll_wait_seconds: int = 0
   # Set in each process of --num_workers > 1 (model_servers/workers).
   worker: WorkerHooks | None = None
+  # The v2 model repository API may load and unload models.
+  enable_model_control_api: bool = False
 
 
 class WorkerHooks(Protocol):
@@ -134,6 +138,9 @@ class Server:
     self.pipeline = pipeline_lib.Pipeline(
         core, self._runner, worker.management(core) if worker else None
     )
+    self._repository = v2_repository.ModelRepository(
+        core, options.enable_model_control_api
+    )
     self._grpc: grpc_h2_server.Server | None = None
     self._http: rest_server.http1_server.HttpServer | None = None
     self._stop = asyncio.Event()
@@ -153,6 +160,7 @@ class Server:
           self.pipeline,
           opts.enable_serialization_as_tensor_content,
       )
+      self._add_v2_grpc_service()
       if opts.enable_grpc_healthcheck_service:
         self._health = grpc_health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
@@ -184,7 +192,9 @@ class Server:
             "Skipped setting up HTTP/REST API server."
         )
       else:
-        handler = http_rest_api_handler.HttpRestApiHandler(self.pipeline)
+        handler = http_rest_api_handler.HttpRestApiHandler(
+            self.pipeline, self._repository
+        )
         self._http = rest_server.make_server(
             rest_server.make_app(handler, opts.http),
             # A worker accepts on its supervisor's sockets (listen()).
@@ -200,6 +210,27 @@ class Server:
       self._config_poller = asyncio.create_task(self._poll_model_config())
     if opts.worker is not None:
       await opts.worker.serving(self)
+
+  def _add_v2_grpc_service(self) -> None:
+    """inference.GRPCInferenceService, when its generated stubs are installed.
+
+    They come from tritonclient, which the pip package cannot declare (its
+    bounds exclude the pinned protobuf; see requirements-nodeps.txt): a
+    server installed without it serves every other API and says so.
+    """
+    try:
+      from tensorflow_serving.model_servers.v2 import grpc_service  # pylint: disable=g-import-not-at-top
+    except ImportError as exc:
+      logging.warning(
+          "Not serving inference.GRPCInferenceService (the v2 protocol's "
+          "gRPC API): %s. Install tritonclient==2.73.0 with --no-deps.",
+          exc,
+      )
+      return
+    grpc_service.add_service(
+        self._grpc,
+        grpc_service.GRPCInferenceService(self.pipeline, self._repository),
+    )
 
   async def listen(self, api: str, sock: socket.socket) -> None:
     """Also accepts `api` ("grpc" or "rest") requests on a bound socket."""
@@ -249,7 +280,10 @@ class Server:
         logging.error("Failed to read ModelServerConfig file: %s", exc)
         continue
       try:
-        await loop.run_in_executor(None, self.core.reload_config, config)
+        # The per-model control API's loads and unloads outlive a poll.
+        await loop.run_in_executor(
+            None, functools.partial(self.core.reload_config, config, True)
+        )
       except status.ServingError as exc:
         logging.error(
             "PollFilesystemAndReloadConfig failed to ReloadConfig: %s",

@@ -82,6 +82,11 @@ class ServerCore:
     self._options = options
     self._config = ModelServerConfig()
     self._config_lock = threading.RLock()
+    # The last whole config (initial, ReloadConfig, a polled file), and the
+    # per-model control API's changes on top of it: name -> the model's
+    # config, or None for a model it unloaded.
+    self._base_config = ModelServerConfig()
+    self._overrides: dict[str, model_server_config_pb2.ModelConfig | None] = {}
     self._platform_of: dict[str, str] = {}
     # Model name -> {label: version}. Replaced whole, read without a lock.
     self._labels: dict[str, dict[str, int]] | None = None
@@ -152,13 +157,33 @@ class ServerCore:
       out.CopyFrom(self._config)
       return out
 
-  def reload_config(self, new_config: ModelServerConfig) -> None:
-    """Replaces the served model set; blocks until new models are available."""
+  def reload_config(
+      self, new_config: ModelServerConfig, keep_model_overrides: bool = False
+  ) -> None:
+    """Replaces the served model set; blocks until new models are available.
+
+    This is upstream's whole-config semantics: what the per-model control
+    API loaded or unloaded is forgotten, unless `keep_model_overrides` (a
+    polled --model_config_file), where the API's changes win for the names
+    they touched.
+    """
+    with self._config_lock:
+      if not keep_model_overrides:
+        self._overrides.clear()
+      new_models = self._apply_config(new_config)
+      if new_config.WhichOneof("config") is not None:
+        self._base_config = ModelServerConfig()
+        self._base_config.CopyFrom(new_config)
+    self._wait_until_available(new_models)
+
+  def _apply_config(self, base_config: ModelServerConfig) -> list:
+    """Serves `base_config` with the overrides; returns the models added."""
+    new_config = self._with_overrides(base_config)
     with self._config_lock:
       kind = new_config.WhichOneof("config")
       if kind is None:
         logging.info("Taking no action for empty config.")
-        return
+        return []
       if kind != "model_config_list":
         raise status.unimplemented(
             "ModelServerConfig.custom_model_config is not supported"
@@ -177,8 +202,88 @@ class ServerCore:
       self._update_labels(models)
       self._platform_of = platforms
       self._update_source(models)
-      new_models = [m for m in models if m.name not in old_names]
-    self._wait_until_available(new_models)
+      return [m for m in models if m.name not in old_names]
+
+  def _with_overrides(self, config: ModelServerConfig) -> ModelServerConfig:
+    if not self._overrides:
+      return config
+    out = ModelServerConfig()
+    out.CopyFrom(config)
+    models = out.model_config_list.config
+    kept = []
+    for m in models:
+      if m.name not in self._overrides:
+        kept.append(m)
+      elif self._overrides[m.name] is not None:
+        kept.append(self._overrides[m.name])
+    named = {m.name for m in models}
+    kept += [
+        m
+        for name, m in self._overrides.items()
+        if m is not None and name not in named
+    ]
+    out.model_config_list.ClearField("config")
+    out.model_config_list.config.extend(kept)
+    return out
+
+  # --- Per-model control (beyond upstream) ------------------------------------
+
+  def known_model_config(
+      self, name: str
+  ) -> model_server_config_pb2.ModelConfig | None:
+    """The config this core last had for `name` (served or unloaded)."""
+    with self._config_lock:
+      override = self._overrides.get(name)
+      if override is not None:
+        return override
+      for m in self._base_config.model_config_list.config:
+        if m.name == name:
+          return m
+    return None
+
+  def load_model(
+      self, model: model_server_config_pb2.ModelConfig, timeout_s: float
+  ) -> None:
+    """Serves `model` (added, or its config replaced); waits until loaded.
+
+    Raises the load's failure, or DEADLINE_EXCEEDED after `timeout_s` (the
+    model then goes on loading).
+    """
+    with self._config_lock:
+      previous = dict(self._overrides)
+      self._overrides[model.name] = model
+      try:
+        self._apply_config(self._base_config)
+      except BaseException:
+        self._overrides = previous
+        raise
+    self._wait_until_available([model], timeout_s)
+
+  def unload_model(self, name: str, timeout_s: float) -> None:
+    """Stops serving `name`; waits until every version has unloaded.
+
+    Unloading waits for requests holding a version; after `timeout_s` this
+    raises DEADLINE_EXCEEDED and the unload goes on.
+    """
+    with self._config_lock:
+      served = {m.name for m in self._config.model_config_list.config}
+      if name not in served:
+        raise status.not_found(f"Model {name} is not being served")
+      self._overrides[name] = None
+      self._apply_config(self._base_config)
+    live = [
+        ServableRequest.specific(name, version)
+        for version in self.monitor.get_live_servable_states().get(name, {})
+    ]
+    if not live:
+      return
+    ok, _ = self.monitor.wait_until_servables_reach_state(
+        live, ManagerState.END, timeout_s
+    )
+    if not ok:
+      raise status.deadline_exceeded(
+          f"Model {name} is still unloading after {timeout_s:g} s"
+      )
 
   def _validate(self, models) -> dict[str, str]:
     platforms: dict[str, str] = {}
@@ -285,7 +390,7 @@ class ServerCore:
         [servable_data_lib.ServableData.failed(v.id, error) for v in versions],
     )
 
-  def _wait_until_available(self, models) -> None:
+  def _wait_until_available(self, models, timeout_s=None) -> None:
     requests = []
     for m in models:
       policy = m.model_version_policy
@@ -299,10 +404,16 @@ class ServerCore:
     if not requests:
       return
     ok, states = self.monitor.wait_until_servables_reach_state(
-        requests, ManagerState.AVAILABLE, None
+        requests, ManagerState.AVAILABLE, timeout_s
     )
     if ok:
       return
+    if timeout_s is not None and all(
+        state != ManagerState.END for state in states.values()
+    ):
+      raise status.deadline_exceeded(
+          f"Model {models[0].name} is still loading after {timeout_s:g} s"
+      )
     failed = []
     for sid, state in sorted(states.items()):
       if state == ManagerState.AVAILABLE:

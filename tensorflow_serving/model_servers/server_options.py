@@ -171,6 +171,9 @@ def from_flags(
       model_config_file_poll_wait_seconds=(
           flags.model_config_file_poll_wait_seconds
       ),
+      enable_model_control_api=getattr(
+          flags, "enable_model_control_api", False
+      ),
   )
   _apply_ssl_config(flags, server_options)
   _warn_no_op_flags(flags)

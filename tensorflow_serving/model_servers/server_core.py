@@ -201,8 +201,13 @@ class ServerCore:
       self._config.CopyFrom(new_config)
       self._update_labels(models)
       self._platform_of = platforms
+      new_models = [m for m in models if m.name not in old_names]
+      # A model served before has END versions: waiting for it to become
+      # available must not take its last unload for this load's outcome.
+      for m in new_models:
+        self.monitor.forget_unloaded_servable_states(m.name)
       self._update_source(models)
-      return [m for m in models if m.name not in old_names]
+      return new_models
 
   def _with_overrides(self, config: ModelServerConfig) -> ModelServerConfig:
     if not self._overrides:

@@ -136,4 +136,7 @@ def parse_model_config(
     ) from exc
   if not model.base_path:
     raise status.invalid_argument("The ModelConfig must give a base_path")
+  if not model.model_platform and not model.model_type:
+    # As --model_name/--model_base_path: a TensorFlow SavedModel.
+    model.model_platform = server_core_lib.TENSORFLOW_PLATFORM
   return model

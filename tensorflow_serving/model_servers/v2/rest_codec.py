@@ -239,6 +239,9 @@ def json_tensor(
     raise status.invalid_argument(
         f"{where}: data is not a regular array of numbers: {exc}"
     ) from exc
+  if dtype.kind == "u" and parsed.dtype.kind in ("f", "O"):
+    # Integers above INT64_MAX make numpy guess float or object.
+    parsed = _big_unsigned(data, dtype, where)
   if parsed.size == 0:
     parsed = parsed.astype(dtype)
   elif parsed.dtype.kind not in _NUMERIC_KINDS[dtype.kind]:
@@ -256,6 +259,21 @@ def json_tensor(
       )
     parsed = converted
   return parsed.reshape(shape)
+
+
+def _big_unsigned(data: list, dtype: np.dtype, where: str) -> np.ndarray:
+  values = _flatten(data)
+  if not all(type(v) is int for v in values):  # pylint: disable=unidiomatic-typecheck
+    raise status.invalid_argument(
+        f"{where}: data holds non-integer values, not "
+        f"{datatypes.from_numpy(dtype)}"
+    )
+  try:
+    return np.array(values, dtype=dtype)
+  except OverflowError as exc:
+    raise status.invalid_argument(
+        f"{where}: a value is out of the range of {datatypes.from_numpy(dtype)}"
+    ) from exc
 
 
 def _kind_name(dtype: np.dtype) -> str:

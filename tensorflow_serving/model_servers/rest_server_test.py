@@ -287,7 +287,7 @@ class HttpServerTest(absltest.TestCase):
     self.start()
     for path in (
         "/index.html",
-        "/v2/models/m",
+        "/v3/models/m",
         "/monitoring/prometheus/metrics",
     ):
       with self.subTest(path=path):

@@ -24,6 +24,7 @@ from tensorflow_serving.model_servers import model_runner
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.model_servers import rest_server
 from tensorflow_serving.model_servers import server_core as server_core_lib
+from tensorflow_serving.model_servers.v2 import grpc_service as v2_grpc_service
 from tensorflow_serving.model_servers.v2 import repository as v2_repository
 from tensorflow_serving.util import status
 from tensorflow_serving.util.net.grpc_h2 import limits as grpc_limits
@@ -219,18 +220,16 @@ class Server:
     server installed without it serves every other API and says so.
     """
     try:
-      from tensorflow_serving.model_servers.v2 import grpc_service  # pylint: disable=g-import-not-at-top
+      v2_grpc_service.add_service(
+          self._grpc,
+          v2_grpc_service.GRPCInferenceService(self.pipeline, self._repository),
+      )
     except ImportError as exc:
       logging.warning(
           "Not serving inference.GRPCInferenceService (the v2 protocol's "
           "gRPC API): %s. Install tritonclient==2.73.0 with --no-deps.",
           exc,
       )
-      return
-    grpc_service.add_service(
-        self._grpc,
-        grpc_service.GRPCInferenceService(self.pipeline, self._repository),
-    )
 
   async def listen(self, api: str, sock: socket.socket) -> None:
     """Also accepts `api` ("grpc" or "rest") requests on a bound socket."""

@@ -6,7 +6,7 @@ elements length-prefixed). A response answers in kind: raw output contents
 when the request was raw (as Triton always answers, and tritonclient reads),
 typed contents when the request used them and every output has a typed
 field (FP16 has none, so any FP16 output makes the whole answer raw).
-Messages are the generated ones of `tritonclient.grpc.service_pb2`.
+Messages are the generated ones of `tritonclient.grpc.service_pb2` (stubs).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from tritonclient.grpc import service_pb2
 
 from tensorflow_serving.model_servers.v2 import datatypes
 from tensorflow_serving.model_servers.v2 import inference
+from tensorflow_serving.model_servers.v2 import stubs
 from tensorflow_serving.servables.tensorflow import signature as signature_lib
 from tensorflow_serving.util import status
 
@@ -52,7 +52,7 @@ def parameter(params: Any, key: str) -> Any:
 
 
 def decode_infer(
-    request: service_pb2.ModelInferRequest, lookup: SignatureLookup
+    request: Any, lookup: SignatureLookup
 ) -> inference.InferRequest:
   signature_name = parameter(request.parameters, inference.SIGNATURE_NAME)
   if signature_name is not None and not isinstance(signature_name, str):
@@ -153,8 +153,8 @@ def encode_infer(
     outputs: dict[str, np.ndarray],
     model_name: str,
     model_version: int,
-) -> service_pb2.ModelInferResponse:
-  response = service_pb2.ModelInferResponse(
+) -> Any:
+  response = stubs.service_pb2.ModelInferResponse(
       model_name=model_name, model_version=str(model_version), id=request.id
   )
   names = inference.output_order(request, outputs)
@@ -180,8 +180,8 @@ def encode_infer(
 
 def metadata_response(
     meta: inference.ModelMetadata,
-) -> service_pb2.ModelMetadataResponse:
-  response = service_pb2.ModelMetadataResponse(
+) -> Any:
+  response = stubs.service_pb2.ModelMetadataResponse(
       name=meta.name, versions=meta.versions, platform=meta.platform
   )
   for tensor in meta.inputs:

@@ -13,13 +13,13 @@ import asyncio
 from typing import Any
 
 import grpc
-from tritonclient.grpc import service_pb2
 
 from tensorflow_serving.model_servers import grpc_services
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.model_servers.v2 import grpc_codec
 from tensorflow_serving.model_servers.v2 import inference
 from tensorflow_serving.model_servers.v2 import repository as repository_lib
+from tensorflow_serving.model_servers.v2 import stubs
 from tensorflow_serving.util import status
 
 SERVICE_NAME = "inference.GRPCInferenceService"
@@ -38,24 +38,24 @@ class GRPCInferenceService:
     self._repository = repository
 
   async def ServerLive(self, request, context):
-    return service_pb2.ServerLiveResponse(live=True)
+    return stubs.service_pb2.ServerLiveResponse(live=True)
 
   async def ServerReady(self, request, context):
-    return service_pb2.ServerReadyResponse(
+    return stubs.service_pb2.ServerReadyResponse(
         ready=inference.server_ready(self._core)
     )
 
   async def ModelReady(self, request, context):
     return await grpc_services.answer(context, self._model_ready(request))
 
-  async def _model_ready(self, request) -> service_pb2.ModelReadyResponse:
+  async def _model_ready(self, request) -> Any:
     spec = inference.model_spec(request.name, request.version)
-    return service_pb2.ModelReadyResponse(
+    return stubs.service_pb2.ModelReadyResponse(
         ready=inference.model_ready(self._core, spec)
     )
 
   async def ServerMetadata(self, request, context):
-    return service_pb2.ServerMetadataResponse(
+    return stubs.service_pb2.ServerMetadataResponse(
         name=inference.SERVER_NAME,
         version=inference.server_version(),
         extensions=list(inference.EXTENSIONS),
@@ -64,7 +64,7 @@ class GRPCInferenceService:
   async def ModelMetadata(self, request, context):
     return await grpc_services.answer(context, self._model_metadata(request))
 
-  async def _model_metadata(self, request) -> service_pb2.ModelMetadataResponse:
+  async def _model_metadata(self, request) -> Any:
     spec = inference.model_spec(request.name, request.version)
     # The request has no parameters: metadata is serving_default's.
     meta = await self._pipeline.runner.call(
@@ -75,7 +75,7 @@ class GRPCInferenceService:
   async def ModelInfer(self, request, context):
     return await grpc_services.answer(context, self._infer(request))
 
-  async def _infer(self, request) -> service_pb2.ModelInferResponse:
+  async def _infer(self, request) -> Any:
     spec = inference.model_spec(request.model_name, request.model_version)
     served = await self._pipeline.predict(
         spec,
@@ -91,11 +91,11 @@ class GRPCInferenceService:
   async def RepositoryIndex(self, request, context):
     return await grpc_services.answer(context, self._index(request))
 
-  async def _index(self, request) -> service_pb2.RepositoryIndexResponse:
+  async def _index(self, request) -> Any:
     entries = await self._pipeline.runner.call(
         self._repository.index, request.ready
     )
-    response = service_pb2.RepositoryIndexResponse()
+    response = stubs.service_pb2.RepositoryIndexResponse()
     for e in entries:
       response.models.add(
           name=e.name, version=e.version, state=e.state, reason=e.reason
@@ -105,7 +105,7 @@ class GRPCInferenceService:
   async def RepositoryModelLoad(self, request, context):
     return await grpc_services.answer(context, self._load(request))
 
-  async def _load(self, request) -> service_pb2.RepositoryModelLoadResponse:
+  async def _load(self, request) -> Any:
     config = None
     if "config" in request.parameters:
       param = request.parameters["config"]
@@ -121,14 +121,14 @@ class GRPCInferenceService:
         )
     # A load can take minutes: off the request pool, on the control plane's.
     await asyncio.to_thread(self._repository.load, request.model_name, config)
-    return service_pb2.RepositoryModelLoadResponse()
+    return stubs.service_pb2.RepositoryModelLoadResponse()
 
   async def RepositoryModelUnload(self, request, context):
     return await grpc_services.answer(context, self._unload(request))
 
-  async def _unload(self, request) -> service_pb2.RepositoryModelUnloadResponse:
+  async def _unload(self, request) -> Any:
     await asyncio.to_thread(self._repository.unload, request.model_name)
-    return service_pb2.RepositoryModelUnloadResponse()
+    return stubs.service_pb2.RepositoryModelUnloadResponse()
 
 
 _METHODS = (
@@ -145,13 +145,20 @@ _METHODS = (
 
 
 def add_service(server: Any, servicer: GRPCInferenceService) -> None:
-  """Registers the implemented methods, with the generated messages' codecs."""
-  descriptor = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+  """Registers the implemented methods, with the generated messages' codecs.
+
+  Raises ImportError when the generated stubs are not installed.
+  """
+  if stubs.MISSING is not None:
+    raise stubs.MISSING
+  descriptor = stubs.service_pb2.DESCRIPTOR.services_by_name[
+      "GRPCInferenceService"
+  ]
   handlers = {}
   for name in _METHODS:
     method = descriptor.methods_by_name[name]
-    request_class = getattr(service_pb2, method.input_type.name)
-    response_class = getattr(service_pb2, method.output_type.name)
+    request_class = getattr(stubs.service_pb2, method.input_type.name)
+    response_class = getattr(stubs.service_pb2, method.output_type.name)
     handlers[name] = grpc.unary_unary_rpc_method_handler(
         getattr(servicer, name),
         request_deserializer=request_class.FromString,

@@ -400,6 +400,18 @@ def cases() -> list[Case]:
           "400 error",
       ),
       Case(
+          "Errors",
+          "GET on .../infer",
+          Rest("GET", _INFER),
+          "400 error",
+      ),
+      Case(
+          "Errors",
+          "endpoint not served (GET /v2/models/{m}/config)",
+          Rest("GET", f"/v2/models/{HALF}/config"),
+          "404 error",
+      ),
+      Case(
           "Repository",
           "POST /v2/repository/index",
           Rest("POST", "/v2/repository/index"),

@@ -87,6 +87,8 @@ class ServerCore:
     # config, or None for a model it unloaded.
     self._base_config = ModelServerConfig()
     self._overrides: dict[str, model_server_config_pb2.ModelConfig | None] = {}
+    # The last config the API loaded per name, for a later load without one.
+    self._api_configs: dict[str, model_server_config_pb2.ModelConfig] = {}
     self._platform_of: dict[str, str] = {}
     # Model name -> {label: version}. Replaced whole, read without a lock.
     self._labels: dict[str, dict[str, int]] | None = None
@@ -238,7 +240,7 @@ class ServerCore:
   ) -> model_server_config_pb2.ModelConfig | None:
     """The config this core last had for `name` (served or unloaded)."""
     with self._config_lock:
-      override = self._overrides.get(name)
+      override = self._overrides.get(name) or self._api_configs.get(name)
       if override is not None:
         return override
       for m in self._base_config.model_config_list.config:
@@ -262,6 +264,7 @@ class ServerCore:
       except BaseException:
         self._overrides = previous
         raise
+      self._api_configs[model.name] = model
     self._wait_until_available([model], timeout_s)
 
   def unload_model(self, name: str, timeout_s: float) -> None:

@@ -177,10 +177,12 @@ class ServerCoreTest(absltest.TestCase):
       core.get_servable_handle(spec("b"))
     with core.get_servable_handle(spec("a")) as handle:
       self.assertEqual(handle.id.version, 1)
-    # Loaded again after its unload: the wait sees the new load.
-    core.load_model(self.model("b", make_base(2)), timeout_s=30)
+    # Loaded again after its unload (with its last config): the wait sees
+    # the new load.
+    core.load_model(core.known_model_config("b"), timeout_s=30)
     with core.get_servable_handle(spec("b")) as handle:
       self.assertEqual(handle.id.version, 2)
+    self.assertIsNone(core.known_model_config("never"))
 
   def test_failed_load_and_unknown_unload_report(self):
     core = self.create(config(a=(make_base(1), None, None)))

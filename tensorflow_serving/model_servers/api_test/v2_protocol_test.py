@@ -362,13 +362,25 @@ class V2ProtocolTest(util.ApiTestCase):
 
   # --- One pipeline: batching and metrics ---------------------------------------
 
+  def status_page_requests(self, name: str) -> int:
+    page = self.assertHttpOk(
+        util.http_request(self.server, "GET", "/v1/status")
+    )
+    (model,) = [m for m in page["models"] if m["name"] == name]
+    return model["traffic"]["totals"]["requests"]
+
   def test_batching_and_metrics_cover_v2_requests(self):
+    page_before = self.status_page_requests(HALF)
     before = self.metrics()
     runs = 4
     for _ in range(runs):
       self.http.infer(HALF, [self.half_input(triton_http)])
       self.grpc.infer(HALF, [self.half_input(triton_grpc)])
     after = self.metrics()
+    # The status page counts them with the model's other traffic.
+    self.assertGreaterEqual(
+        self.status_page_requests(HALF) - page_before, 2 * runs
+    )
     batched = ":tensorflow:serving:batching_session:input_batch_size_count"
     self.assertGreaterEqual(
         _metric_sum(after, batched) - _metric_sum(before, batched), 2 * runs

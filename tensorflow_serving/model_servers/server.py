@@ -22,6 +22,8 @@ from tensorflow_serving.model_servers import http_rest_api_handler
 from tensorflow_serving.model_servers import model_config
 from tensorflow_serving.model_servers import model_runner
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
+from tensorflow_serving.model_servers import profiler_service
+from tensorflow_serving.model_servers import reflection
 from tensorflow_serving.model_servers import rest_server
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.model_servers.v2 import grpc_service as v2_grpc_service
@@ -49,6 +51,9 @@ class ServerOptions:
   # From --grpc_channel_arguments; see grpc_limits.CHANNEL_ARGUMENTS for those used.
   grpc_channel_arguments: tuple[tuple[str, str | int], ...] = ()
   enable_grpc_healthcheck_service: bool = False
+  # TensorFlow's profiler service on the gRPC port (upstream's default: on).
+  enable_profiler: bool = True
+  profiler_max_duration_ms: int = profiler_service.DEFAULT_MAX_DURATION_MS
   # PEM contents for TLS on gRPC (--ssl_config_file); None = insecure.
   ssl_server_key: str | None = None
   ssl_server_cert: str | None = None
@@ -146,6 +151,7 @@ class Server:
     self._http: rest_server.http1_server.HttpServer | None = None
     self._stop = asyncio.Event()
     self._health: grpc_health.aio.HealthServicer | None = None
+    self._profiler: profiler_service.ProfilerServicer | None = None
     self._config_poller: asyncio.Task | None = None
 
   async def start(self) -> None:
@@ -161,7 +167,9 @@ class Server:
           self.pipeline,
           opts.enable_serialization_as_tensor_content,
       )
-      self._add_v2_grpc_service()
+      services = list(grpc_services.SERVICE_NAMES)
+      if self._add_v2_grpc_service():
+        services.append(v2_grpc_service.SERVICE_NAME)
       if opts.enable_grpc_healthcheck_service:
         self._health = grpc_health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
@@ -171,6 +179,14 @@ class Server:
           await self._health.set(
               service, health_pb2.HealthCheckResponse.SERVING
           )
+        services.append(grpc_health.SERVICE_NAME)
+      if opts.enable_profiler:
+        self._profiler = profiler_service.add_to_server(
+            self._grpc, opts.profiler_max_duration_ms
+        )
+        if self._profiler is not None:
+          services.append(profiler_service.SERVICE_NAME)
+      reflection.add_to_server(self._grpc, services)
       if opts.grpc_port and opts.worker is None:
         await self._add_port(f"0.0.0.0:{opts.grpc_port}")
       if opts.grpc_socket_path and opts.worker is None:
@@ -212,12 +228,13 @@ class Server:
     if opts.worker is not None:
       await opts.worker.serving(self)
 
-  def _add_v2_grpc_service(self) -> None:
+  def _add_v2_grpc_service(self) -> bool:
     """inference.GRPCInferenceService, when its generated stubs are installed.
 
     They come from tritonclient, which the pip package cannot declare (its
     bounds exclude the pinned protobuf; see requirements-nodeps.txt): a
     server installed without it serves every other API and says so.
+    Returns whether the service is registered.
     """
     try:
       v2_grpc_service.add_service(
@@ -230,6 +247,8 @@ class Server:
           "gRPC API): %s. Install tritonclient==2.73.0 with --no-deps.",
           exc,
       )
+      return False
+    return True
 
   async def listen(self, api: str, sock: socket.socket) -> None:
     """Also accepts `api` ("grpc" or "rest") requests on a bound socket."""
@@ -306,6 +325,8 @@ class Server:
     if self._http is not None:
       stops.append(self._http.stop(SHUTDOWN_GRACE_S))
     await asyncio.gather(*stops)
+    if self._profiler is not None:
+      self._profiler.close()
     # Work no call waits for any more is dropped, not run.
     self._executor.shutdown(wait=True, cancel_futures=True)
     self.core.stop()

@@ -119,11 +119,9 @@ def _tensors(specs) -> list[TensorMetadata]:
   for spec in specs.values():
     # Unknown rank has no v2 spelling: one dimension of unknown size.
     shape = [-1] if spec.shape is None else [int(d) for d in spec.shape]
-    out.append(
-        TensorMetadata(
-            spec.alias, datatypes.from_tf(spec.tf_dtype) or "", shape
-        )
-    )
+    # A dtype the protocol cannot carry keeps TensorFlow's name (DT_...).
+    datatype = datatypes.from_tf(spec.tf_dtype) or spec.dtype_name
+    out.append(TensorMetadata(spec.alias, datatype, shape))
   return out
 
 

@@ -35,7 +35,7 @@ T = TypeVar("T")
 GRPC = pipeline_lib.GRPC
 
 
-async def _answer(context: Any, work: Awaitable[T]) -> T:
+async def answer(context: Any, work: Awaitable[T]) -> T:
   """Awaits one RPC's work; a ServingError ends the call with its status."""
   try:
     return await work
@@ -70,7 +70,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     self._use_tensor_content = use_tensor_content
 
   async def Predict(self, request, context):
-    return await _answer(context, self._predict(request))
+    return await answer(context, self._predict(request))
 
   async def _predict(
       self, request: predict_pb2.PredictRequest
@@ -92,7 +92,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     return response
 
   async def Classify(self, request, context):
-    return await _answer(
+    return await answer(
         context,
         self._examples_api(
             request,
@@ -105,7 +105,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     )
 
   async def Regress(self, request, context):
-    return await _answer(
+    return await answer(
         context,
         self._examples_api(
             request,
@@ -129,10 +129,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     return response
 
   async def MultiInference(self, request, context):
-    return await _answer(context, self._pipeline.multi_inference(request))
+    return await answer(context, self._pipeline.multi_inference(request))
 
   async def GetModelMetadata(self, request, context):
-    return await _answer(
+    return await answer(
         context,
         self._pipeline.runner.call(
             get_model_metadata_impl.get_model_metadata,
@@ -155,7 +155,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     self._pipeline = pipeline
 
   async def GetModelStatus(self, request, context):
-    return await _answer(
+    return await answer(
         context, self._pipeline.control.get_model_status(request)
     )
 

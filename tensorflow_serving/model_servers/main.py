@@ -266,6 +266,34 @@ flags.DEFINE_integer(
     "EXPERIMENTAL: TF Lite interpreters in each pool; a "
     "model runs at most pools x this requests at once.",
 )
+# Request logging (beyond upstream: upstream's binary has no log collector).
+flags.DEFINE_integer(
+    "request_log_max_file_bytes",
+    128 << 20,
+    "Beyond upstream: a request log file (logging_config, collector type "
+    "tfrecord) is closed and the next one opened past this size.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "request_log_max_file_age_seconds",
+    3600,
+    "Beyond upstream: ... or once it is this old.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "request_log_queue_max_entries",
+    1024,
+    "Beyond upstream: sampled requests waiting to be written; past it (or "
+    "past --request_log_queue_max_bytes) they are dropped and counted as "
+    "request_log_count{status_code=RESOURCE_EXHAUSTED}.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "request_log_queue_max_bytes",
+    64 << 20,
+    "Beyond upstream: tensor bytes the queued sampled requests may hold.",
+    lower_bound=1,
+)
 # Upstream flags with no effect here (a warning is logged when set).
 flags.DEFINE_bool("enable_profiler", True, "No effect.")
 flags.DEFINE_bool("flush_filesystem_caches", True, "No effect.")

@@ -6,6 +6,7 @@ Each request goes through the same layers, one function each:
       -> resolve signature (signature.resolve, upstream's message per API)
       -> run (ModelRunner: a batch, or a worker thread)
       -> record metrics (here, once)
+      -> request log (here, once; sampled, queued, written off the request)
 
 A transport only decodes its request into numpy and encodes the result
 (grpc_services.py: protos, http_rest_api_handler.py: JSON). Decoding happens
@@ -34,6 +35,7 @@ from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.core import servable_id as servable_id_lib
 from tensorflow_serving.model_servers import get_model_status_impl
 from tensorflow_serving.model_servers import model_runner as model_runner_lib
+from tensorflow_serving.model_servers import prediction_logs
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.servables.tensorflow import classifier
 from tensorflow_serving.servables.tensorflow import example_input
@@ -193,6 +195,8 @@ class Pipeline:
     self.core = core
     self.runner = runner
     self._management = management
+    # Its `by_model` is empty unless some model has a logging_config.
+    self._logs = core.request_logger
 
   def reload_config(self, config: Any) -> None:
     """HandleReloadConfigRequest's work; blocks (call it off the loop)."""
@@ -229,6 +233,18 @@ class Pipeline:
       outputs = await self._run(
           request, decoded.sig, decoded.inputs, decoded.output_filter
       )
+      if self._logs.by_model:
+        self._logs.log(
+            spec.name,
+            lambda: prediction_logs.PredictEntry(
+                request.id,
+                spec,
+                decoded.sig.key,
+                decoded.inputs,
+                decoded.output_filter,
+                outputs,
+            ),
+        )
       return Predicted(request.id, decoded, outputs)
 
   async def classify(
@@ -245,11 +261,15 @@ class Pipeline:
       sig, examples, outputs = await self._run_examples(
           request, decode, off_loop, classifier.prepare_classification
       )
-      return Classified(
-          request.id,
-          sig,
-          classifier.classifications_from_outputs(len(examples), outputs),
-      )
+      classes = classifier.classifications_from_outputs(len(examples), outputs)
+      if self._logs.by_model:
+        self._logs.log(
+            spec.name,
+            lambda: prediction_logs.ClassifyEntry(
+                request.id, spec, sig.key, examples, classes
+            ),
+        )
+      return Classified(request.id, sig, classes)
 
   async def regress(
       self,
@@ -265,9 +285,15 @@ class Pipeline:
       sig, examples, outputs = await self._run_examples(
           request, decode, off_loop, regressor.prepare_regression
       )
-      return Regressed(
-          request.id, sig, regressor.values_from_outputs(len(examples), outputs)
-      )
+      values = regressor.values_from_outputs(len(examples), outputs)
+      if self._logs.by_model:
+        self._logs.log(
+            spec.name,
+            lambda: prediction_logs.RegressEntry(
+                request.id, spec, sig.key, examples, values
+            ),
+        )
+      return Regressed(request.id, sig, values)
 
   async def multi_inference(
       self, request: inference_pb2.MultiInferenceRequest
@@ -290,6 +316,14 @@ class Pipeline:
           request,
           response,
           handle.id.version,
+      )
+      served = handle.id
+    if self._logs.by_model:
+      self._logs.log(
+          spec.name,
+          lambda: prediction_logs.MultiInferenceEntry(
+              served, request, response
+          ),
       )
     metrics.record_example_count(spec.name, _num_examples(request.input))
     return response

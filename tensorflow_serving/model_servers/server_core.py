@@ -25,13 +25,17 @@ from tensorflow_serving.core import aspired_version_policy as policy_lib
 from tensorflow_serving.core import aspired_versions_manager
 from tensorflow_serving.core import availability_preserving_policy
 from tensorflow_serving.core import event_bus as event_bus_lib
+from tensorflow_serving.core import log_collector
+from tensorflow_serving.core import request_log_writer
 from tensorflow_serving.core import servable_data as servable_data_lib
 from tensorflow_serving.core import servable_handle
 from tensorflow_serving.core import servable_id as servable_id_lib
 from tensorflow_serving.core import servable_request
 from tensorflow_serving.core import servable_state
 from tensorflow_serving.core import servable_state_monitor
+from tensorflow_serving.core import server_request_logger
 from tensorflow_serving.core import source_adapter as source_adapter_lib
+from tensorflow_serving.core import tfrecord_log_collector
 from tensorflow_serving.resources import (
     resource_tracker as resource_tracker_lib,
 )
@@ -73,6 +77,22 @@ class ServerCoreOptions:
   allow_version_labels: bool = True
   allow_version_labels_for_unavailable_models: bool = False
   servable_versions_always_present: bool = False
+  # Request logging (ModelConfig.logging_config): the collector types a
+  # config may name, the queue's bounds, this process's stream name in log
+  # file names ("" alone, "worker<i>" under --num_workers), and the
+  # MetaGraph tags each log's metadata records.
+  log_collectors: Mapping[str, log_collector.Factory] = dataclasses.field(
+      default_factory=lambda: {
+          tfrecord_log_collector.TYPE: tfrecord_log_collector.factory(
+              tfrecord_log_collector.RotationOptions()
+          )
+      }
+  )
+  request_log_queue: request_log_writer.QueueOptions = dataclasses.field(
+      default_factory=request_log_writer.QueueOptions
+  )
+  request_log_stream: str = ""
+  saved_model_tags: tuple[str, ...] = ("serve",)
 
 
 class ServerCore:
@@ -113,6 +133,14 @@ class ServerCore:
       )
       self._adapters[platform] = adapter
     self._source: fs_source.FileSystemStoragePathSource | None = None
+    self.request_logger = server_request_logger.ServerRequestLogger(
+        request_log_writer.RequestLogWriter(
+            options.request_log_queue, metrics.record_request_log
+        ),
+        options.log_collectors,
+        options.request_log_stream,
+        options.saved_model_tags,
+    )
     self.manager.start()
 
   # --- Config ---------------------------------------------------------------
@@ -171,6 +199,14 @@ class ServerCore:
         )
       models = list(new_config.model_config_list.config)
       platforms = self._validate(models)
+      # Before anything changes: an unknown collector type fails the config.
+      self.request_logger.update(
+          {
+              m.name: [m.logging_config]
+              for m in models
+              if m.HasField("logging_config")
+          }
+      )
       old_names = set(self._platform_of)
       self._config = ModelServerConfig()
       self._config.CopyFrom(new_config)
@@ -366,6 +402,7 @@ class ServerCore:
     if self._source is not None:
       self._source.stop()
     self.manager.stop()
+    self.request_logger.stop()
 
 
 def _is_absolute_or_uri(path: str) -> bool:

@@ -141,6 +141,32 @@ class ServerCoreTest(absltest.TestCase):
       core.reload_config(twice)
     self.assertIn("multiple times", ctx.exception.message)
 
+  def test_logging_config_installs_a_logger_and_unknown_type_fails(self):
+    with_logging = config(a=(make_base(1), None, None))
+    logging_config = with_logging.model_config_list.config[0].logging_config
+    logging_config.log_collector_config.type = "tfrecord"
+    logging_config.log_collector_config.filename_prefix = "/tmp/a"
+    logging_config.sampling_config.sampling_rate = 0.5
+    core = self.create(with_logging)
+    (logger,) = core.request_logger.by_model["a"]
+    self.assertEqual(logger.config, logging_config)
+    unknown = config(a=(make_base(1), None, None), b=(make_base(2), None, None))
+    unknown.model_config_list.config[1].logging_config.CopyFrom(logging_config)
+    collector = unknown.model_config_list.config[1].logging_config
+    collector.log_collector_config.type = "kafka"
+    with self.assertRaises(status.ServingError) as ctx:
+      core.reload_config(unknown)
+    self.assertEqual(ctx.exception.code, status.Code.NOT_FOUND)
+    self.assertEqual(
+        ctx.exception.message,
+        "Cannot find LogCollector::Factory for type: kafka",
+    )
+    # The failed config changed nothing: same models, same logger.
+    self.assertEqual(
+        [m.name for m in core.config.model_config_list.config], ["a"]
+    )
+    self.assertIs(core.request_logger.by_model["a"][0], logger)
+
   def test_failed_initial_load_names_the_version_and_error(self):
     with self.assertRaises(status.ServingError) as ctx:
       self.create(config(m=(make_base(13), None, None)))

@@ -18,7 +18,9 @@ from tensorflow_serving.batching import batching_session
 from tensorflow_serving.batching import prometheus_metrics
 from tensorflow_serving.batching import shared_batch_scheduler
 from tensorflow_serving.core import availability_preserving_policy
+from tensorflow_serving.core import request_log_writer
 from tensorflow_serving.core import resource_preserving_policy
+from tensorflow_serving.core import tfrecord_log_collector
 from tensorflow_serving.model_servers import model_config
 from tensorflow_serving.model_servers import rest_server
 from tensorflow_serving.model_servers import server as server_lib
@@ -143,6 +145,19 @@ def from_flags(
       allow_version_labels_for_unavailable_models=(
           flags.allow_version_labels_for_unavailable_models
       ),
+      log_collectors={
+          tfrecord_log_collector.TYPE: tfrecord_log_collector.factory(
+              tfrecord_log_collector.RotationOptions(
+                  max_file_bytes=flags.request_log_max_file_bytes,
+                  max_file_age_s=flags.request_log_max_file_age_seconds,
+              )
+          )
+      },
+      request_log_queue=request_log_writer.QueueOptions(
+          max_entries=flags.request_log_queue_max_entries,
+          max_bytes=flags.request_log_queue_max_bytes,
+      ),
+      saved_model_tags=tf_config.tags,
   )
   server_options = server_lib.ServerOptions(
       grpc_port=flags.port,

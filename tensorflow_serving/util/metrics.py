@@ -147,6 +147,12 @@ class _Registry:
         "Runs of the wrapped session.",
         ["thread_pool_name"],
     )
+    self.request_log_count = counter(
+        "/tensorflow/serving/request_log_count",
+        "The total number of requests logged from the model server sliced "
+        "down by model_name and status code.",
+        ["model_name", "status_code"],
+    )
     self.loaded_versions = prometheus_client.Gauge(
         prometheus_name("/tensorflow/serving/loaded_versions"),
         "Beyond upstream: versions currently AVAILABLE, per model.",
@@ -267,6 +273,11 @@ def record_example_count(model_name: str, count: int) -> None:
   m = get()
   _child_cache(m, "request_example_counts").get(model_name).observe(count)
   _child_cache(m, "request_example_count_total").get(model_name).inc(count)
+
+
+def record_request_log(model_name: str, code_name: str) -> None:
+  """One sampled request: written (OK), failed, or dropped (queue full)."""
+  _child_cache(get(), "request_log_count").get(model_name, code_name).inc()
 
 
 def set_loaded_versions(model_name: str, count: int) -> None:

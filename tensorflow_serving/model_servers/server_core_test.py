@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import time
 
 from absl.testing import absltest
 
+from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 from tensorflow_serving.core import source_adapter
 from tensorflow_serving.core.test_util import fake_loader
+from tensorflow_serving.model_servers import get_model_status_impl
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.util import metrics
 from tensorflow_serving.util import status
@@ -173,6 +177,63 @@ class ServerCoreTest(absltest.TestCase):
     self.assertIn(
         "{name: m version: 13} due to error: corrupt", str(ctx.exception)
     )
+
+  def test_load_retries_show_the_last_error_while_loading(self):
+    core = server_core_lib.ServerCore(
+        server_core_lib.ServerCoreOptions(
+            model_server_config=ModelServerConfig(),
+            platform_adapters={"tensorflow": FakeAdapter},
+            file_system_poll_wait_seconds=1,
+            manage_state_interval_s=0.01,
+            max_num_load_retries=3,
+            load_retry_interval_s=0.5,
+        )
+    )
+    self.addCleanup(core.stop)
+    failures = []
+
+    def reload():
+      try:
+        core.reload_config(config(m=(make_base(13), None, None)))
+      except status.ServingError as exc:
+        failures.append(exc)
+
+    thread = threading.Thread(target=reload, daemon=True)
+    with self.assertLogs("absl", "ERROR"):
+      thread.start()
+      request = get_model_status_pb2.GetModelStatusRequest()
+      request.model_spec.name = "m"
+      seen = []
+      deadline = time.monotonic() + 30
+      while thread.is_alive() and time.monotonic() < deadline:
+        try:
+          (entry,) = get_model_status_impl.get_model_status(
+              core.monitor, request
+          ).model_version_status
+          seen.append(
+              (entry.state, entry.status.error_code, entry.status.error_message)
+          )
+        except status.ServingError:
+          pass  # Not seen by the monitor yet.
+        time.sleep(0.02)
+      thread.join(30)
+    state = get_model_status_pb2.ModelVersionStatus.State
+    retrying = [s for s in seen if s[0] == state.LOADING and s[2]]
+    self.assertNotEmpty(retrying)
+    # Upstream's state and code while retrying; the message says why.
+    self.assertEqual(retrying[0][1], status.Code.OK)
+    self.assertStartsWith(
+        retrying[0][2],
+        "Load attempt 1 of 4 failed, retrying in 0.5 s: DATA_LOSS: corrupt ",
+    )
+    self.assertIn("Load attempt 3 of 4 failed", retrying[-1][2])
+    (entry,) = get_model_status_impl.get_model_status(
+        core.monitor, request
+    ).model_version_status
+    self.assertEqual(entry.state, state.END)
+    self.assertEqual(entry.status.error_code, status.Code.DATA_LOSS)
+    self.assertStartsWith(entry.status.error_message, "corrupt ")
+    self.assertLen(failures, 1)
 
   def test_loaded_versions_gauge_follows_the_lifecycle(self):
     self.create(config(m=(make_base(1, 2), None, [1, 2])))

@@ -491,12 +491,25 @@ class BasicManager:
     so GetModelStatus and the status page can say why it is not serving.
     """
     interval = max(0.0, harness.load_retry_interval_s)
-    health = status.ServingError(
-        error.code,
+    message = (
         f"Load attempt {attempts} of {harness.max_num_load_retries + 1} "
         f"failed, retrying in {interval:g} s: {error.code.name}: "
-        f"{error.message}",
+        f"{error.message}"
     )
+    with self._lock:
+      serial = self._num_load_threads == 0
+    if serial:
+      # One load at a time: every other version's load waits for this one.
+      message += (
+          " (loads run one at a time: other versions wait until this load "
+          "ends; see --num_load_threads)"
+      )
+      logging.warning(
+          "Load of %s is being retried while loads run one at a time: "
+          "other versions' loads wait until it ends (--num_load_threads).",
+          harness.id,
+      )
+    health = status.ServingError(error.code, message)
     with self._lock:
       self._enqueue(harness.id, servable_state.ManagerState.LOADING, health)
     self._publish_queued()

@@ -240,7 +240,7 @@ class LifecycleTest(BasicManagerTestBase):
 class FailureTest(BasicManagerTestBase):
 
   def test_failed_load_ends_with_error(self):
-    manager = self.make_manager(max_num_load_retries=2)
+    manager = self.make_manager(max_num_load_retries=2, num_load_threads=1)
     error = status.data_loss("bad checkpoint")
     loader = self.manage(
         manager, 1, fake_loader.FakeLoader(fail_times=float("inf"), error=error)
@@ -279,6 +279,24 @@ class FailureTest(BasicManagerTestBase):
     with self.assertRaises(status.ServingError):
       manager.get_servable_handle(servable_request.ServableRequest.latest("m"))
     manager.stop_managing_servable(sid(1))
+
+  def test_serial_loads_say_that_a_retry_holds_the_others(self):
+    manager = self.make_manager(max_num_load_retries=1, num_load_threads=0)
+    self.manage(manager, 1, fake_loader.FakeLoader(fail_times=1))
+    with self.assertLogs("absl", "WARNING") as logs:
+      self.assertIsNone(self.load(manager, 1))
+    retry = [
+        e
+        for e in self.recorder.events
+        if e.id == sid(1) and e.health is not None
+    ]
+    self.assertEqual(len(retry), 1)
+    self.assertIn(
+        "other versions wait until this load ends", retry[0].health.message
+    )
+    self.assertTrue(
+        any("other versions' loads wait" in line for line in logs.output)
+    )
 
   def test_retried_load_that_succeeds_ends_available_and_healthy(self):
     manager = self.make_manager(max_num_load_retries=2)

@@ -312,6 +312,14 @@ flags.DEFINE_bool(
     "JSON at /v1/status, on the REST port.",
 )
 flags.DEFINE_bool("version", False, "Print the version and exit.")
+flags.DEFINE_enum(
+    "log_format",
+    "text",
+    ["text", "json"],
+    "Beyond upstream: json writes the server's logs as one JSON object per "
+    "line (time, level, message, source, model and version where a line "
+    "names one); TensorFlow's own C++ lines keep their format.",
+)
 # Beyond upstream: several serving processes on one host.
 flags.DEFINE_integer(
     "num_workers",
@@ -344,8 +352,19 @@ def _parse_flags(argv: list[str]) -> list[str]:
   return rest[:1]
 
 
+def _import_tensorflow() -> None:
+  """TensorFlow's import, with a CPU build's cuInit error logged as INFO."""
+  from tensorflow_serving.model_servers import tensorflow_startup  # pylint: disable=g-import-not-at-top
+  from tensorflow_serving.model_servers import version  # pylint: disable=g-import-not-at-top
+
+  tensorflow_startup.import_tensorflow(expect_gpu=version.prefers_gpu())
+
+
 def main(argv: list[str]) -> int:
   del argv
+  from tensorflow_serving.util import log_format  # pylint: disable=g-import-not-at-top
+
+  log_format.use(FLAGS.log_format)
   if FLAGS.num_workers != 1 and not FLAGS.version:
     # A supervisor (no TensorFlow), or one of the workers it starts.
     from tensorflow_serving.model_servers.workers import launch  # pylint: disable=g-import-not-at-top
@@ -353,6 +372,8 @@ def main(argv: list[str]) -> int:
     return launch.main(FLAGS)
   # Imports that pull in TensorFlow wait until flags are parsed, so --help and
   # flag errors are instant.
+  if not FLAGS.version:
+    _import_tensorflow()
   from tensorflow_serving.model_servers import server_options  # pylint: disable=g-import-not-at-top
   from tensorflow_serving.model_servers import version  # pylint: disable=g-import-not-at-top
   from tensorflow_serving.util import status  # pylint: disable=g-import-not-at-top

@@ -66,9 +66,10 @@ def _json_strings(values: np.ndarray, as_b64: bool) -> Any:
         pass
     return {"b64": base64.b64encode(value).decode("ascii")}
 
-  if values.ndim == 0:
-    return one(values.item())
-  return [_json_strings(v, as_b64) for v in values]
+  def walk(value: Any) -> Any:
+    return [walk(v) for v in value] if isinstance(value, list) else one(value)
+
+  return walk(values.tolist())
 
 
 def _json_tensor(alias: str, proto: Any) -> Any:

@@ -32,6 +32,24 @@ GRPC_REQUESTS = 6
 REST_REQUESTS = 4
 
 
+def documented_config(base: str, prefix: str) -> str:
+  """docs/logging_and_tracing.md's textproto config, with test paths."""
+  root = binaries.runfiles_root()
+  path = os.path.join(
+      os.path.join(root, binaries.WORKSPACE_NAME)
+      if root
+      else binaries.repo_root(),
+      "docs",
+      "logging_and_tracing.md",
+  )
+  with open(path, encoding="utf-8") as f:
+    doc = f.read()
+  (block,) = re.findall(r"```textproto\n(.*?)```", doc, re.DOTALL)
+  return block.replace('"/models/half"', f'"{base}"').replace(
+      '"/var/log/tfs/half"', f'"{prefix}"'
+  )
+
+
 def tool(*args: str) -> str:
   argv = binaries.binary_command(
       "tensorflow_serving/tools/request_log",
@@ -71,19 +89,7 @@ class RequestLogEndToEndTest(absltest.TestCase):
     prefix = os.path.join(logs, "half")
     config = os.path.join(tmp, "models.config")
     with open(config, "w", encoding="utf-8") as f:
-      f.write(f"""
-model_config_list {{
-  config {{
-    name: "half"
-    base_path: "{base}"
-    model_platform: "tensorflow"
-    logging_config {{
-      log_collector_config {{ type: "tfrecord" filename_prefix: "{prefix}" }}
-      sampling_config {{ sampling_rate: 1.0 }}
-    }}
-  }}
-}}
-""")
+      f.write(documented_config(base, prefix))
     monitoring = os.path.join(tmp, "monitoring.config")
     with open(monitoring, "w", encoding="utf-8") as f:
       f.write("prometheus_config { enable: true }\n")

@@ -111,6 +111,7 @@ class _Request:
       "_entrypoint",
       "_handle",
       "_label",
+      "_sig_key",
       "_spec",
       "_start",
       "servable",
@@ -131,18 +132,27 @@ class _Request:
     self._entrypoint = entrypoint
     self._handle: Any = None
     self.servable: Any = None
+    self._sig_key = ""
     self._start = time.perf_counter()
 
   def __enter__(self) -> _Request:
     return self
 
   def __exit__(self, exc_type, exc, traceback) -> None:
+    version = ""
     if self._handle is not None:
+      version = str(self._handle.id.version)
       self._handle.__exit__(None, None, None)
       self._handle = None
     code = "OK" if exc is None else _code_name(exc)
     metrics.record_request(
-        self._spec.name, self._label, self._entrypoint, code, self._start
+        self._spec.name,
+        self._label,
+        self._entrypoint,
+        code,
+        self._start,
+        version,
+        self._sig_key,
     )
 
   def acquire(self) -> servable_lib.Servable:
@@ -153,7 +163,9 @@ class _Request:
     return self.servable
 
   def signature(self, name: str) -> Signature:
-    return signature_lib.resolve(self.acquire().signatures, name, self._api)
+    sig = signature_lib.resolve(self.acquire().signatures, name, self._api)
+    self._sig_key = sig.key
+    return sig
 
   @property
   def id(self) -> servable_id_lib.ServableId:

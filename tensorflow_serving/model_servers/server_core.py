@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 import dataclasses
 import os
 import threading
+import time
 
 from absl import logging
 
@@ -110,6 +111,9 @@ class ServerCore:
     self.monitor = servable_state_monitor.ServableStateMonitor(self.event_bus)
     # After the monitor's subscription, so it has seen each event first.
     self._loaded_versions = self.event_bus.subscribe(self._count_loaded)
+    # Version -> when its load began (time.monotonic), for load metrics.
+    self._load_started: dict[servable_id_lib.ServableId, float] = {}
+    self._load_metrics = self.event_bus.subscribe(self._record_load)
     budget = None
     if options.total_model_memory_limit_bytes is not None:
       budget = resources.ResourceAllocation(
@@ -396,6 +400,23 @@ class ServerCore:
         if entry.state.manager_state == ManagerState.AVAILABLE
     )
     metrics.set_loaded_versions(name, available)
+
+  def _record_load(self, state: servable_state.ServableState) -> None:
+    """Load time (first attempt to AVAILABLE) and failed attempts, per model."""
+    sid, manager_state = state.id, state.manager_state
+    if manager_state == ManagerState.LOADING:
+      if state.health is None:
+        self._load_started.setdefault(sid, time.monotonic())
+      else:
+        metrics.record_model_load_failure(sid.name, state.health.code.name)
+    elif manager_state == ManagerState.AVAILABLE:
+      started = self._load_started.pop(sid, None)
+      if started is not None:
+        metrics.record_model_load(sid.name, (time.monotonic() - started) * 1e6)
+    elif manager_state == ManagerState.END:
+      self._load_started.pop(sid, None)
+      if state.health is not None:
+        metrics.record_model_load_failure(sid.name, state.health.code.name)
 
   def stop(self) -> None:
     """Stops polling, then unloads every servable."""

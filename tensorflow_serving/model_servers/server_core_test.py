@@ -234,13 +234,25 @@ class ServerCoreTest(absltest.TestCase):
     self.assertEqual(entry.status.error_code, status.Code.DATA_LOSS)
     self.assertStartsWith(entry.status.error_message, "corrupt ")
     self.assertLen(failures, 1)
+    # Every failed attempt is counted: three retried, then the last.
+    self.assertIn(
+        ':tensorflow:serving:model_load_failure_count{model_name="m",'
+        'status="DATA_LOSS"} 4.0',
+        metrics.exposition().decode(),
+    )
 
   def test_loaded_versions_gauge_follows_the_lifecycle(self):
     self.create(config(m=(make_base(1, 2), None, [1, 2])))
+    text = metrics.exposition().decode()
     self.assertIn(
-        ':tensorflow:serving:loaded_versions{model_name="m"} 2.0',
-        metrics.exposition().decode(),
+        ':tensorflow:serving:loaded_versions{model_name="m"} 2.0', text
     )
+    # Both versions' load times (beyond upstream), none failed.
+    self.assertIn(
+        ':tensorflow:serving:model_load_latency_count{model_name="m"} 2.0',
+        text,
+    )
+    self.assertNotIn("model_load_failure_count{", text)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import threading
 
 from absl import logging
 from google.protobuf import text_format
+import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2
 
 from tensorflow_serving.batching import batching_options
@@ -353,6 +354,12 @@ def run(
   # as the process. Freezing it stops every full collection, such as the one
   # each model unload runs to free its graph, from rescanning it with the GIL
   # held: that stalled all requests in flight for ~150 ms per version swap.
+  metrics.set_build_info(
+      version.SERVER_VERSION,
+      version.BUILD_DEVICE,
+      version.COMPILATION_MODE,
+      tf.__version__,
+  )
   gc.collect()
   gc.freeze()
   stop = threading.Event()

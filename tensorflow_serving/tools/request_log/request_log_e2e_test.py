@@ -165,6 +165,23 @@ class RequestLogEndToEndTest(absltest.TestCase):
           scrape,
       )
 
+      # The per-version series and the build info, summed across workers.
+      for entrypoint, count in (
+          ("GRPC", GRPC_REQUESTS),
+          ("REST", REST_REQUESTS),
+      ):
+        self.assertIn(
+            ':tensorflow:serving:version_request_count{API="Predict",'
+            f'entrypoint="{entrypoint}",model_name="half",'
+            f'signature="serving_default",status="OK",version="1"}} {count}',
+            scrape,
+        )
+      self.assertRegex(scrape, r":tensorflow:serving:build_info\{[^}]*\} 1")
+      self.assertIn(
+          ':tensorflow:serving:model_load_latency_count{model_name="half"} 2',
+          scrape,
+      )
+
       # Convert: version 2's warmup file, from a sample of the logs.
       staging = os.path.join(tmp, "staging", "2")
       half_plus_two.export_half_plus_two_tf1(staging)

@@ -359,11 +359,15 @@ class BatchingBundle:
         )
     results = []
     offset = 0
+    # (start, end, rows run) for request tracing (model_servers/tracing.py),
+    # read from each task's future by whoever traces it.
+    timing = (start_ns, time.monotonic_ns(), batch_size + padding)
     for task, request in zip(tasks, requests):
       end = offset + task.size
       results.append(
           {a: outputs[a][offset:end] for a in request.output_aliases}
       )
+      task.future.batch_timing = (task.enqueue_ns, *timing)  # type: ignore[attr-defined]
       offset = end
     return results
 

@@ -266,6 +266,22 @@ flags.DEFINE_integer(
     "EXPERIMENTAL: TF Lite interpreters in each pool; a "
     "model runs at most pools x this requests at once.",
 )
+# Tracing (beyond upstream).
+flags.DEFINE_string(
+    "otlp_traces_endpoint",
+    "",
+    "Beyond upstream: export OpenTelemetry traces of Predict, Classify and "
+    "Regress over OTLP/HTTP (protobuf) to this URL, e.g. "
+    "http://collector:4318/v1/traces; empty: no tracing.",
+)
+flags.DEFINE_float(
+    "trace_sampling_ratio",
+    1.0,
+    "Beyond upstream: fraction of new traces sampled (a caller's sampled "
+    "traceparent is always followed).",
+    lower_bound=0.0,
+    upper_bound=1.0,
+)
 # Request logging (beyond upstream: upstream's binary has no log collector).
 flags.DEFINE_integer(
     "request_log_max_file_bytes",

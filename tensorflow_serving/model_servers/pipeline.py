@@ -115,6 +115,7 @@ class _Request:
       "_spec",
       "_start",
       "servable",
+      "trace",
   )
 
   def __init__(
@@ -124,8 +125,10 @@ class _Request:
       api: Api,
       label: str,
       entrypoint: str,
+      trace: Any = None,
   ):
     self._core = core
+    self.trace = trace  # A tracing.RequestTrace when this request is traced.
     self._spec = spec
     self._api = api
     self._label = label  # Upstream's API label: Predict, Classify, Regress.
@@ -207,6 +210,8 @@ class Pipeline:
     self.core = core
     self.runner = runner
     self._management = management
+    # Set by the server when --otlp_traces_endpoint is (tracing.Tracing).
+    self.tracing: Any = None
     # Its `by_model` is empty unless some model has a logging_config.
     self._logs = core.request_logger
 
@@ -231,6 +236,7 @@ class Pipeline:
       decode: Callable[[SignatureLookup], D],
       entrypoint: str,
       off_loop: bool = False,
+      trace: Any = None,
   ) -> Predicted[D]:
     """Decodes through `decode(lookup)`, runs, and records the metrics.
 
@@ -240,7 +246,9 @@ class Pipeline:
     # REST looks the signature up to decode its JSON: upstream words a
     # missing one differently there.
     api = Api.PREDICT_JSON if entrypoint == REST else Api.PREDICT
-    with _Request(self.core, spec, api, "Predict", entrypoint) as request:
+    with _Request(
+        self.core, spec, api, "Predict", entrypoint, trace
+    ) as request:
       decoded = await self._decode(decode, request, off_loop)
       outputs = await self._run(
           request, decoded.sig, decoded.inputs, decoded.output_filter
@@ -265,10 +273,11 @@ class Pipeline:
       decode: ExamplesDecoder,
       entrypoint: str,
       off_loop: bool = False,
+      trace: Any = None,
   ) -> Classified:
     """`decode(lookup)` gives the signature and the serialized Examples."""
     with _Request(
-        self.core, spec, Api.CLASSIFY, "Classify", entrypoint
+        self.core, spec, Api.CLASSIFY, "Classify", entrypoint, trace
     ) as request:
       sig, examples, outputs = await self._run_examples(
           request, decode, off_loop, classifier.prepare_classification
@@ -289,10 +298,11 @@ class Pipeline:
       decode: ExamplesDecoder,
       entrypoint: str,
       off_loop: bool = False,
+      trace: Any = None,
   ) -> Regressed:
     """`decode(lookup)` gives the signature and the serialized Examples."""
     with _Request(
-        self.core, spec, Api.REGRESS, "Regress", entrypoint
+        self.core, spec, Api.REGRESS, "Regress", entrypoint, trace
     ) as request:
       sig, examples, outputs = await self._run_examples(
           request, decode, off_loop, regressor.prepare_regression
@@ -346,6 +356,15 @@ class Pipeline:
       request: _Request,
       off_loop: bool,
   ) -> T:
+    trace = request.trace
+    if trace is not None:
+      start = time.time_ns()
+      try:
+        if off_loop:
+          return await self.runner.call(decode, request.signature)
+        return decode(request.signature)
+      finally:
+        trace.child("decode", start, time.time_ns())
     if off_loop:
       return await self.runner.call(decode, request.signature)
     return decode(request.signature)
@@ -379,7 +398,16 @@ class Pipeline:
     """The run itself, timed as upstream's runtime_latency (queueing too)."""
     servable = request.acquire()
     start = time.perf_counter()
-    outputs = await self.runner.run(servable, sig, inputs, output_filter)
+    trace = request.trace
+    if trace is not None:
+      started = time.time_ns()
+      outputs = await self.runner.run(
+          servable, sig, inputs, output_filter, trace
+      )
+      trace.child("run", started, time.time_ns())
+      trace.served(request.id.name, request.id.version, sig.key)
+    else:
+      outputs = await self.runner.run(servable, sig, inputs, output_filter)
     metrics.record_runtime_latency(
         request.id.name,
         request.label,

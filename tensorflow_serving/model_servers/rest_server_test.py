@@ -34,7 +34,10 @@ class FakeHandler:
   def __init__(self):
     self.cancelled: list[str] = []
 
-  async def handle(self, method: str, path: str, body: bytes) -> Response:
+  async def handle(
+      self, method: str, path: str, body: bytes, headers=None
+  ) -> Response:
+    del headers
     if path.startswith("/v1/sleep/"):
       try:
         await asyncio.sleep(float(path.rsplit("/", 1)[1]))

@@ -23,6 +23,7 @@ from tensorflow_serving.model_servers import model_runner
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.model_servers import rest_server
 from tensorflow_serving.model_servers import server_core as server_core_lib
+from tensorflow_serving.model_servers import tracing
 from tensorflow_serving.util import status
 from tensorflow_serving.util.net.grpc_h2 import limits as grpc_limits
 from tensorflow_serving.util.net.grpc_h2 import server as grpc_h2_server
@@ -61,6 +62,10 @@ class ServerOptions:
   model_config_file_poll_wait_seconds: int = 0
   # Set in each process of --num_workers > 1 (model_servers/workers).
   worker: WorkerHooks | None = None
+  # OpenTelemetry traces over OTLP/HTTP to this URL ("" = off), sampling
+  # this fraction of new traces (tracing.py).
+  otlp_traces_endpoint: str = ""
+  trace_sampling_ratio: float = 1.0
 
 
 class WorkerHooks(Protocol):
@@ -134,6 +139,10 @@ class Server:
     self.pipeline = pipeline_lib.Pipeline(
         core, self._runner, worker.management(core) if worker else None
     )
+    if options.otlp_traces_endpoint:
+      self.pipeline.tracing = tracing.Tracing(
+          options.otlp_traces_endpoint, options.trace_sampling_ratio
+      )
     self._grpc: grpc_h2_server.Server | None = None
     self._http: rest_server.http1_server.HttpServer | None = None
     self._stop = asyncio.Event()
@@ -276,6 +285,8 @@ class Server:
     # Work no call waits for any more is dropped, not run.
     self._executor.shutdown(wait=True, cancel_futures=True)
     self.core.stop()
+    if self.pipeline.tracing is not None:
+      self.pipeline.tracing.shutdown()
     logging.info("Model server stopped.")
 
   async def run_until_signalled(self) -> None:

@@ -184,6 +184,8 @@ def from_flags(
       ),
       grpc_http2_engine=flags.grpc_http2_engine,
       model_config_file=flags.model_config_file,
+      otlp_traces_endpoint=flags.otlp_traces_endpoint,
+      trace_sampling_ratio=flags.trace_sampling_ratio,
       model_config_file_poll_wait_seconds=(
           flags.model_config_file_poll_wait_seconds
       ),

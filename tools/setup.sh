@@ -35,7 +35,8 @@ if ! command -v openssl >/dev/null 2>&1; then
   log "installing openssl (apt)"
   apt_install openssl
 fi
-# curl: the README's REST examples, run by fidelity_test:readme_test.
+# curl: the REST examples of the README and docs/, run by
+# fidelity_test:readme_test.
 if ! command -v curl >/dev/null 2>&1; then
   log "installing curl (apt)"
   apt_install curl

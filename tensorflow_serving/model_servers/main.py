@@ -12,6 +12,8 @@ import sys
 from absl import app
 from absl import flags
 
+from tensorflow_serving.model_servers import shutdown
+
 _CPUS = os.cpu_count() or 1
 
 # Ports and transport.
@@ -61,8 +63,8 @@ flags.DEFINE_string(
     "grpc.server_handshake_timeout_ms, grpc.keepalive_time_ms, "
     "grpc.keepalive_timeout_ms, grpc.max_connection_idle_ms, "
     "grpc.max_connection_age_ms, grpc.max_connection_age_grace_ms and "
-    "this server's grpc.tf_serving.* budgets (README: Limits and "
-    "hardening); others are logged and ignored.",
+    "this server's grpc.tf_serving.* budgets (docs/hardening.md); "
+    "others are logged and ignored.",
 )
 flags.DEFINE_enum(
     "grpc_http2_engine",
@@ -142,6 +144,16 @@ flags.DEFINE_integer(
     "model_config_file_poll_wait_seconds",
     0,
     "Re-read --model_config_file at this period (0: once).",
+)
+flags.DEFINE_float(
+    "model_config_reload_timeout_seconds",
+    600.0,
+    "Beyond upstream (which waits without limit): the longest a config "
+    "reload (HandleReloadConfigRequest, a --model_config_file poll) waits "
+    "for its new models when the caller set no shorter deadline; past it "
+    "the config stays applied and the call answers DEADLINE_EXCEEDED. "
+    "0: no limit.",
+    lower_bound=0.0,
 )
 flags.DEFINE_bool(
     "allow_version_labels_for_unavailable_models",
@@ -310,8 +322,18 @@ flags.DEFINE_integer(
     "Beyond upstream: tensor bytes the queued sampled requests may hold.",
     lower_bound=1,
 )
+flags.DEFINE_bool(
+    "enable_profiler",
+    True,
+    "Serve TensorFlow's profiler service (tensorflow.ProfilerService) on "
+    "the gRPC port, for TensorBoard's 'Capture profile'.",
+)
+flags.DEFINE_integer(
+    "profiler_max_duration_ms",
+    300_000,
+    "Beyond upstream: the longest trace a profiler request may ask for.",
+)
 # Upstream flags with no effect here (a warning is logged when set).
-flags.DEFINE_bool("enable_profiler", True, "No effect.")
 flags.DEFINE_bool("flush_filesystem_caches", True, "No effect.")
 flags.DEFINE_bool(
     "remove_unused_fields_from_bundle_metagraph", True, "No effect."
@@ -347,6 +369,23 @@ flags.DEFINE_integer(
     lower_bound=0,
 )
 
+flags.DEFINE_float(
+    "shutdown_grace_seconds",
+    30.0,
+    "Beyond upstream: on SIGTERM or SIGINT, in-flight requests get this "
+    "long to finish; the process exits (code 0) at most 5 s later whatever "
+    "still runs. A second signal exits at once.",
+    lower_bound=0.0,
+)
+flags.DEFINE_float(
+    "worker_health_timeout_seconds",
+    10.0,
+    "Beyond upstream, with --num_workers > 1: a worker whose event loop "
+    "does not answer the supervisor's health check within this is killed "
+    "and replaced. 0: no health checks.",
+    lower_bound=0.0,
+)
+
 FLAGS = flags.FLAGS
 
 
@@ -378,6 +417,8 @@ def _import_tensorflow() -> None:
 
 def main(argv: list[str]) -> int:
   del argv
+  # First, so that a signal during the imports below is never lost.
+  shutdown.install(FLAGS.shutdown_grace_seconds)
   from tensorflow_serving.util import log_format  # pylint: disable=g-import-not-at-top
 
   log_format.use(FLAGS.log_format)

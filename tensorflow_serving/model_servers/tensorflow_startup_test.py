@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 from absl import logging
 from absl.testing import absltest
@@ -62,6 +64,30 @@ class ImportTensorflowTest(absltest.TestCase):
       with self.assertRaises(ImportError):
         tensorflow_startup.import_tensorflow(False, load=failing)
     self.assertEqual(outer.data, OTHER_ERROR)
+
+
+class ReleaseTest(absltest.TestCase):
+
+  def test_an_exit_during_the_import_keeps_the_lines(self):
+    """os._exit (a signal while starting) runs no `finally`: release first."""
+    script = (
+        "import os\n"
+        "from tensorflow_serving.util import native_stderr\n"
+        "with native_stderr.capture():\n"
+        "  os.write(2, b'E0000 native line\\n')\n"
+        "  native_stderr.release()\n"
+        "  os.write(2, b'after release\\n')\n"
+        "  os._exit(3)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        timeout=60,
+        check=False,
+    )
+    self.assertEqual(done.returncode, 3)
+    self.assertEqual(done.stderr, b"E0000 native line\nafter release\n")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import contextlib
 import os
 import sys
 import tempfile
+from typing import Any
 
 STDERR_FD = 2
 
@@ -28,6 +29,18 @@ class Captured:
     return self.data.splitlines(keepends=True)
 
 
+# The capture in progress, if any: (saved fd 2, its sink, its Captured).
+_active: list[tuple[int, Any, Captured]] = []
+
+
+def _end(saved: int, sink: Any, captured: Captured) -> None:
+  sys.stderr.flush()
+  os.dup2(saved, STDERR_FD)
+  os.close(saved)
+  sink.seek(0)
+  captured.data = sink.read()
+
+
 @contextlib.contextmanager
 def capture() -> Iterator[Captured]:
   """Redirects fd 2 to a temporary file for the `with` block."""
@@ -36,14 +49,25 @@ def capture() -> Iterator[Captured]:
   saved = os.dup(STDERR_FD)
   with tempfile.TemporaryFile() as sink:
     os.dup2(sink.fileno(), STDERR_FD)
+    _active.append((saved, sink, captured))
     try:
       yield captured
     finally:
-      sys.stderr.flush()
-      os.dup2(saved, STDERR_FD)
-      os.close(saved)
-      sink.seek(0)
-      captured.data = sink.read()
+      if _active and _active[-1][2] is captured:
+        _active.pop()
+        _end(saved, sink, captured)
+
+
+def release() -> None:
+  """Ends a capture in progress now, writing back all it holds, unjudged.
+
+  For a process about to exit (os._exit runs no `finally`): what native
+  code wrote meanwhile, and what the exit logs next, still reach stderr.
+  """
+  while _active:
+    saved, sink, captured = _active.pop()
+    _end(saved, sink, captured)
+    write(captured.data)
 
 
 def write(data: bytes) -> None:

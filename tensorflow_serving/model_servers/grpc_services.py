@@ -9,7 +9,8 @@ and message.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+import time
 from typing import Any, TypeVar
 
 from absl import logging
@@ -24,6 +25,7 @@ from tensorflow_serving.apis import prediction_service_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
+from tensorflow_serving.model_servers import tracing as tracing_lib
 from tensorflow_serving.servables.tensorflow import classifier
 from tensorflow_serving.servables.tensorflow import example_input
 from tensorflow_serving.servables.tensorflow import predict_util
@@ -34,7 +36,7 @@ T = TypeVar("T")
 GRPC = pipeline_lib.GRPC
 
 
-async def _answer(context: Any, work: Awaitable[T]) -> T:
+async def answer(context: Any, work: Awaitable[T]) -> T:
   """Awaits one RPC's work; a ServingError ends the call with its status."""
   try:
     return await work
@@ -68,11 +70,28 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     self._pipeline = pipeline
     self._use_tensor_content = use_tensor_content
 
+  def _traced(
+      self, context: Any, api: str, make: Callable[[Any], Awaitable[T]]
+  ) -> Awaitable[T]:
+    """`make(trace)`, traced when tracing is on and samples this call."""
+    tracing = self._pipeline.tracing
+    if tracing is None:
+      return make(None)
+    trace = tracing.start(api, GRPC, context.invocation_metadata())
+    if trace is None:
+      return make(None)
+    return tracing_lib.traced(trace, make(trace))
+
   async def Predict(self, request, context):
-    return await _answer(context, self._predict(request))
+    return await answer(
+        context,
+        self._traced(
+            context, "Predict", lambda trace: self._predict(request, trace)
+        ),
+    )
 
   async def _predict(
-      self, request: predict_pb2.PredictRequest
+      self, request: predict_pb2.PredictRequest, trace: Any = None
   ) -> predict_pb2.PredictResponse:
     _check_model_spec(request)
     served = await self._pipeline.predict(
@@ -80,7 +99,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         lambda lookup: predict_util.decode_predict_request(request, lookup),
         GRPC,
         api=pipeline_lib.Api.PREDICT,
+        trace=trace,
     )
+    start = time.time_ns() if trace is not None else 0
     response = predict_pb2.PredictResponse()
     _echo_spec(response, served.id)
     predict_util.encode_predict_response(
@@ -89,50 +110,70 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response,
         self._use_tensor_content,
     )
+    if trace is not None:
+      trace.child("encode", start, time.time_ns())
     return response
 
   async def Classify(self, request, context):
-    return await _answer(
+    return await answer(
         context,
-        self._examples_api(
-            request,
-            self._pipeline.classify,
-            classification_pb2.ClassificationResponse(),
-            lambda served, result: classifier.fill_classification_result(
-                served.classifications, result
+        self._traced(
+            context,
+            "Classify",
+            lambda trace: self._examples_api(
+                request,
+                self._pipeline.classify,
+                classification_pb2.ClassificationResponse(),
+                lambda served, result: classifier.fill_classification_result(
+                    served.classifications, result
+                ),
+                trace,
             ),
         ),
     )
 
   async def Regress(self, request, context):
-    return await _answer(
+    return await answer(
         context,
-        self._examples_api(
-            request,
-            self._pipeline.regress,
-            regression_pb2.RegressionResponse(),
-            lambda served, result: regressor.fill_regression_result(
-                served.values, result
+        self._traced(
+            context,
+            "Regress",
+            lambda trace: self._examples_api(
+                request,
+                self._pipeline.regress,
+                regression_pb2.RegressionResponse(),
+                lambda served, result: regressor.fill_regression_result(
+                    served.values, result
+                ),
+                trace,
             ),
         ),
     )
 
-  async def _examples_api(self, request: Any, run, response: Any, fill) -> Any:
+  async def _examples_api(
+      self, request: Any, run, response: Any, fill, trace: Any = None
+  ) -> Any:
     """Classify and Regress: Examples in, a result filled into `response`."""
     _check_model_spec(request)
     served = await run(
-        request.model_spec, lambda lookup: _examples(request, lookup), GRPC
+        request.model_spec,
+        lambda lookup: _examples(request, lookup),
+        GRPC,
+        trace=trace,
     )
+    start = time.time_ns() if trace is not None else 0
     _echo_spec(response, served.id)
     response.model_spec.signature_name = served.sig.key
     fill(served, response.result)
+    if trace is not None:
+      trace.child("encode", start, time.time_ns())
     return response
 
   async def MultiInference(self, request, context):
-    return await _answer(context, self._pipeline.multi_inference(request))
+    return await answer(context, self._pipeline.multi_inference(request))
 
   async def GetModelMetadata(self, request, context):
-    return await _answer(
+    return await answer(
         context,
         self._pipeline.runner.call(self._pipeline.get_model_metadata, request),
     )
@@ -151,17 +192,12 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     self._pipeline = pipeline
 
   async def GetModelStatus(self, request, context):
-    return await _answer(
-        context,
-        self._pipeline.runner.call(self._pipeline.get_model_status, request),
+    return await answer(
+        context, self._pipeline.control.get_model_status(request)
     )
 
   async def HandleReloadConfigRequest(self, request, context):
-    return await self._pipeline.runner.call(
-        self._reload_config, request, context
-    )
-
-  def _reload_config(self, request, context):
+    """Upstream's reload, bounded by the call's deadline (control_plane.py)."""
     response = model_management_pb2.ReloadConfigResponse()
     try:
       # As upstream's model_service_impl: only a ModelConfigList is accepted.
@@ -171,7 +207,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             "HandleReloadConfigRequest. Only ModelConfigList is currently "
             "supported"
         )
-      self._pipeline.reload_config(request.config)
+      await self._pipeline.control.reload_config(
+          request.config, _time_remaining(context)
+      )
     except status.ServingError as exc:
       response.status.error_code = int(exc.code)
       response.status.error_message = exc.message
@@ -189,6 +227,12 @@ SERVICE_NAMES = (
     ].full_name,
     model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
 )
+
+
+def _time_remaining(context: Any) -> float | None:
+  """The call's deadline in seconds from now, if the client set one."""
+  remaining = getattr(context, "time_remaining", None)
+  return remaining() if remaining is not None else None
 
 
 def add_services(

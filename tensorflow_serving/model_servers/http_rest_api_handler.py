@@ -9,8 +9,11 @@ running, and metrics are the pipeline's.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 import dataclasses
 import re
+import time
+from typing import Any
 import urllib.parse
 
 from google.protobuf import json_format
@@ -21,7 +24,10 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
+from tensorflow_serving.model_servers import tracing as tracing_lib
 from tensorflow_serving.model_servers.status_page import routes as status_page
+from tensorflow_serving.model_servers.v2 import repository as v2_repository
+from tensorflow_serving.model_servers.v2 import rest_api as v2_rest_api
 from tensorflow_serving.servables.tensorflow import example_input
 from tensorflow_serving.util import status
 from tensorflow_serving.util.json_tensor import document
@@ -40,8 +46,19 @@ _ROUTE_RE = re.compile(
     r"|health/(?P<health>live|ready))",
     re.IGNORECASE,
 )
+# Beyond upstream: the Open Inference Protocol (model_servers/v2). Names and
+# versions are single path segments (%-encoded); a version is a number.
+_V2_ROUTE_RE = re.compile(
+    r"/v2(?:"
+    r"/health/(?P<health>live|ready)"
+    r"|/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?"
+    r"(?:/(?P<verb>ready|infer))?"
+    r"|/repository/(?P<index>index)"
+    r"|/repository/models/(?P<repo_name>[^/]+)/(?P<repo_verb>load|unload)"
+    r")?"
+)
 # Beyond upstream: `/` and `/status` are the status page (status_page/).
-API_PATH_RE = re.compile(r"/v1/.*|/|/status", re.IGNORECASE)
+API_PATH_RE = re.compile(r"/v1/.*|/v2(?:/.*)?|/|/status", re.IGNORECASE)
 
 _INT64_MAX = 2**63 - 1
 # Bodies up to this size are decoded on the event loop (a 784-float instance
@@ -55,6 +72,8 @@ class Response:
   status: int
   body: bytes
   content_type: str = "application/json"
+  # Extra header lines (CRLF-terminated), e.g. the v2 binary extension's.
+  headers: bytes = b""
 
 
 def _as_dict(message) -> dict:
@@ -83,19 +102,45 @@ class HttpRestApiHandler:
 
   error = staticmethod(error_response)
 
-  def __init__(self, pipeline: pipeline_lib.Pipeline):
+  def __init__(
+      self,
+      pipeline: pipeline_lib.Pipeline,
+      repository: v2_repository.ModelRepository | None = None,
+  ):
     self._pipeline = pipeline
+    self._v2 = v2_rest_api.RestApi(
+        pipeline,
+        repository or v2_repository.ModelRepository(pipeline.core, False),
+    )
 
-  async def handle(self, method: str, path: str, body: bytes) -> Response:
-    """Processes one request from the event loop. Never raises."""
+  async def handle(
+      self,
+      method: str,
+      path: str,
+      body: bytes,
+      headers: Mapping[bytes, bytes] | None = None,
+      query: str = "",
+  ) -> Response:
+    """Processes one request from the event loop. Never raises.
+
+    `headers` (lower-case names) are read for a trace's `traceparent`.
+    """
+    if path.startswith("/v2"):
+      return await self._handle_v2(method.upper(), path, body, headers, query)
     try:
-      return await self._dispatch(method.upper(), path, body)
+      return await self._dispatch(method.upper(), path, body, headers)
     except status.ServingError as exc:
       return error_response(exc)
     except Exception as exc:  # pylint: disable=broad-except
       return error_response(status.internal(f"{type(exc).__name__}: {exc}"))
 
-  async def _dispatch(self, method: str, path: str, body: bytes) -> Response:
+  async def _dispatch(
+      self,
+      method: str,
+      path: str,
+      body: bytes,
+      headers: Mapping[bytes, bytes] | None,
+  ) -> Response:
     page = status_page.route(self._pipeline.core, method, path)
     if page is not None:
       return Response(*await self._pipeline.runner.call(page))
@@ -110,18 +155,22 @@ class HttpRestApiHandler:
       off_loop = len(body) > INLINE_BODY_LIMIT_BYTES
       verb = verb.lower()
       if verb == "predict":
-        return await self._predict(spec, body, off_loop)
-      if verb == "classify":
-        return await self._classify(spec, body, off_loop)
-      return await self._regress(spec, body, off_loop)
+        run = self._predict
+      elif verb == "classify":
+        run = self._classify
+      else:
+        run = self._regress
+      return await self._traced(
+          verb.capitalize(),
+          headers,
+          lambda trace: run(spec, body, off_loop, trace),
+      )
     if method == "GET" and not verb:
       if health:
-        if health.lower() == "live":
-          return Response(200, _json({"status": "live"}))
-        return await self._pipeline.runner.call(self._ready)
+        return await self._health(health.lower())
       if not name:
         if version is None and label is None and metadata is None:
-          return await self._pipeline.runner.call(self._list_models)
+          return await self._list_models()
         # Upstream: e.g. /v1/models/versions/3 matches with no name.
         raise status.invalid_argument("Missing model name in request.")
       spec = _model_spec(name, version, label)
@@ -130,10 +179,86 @@ class HttpRestApiHandler:
       return await self._status(spec)
     raise status.invalid_argument(f"Malformed request: {method} {path}")
 
+  async def _handle_v2(
+      self,
+      method: str,
+      path: str,
+      body: bytes,
+      headers: Mapping[bytes, bytes] | None,
+      query: str,
+  ) -> Response:
+    """The Open Inference Protocol; its errors as Triton words their status."""
+    try:
+      reply = await self._dispatch_v2(method, path, body, headers or {}, query)
+    except status.ServingError as exc:
+      reply = v2_rest_api.error_reply(exc)
+    except Exception as exc:  # pylint: disable=broad-except
+      reply = v2_rest_api.error_reply(
+          status.internal(f"{type(exc).__name__}: {exc}")
+      )
+    return Response(reply.status, reply.body, reply.content_type, reply.headers)
+
+  async def _dispatch_v2(
+      self,
+      method: str,
+      path: str,
+      body: bytes,
+      headers: Mapping[bytes, bytes],
+      query: str,
+  ) -> v2_rest_api.Reply:
+    route = _V2_ROUTE_RE.fullmatch(path)
+    if route is None:
+      raise status.not_found(f"Not Found: {method} {path}")
+    v2 = self._v2
+    name, version, verb = route.group("name", "version", "verb")
+    if name is not None:
+      name = urllib.parse.unquote(name)
+      version = urllib.parse.unquote(version) if version else None
+      if verb == "infer":
+        _expect(method, "POST", path)
+        length = headers.get(b"inference-header-content-length")
+        return await v2.infer(
+            name, version, body, None if length is None else length.decode()
+        )
+      _expect(method, "GET", path)
+      if verb == "ready":
+        return v2.model_ready(name, version)
+      return await v2.model_metadata(name, version, query)
+    if route.group("health"):
+      _expect(method, "GET", path)
+      return v2.health(route.group("health"))
+    if route.group("index"):
+      _expect(method, "POST", path)
+      return await v2.repository_index(body)
+    repo_name = route.group("repo_name")
+    if repo_name is not None:
+      _expect(method, "POST", path)
+      repo_name = urllib.parse.unquote(repo_name)
+      if route.group("repo_verb") == "load":
+        return await v2.repository_load(repo_name, body)
+      return await v2.repository_unload(repo_name, body)
+    _expect(method, "GET", path)
+    return v2.server_metadata()
+
   # --- Model APIs, through the pipeline ---------------------------------------
 
+  def _traced(
+      self,
+      api: str,
+      headers: Mapping[bytes, bytes] | None,
+      make: Callable[[Any], Awaitable[Response]],
+  ) -> Awaitable[Response]:
+    """`make(trace)`, traced when tracing is on and samples this call."""
+    tracing = self._pipeline.tracing
+    if tracing is None:
+      return make(None)
+    trace = tracing.start(api, REST, (headers or {}).items())
+    if trace is None:
+      return make(None)
+    return tracing_lib.traced(trace, make(trace))
+
   async def _predict(
-      self, spec: model_pb2.ModelSpec, body: bytes, off_loop: bool
+      self, spec: model_pb2.ModelSpec, body: bytes, off_loop: bool, trace: Any
   ) -> Response:
     served = await self._pipeline.predict(
         spec,
@@ -141,31 +266,45 @@ class HttpRestApiHandler:
         REST,
         off_loop=off_loop,
         api=pipeline_lib.Api.PREDICT_JSON,
+        trace=trace,
     )
-    return Response(
-        200,
-        predict_response.format_predict_response(
+    return _encoded(
+        trace,
+        lambda: predict_response.format_predict_response(
             served.outputs, served.request.request_format
         ),
     )
 
   async def _classify(
-      self, spec: model_pb2.ModelSpec, body: bytes, off_loop: bool
+      self, spec: model_pb2.ModelSpec, body: bytes, off_loop: bool, trace: Any
   ) -> Response:
     served = await self._pipeline.classify(
-        spec, lambda lookup: _examples(body, lookup), REST, off_loop=off_loop
+        spec,
+        lambda lookup: _examples(body, lookup),
+        REST,
+        off_loop=off_loop,
+        trace=trace,
     )
-    return Response(
-        200, example_request.format_classify_response(served.classifications)
+    return _encoded(
+        trace,
+        lambda: example_request.format_classify_response(
+            served.classifications
+        ),
     )
 
   async def _regress(
-      self, spec: model_pb2.ModelSpec, body: bytes, off_loop: bool
+      self, spec: model_pb2.ModelSpec, body: bytes, off_loop: bool, trace: Any
   ) -> Response:
     served = await self._pipeline.regress(
-        spec, lambda lookup: _examples(body, lookup), REST, off_loop=off_loop
+        spec,
+        lambda lookup: _examples(body, lookup),
+        REST,
+        off_loop=off_loop,
+        trace=trace,
     )
-    return Response(200, example_request.format_regress_response(served.values))
+    return _encoded(
+        trace, lambda: example_request.format_regress_response(served.values)
+    )
 
   async def _metadata(self, spec: model_pb2.ModelSpec) -> Response:
     request = get_model_metadata_pb2.GetModelMetadataRequest(
@@ -192,44 +331,46 @@ class HttpRestApiHandler:
     # Upstream ignores a label here and reports every version.
     if spec.WhichOneof("version_choice") == "version":
       request.model_spec.version.CopyFrom(spec.version)
-    response = await self._pipeline.runner.call(
-        self._pipeline.get_model_status, request
-    )
+    response = await self._pipeline.control.get_model_status(request)
     return Response(200, _json(_as_dict(response)))
 
   # --- Beyond upstream ------------------------------------------------------
-  # Both read model state as GetModelStatus does, through the pipeline: under
-  # --num_workers that is every worker's merged answer, so the listing, a
-  # model's status and readiness agree whichever worker takes the request.
-  # They may block on the workers (run off the loop).
+  # The listing and readiness read model state as GetModelStatus does,
+  # through the control plane: under --num_workers that is every worker's
+  # merged answer, so the listing, a model's status and readiness agree
+  # whichever worker takes the request.
 
-  def _model_statuses(self) -> list[tuple[str, dict]]:
+  async def _model_statuses(self) -> list[tuple[str, dict]]:
     """Each configured model's GetModelStatus as JSON (no versions: [])."""
     statuses = []
     for name in self._pipeline.model_names():
       request = get_model_status_pb2.GetModelStatusRequest()
       request.model_spec.name = name
       try:
-        doc = _as_dict(self._pipeline.get_model_status(request))
+        doc = _as_dict(await self._pipeline.control.get_model_status(request))
       except status.ServingError:
         doc = {"model_version_status": []}
       statuses.append((name, doc))
     return statuses
 
-  def _list_models(self) -> Response:
+  async def _list_models(self) -> Response:
     """Beyond upstream (which answers 400): every configured model's versions."""
-    models = [{"name": name, **doc} for name, doc in self._model_statuses()]
+    models = [
+        {"name": name, **doc} for name, doc in await self._model_statuses()
+    ]
     return Response(200, _json({"models": models}))
 
-  def _ready(self) -> Response:
-    """Beyond upstream: readiness that means 'can serve'.
+  async def _health(self, kind: str) -> Response:
+    """Beyond upstream: liveness, and readiness that means 'can serve'.
 
     Upstream's status endpoint answers 200 even with nothing loaded, so
     orchestrators have to parse its body; /v1/health/ready answers 503 until
-    every configured model has an AVAILABLE version (`/v1/health/live`
-    answers 200 while the process serves at all).
+    every configured model has an AVAILABLE version, and while this process
+    cannot serve (stopping, or no request thread free: the server's check).
     """
-    statuses = self._model_statuses()
+    if kind == "live":
+      return Response(200, _json({"status": "live"}))
+    statuses = await self._model_statuses()
     missing = [
         name
         for name, doc in statuses
@@ -242,8 +383,29 @@ class HttpRestApiHandler:
       raise status.unavailable(
           "Models with no AVAILABLE version: " + ", ".join(sorted(missing))
       )
+    check = self._pipeline.control.ready_check
+    problem = await check() if check is not None else None
+    if problem is not None:
+      raise status.unavailable(problem)
     names = sorted(name for name, _ in statuses)
     return Response(200, _json({"status": "ready", "models": names}))
+
+
+def _expect(method: str, expected: str, path: str) -> None:
+  if method != expected:
+    raise status.invalid_argument(
+        f"{path} takes {expected} requests, not {method}"
+    )
+
+
+def _encoded(trace: Any, encode: Callable[[], bytes]) -> Response:
+  """A 200 with `encode()`'s body; its time is the trace's encode span."""
+  if trace is None:
+    return Response(200, encode())
+  start = time.time_ns()
+  body = encode()
+  trace.child("encode", start, time.time_ns())
+  return Response(200, body)
 
 
 def _examples(body: bytes, lookup: pipeline_lib.SignatureLookup):

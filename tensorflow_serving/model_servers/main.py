@@ -12,6 +12,8 @@ import sys
 from absl import app
 from absl import flags
 
+from tensorflow_serving.model_servers import shutdown
+
 _CPUS = os.cpu_count() or 1
 
 # Ports and transport.
@@ -61,8 +63,8 @@ flags.DEFINE_string(
     "grpc.server_handshake_timeout_ms, grpc.keepalive_time_ms, "
     "grpc.keepalive_timeout_ms, grpc.max_connection_idle_ms, "
     "grpc.max_connection_age_ms, grpc.max_connection_age_grace_ms and "
-    "this server's grpc.tf_serving.* budgets (README: Limits and "
-    "hardening); others are logged and ignored.",
+    "this server's grpc.tf_serving.* budgets (docs/hardening.md); "
+    "others are logged and ignored.",
 )
 flags.DEFINE_enum(
     "grpc_http2_engine",
@@ -142,6 +144,16 @@ flags.DEFINE_integer(
     "model_config_file_poll_wait_seconds",
     0,
     "Re-read --model_config_file at this period (0: once).",
+)
+flags.DEFINE_float(
+    "model_config_reload_timeout_seconds",
+    600.0,
+    "Beyond upstream (which waits without limit): the longest a config "
+    "reload (HandleReloadConfigRequest, a --model_config_file poll) waits "
+    "for its new models when the caller set no shorter deadline; past it "
+    "the config stays applied and the call answers DEADLINE_EXCEEDED. "
+    "0: no limit.",
+    lower_bound=0.0,
 )
 flags.DEFINE_bool(
     "allow_version_labels_for_unavailable_models",
@@ -266,6 +278,50 @@ flags.DEFINE_integer(
     "EXPERIMENTAL: TF Lite interpreters in each pool; a "
     "model runs at most pools x this requests at once.",
 )
+# Tracing (beyond upstream).
+flags.DEFINE_string(
+    "otlp_traces_endpoint",
+    "",
+    "Beyond upstream: export OpenTelemetry traces of Predict, Classify and "
+    "Regress over OTLP/HTTP (protobuf) to this URL, e.g. "
+    "http://collector:4318/v1/traces; empty: no tracing.",
+)
+flags.DEFINE_float(
+    "trace_sampling_ratio",
+    1.0,
+    "Beyond upstream: fraction of new traces sampled (a caller's sampled "
+    "traceparent is always followed).",
+    lower_bound=0.0,
+    upper_bound=1.0,
+)
+# Request logging (beyond upstream: upstream's binary has no log collector).
+flags.DEFINE_integer(
+    "request_log_max_file_bytes",
+    128 << 20,
+    "Beyond upstream: a request log file (logging_config, collector type "
+    "tfrecord) is closed and the next one opened past this size.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "request_log_max_file_age_seconds",
+    3600,
+    "Beyond upstream: ... or once it is this old.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "request_log_queue_max_entries",
+    1024,
+    "Beyond upstream: sampled requests waiting to be written; past it (or "
+    "past --request_log_queue_max_bytes) they are dropped and counted as "
+    "request_log_count{status_code=RESOURCE_EXHAUSTED}.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "request_log_queue_max_bytes",
+    64 << 20,
+    "Beyond upstream: tensor bytes the queued sampled requests may hold.",
+    lower_bound=1,
+)
 flags.DEFINE_bool(
     "enable_profiler",
     True,
@@ -294,6 +350,14 @@ flags.DEFINE_bool(
     "JSON at /v1/status, on the REST port.",
 )
 flags.DEFINE_bool("version", False, "Print the version and exit.")
+flags.DEFINE_enum(
+    "log_format",
+    "text",
+    ["text", "json"],
+    "Beyond upstream: json writes the server's logs as one JSON object per "
+    "line (time, level, message, source, model and version where a line "
+    "names one); TensorFlow's own C++ lines keep their format.",
+)
 # Beyond upstream: several serving processes on one host.
 flags.DEFINE_integer(
     "num_workers",
@@ -303,6 +367,32 @@ flags.DEFINE_integer(
     "under a supervisor that restarts one that dies; 0: one "
     "per CPU. 1 (default) runs a single process, as upstream.",
     lower_bound=0,
+)
+
+flags.DEFINE_float(
+    "shutdown_grace_seconds",
+    30.0,
+    "Beyond upstream: on SIGTERM or SIGINT, in-flight requests get this "
+    "long to finish; the process exits (code 0) at most 5 s later whatever "
+    "still runs. A second signal exits at once.",
+    lower_bound=0.0,
+)
+flags.DEFINE_float(
+    "worker_health_timeout_seconds",
+    10.0,
+    "Beyond upstream, with --num_workers > 1: a worker whose event loop "
+    "does not answer the supervisor's health check within this is killed "
+    "and replaced. 0: no health checks.",
+    lower_bound=0.0,
+)
+# Beyond upstream: the Open Inference Protocol's model repository extension.
+flags.DEFINE_bool(
+    "enable_model_control_api",
+    False,
+    "Beyond upstream: let the Open Inference Protocol's model repository "
+    "API (POST /v2/repository/models/{m}/load and /unload, and the gRPC "
+    "RepositoryModelLoad/Unload) load and unload single models. Off by "
+    "default: it changes what the server serves, unauthenticated.",
 )
 
 FLAGS = flags.FLAGS
@@ -326,8 +416,30 @@ def _parse_flags(argv: list[str]) -> list[str]:
   return rest[:1]
 
 
+def _import_tensorflow() -> None:
+  """TensorFlow's import, with a CPU build's cuInit error logged as INFO."""
+  from tensorflow_serving.model_servers import tensorflow_startup  # pylint: disable=g-import-not-at-top
+  from tensorflow_serving.model_servers import version  # pylint: disable=g-import-not-at-top
+
+  tensorflow_startup.import_tensorflow(expect_gpu=version.prefers_gpu())
+
+
 def main(argv: list[str]) -> int:
   del argv
+  # First, so that a signal during the imports below is never lost.
+  shutdown.install(FLAGS.shutdown_grace_seconds)
+  if FLAGS.num_workers != 1 and FLAGS.enable_model_control_api:
+    # A load must reach every worker before it answers, and polled config
+    # files are the supervisor's: not implemented across workers yet.
+    print(
+        "Failed to start server. Error: INVALID_ARGUMENT: "
+        "--enable_model_control_api needs --num_workers=1",
+        file=sys.stderr,
+    )
+    return 1
+  from tensorflow_serving.util import log_format  # pylint: disable=g-import-not-at-top
+
+  log_format.use(FLAGS.log_format)
   if FLAGS.num_workers != 1 and not FLAGS.version:
     # A supervisor (no TensorFlow), or one of the workers it starts.
     from tensorflow_serving.model_servers.workers import launch  # pylint: disable=g-import-not-at-top
@@ -335,6 +447,8 @@ def main(argv: list[str]) -> int:
     return launch.main(FLAGS)
   # Imports that pull in TensorFlow wait until flags are parsed, so --help and
   # flag errors are instant.
+  if not FLAGS.version:
+    _import_tensorflow()
   from tensorflow_serving.model_servers import server_options  # pylint: disable=g-import-not-at-top
   from tensorflow_serving.model_servers import version  # pylint: disable=g-import-not-at-top
   from tensorflow_serving.util import status  # pylint: disable=g-import-not-at-top

@@ -39,20 +39,22 @@ class ModelRunner:
       sig: Any,
       inputs: Mapping[str, np.ndarray],
       output_filter: Sequence[str] = (),
+      trace: Any = None,
   ) -> dict[str, np.ndarray]:
+    """`trace` (a tracing.RequestTrace) gets the batch's queue_wait/batch."""
     loop = asyncio.get_running_loop()
     submit = getattr(bundle, "submit", None)
     if submit is None:
       return await self.call(bundle.run, sig, inputs, output_filter)
     waiter = loop.create_future()
-    self._pending.append((submit, sig, inputs, output_filter, waiter))
+    self._pending.append((submit, sig, inputs, output_filter, waiter, trace))
     if len(self._pending) == 1:
       loop.call_soon(self._submit_pending, loop)
     return await waiter
 
   def _submit_pending(self, loop: asyncio.AbstractEventLoop) -> None:
     pending, self._pending = self._pending, []
-    for submit, sig, inputs, output_filter, waiter in pending:
+    for submit, sig, inputs, output_filter, waiter, trace in pending:
       if waiter.cancelled():
         continue  # Its deadline passed before it was even enqueued.
       try:
@@ -60,6 +62,9 @@ class ModelRunner:
       except Exception as exc:  # pylint: disable=broad-except
         waiter.set_exception(exc)  # Invalid, oversized, or queue full.
         continue
+      if trace is not None:
+        # Before _link's callback: the spans exist when the waiter resolves.
+        done.add_done_callback(lambda f, t=trace: _trace_batch(f, t))
       _link(loop, done, waiter)
 
   async def call(self, fn, *args):
@@ -67,6 +72,12 @@ class ModelRunner:
     waiter = asyncio.get_running_loop().create_future()
     _link(waiter.get_loop(), self.executor.submit(fn, *args), waiter)
     return await waiter
+
+
+def _trace_batch(done: concurrent.futures.Future, trace: Any) -> None:
+  timing = getattr(done, "batch_timing", None)
+  if timing is not None:
+    trace.batch(*timing)
 
 
 def _link(

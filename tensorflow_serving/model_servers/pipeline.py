@@ -6,6 +6,7 @@ Each request goes through the same layers, one function each:
       -> resolve signature (signature.resolve, upstream's message per API)
       -> run (ModelRunner: a batch, or a worker thread)
       -> record metrics (here, once)
+      -> request log (here, once; sampled, queued, written off the request)
 
 A transport only decodes its request into numpy and encodes the result
 (grpc_services.py: protos, http_rest_api_handler.py: JSON). Decoding happens
@@ -29,13 +30,13 @@ from absl import logging
 import numpy as np
 
 from tensorflow_serving.apis import get_model_metadata_pb2
-from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import inference_pb2
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.core import servable_id as servable_id_lib
+from tensorflow_serving.model_servers import control_plane
 from tensorflow_serving.model_servers import get_model_metadata_impl
-from tensorflow_serving.model_servers import get_model_status_impl
 from tensorflow_serving.model_servers import model_runner as model_runner_lib
+from tensorflow_serving.model_servers import prediction_logs
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.servables.tensorflow import classifier
 from tensorflow_serving.servables.tensorflow import example_input
@@ -111,9 +112,11 @@ class _Request:
       "_entrypoint",
       "_handle",
       "_label",
+      "_sig_key",
       "_spec",
       "_start",
       "servable",
+      "trace",
   )
 
   def __init__(
@@ -123,26 +126,37 @@ class _Request:
       api: Api,
       label: str,
       entrypoint: str,
+      trace: Any = None,
   ):
     self._core = core
+    self.trace = trace  # A tracing.RequestTrace when this request is traced.
     self._spec = spec
     self._api = api
     self._label = label  # Upstream's API label: Predict, Classify, Regress.
     self._entrypoint = entrypoint
     self._handle: Any = None
     self.servable: Any = None
+    self._sig_key = ""
     self._start = time.perf_counter()
 
   def __enter__(self) -> _Request:
     return self
 
   def __exit__(self, exc_type, exc, traceback) -> None:
+    version = ""
     if self._handle is not None:
+      version = str(self._handle.id.version)
       self._handle.__exit__(None, None, None)
       self._handle = None
     code = "OK" if exc is None else _code_name(exc)
     metrics.record_request(
-        self._spec.name, self._label, self._entrypoint, code, self._start
+        self._spec.name,
+        self._label,
+        self._entrypoint,
+        code,
+        self._start,
+        version,
+        self._sig_key,
     )
 
   def acquire(self) -> servable_lib.Servable:
@@ -153,7 +167,9 @@ class _Request:
     return self.servable
 
   def signature(self, name: str) -> Signature:
-    return signature_lib.resolve(self.acquire().signatures, name, self._api)
+    sig = signature_lib.resolve(self.acquire().signatures, name, self._api)
+    self._sig_key = sig.key
+    return sig
 
   @property
   def id(self) -> servable_id_lib.ServableId:
@@ -167,22 +183,6 @@ class _Request:
 ExamplesDecoder = Callable[[SignatureLookup], tuple[Signature, np.ndarray]]
 
 
-class ModelManagement(Protocol):
-  """ModelService's calls when they must span more than this process.
-
-  model_servers/workers gives one to each of its worker processes, so that a
-  reload reaches every worker and a status answers for all of them.
-  """
-
-  def reload_config(self, config: Any) -> None:
-    ...
-
-  def get_model_status(
-      self, request: get_model_status_pb2.GetModelStatusRequest
-  ) -> get_model_status_pb2.GetModelStatusResponse:
-    ...
-
-
 class Pipeline:
   """The transport-free steps of every model API, over one ServerCore."""
 
@@ -190,30 +190,16 @@ class Pipeline:
       self,
       core: server_core_lib.ServerCore,
       runner: model_runner_lib.ModelRunner,
-      management: ModelManagement | None = None,
+      control: control_plane.ControlPlane | None = None,
   ):
     self.core = core
     self.runner = runner
-    self._management = management
-
-  def reload_config(self, config: Any) -> None:
-    """HandleReloadConfigRequest's work; blocks (call it off the loop)."""
-    if self._management is not None:
-      self._management.reload_config(config)
-    else:
-      self.core.reload_config(config)
-
-  def get_model_status(
-      self, request: get_model_status_pb2.GetModelStatusRequest
-  ) -> get_model_status_pb2.GetModelStatusResponse:
-    """GetModelStatus (gRPC and REST); may block (call it off the loop).
-
-    With management (workers), the answer spans every worker, so whatever
-    reads model state through here (status, listing, readiness) agrees.
-    """
-    if self._management is not None:
-      return self._management.get_model_status(request)
-    return get_model_status_impl.get_model_status(self.core.monitor, request)
+    # Reloads and model status: ModelService's, beside (not in) this pipeline.
+    self.control = control or control_plane.ControlPlane(core)
+    # Set by the server when --otlp_traces_endpoint is (tracing.Tracing).
+    self.tracing: Any = None
+    # Its `by_model` is empty unless some model has a logging_config.
+    self._logs = core.request_logger
 
   def model_names(self) -> list[str]:
     """The configured models' names, in config order (every worker's)."""
@@ -232,20 +218,37 @@ class Pipeline:
       decode: Callable[[SignatureLookup], D],
       entrypoint: str,
       off_loop: bool = False,
+      label: str = "Predict",
       api: Api = Api.PREDICT,
+      trace: Any = None,
   ) -> Predicted[D]:
     """Decodes through `decode(lookup)`, runs, and records the metrics.
 
     `off_loop` decodes on a worker thread (a body too large to parse on the
-    event loop without stalling every other connection). `api` words a
-    missing signature: a transport that looks it up to decode its body
-    passes `Api.PREDICT_JSON`, as upstream's REST handler words it.
+    event loop without stalling every other connection). `label` is the
+    metrics' API label: upstream's `Predict`, or another protocol's name
+    for the same run (the Open Inference Protocol's `ModelInfer`). `api`
+    words a missing signature: each transport passes its own (upstream's
+    REST handler, which looks the signature up to decode its body, words
+    it as `Api.PREDICT_JSON`).
     """
-    with _Request(self.core, spec, api, "Predict", entrypoint) as request:
+    with _Request(self.core, spec, api, label, entrypoint, trace) as request:
       decoded = await self._decode(decode, request, off_loop)
       outputs = await self._run(
           request, decoded.sig, decoded.inputs, decoded.output_filter
       )
+      if self._logs.by_model:
+        self._logs.log(
+            spec.name,
+            lambda: prediction_logs.PredictEntry(
+                request.id,
+                spec,
+                decoded.sig.key,
+                decoded.inputs,
+                decoded.output_filter,
+                outputs,
+            ),
+        )
       return Predicted(request.id, decoded, outputs)
 
   async def classify(
@@ -254,19 +257,24 @@ class Pipeline:
       decode: ExamplesDecoder,
       entrypoint: str,
       off_loop: bool = False,
+      trace: Any = None,
   ) -> Classified:
     """`decode(lookup)` gives the signature and the serialized Examples."""
     with _Request(
-        self.core, spec, Api.CLASSIFY, "Classify", entrypoint
+        self.core, spec, Api.CLASSIFY, "Classify", entrypoint, trace
     ) as request:
       sig, examples, outputs = await self._run_examples(
           request, decode, off_loop, classifier.prepare_classification
       )
-      return Classified(
-          request.id,
-          sig,
-          classifier.classifications_from_outputs(len(examples), outputs),
-      )
+      classes = classifier.classifications_from_outputs(len(examples), outputs)
+      if self._logs.by_model:
+        self._logs.log(
+            spec.name,
+            lambda: prediction_logs.ClassifyEntry(
+                request.id, spec, sig.key, examples, classes
+            ),
+        )
+      return Classified(request.id, sig, classes)
 
   async def regress(
       self,
@@ -274,17 +282,24 @@ class Pipeline:
       decode: ExamplesDecoder,
       entrypoint: str,
       off_loop: bool = False,
+      trace: Any = None,
   ) -> Regressed:
     """`decode(lookup)` gives the signature and the serialized Examples."""
     with _Request(
-        self.core, spec, Api.REGRESS, "Regress", entrypoint
+        self.core, spec, Api.REGRESS, "Regress", entrypoint, trace
     ) as request:
       sig, examples, outputs = await self._run_examples(
           request, decode, off_loop, regressor.prepare_regression
       )
-      return Regressed(
-          request.id, sig, regressor.values_from_outputs(len(examples), outputs)
-      )
+      values = regressor.values_from_outputs(len(examples), outputs)
+      if self._logs.by_model:
+        self._logs.log(
+            spec.name,
+            lambda: prediction_logs.RegressEntry(
+                request.id, spec, sig.key, examples, values
+            ),
+        )
+      return Regressed(request.id, sig, values)
 
   async def multi_inference(
       self, request: inference_pb2.MultiInferenceRequest
@@ -308,6 +323,14 @@ class Pipeline:
           response,
           handle.id.version,
       )
+      served = handle.id
+    if self._logs.by_model:
+      self._logs.log(
+          spec.name,
+          lambda: prediction_logs.MultiInferenceEntry(
+              served, request, response
+          ),
+      )
     metrics.record_example_count(spec.name, _num_examples(request.input))
     return response
 
@@ -317,6 +340,15 @@ class Pipeline:
       request: _Request,
       off_loop: bool,
   ) -> T:
+    trace = request.trace
+    if trace is not None:
+      start = time.time_ns()
+      try:
+        if off_loop:
+          return await self.runner.call(decode, request.signature)
+        return decode(request.signature)
+      finally:
+        trace.child("decode", start, time.time_ns())
     if off_loop:
       return await self.runner.call(decode, request.signature)
     return decode(request.signature)
@@ -350,7 +382,16 @@ class Pipeline:
     """The run itself, timed as upstream's runtime_latency (queueing too)."""
     servable = request.acquire()
     start = time.perf_counter()
-    outputs = await self.runner.run(servable, sig, inputs, output_filter)
+    trace = request.trace
+    if trace is not None:
+      started = time.time_ns()
+      outputs = await self.runner.run(
+          servable, sig, inputs, output_filter, trace
+      )
+      trace.child("run", started, time.time_ns())
+      trace.served(request.id.name, request.id.version, sig.key)
+    else:
+      outputs = await self.runner.run(servable, sig, inputs, output_filter)
     metrics.record_runtime_latency(
         request.id.name,
         request.label,

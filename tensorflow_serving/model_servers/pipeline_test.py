@@ -13,14 +13,13 @@ from collections.abc import Mapping, Sequence
 import concurrent.futures
 import dataclasses
 import threading
-from typing import Any
+import types
 
 from absl.testing import absltest
 import numpy as np
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import inference_pb2
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.core import servable_handle
@@ -116,11 +115,9 @@ class CountingCore:
     self.specs: list[model_pb2.ModelSpec] = []
     self.taken = 0
     self.released = 0
-    self.configs: list[Any] = []
     self.handles: list[servable_handle.ServableHandle] = []
-
-  def reload_config(self, config: Any) -> None:
-    self.configs.append(config)
+    # As ServerCore's: no model has a logging_config here.
+    self.request_logger = types.SimpleNamespace(by_model={})
 
   def get_servable_handle(
       self, spec: model_pb2.ModelSpec
@@ -154,20 +151,6 @@ class Decoded:
   sig: signature_lib.Signature
   inputs: Mapping[str, np.ndarray]
   output_filter: Sequence[str] = ()
-
-
-class FakeManagement:
-
-  def __init__(self):
-    self.configs: list[Any] = []
-    self.requests: list[Any] = []
-
-  def reload_config(self, config: Any) -> None:
-    self.configs.append(config)
-
-  def get_model_status(self, request):
-    self.requests.append(request)
-    return get_model_status_pb2.GetModelStatusResponse()
 
 
 def _sample(name: str, **labels: str) -> float:
@@ -243,13 +226,11 @@ class PipelineTest(absltest.TestCase):
     self.addCleanup(self.executor.shutdown, wait=True)
     self.servable = FakeServable()
     self.core = CountingCore(self.servable)
-    self.management = None
 
   def pipeline(self) -> pipeline_lib.Pipeline:
     return pipeline_lib.Pipeline(
         self.core,  # type: ignore[arg-type]
         model_runner.ModelRunner(self.executor),
-        self.management,
     )
 
   def predict(self, decode, entrypoint=pipeline_lib.GRPC, off_loop=False):
@@ -476,23 +457,6 @@ class PipelineTest(absltest.TestCase):
       asyncio.run(self.pipeline().multi_inference(request))
     self.assertEqual(self.core.taken, 1)
     self.assertEqual(self.core.held, 0)
-
-  # Model management.
-
-  def test_reload_goes_to_the_core_without_management(self):
-    self.pipeline().reload_config("config")
-    self.assertEqual(self.core.configs, ["config"])
-
-  def test_status_and_reload_go_to_management_when_given(self):
-    self.management = FakeManagement()
-    p = self.pipeline()
-    request = get_model_status_pb2.GetModelStatusRequest()
-    request.model_spec.name = "m"
-    p.get_model_status(request)
-    p.reload_config("config")
-    self.assertEqual(self.management.requests, [request])
-    self.assertEqual(self.management.configs, ["config"])
-    self.assertEqual(self.core.configs, [])
 
 
 if __name__ == "__main__":

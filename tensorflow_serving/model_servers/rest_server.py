@@ -70,7 +70,9 @@ class RestApp:
     if options.enable_cors and method == "OPTIONS":
       return self._preflight(request)
     # The one call into the REST API.
-    return self.handler.handle(method, path, request.body)
+    return self.handler.handle(
+        method, path, request.body, request.headers, request.query
+    )
 
   def _preflight(self, request: Request) -> Response:
     origin = request.headers.get(b"origin", b"").decode("latin-1")

@@ -34,7 +34,10 @@ class FakeHandler:
   def __init__(self):
     self.cancelled: list[str] = []
 
-  async def handle(self, method: str, path: str, body: bytes) -> Response:
+  async def handle(
+      self, method: str, path: str, body: bytes, headers=None, query=""
+  ) -> Response:
+    del headers, query  # Unused: the echo is of method, path and body.
     if path.startswith("/v1/sleep/"):
       try:
         await asyncio.sleep(float(path.rsplit("/", 1)[1]))
@@ -284,7 +287,7 @@ class HttpServerTest(absltest.TestCase):
     self.start()
     for path in (
         "/index.html",
-        "/v2/models/m",
+        "/v3/models/m",
         "/monitoring/prometheus/metrics",
     ):
       with self.subTest(path=path):

@@ -10,9 +10,11 @@ TensorFlow (platforms come in as adapter factories) nor of any transport.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+import concurrent.futures
 import dataclasses
 import os
 import threading
+import time
 
 from absl import logging
 
@@ -25,13 +27,17 @@ from tensorflow_serving.core import aspired_version_policy as policy_lib
 from tensorflow_serving.core import aspired_versions_manager
 from tensorflow_serving.core import availability_preserving_policy
 from tensorflow_serving.core import event_bus as event_bus_lib
+from tensorflow_serving.core import log_collector
+from tensorflow_serving.core import request_log_writer
 from tensorflow_serving.core import servable_data as servable_data_lib
 from tensorflow_serving.core import servable_handle
 from tensorflow_serving.core import servable_id as servable_id_lib
 from tensorflow_serving.core import servable_request
 from tensorflow_serving.core import servable_state
 from tensorflow_serving.core import servable_state_monitor
+from tensorflow_serving.core import server_request_logger
 from tensorflow_serving.core import source_adapter as source_adapter_lib
+from tensorflow_serving.core import tfrecord_log_collector
 from tensorflow_serving.resources import (
     resource_tracker as resource_tracker_lib,
 )
@@ -73,6 +79,22 @@ class ServerCoreOptions:
   allow_version_labels: bool = True
   allow_version_labels_for_unavailable_models: bool = False
   servable_versions_always_present: bool = False
+  # Request logging (ModelConfig.logging_config): the collector types a
+  # config may name, the queue's bounds, this process's stream name in log
+  # file names ("" alone, "worker<i>" under --num_workers), and the
+  # MetaGraph tags each log's metadata records.
+  log_collectors: Mapping[str, log_collector.Factory] = dataclasses.field(
+      default_factory=lambda: {
+          tfrecord_log_collector.TYPE: tfrecord_log_collector.factory(
+              tfrecord_log_collector.RotationOptions()
+          )
+      }
+  )
+  request_log_queue: request_log_writer.QueueOptions = dataclasses.field(
+      default_factory=request_log_writer.QueueOptions
+  )
+  request_log_stream: str = ""
+  saved_model_tags: tuple[str, ...] = ("serve",)
 
 
 class ServerCore:
@@ -82,6 +104,13 @@ class ServerCore:
     self._options = options
     self._config = ModelServerConfig()
     self._config_lock = threading.RLock()
+    # The last whole config (initial, ReloadConfig, a polled file), and the
+    # per-model control API's changes on top of it: name -> the model's
+    # config, or None for a model it unloaded.
+    self._base_config = ModelServerConfig()
+    self._overrides: dict[str, model_server_config_pb2.ModelConfig | None] = {}
+    # The last config the API loaded per name, for a later load without one.
+    self._api_configs: dict[str, model_server_config_pb2.ModelConfig] = {}
     self._platform_of: dict[str, str] = {}
     # Model name -> {label: version}. Replaced whole, read without a lock.
     self._labels: dict[str, dict[str, int]] | None = None
@@ -90,6 +119,9 @@ class ServerCore:
     self.monitor = servable_state_monitor.ServableStateMonitor(self.event_bus)
     # After the monitor's subscription, so it has seen each event first.
     self._loaded_versions = self.event_bus.subscribe(self._count_loaded)
+    # Version -> when its load began (time.monotonic), for load metrics.
+    self._load_started: dict[servable_id_lib.ServableId, float] = {}
+    self._load_metrics = self.event_bus.subscribe(self._record_load)
     budget = None
     if options.total_model_memory_limit_bytes is not None:
       budget = resources.ResourceAllocation(
@@ -113,6 +145,14 @@ class ServerCore:
       )
       self._adapters[platform] = adapter
     self._source: fs_source.FileSystemStoragePathSource | None = None
+    self.request_logger = server_request_logger.ServerRequestLogger(
+        request_log_writer.RequestLogWriter(
+            options.request_log_queue, metrics.record_request_log
+        ),
+        options.log_collectors,
+        options.request_log_stream,
+        options.saved_model_tags,
+    )
     self.manager.start()
 
   # --- Config ---------------------------------------------------------------
@@ -152,13 +192,52 @@ class ServerCore:
       out.CopyFrom(self._config)
       return out
 
-  def reload_config(self, new_config: ModelServerConfig) -> None:
-    """Replaces the served model set; blocks until new models are available."""
+  def reload_config(
+      self,
+      new_config: ModelServerConfig,
+      timeout_s: float | None = None,
+      keep_model_overrides: bool = False,
+  ) -> None:
+    """Replaces the served model set; blocks until new models are available.
+
+    `timeout_s` bounds the wait (None: until they load or fail, as upstream).
+    Past it the new config stays in force and DEADLINE_EXCEEDED says which
+    models are still awaited and why.
+    """
+    self.apply_config(new_config, keep_model_overrides).result(timeout_s)
+
+  def apply_config(
+      self, new_config: ModelServerConfig, keep_model_overrides: bool = False
+  ) -> ConfigWait:
+    """Puts a config in force now; the returned wait ends when it is served.
+
+    Applying is quick and one at a time (the config lock); waiting for the
+    new models takes no lock and no thread, so that one reload whose model
+    never gets a version holds up neither a later, correcting reload nor
+    anything else. Validation errors raise here, as upstream's ReloadConfig.
+
+    This is upstream's whole-config semantics: what the per-model control
+    API loaded or unloaded is forgotten, unless `keep_model_overrides` (a
+    polled --model_config_file), where the API's changes win for the names
+    they touched.
+    """
+    with self._config_lock:
+      if not keep_model_overrides:
+        self._overrides.clear()
+      new_models = self._apply_config(new_config)
+      if new_config.WhichOneof("config") is not None:
+        self._base_config = ModelServerConfig()
+        self._base_config.CopyFrom(new_config)
+    return ConfigWait(self, new_models)
+
+  def _apply_config(self, base_config: ModelServerConfig) -> list:
+    """Serves `base_config` with the overrides; returns the models added."""
+    new_config = self._with_overrides(base_config)
     with self._config_lock:
       kind = new_config.WhichOneof("config")
       if kind is None:
         logging.info("Taking no action for empty config.")
-        return
+        return []
       if kind != "model_config_list":
         raise status.unimplemented(
             "ModelServerConfig.custom_model_config is not supported"
@@ -171,14 +250,108 @@ class ServerCore:
         )
       models = list(new_config.model_config_list.config)
       platforms = self._validate(models)
+      # Before anything changes: an unknown collector type fails the config.
+      self.request_logger.update(
+          {
+              m.name: [m.logging_config]
+              for m in models
+              if m.HasField("logging_config")
+          }
+      )
       old_names = set(self._platform_of)
       self._config = ModelServerConfig()
       self._config.CopyFrom(new_config)
       self._update_labels(models)
       self._platform_of = platforms
-      self._update_source(models)
       new_models = [m for m in models if m.name not in old_names]
-    self._wait_until_available(new_models)
+      # A model served before has END versions: waiting for it to become
+      # available must not take its last unload for this load's outcome.
+      for m in new_models:
+        self.monitor.forget_unloaded_servable_states(m.name)
+      self._update_source(models)
+      return new_models
+
+  def _with_overrides(self, config: ModelServerConfig) -> ModelServerConfig:
+    if not self._overrides:
+      return config
+    out = ModelServerConfig()
+    out.CopyFrom(config)
+    models = out.model_config_list.config
+    kept = []
+    for m in models:
+      if m.name not in self._overrides:
+        kept.append(m)
+      elif self._overrides[m.name] is not None:
+        kept.append(self._overrides[m.name])
+    named = {m.name for m in models}
+    kept += [
+        m
+        for name, m in self._overrides.items()
+        if m is not None and name not in named
+    ]
+    out.model_config_list.ClearField("config")
+    out.model_config_list.config.extend(kept)
+    return out
+
+  # --- Per-model control (beyond upstream) ------------------------------------
+
+  def known_model_config(
+      self, name: str
+  ) -> model_server_config_pb2.ModelConfig | None:
+    """The config this core last had for `name` (served or unloaded)."""
+    with self._config_lock:
+      override = self._overrides.get(name) or self._api_configs.get(name)
+      if override is not None:
+        return override
+      for m in self._base_config.model_config_list.config:
+        if m.name == name:
+          return m
+    return None
+
+  def load_model(
+      self, model: model_server_config_pb2.ModelConfig, timeout_s: float
+  ) -> None:
+    """Serves `model` (added, or its config replaced); waits until loaded.
+
+    Raises the load's failure, or DEADLINE_EXCEEDED after `timeout_s` (the
+    model then goes on loading).
+    """
+    with self._config_lock:
+      previous = dict(self._overrides)
+      self._overrides[model.name] = model
+      try:
+        self._apply_config(self._base_config)
+      except BaseException:
+        self._overrides = previous
+        raise
+      self._api_configs[model.name] = model
+    ConfigWait(self, [model]).result(timeout_s)
+
+  def unload_model(self, name: str, timeout_s: float) -> None:
+    """Stops serving `name`; waits until every version has unloaded.
+
+    Unloading waits for requests holding a version; after `timeout_s` this
+    raises DEADLINE_EXCEEDED and the unload goes on.
+    """
+    with self._config_lock:
+      served = {m.name for m in self._config.model_config_list.config}
+      if name not in served:
+        raise status.not_found(f"Model {name} is not being served")
+      self._overrides[name] = None
+      self._apply_config(self._base_config)
+    live = [
+        ServableRequest.specific(name, version)
+        for version in self.monitor.get_live_servable_states().get(name, {})
+    ]
+    if not live:
+      return
+    ok, _ = self.monitor.wait_until_servables_reach_state(
+        live, ManagerState.END, timeout_s
+    )
+    if not ok:
+      raise status.deadline_exceeded(
+          f"Model {name} is still unloading after {timeout_s:g} s"
+      )
 
   def _validate(self, models) -> dict[str, str]:
     platforms: dict[str, str] = {}
@@ -285,36 +458,6 @@ class ServerCore:
         [servable_data_lib.ServableData.failed(v.id, error) for v in versions],
     )
 
-  def _wait_until_available(self, models) -> None:
-    requests = []
-    for m in models:
-      policy = m.model_version_policy
-      if policy.WhichOneof("policy_choice") == "specific":
-        requests += [
-            ServableRequest.specific(m.name, v)
-            for v in policy.specific.versions
-        ]
-      else:
-        requests.append(ServableRequest.latest(m.name))
-    if not requests:
-      return
-    ok, states = self.monitor.wait_until_servables_reach_state(
-        requests, ManagerState.AVAILABLE, None
-    )
-    if ok:
-      return
-    failed = []
-    for sid, state in sorted(states.items()):
-      if state == ManagerState.AVAILABLE:
-        continue
-      full = self.monitor.get_state(sid)
-      reason = full.health.message if full and full.health else "unknown"
-      failed.append(f"{{{sid} due to error: {reason}}}, ")
-    raise status.unknown(
-        f"{len(failed)} model(s) did not become available: "
-        f"{{{''.join(failed)}}}"
-    )
-
   # --- Requests -------------------------------------------------------------
 
   def servable_request(
@@ -361,11 +504,129 @@ class ServerCore:
     )
     metrics.set_loaded_versions(name, available)
 
+  def _record_load(self, state: servable_state.ServableState) -> None:
+    """Load time (first attempt to AVAILABLE) and failed attempts, per model."""
+    sid, manager_state = state.id, state.manager_state
+    if manager_state == ManagerState.LOADING:
+      if state.health is None:
+        self._load_started.setdefault(sid, time.monotonic())
+      else:
+        metrics.record_model_load_failure(sid.name, state.health.code.name)
+    elif manager_state == ManagerState.AVAILABLE:
+      started = self._load_started.pop(sid, None)
+      if started is not None:
+        metrics.record_model_load(sid.name, (time.monotonic() - started) * 1e6)
+    elif manager_state == ManagerState.END:
+      self._load_started.pop(sid, None)
+      if state.health is not None:
+        metrics.record_model_load_failure(sid.name, state.health.code.name)
+
   def stop(self) -> None:
     """Stops polling, then unloads every servable."""
     if self._source is not None:
       self._source.stop()
     self.manager.stop()
+    self.request_logger.stop()
+
+
+class ConfigWait:
+  """Waits for the models a config added: done, failed, or still awaited.
+
+  A thin handle on a ServableStateMonitor notification. `result(timeout)`
+  blocks a thread; `future` lets an event loop await it without one.
+  Cancelling (or a timeout in `result`) withdraws the notification, so an
+  abandoned wait leaves nothing behind.
+  """
+
+  def __init__(self, core: ServerCore, models) -> None:
+    self._core = core
+    self._base_paths = {m.name: m.base_path for m in models}
+    self.requests: list[ServableRequest] = []
+    for m in models:
+      policy = m.model_version_policy
+      if policy.WhichOneof("policy_choice") == "specific":
+        self.requests += [
+            ServableRequest.specific(m.name, v)
+            for v in policy.specific.versions
+        ]
+      else:
+        self.requests.append(ServableRequest.latest(m.name))
+    # Left PENDING (never "running"), so that cancel() always works.
+    self.future: concurrent.futures.Future[None] = concurrent.futures.Future()
+    if not self.requests:
+      self.future.set_result(None)
+      return
+    forget = core.monitor.notify_when_servables_reach_state(
+        self.requests, ManagerState.AVAILABLE, self._on_reached
+    )
+    self.future.add_done_callback(lambda f: forget() if f.cancelled() else None)
+
+  def _on_reached(self, ok: bool, states) -> None:
+    try:
+      self._settle(ok, states)
+    except concurrent.futures.InvalidStateError:
+      pass  # Cancelled meanwhile: nobody waits any more.
+
+  def _settle(self, ok: bool, states) -> None:
+    if ok:
+      self.future.set_result(None)
+      return
+    failed = []
+    for sid, state in sorted(states.items()):
+      if state == ManagerState.AVAILABLE:
+        continue
+      full = self._core.monitor.get_state(sid)
+      reason = full.health.message if full and full.health else "unknown"
+      failed.append(f"{{{sid} due to error: {reason}}}, ")
+    self.future.set_exception(
+        status.unknown(
+            f"{len(failed)} model(s) did not become available: "
+            f"{{{''.join(failed)}}}"
+        )
+    )
+
+  def result(self, timeout_s: float | None) -> None:
+    """Blocks until the models are available; raises as `timed_out` says."""
+    try:
+      self.future.result(timeout_s)
+    except concurrent.futures.TimeoutError:
+      raise self.timed_out(timeout_s) from None
+
+  def timed_out(self, timeout_s: float | None) -> status.ServingError:
+    """Withdraws the wait; the DEADLINE_EXCEEDED naming what was awaited."""
+    error = self.timed_out_error(timeout_s)
+    self.future.cancel()
+    return error
+
+  def timed_out_error(self, timeout_s: float | None) -> status.ServingError:
+    """DEADLINE_EXCEEDED naming the models still awaited, and why."""
+    bound = "in time" if timeout_s is None else f"within {timeout_s:g} s"
+    return status.deadline_exceeded(
+        "The config is applied, but these models were not available "
+        f"{bound}: {self.describe_pending()}. Each loads once it has a "
+        "version; GetModelStatus shows their state."
+    )
+
+  def pending_names(self) -> list[str]:
+    """Awaited models with no AVAILABLE version yet."""
+    available = self._core.monitor.get_available_servable_names()
+    return sorted({r.name for r in self.requests if r.name not in available})
+
+  def describe_pending(self) -> str:
+    """'name (why)' for each model still awaited, e.g. no version found."""
+    parts = []
+    for name in self.pending_names():
+      versions = self._core.monitor.get_version_states(name)
+      if versions:
+        version, entry = next(iter(versions.items()))
+        why = f"version {version} is {entry.state.manager_state.name}"
+      else:
+        why = (
+            "no version directory found under base path "
+            f"{self._base_paths.get(name, '?')}"
+        )
+      parts.append(f"{name} ({why})")
+    return ", ".join(parts) or "none"
 
 
 def _is_absolute_or_uri(path: str) -> bool:

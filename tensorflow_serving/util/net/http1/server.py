@@ -260,13 +260,18 @@ class _Connection(asyncio.Protocol):
       connection = b"Connection: keep-alive\r\n"
     else:
       connection = b""
+    extra = self._extra_headers
+    # A response may carry its own header lines (bytes, CRLF-terminated).
+    own = getattr(response, "headers", b"")
+    if own:
+      extra += own
     self._out.append(
         connection_lib.encode_response(
             response.status,
             response.body,
             response.content_type,
             connection,
-            self._extra_headers,
+            extra,
             request.method == "HEAD",
         )
     )

@@ -16,6 +16,7 @@ from tensorflow_serving.core import servable_id
 from tensorflow_serving.sources.storage_path import (
     file_system_storage_path_source as fssps,
 )
+from tensorflow_serving.sources.storage_path.storage import file_system
 from tensorflow_serving.util import status
 
 Config = fssps.FileSystemStoragePathSourceConfig
@@ -263,7 +264,7 @@ class PolicyTest(SourceTestBase):
 
   def test_uri_join(self):
 
-    class FakeFs:
+    class FakeFs(file_system.DirectoryFileSystem):
 
       def exists(self, path):
         return path == "gs://bucket/m"

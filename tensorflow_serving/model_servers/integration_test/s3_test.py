@@ -119,16 +119,18 @@ class S3ServingTest(absltest.TestCase):
       status.close()
       log = server.log()
 
-    self.assertEqual(
-        lu.failures(results), [], lu.summarize_failures(results)
-    )
+    self.assertEqual(lu.failures(results), [], lu.summarize_failures(results))
     self.assertEqual(_cached_versions(cache_root), set())  # Removed on exit.
     for needle in (
         "Read timeout on endpoint URL",
         "Could not connect to the endpoint URL",
         "NoSuchBucket",
     ):
-      lines = [l for l in log.splitlines() if needle in l and "E" == l[:1]]
+      lines = [
+          line
+          for line in log.splitlines()
+          if needle in line and line.startswith("E")
+      ]
       self.assertLen(lines, 1, f"{needle!r} logged once: {lines}")
     self.assertIn("Recovered from: ", log)
 

@@ -86,8 +86,7 @@ class RemoteFileSystem:
     objects = self._store.list_objects(bucket, start)
     if not objects:
       raise FileNotFoundError(
-          f"NOT_FOUND: {base}; no object in bucket {bucket} under "
-          f"'{start}'"
+          f"NOT_FOUND: {base}; no object in bucket {bucket} under " f"'{start}'"
       )
     by_child: dict[str, list[object_store.ObjectInfo]] = {}
     for o in objects:

@@ -63,9 +63,7 @@ class MemoryStore:
 def _put_version(store, version, *, complete=True, payload=b"w" * 100):
   store.put("bkt", f"models/m/{version}/saved_model.pb", b"graph")
   if complete:
-    store.put(
-        "bkt", f"models/m/{version}/variables/variables.index", payload
-    )
+    store.put("bkt", f"models/m/{version}/variables/variables.index", payload)
 
 
 class RemoteFileSystemTest(absltest.TestCase):
@@ -125,7 +123,9 @@ class RemoteFileSystemTest(absltest.TestCase):
     self.assertFalse(os.path.exists(local))
     self.assertEqual(self.cache.used_bytes(), 0)
     # Only complete versions, and nothing half-written, ever lie in the cache.
-    self.assertEqual(os.listdir(os.path.join(self.cache.directory, ".partial")), [])
+    self.assertEqual(
+        os.listdir(os.path.join(self.cache.directory, ".partial")), []
+    )
 
   def test_transient_failure_retried_with_backoff(self):
     fs = self.make(download_retries=2, initial_backoff_s=0.5)

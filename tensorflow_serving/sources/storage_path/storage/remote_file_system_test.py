@@ -7,57 +7,12 @@ import threading
 
 from absl.testing import absltest
 
-from tensorflow_serving.sources.storage_path.storage import object_store
 from tensorflow_serving.sources.storage_path.storage import remote_file_system
 from tensorflow_serving.sources.storage_path.storage import version_cache
+from tensorflow_serving.sources.storage_path.storage.test_util import (
+    memory_store,
+)
 from tensorflow_serving.util import status
-
-
-class StoreError(Exception):
-  """Stands in for a client library's error; `transient` picks retries."""
-
-  def __init__(self, message: str, transient: bool = False):
-    super().__init__(message)
-    self.transient = transient
-
-
-class MemoryStore:
-  """Buckets of bytes; `fail_reads` makes the next reads break mid-object."""
-
-  def __init__(self):
-    self.objects: dict[tuple[str, str], bytes] = {}
-    self.list_calls = 0
-    self.read_calls = 0
-    self.fail_reads: list[StoreError] = []
-    self.on_read = None
-
-  def put(self, bucket: str, key: str, data: bytes) -> None:
-    self.objects[(bucket, key)] = data
-
-  def list_objects(self, bucket, prefix):
-    self.list_calls += 1
-    if not any(b == bucket for b, _ in self.objects):
-      raise StoreError(f"NoSuchBucket: {bucket} does not exist")
-    return [
-        object_store.ObjectInfo(k, len(v))
-        for (b, k), v in sorted(self.objects.items())
-        if b == bucket and k.startswith(prefix)
-    ]
-
-  def read_object(self, bucket, key):
-    self.read_calls += 1
-    if self.on_read is not None:
-      self.on_read(key)
-    data = self.objects.get((bucket, key))
-    if data is None:
-      raise StoreError(f"NoSuchKey: {key}")
-    yield data[: len(data) // 2]
-    if self.fail_reads:
-      raise self.fail_reads.pop(0)
-    yield data[len(data) // 2 :]
-
-  def is_transient(self, error):
-    return getattr(error, "transient", False)
 
 
 def _put_version(store, version, *, complete=True, payload=b"w" * 100):
@@ -69,7 +24,7 @@ def _put_version(store, version, *, complete=True, payload=b"w" * 100):
 class RemoteFileSystemTest(absltest.TestCase):
 
   def make(self, **options):
-    self.store = MemoryStore()
+    self.store = memory_store.MemoryStore()
     self.sleeps = []
     cache = version_cache.VersionCache(
         version_cache.CacheOptions(
@@ -105,7 +60,7 @@ class RemoteFileSystemTest(absltest.TestCase):
     _put_version(self.store, 1)
     with self.assertRaisesRegex(FileNotFoundError, "no object in bucket bkt"):
       fs.version_children("s3://bkt/other")
-    with self.assertRaisesRegex(StoreError, "NoSuchBucket: nope"):
+    with self.assertRaisesRegex(memory_store.StoreError, "NoSuchBucket: nope"):
       fs.version_children("s3://nope/models/m")
 
   def test_download_is_cached_and_released(self):
@@ -132,8 +87,8 @@ class RemoteFileSystemTest(absltest.TestCase):
     _put_version(self.store, 1)
     fs.version_children("s3://bkt/models/m")
     self.store.fail_reads = [
-        StoreError("connection reset", transient=True),
-        StoreError("connection reset", transient=True),
+        memory_store.StoreError("connection reset", transient=True),
+        memory_store.StoreError("connection reset", transient=True),
     ]
     local = fs.local_path("s3://bkt/models/m/1", self.stop)
     self.assertTrue(os.path.isdir(os.path.join(local, "variables")))
@@ -144,9 +99,10 @@ class RemoteFileSystemTest(absltest.TestCase):
     _put_version(self.store, 1)
     fs.version_children("s3://bkt/models/m")
     self.store.fail_reads = [
-        StoreError("network down", transient=True) for _ in range(2)
+        memory_store.StoreError("network down", transient=True)
+        for _ in range(2)
     ]
-    with self.assertRaisesRegex(StoreError, "network down"):
+    with self.assertRaisesRegex(memory_store.StoreError, "network down"):
       fs.local_path("s3://bkt/models/m/1", self.stop)
     self.assertEqual(self.cache.used_bytes(), 0)
     self.assertIsNone(self.cache.cached("s3/bkt/models/m/1"))
@@ -168,7 +124,7 @@ class RemoteFileSystemTest(absltest.TestCase):
         del self.store.objects[k]
 
     self.store.on_read = delete_version
-    with self.assertRaisesRegex(StoreError, "NoSuchKey"):
+    with self.assertRaisesRegex(memory_store.StoreError, "NoSuchKey"):
       fs.local_path("s3://bkt/models/m/1", self.stop)
     self.assertEqual(self.sleeps, [])  # Not transient: no retry.
     self.assertEqual(self.cache.used_bytes(), 0)

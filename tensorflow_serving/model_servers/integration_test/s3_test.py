@@ -7,7 +7,8 @@ names its version: y = x + version):
   * a half-uploaded v2 (no variables/ yet) is not loaded; once complete it
     takes over with no failed request, and v1 leaves the cache;
   * deleting v2 rolls back to v1, again without a failed request;
-  * the store stalls (listing timeout), goes down, and comes back without
+  * the server's user loses its S3 access (access denied, IAM enforced),
+    the store stalls (listing timeout), goes down, and comes back without
     the bucket: each fault is logged once in the store's own words, v1 keeps
     serving throughout, and once the bucket is back polling picks up v3.
 """
@@ -55,7 +56,7 @@ class S3ServingTest(absltest.TestCase):
       )
     cache_root = os.path.join(binaries.test_tmpdir(), "cache")
     store = s3_server.S3Server()
-    store.start()
+    store.start(auth=True)
     self.addCleanup(store.stop)
     store.client().create_bucket(Bucket=BUCKET)
     store.upload_tree(exports[1], BUCKET, f"{PREFIX}/1")
@@ -100,6 +101,10 @@ class S3ServingTest(absltest.TestCase):
             "v1 served again",
         )
 
+        # Access denied, then granted again.
+        store.deny()
+        time.sleep(3 * lu.POLL_S)
+        store.allow()
         # A stalled store: listings time out.
         store.pause()
         time.sleep(3 * (REQUEST_TIMEOUT_S + lu.POLL_S))
@@ -125,6 +130,7 @@ class S3ServingTest(absltest.TestCase):
         "Read timeout on endpoint URL",
         "Could not connect to the endpoint URL",
         "NoSuchBucket",
+        "AccessDenied",
     ):
       lines = [
           line

@@ -4,10 +4,13 @@ The server speaks the real S3 REST protocol, so the model server's boto3
 client is exercised end to end. It can be paused (SIGSTOP: connections hang,
 as a stalled store's do) and stopped and restarted on the same port (the
 store goes down, then comes back empty, as a re-created bucket would).
+Started with `auth=True`, it checks signatures and IAM policies: the model
+server gets a user of its own whose S3 access `deny`/`allow` toggle.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -20,6 +23,21 @@ from tensorflow_serving.model_servers.test_util import binaries
 REGION = "us-east-1"
 _ACCESS_KEY = "test-access-key"
 _SECRET_KEY = "test-secret-key"
+_SERVER_USER = "model-server"
+_ADMIN_USER = "test-admin"
+_S3_POLICY = "s3-access"
+# moto serves this many requests unauthenticated, then enforces IAM: enough
+# to create the two users, their keys and policies.
+_SETUP_ACTIONS = 6
+
+
+def _policy(action: str) -> str:
+  return json.dumps(
+      {
+          "Version": "2012-10-17",
+          "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}],
+      }
+  )
 
 
 class S3Server:
@@ -30,6 +48,11 @@ class S3Server:
     self._log_dir = log_dir or binaries.test_tmpdir()
     self._proc: subprocess.Popen | None = None
     self._client = None
+    self._iam = None
+    self._keys = {
+        _SERVER_USER: (_ACCESS_KEY, _SECRET_KEY),
+        _ADMIN_USER: (_ACCESS_KEY, _SECRET_KEY),
+    }
 
   @property
   def endpoint(self) -> str:
@@ -37,16 +60,22 @@ class S3Server:
 
   def env(self) -> dict[str, str]:
     """Upstream's variables for an S3-compatible server over plain HTTP."""
+    access_key, secret_key = self._keys[_SERVER_USER]
     return {
-        "AWS_ACCESS_KEY_ID": _ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": _SECRET_KEY,
+        "AWS_ACCESS_KEY_ID": access_key,
+        "AWS_SECRET_ACCESS_KEY": secret_key,
         "AWS_REGION": REGION,
         "S3_ENDPOINT": f"127.0.0.1:{self.port}",
         "S3_USE_HTTPS": "0",
         "S3_VERIFY_SSL": "0",
     }
 
-  def start(self, timeout_s: float = 30.0) -> S3Server:
+  def start(self, timeout_s: float = 30.0, auth: bool = False) -> S3Server:
+    """Starts (again) on the same port, empty; `auth` enforces IAM."""
+    env = dict(os.environ)
+    env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
+    if auth:
+      env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(_SETUP_ACTIONS)
     log = open(  # pylint: disable=consider-using-with
         os.path.join(self._log_dir, f"moto_{self.port}.log"), "ab"
     )
@@ -62,17 +91,57 @@ class S3Server:
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        env=env,
     )
     log.close()
     deadline = time.monotonic() + timeout_s
     while True:
       try:
         socket.create_connection(("127.0.0.1", self.port), 0.5).close()
-        return self
+        break
       except OSError:
         if self._proc.poll() is not None or time.monotonic() > deadline:
           raise RuntimeError("moto server did not start") from None
         time.sleep(0.1)
+    if auth:
+      self._create_users()
+    return self
+
+  def _create_users(self) -> None:
+    import boto3  # pylint: disable=g-import-not-at-top
+
+    iam = boto3.client(
+        "iam",
+        endpoint_url=self.endpoint,
+        region_name=REGION,
+        aws_access_key_id=_ACCESS_KEY,
+        aws_secret_access_key=_SECRET_KEY,
+    )
+    for user in (_ADMIN_USER, _SERVER_USER):
+      iam.create_user(UserName=user)
+      key = iam.create_access_key(UserName=user)["AccessKey"]
+      self._keys[user] = (key["AccessKeyId"], key["SecretAccessKey"])
+    iam.put_user_policy(
+        UserName=_ADMIN_USER, PolicyName="all", PolicyDocument=_policy("*")
+    )
+    iam.put_user_policy(
+        UserName=_SERVER_USER,
+        PolicyName=_S3_POLICY,
+        PolicyDocument=_policy("s3:*"),
+    )
+    self._client = None
+    self._iam = self._admin_client("iam")
+
+  def deny(self) -> None:
+    """The model server's user loses its S3 access (auth=True only)."""
+    self._iam.delete_user_policy(UserName=_SERVER_USER, PolicyName=_S3_POLICY)
+
+  def allow(self) -> None:
+    self._iam.put_user_policy(
+        UserName=_SERVER_USER,
+        PolicyName=_S3_POLICY,
+        PolicyDocument=_policy("s3:*"),
+    )
 
   def stop(self) -> None:
     if self._proc is not None:
@@ -97,16 +166,20 @@ class S3Server:
   def client(self):
     """A boto3 S3 client for the test's own uploads and deletions."""
     if self._client is None:
-      import boto3  # pylint: disable=g-import-not-at-top
-
-      self._client = boto3.client(
-          "s3",
-          endpoint_url=self.endpoint,
-          region_name=REGION,
-          aws_access_key_id=_ACCESS_KEY,
-          aws_secret_access_key=_SECRET_KEY,
-      )
+      self._client = self._admin_client("s3")
     return self._client
+
+  def _admin_client(self, service: str):
+    import boto3  # pylint: disable=g-import-not-at-top
+
+    access_key, secret_key = self._keys[_ADMIN_USER]
+    return boto3.client(
+        service,
+        endpoint_url=self.endpoint,
+        region_name=REGION,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+    )
 
   def upload_tree(
       self, local_dir: str, bucket: str, prefix: str, skip: str = ""

@@ -43,7 +43,8 @@ def _policy(action: str) -> str:
 class S3Server:
   """One moto server process; `env()` points a model server at it."""
 
-  def __init__(self, log_dir: str | None = None):
+  def __init__(self, log_dir: str | None = None, auth: bool = False):
+    self._auth = auth
     self.port = binaries.pick_unused_port()
     self._log_dir = log_dir or binaries.test_tmpdir()
     self._proc: subprocess.Popen | None = None
@@ -70,8 +71,12 @@ class S3Server:
         "S3_VERIFY_SSL": "0",
     }
 
-  def start(self, timeout_s: float = 30.0, auth: bool = False) -> S3Server:
+  def start(
+      self, timeout_s: float = 30.0, auth: bool | None = None
+  ) -> S3Server:
     """Starts (again) on the same port, empty; `auth` enforces IAM."""
+    if auth is None:
+      auth = self._auth
     env = dict(os.environ)
     env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
     if auth:

@@ -10,6 +10,7 @@ server gets a user of its own whose S3 access `deny`/`allow` toggle.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import json
 import os
 import signal
@@ -208,3 +209,40 @@ class S3Server:
 
   def __exit__(self, *exc_info) -> None:
     self.stop()
+
+
+class Publisher:
+  """Publishes model versions into a bucket prefix, whole.
+
+  The interface of integration_test's Publisher: `stage` exports ahead of
+  time (outside a timed section), `publish` uploads. Servers load a version
+  only once its listing is complete, whatever order its files arrive in.
+  """
+
+  def __init__(
+      self,
+      store: S3Server,
+      bucket: str,
+      prefix: str,
+      export: Callable[[str, int], object],
+  ):
+    self._store = store
+    self._bucket = bucket
+    self._prefix = prefix
+    self._export = export
+    self._staged: dict[int, str] = {}
+
+  def stage(self, version: int) -> str:
+    export_dir = os.path.join(
+        binaries.test_tmpdir(), f"s3-export-{self._prefix}-{version}"
+    )
+    self._export(export_dir, version)
+    self._staged[version] = export_dir
+    return export_dir
+
+  def publish(self, version: int) -> None:
+    if version not in self._staged:
+      self.stage(version)
+    self._store.upload_tree(
+        self._staged.pop(version), self._bucket, f"{self._prefix}/{version}"
+    )

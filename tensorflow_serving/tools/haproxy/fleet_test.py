@@ -62,32 +62,6 @@ def _start_replica(
   return model_server.ModelServer(proc, grpc_port, rest_port, log_path)
 
 
-class S3Publisher:
-  """Test_models.Publisher's interface, publishing into a bucket prefix.
-
-  A version is uploaded whole; the replicas load it only once its listing
-  is complete, whatever order the files arrive in.
-  """
-
-  def __init__(self, store: s3_server.S3Server, bucket: str, prefix: str):
-    self._store = store
-    self._bucket = bucket
-    self._prefix = prefix
-    self._staged: dict[int, str] = {}
-
-  def stage(self, version: int) -> str:
-    export = os.path.join(binaries.test_tmpdir(), f"export-{version}")
-    self._staged[version] = test_models.export_versioned(export, version)
-    return export
-
-  def publish(self, version: int) -> None:
-    if version not in self._staged:
-      self.stage(version)
-    self._store.upload_tree(
-        self._staged.pop(version), self._bucket, f"{self._prefix}/{version}"
-    )
-
-
 def _check_grpc(response) -> str | None:
   version = response.model_spec.version.value
   y = list(response.outputs["y"].float_val)
@@ -349,7 +323,9 @@ class S3FleetTest(FleetTest):
     cls.store = s3_server.S3Server(cls.log_dir).start()
     cls.store.client().create_bucket(Bucket="fleet")
     cls.base_path = f"s3://fleet/{MODEL}"
-    cls.publisher = S3Publisher(cls.store, "fleet", MODEL)
+    cls.publisher = s3_server.Publisher(
+        cls.store, "fleet", MODEL, test_models.export_versioned
+    )
     return cls.store.env()
 
   @classmethod

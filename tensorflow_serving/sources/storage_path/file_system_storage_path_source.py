@@ -150,6 +150,9 @@ class FileSystemStoragePathSource(source.Source[StoragePath]):
     self._aspired_paths: dict[str, dict[str, FileSystem]] = {}
     # Failure key -> the message last logged for it.
     self._reported: dict[str, str] = {}
+    # Bumped by every update_config(), so a poll that listed under an older
+    # config is redone instead of emitted.
+    self._generation = 0
     # Reentrant so that a callback may call back into update_config().
     self._lock = threading.RLock()
     self._config: FileSystemStoragePathSourceConfig | None = None
@@ -190,6 +193,7 @@ class FileSystemStoragePathSource(source.Source[StoragePath]):
           self._callback(name, [])
           self._release_unaspired(name, {})
       self._config = new_config
+      self._generation += 1
       self._maybe_start_polling()
 
   def set_aspired_versions_callback(
@@ -216,43 +220,69 @@ class FileSystemStoragePathSource(source.Source[StoragePath]):
 
     Any file-system error aborts the whole round before any callback runs
     (raised as ServingError), so a transient outage never unloads models.
+    Listing and downloading run outside the lock, so a slow store never
+    holds up update_config() or stop(); if the config changed meanwhile,
+    the round is redone against the new one.
     """
-    with self._lock:
-      if self._callback is None:
-        raise status.failed_precondition(
-            "poll_once() needs set_aspired_versions_callback() first"
+    while True:
+      with self._lock:
+        if self._callback is None:
+          raise status.failed_precondition(
+              "poll_once() needs set_aspired_versions_callback() first"
+          )
+        if self._config is None:
+          raise status.failed_precondition("poll_once() needs a config first")
+        config = self._config
+        generation = self._generation
+      updates = self._poll_and_localize(config)
+      with self._lock:
+        if self._stop_event.is_set() and self._stopped:
+          return
+        if generation != self._generation:
+          continue
+        for name, (versions, sources) in updates.items():
+          for version in versions:
+            logging.vlog(
+                1,
+                "File-system polling update: Servable:%s; Servable path: %s; "
+                "Polling frequency: %d",
+                version.id,
+                version.data,
+                config.file_system_poll_wait_seconds,
+            )
+          self._callback(name, versions)
+          self._release_unaspired(name, sources)
+        return
+
+  def _poll_and_localize(
+      self, config: FileSystemStoragePathSourceConfig
+  ) -> dict[
+      str,
+      tuple[
+          list[servable_data.ServableData[StoragePath]], dict[str, FileSystem]
+      ],
+  ]:
+    """Per servable to update: its loadable versions and their file systems.
+
+    A servable whose versions cannot all be made local is left out (its
+    previous aspired set stays), with the failure logged once.
+    """
+    updates = {}
+    for name, versions in self.poll_file_system(config).items():
+      if not versions and config.servable_versions_always_present:
+        logging.error("Refusing to unload all versions for Servable: %s", name)
+        continue
+      try:
+        updates[name] = self._localize(versions)
+      except Exception as e:  # pylint: disable=broad-except
+        self._report(
+            name,
+            f"Not updating the versions of servable {name}: "
+            f"{status.from_exception(e).message}",
         )
-      if self._config is None:
-        raise status.failed_precondition("poll_once() needs a config first")
-      versions_by_name = self.poll_file_system(self._config)
-      for name, versions in versions_by_name.items():
-        if not versions and self._config.servable_versions_always_present:
-          logging.error(
-              "Refusing to unload all versions for Servable: %s", name
-          )
-          continue
-        try:
-          versions, sources = self._localize(versions)
-        except Exception as e:  # pylint: disable=broad-except
-          # Keeps the servable's previous aspired set (and what serves).
-          self._report(
-              name,
-              f"Not updating the versions of servable {name}: "
-              f"{status.from_exception(e).message}",
-          )
-          continue
-        self._recovered(name)
-        for version in versions:
-          logging.vlog(
-              1,
-              "File-system polling update: Servable:%s; Servable path: %s; "
-              "Polling frequency: %d",
-              version.id,
-              version.data,
-              self._config.file_system_poll_wait_seconds,
-          )
-        self._callback(name, versions)
-        self._release_unaspired(name, sources)
+        continue
+      self._recovered(name)
+    return updates
 
   def poll_file_system(
       self, config: FileSystemStoragePathSourceConfig

@@ -108,6 +108,9 @@ class VersionCache:
     os.makedirs(self._partial)
     self._sleep = sleep
     self._lock = threading.Lock()
+    # One download at a time: two polls fetching one key must not both
+    # rename into place.
+    self._fetch_lock = threading.Lock()
     self._sizes: dict[str, int] = {}  # key -> bytes of a completed entry
     self._reserved = 0  # bytes of downloads in progress
 
@@ -149,6 +152,17 @@ class VersionCache:
         raise status.invalid_argument(
             f"Refusing to cache {key}: unsafe object name {f.relative_path!r}"
         )
+    with self._fetch_lock:
+      return self._fetch_locked(key, final, files, is_transient, stop)
+
+  def _fetch_locked(
+      self,
+      key: str,
+      final: str,
+      files: list[FileToFetch],
+      is_transient: Callable[[BaseException], bool],
+      stop: threading.Event,
+  ) -> str:
     needed = sum(f.size for f in files)
     with self._lock:
       if key in self._sizes:

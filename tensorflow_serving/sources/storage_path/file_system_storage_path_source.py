@@ -92,6 +92,19 @@ GFileSystem = file_system.GFileSystem
 LocalFileSystem = file_system.LocalFileSystem
 
 
+class _PollError(status.ServingError):
+  """A listing failure, and whether its file system wants it logged once.
+
+  Upstream logs a failed listing at every poll; that stays so for the file
+  systems upstream serves. Object stores, polled over the network, log each
+  distinct failure once (repeats at vlog 1) and their recovery once.
+  """
+
+  def __init__(self, message: str, log_once: bool):
+    super().__init__(status.Code.INVALID_ARGUMENT, message)
+    self.log_once = log_once
+
+
 def _default_file_systems() -> file_systems.FileSystems:
   return file_systems.FileSystems()
 
@@ -337,11 +350,14 @@ class FileSystemStoragePathSource(source.Source[StoragePath]):
         self.poll_once()
         self._recovered("")
       except status.ServingError as e:
-        self._report(
-            "",
+        message = (
             "FileSystemStoragePathSource encountered a filesystem access "
-            f"error: {e.message}",
+            f"error: {e.message}"
         )
+        if isinstance(e, _PollError) and not e.log_once:
+          logging.error("%s", message)  # Every poll, as upstream.
+        else:
+          self._report("", message)
       except Exception as e:  # pylint: disable=broad-except
         # A failing callback must not kill polling for good.
         logging.exception("FileSystemStoragePathSource poll failed: %s", e)
@@ -406,14 +422,16 @@ class FileSystemStoragePathSource(source.Source[StoragePath]):
     try:
       children = fs.version_children(base)
     except FileNotFoundError as e:
-      raise status.invalid_argument(
+      raise _PollError(
           f"Could not find base path {base} for servable "
-          f"{servable.servable_name} with error {e}"
+          f"{servable.servable_name} with error {e}",
+          fs.log_errors_once,
       ) from e
     except Exception as e:  # pylint: disable=broad-except
-      raise status.invalid_argument(
+      raise _PollError(
           f"Could not list base path {base} for servable "
-          f"{servable.servable_name} with error {e}"
+          f"{servable.servable_name} with error {e}",
+          fs.log_errors_once,
       ) from e
     # Object stores may list all descendants: keep the first component.
     return sorted({child.split("/", 1)[0] for child in children} - {""})

@@ -34,6 +34,9 @@ class FileSystem(Protocol):
   # Whether exists() is cheap enough to probe each 'specific' version path
   # instead of listing the base path.
   cheap_exists: bool
+  # Whether a failed listing is logged once per distinct message rather
+  # than at every poll (as upstream does for its file systems).
+  log_errors_once: bool
 
   def version_children(self, base: str) -> list[str]:
     ...
@@ -56,6 +59,7 @@ class DirectoryFileSystem:
   """
 
   cheap_exists = True
+  log_errors_once = False
 
   def exists(self, path: str) -> bool:
     raise NotImplementedError

@@ -48,6 +48,8 @@ class RemoteFileSystem:
 
   # exists() would cost a request per call: list the base path instead.
   cheap_exists = False
+  # Polled over the network: one line per distinct failure, not per poll.
+  log_errors_once = True
 
   def __init__(
       self,

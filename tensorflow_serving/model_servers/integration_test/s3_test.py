@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from unittest import mock
 
 from absl.testing import absltest
 
@@ -60,7 +61,8 @@ class S3ServingTest(absltest.TestCase):
     self.addCleanup(store.stop)
     store.client().create_bucket(Bucket=BUCKET)
     store.upload_tree(exports[1], BUCKET, f"{PREFIX}/1")
-    os.environ.update(store.env())  # Inherited by the server process.
+    # Inherited by the server process.
+    self.enter_context(mock.patch.dict(os.environ, store.env()))
 
     with lu.serving(
         BASE,
@@ -139,6 +141,83 @@ class S3ServingTest(absltest.TestCase):
       ]
       self.assertLen(lines, 1, f"{needle!r} logged once: {lines}")
     self.assertIn("Recovered from: ", log)
+
+  def test_download_faults(self):
+    """The network dies mid-download; a version vanishes as it is fetched."""
+    exports = {}
+    for version in (1, 2, 3):
+      exports[version] = test_models.export_versioned(
+          os.path.join(binaries.test_tmpdir(), f"dl-export-{version}"), version
+      )
+    store = s3_server.S3Server()
+    store.start()
+    self.addCleanup(store.stop)
+    proxy = s3_server.FaultProxy(store.port)
+    self.addCleanup(proxy.stop)
+    store.client().create_bucket(Bucket=BUCKET)
+    store.upload_tree(exports[1], BUCKET, f"{PREFIX}/1")
+    env = store.env()
+    env["S3_ENDPOINT"] = f"127.0.0.1:{proxy.port}"  # The server's path.
+    self.enter_context(mock.patch.dict(os.environ, env))
+
+    with lu.serving(
+        BASE,
+        f"--storage_request_timeout_seconds={REQUEST_TIMEOUT_S}",
+        "--model_download_retries=1",
+    ) as server:
+      status = lu.StatusClient(server.grpc_address)
+      with lu.ClientLoad(server.grpc_address, 2) as clients:
+        lu.wait_for(lambda: clients.first_served(1), TIMEOUT_S, "v1 served")
+
+        # Every response for v2 is cut short: one retry, then given up
+        # (logged once) until the network heals; v1 serves meanwhile.
+        proxy.cut_responses(f"/{PREFIX}/2/")
+        store.upload_tree(exports[2], BUCKET, f"{PREFIX}/2")
+        lu.wait_for(
+            lambda: "Not updating the versions of servable m" in server.log(),
+            TIMEOUT_S,
+            "the failed v2 download to be logged",
+        )
+        time.sleep(3 * lu.POLL_S)  # Further failed polls: no new lines.
+        self.assertIsNone(status.state(2))
+        self.assertEqual(status.state(1), State.AVAILABLE)
+        proxy.clear()
+        lu.wait_for(lambda: clients.first_served(2), TIMEOUT_S, "v2 served")
+
+        # v3 is deleted between its listing and its download.
+        proxy.before_first(
+            f"/{PREFIX}/3/",
+            lambda: store.delete_prefix(BUCKET, f"{PREFIX}/3/"),
+        )
+        store.upload_tree(exports[3], BUCKET, f"{PREFIX}/3")
+        lu.wait_for(
+            lambda: "NoSuchKey" in server.log(),
+            TIMEOUT_S,
+            "the vanished v3 to be logged",
+        )
+        lu.wait_for(
+            lambda: server.log().count("Recovered from: Not updating") >= 2,
+            TIMEOUT_S,
+            "polling to carry on without v3",
+        )
+        self.assertIsNone(status.state(3))
+        self.assertEqual(status.state(2), State.AVAILABLE)
+        time.sleep(0.5)
+        results = clients.stop()
+      status.close()
+      log = server.log()
+
+    self.assertEqual(lu.failures(results), [], lu.summarize_failures(results))
+    errors = [
+        line
+        for line in log.splitlines()
+        if line.startswith("E") and "Not updating the versions" in line
+    ]
+    self.assertLen(errors, 2, errors)  # One per fault, not one per poll.
+    # The cut download was retried, in botocore's own words.
+    self.assertIn("(gave up after 2 attempts)", errors[0])
+    self.assertIn("total bytes expected is", errors[0])
+    self.assertIn("NoSuchKey", errors[1])
 
 
 if __name__ == "__main__":

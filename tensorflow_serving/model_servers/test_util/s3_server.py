@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from tensorflow_serving.model_servers.test_util import binaries
@@ -246,3 +247,134 @@ class Publisher:
     self._store.upload_tree(
         self._staged.pop(version), self._bucket, f"{self._prefix}/{version}"
     )
+
+
+class FaultProxy:
+  """A TCP proxy in front of an S3 server that breaks chosen downloads.
+
+  Requests whose request line contains a watched fragment either get their
+  response cut a little into its body (the network failing mid-download) or
+  first run a hook (e.g. deleting the object, so it vanishes as it is being
+  fetched). Everything else passes through unchanged. Each connection is
+  served by two threads; all stop with the proxy.
+  """
+
+  def __init__(self, upstream_port: int):
+    self._upstream_port = upstream_port
+    self._listener = socket.create_server(("127.0.0.1", 0))
+    self.port = self._listener.getsockname()[1]
+    self._lock = threading.Lock()
+    self._cut: set[bytes] = set()
+    self._hooks: dict[bytes, Callable[[], object]] = {}
+    self._sockets: list[socket.socket] = []
+    self._stopped = False
+    threading.Thread(target=self._accept, daemon=True).start()
+
+  def cut_responses(self, fragment: str) -> None:
+    """Cuts every response to a request line containing `fragment`."""
+    with self._lock:
+      self._cut.add(fragment.encode())
+
+  def before_first(self, fragment: str, hook: Callable[[], object]) -> None:
+    """Runs `hook` once, before forwarding the first matching request."""
+    with self._lock:
+      self._hooks[fragment.encode()] = hook
+
+  def clear(self) -> None:
+    with self._lock:
+      self._cut.clear()
+      self._hooks.clear()
+
+  def stop(self) -> None:
+    self._stopped = True
+    self._listener.close()
+    with self._lock:
+      sockets, self._sockets = self._sockets, []
+    for s in sockets:
+      _close(s)
+
+  def _accept(self) -> None:
+    while not self._stopped:
+      try:
+        client, _ = self._listener.accept()
+      except OSError:
+        return
+      try:
+        upstream = socket.create_connection(
+            ("127.0.0.1", self._upstream_port), 10
+        )
+      except OSError:
+        _close(client)
+        continue
+      with self._lock:
+        self._sockets += [client, upstream]
+      cut = threading.Event()
+      threading.Thread(
+          target=self._requests, args=(client, upstream, cut), daemon=True
+      ).start()
+      threading.Thread(
+          target=self._responses, args=(upstream, client, cut), daemon=True
+      ).start()
+
+  def _requests(self, src, dst, cut: threading.Event) -> None:
+    while True:
+      try:
+        data = src.recv(65536)
+      except OSError:
+        data = b""
+      if not data:
+        _close(dst)
+        return
+      line = data.split(b"\r\n", 1)[0]
+      with self._lock:
+        if any(f in line for f in self._cut):
+          cut.set()
+        hooks = [f for f in self._hooks if f in line]
+        run = [self._hooks.pop(f) for f in hooks]
+      for hook in run:
+        hook()
+      try:
+        dst.sendall(data)
+      except OSError:
+        _close(src)
+        return
+
+  def _responses(self, src, dst, cut: threading.Event) -> None:
+    headers_passed = False
+    while True:
+      try:
+        data = src.recv(65536)
+      except OSError:
+        data = b""
+      if not data:
+        _close(dst)
+        return
+      if cut.is_set():
+        # The headers and a little of the body pass, then the line dies.
+        if not headers_passed:
+          head, sep, body = data.partition(b"\r\n\r\n")
+          headers_passed = bool(sep)
+          data, rest = head + sep, body
+        else:
+          rest, data = data, b""
+        if rest:
+          try:
+            dst.sendall(data + rest[: max(1, len(rest) // 4)])
+          except OSError:
+            pass
+          _close(dst)
+          _close(src)
+          return
+      try:
+        dst.sendall(data)
+      except OSError:
+        _close(src)
+        return
+
+
+def _close(s: socket.socket) -> None:
+  try:
+    s.shutdown(socket.SHUT_RDWR)
+  except OSError:
+    pass
+  s.close()

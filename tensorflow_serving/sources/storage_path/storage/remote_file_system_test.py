@@ -102,7 +102,10 @@ class RemoteFileSystemTest(absltest.TestCase):
         memory_store.StoreError("network down", transient=True)
         for _ in range(2)
     ]
-    with self.assertRaisesRegex(memory_store.StoreError, "network down"):
+    with self.assertRaisesRegex(
+        version_cache.DownloadError,
+        r"^network down \(gave up after 2 attempts\)$",
+    ):
       fs.local_path("s3://bkt/models/m/1", self.stop)
     self.assertEqual(self.cache.used_bytes(), 0)
     self.assertIsNone(self.cache.cached("s3/bkt/models/m/1"))

@@ -182,17 +182,20 @@ class VersionCache:
           self._download_once(final, files, stop)
           break
         except Exception as e:  # pylint: disable=broad-except
-          if (
-              stop.is_set()
-              or attempt >= self._options.download_retries
-              or not (is_transient(e) or isinstance(e, DownloadError))
-          ):
+          transient = is_transient(e) or isinstance(e, DownloadError)
+          if stop.is_set() or not transient:
             raise
+          if attempt >= self._options.download_retries:
+            raise DownloadError(
+                f"{e} (gave up after {attempt + 1} attempts)"
+            ) from e
           backoff = min(
               _MAX_BACKOFF_S, self._options.initial_backoff_s * 2**attempt
           )
           attempt += 1
-          logging.warning(
+          # The caller logs the final failure; each retry only at vlog 1.
+          logging.vlog(
+              1,
               "Downloading %s failed (%s); retry %d of %d in %.1fs",
               key,
               e,

@@ -17,8 +17,10 @@ import grpc
 
 from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import model_management_pb2
+from tensorflow_serving.apis import model_service_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
 from tensorflow_serving.model_servers import get_model_metadata_impl
@@ -154,16 +156,11 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
   async def GetModelStatus(self, request, context):
     return await _answer(
-        context,
-        self._pipeline.runner.call(self._pipeline.get_model_status, request),
+        context, self._pipeline.control.get_model_status(request)
     )
 
   async def HandleReloadConfigRequest(self, request, context):
-    return await self._pipeline.runner.call(
-        self._reload_config, request, context
-    )
-
-  def _reload_config(self, request, context):
+    """Upstream's reload, bounded by the call's deadline (control_plane.py)."""
     response = model_management_pb2.ReloadConfigResponse()
     try:
       # As upstream's model_service_impl: only a ModelConfigList is accepted.
@@ -173,13 +170,32 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             "HandleReloadConfigRequest. Only ModelConfigList is currently "
             "supported"
         )
-      self._pipeline.reload_config(request.config)
+      await self._pipeline.control.reload_config(
+          request.config, _time_remaining(context)
+      )
     except status.ServingError as exc:
       response.status.error_code = int(exc.code)
       response.status.error_message = exc.message
       context.set_code(grpc.StatusCode[exc.code.name])
       context.set_details(exc.message)
     return response
+
+
+# The services add_services registers, by full name. Their descriptor modules
+# are imported for this (the *_pb2_grpc modules do not import them), which
+# also puts the services in the pool that server reflection describes.
+SERVICE_NAMES = (
+    prediction_service_pb2.DESCRIPTOR.services_by_name[
+        "PredictionService"
+    ].full_name,
+    model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+)
+
+
+def _time_remaining(context: Any) -> float | None:
+  """The call's deadline in seconds from now, if the client set one."""
+  remaining = getattr(context, "time_remaining", None)
+  return remaining() if remaining is not None else None
 
 
 def add_services(

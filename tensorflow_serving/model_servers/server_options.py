@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-import signal
 import sys
 import threading
 
@@ -23,6 +22,7 @@ from tensorflow_serving.model_servers import model_config
 from tensorflow_serving.model_servers import rest_server
 from tensorflow_serving.model_servers import server as server_lib
 from tensorflow_serving.model_servers import server_core as server_core_lib
+from tensorflow_serving.model_servers import shutdown
 from tensorflow_serving.model_servers import version
 from tensorflow_serving.model_servers.status_page import routes as status_page
 from tensorflow_serving.servables.tensorflow import device
@@ -169,6 +169,8 @@ def from_flags(
           flags.grpc_channel_arguments
       ),
       enable_grpc_healthcheck_service=flags.enable_grpc_healthcheck_service,
+      enable_profiler=flags.enable_profiler,
+      profiler_max_duration_ms=flags.profiler_max_duration_ms,
       http=rest_server.HttpOptions(
           timeout_s=(
               flags.rest_api_timeout_in_ms / 1000.0
@@ -184,6 +186,10 @@ def from_flags(
       model_config_file_poll_wait_seconds=(
           flags.model_config_file_poll_wait_seconds
       ),
+      model_config_reload_timeout_s=(
+          flags.model_config_reload_timeout_seconds or None
+      ),
+      shutdown_grace_s=flags.shutdown_grace_seconds,
   )
   _apply_ssl_config(flags, server_options)
   _warn_no_op_flags(flags)
@@ -311,7 +317,6 @@ def _apply_ssl_config(flags, options: server_lib.ServerOptions) -> None:
 
 # Upstream flags with no effect here: accepted so command lines keep working.
 NO_OP_FLAGS = (
-    "enable_profiler",
     "flush_filesystem_caches",
     "remove_unused_fields_from_bundle_metagraph",
     "thread_pool_factory_config_file",
@@ -354,8 +359,9 @@ def run(
   gc.collect()
   gc.freeze()
   stop = threading.Event()
-  for sig in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(sig, lambda *_: stop.set())
+  # A stop while loading: the watchdog (shutdown.py) bounds core.stop(),
+  # which may wait for a load TensorFlow cannot interrupt.
+  unregister = shutdown.on_stop(stop.set)
   core = server_core_lib.ServerCore(core_options)
   loaded = threading.Event()
   failure: list[status.ServingError] = []
@@ -379,6 +385,7 @@ def run(
   if failure:
     core.stop()
     return start_failure(failure[0])
+  unregister()
   if stop.is_set():
     core.stop()
     return 0

@@ -146,8 +146,10 @@ class FileSystemStoragePathSource(source.Source[StoragePath]):
   unless one `file_system` is injected for all. Versions of a remote store
   are copied to a local cache before they are aspired, so the aspired path
   is always loadable; a version that cannot be copied is not aspired this
-  round and the servable's previous versions stay aspired. A failure is
-  logged once per distinct message, and its recovery once.
+  round and the servable's previous versions stay aspired. Such failures,
+  and failed listings of an object store, are logged once per distinct
+  message (and their recovery once); other failed listings at every poll,
+  as upstream logs them.
   """
 
   def __init__(

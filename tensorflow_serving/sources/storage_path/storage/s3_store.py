@@ -58,13 +58,8 @@ class S3Store:
   `request_timeout_s` per request.
   """
 
-  def __init__(
-      self,
-      request_timeout_s: float,
-      environ: Mapping[str, str] | None = None,
-  ):
+  def __init__(self, request_timeout_s: float):
     self._request_timeout_s = request_timeout_s
-    self._environ = dict(os.environ if environ is None else environ)
     self._client = None
 
   def _s3(self):
@@ -75,7 +70,8 @@ class S3Store:
 
       # pylint: enable=g-import-not-at-top
 
-      env = self._environ
+      # Read when the client is made, as boto3 reads its own variables.
+      env = os.environ
       endpoint = endpoint_url(env)
       custom_endpoint = bool(
           endpoint

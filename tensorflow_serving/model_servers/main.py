@@ -175,6 +175,35 @@ flags.DEFINE_integer(
     "Seconds between polls of the base paths for new "
     "versions; 0 polls once, a negative value never polls.",
 )
+# Remote model stores (s3://): see docs/storage.md.
+flags.DEFINE_string(
+    "model_cache_dir",
+    "",
+    "Directory under which s3:// model versions are copied before loading "
+    "(each process uses its own subdirectory); empty: the system temp dir.",
+)
+flags.DEFINE_integer(
+    "model_cache_size_bytes",
+    0,
+    "Most bytes the s3:// version cache may hold; a version that would "
+    "exceed it is not loaded. 0: no limit.",
+)
+flags.DEFINE_float(
+    "model_download_timeout_seconds",
+    600.0,
+    "Wall-clock limit of one attempt at downloading one s3:// version.",
+)
+flags.DEFINE_integer(
+    "model_download_retries",
+    3,
+    "Further attempts after a transient download failure, with back-off "
+    "doubling from 1s.",
+)
+flags.DEFINE_float(
+    "storage_request_timeout_seconds",
+    30.0,
+    "Connect and read timeout of each s3:// request (listings included).",
+)
 flags.DEFINE_integer("max_num_load_retries", 5, "Retries after a failed load.")
 flags.DEFINE_integer(
     "load_retry_interval_micros",

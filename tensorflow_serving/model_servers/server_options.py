@@ -31,6 +31,8 @@ from tensorflow_serving.model_servers.status_page import routes as status_page
 from tensorflow_serving.servables.tensorflow import device
 from tensorflow_serving.servables.tensorflow import example_input
 from tensorflow_serving.servables.tensorflow import saved_model_loader
+from tensorflow_serving.sources.storage_path.storage import file_systems
+from tensorflow_serving.sources.storage_path.storage import version_cache
 from tensorflow_serving.util import config_protos
 from tensorflow_serving.util import metrics
 from tensorflow_serving.util import status
@@ -135,6 +137,17 @@ def from_flags(
           )
       },
       file_system_poll_wait_seconds=flags.file_system_poll_wait_seconds,
+      storage=file_systems.StorageOptions(
+          cache=version_cache.CacheOptions(
+              root=flags.model_cache_dir,
+              max_bytes=max(0, flags.model_cache_size_bytes),
+              download_timeout_s=max(
+                  0.001, flags.model_download_timeout_seconds
+              ),
+              download_retries=max(0, flags.model_download_retries),
+          ),
+          request_timeout_s=max(0.001, flags.storage_request_timeout_seconds),
+      ),
       aspired_version_policy=policy,
       num_load_threads=flags.num_load_threads,
       num_unload_threads=flags.num_unload_threads,

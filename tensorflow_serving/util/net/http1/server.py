@@ -214,7 +214,7 @@ class _Connection(asyncio.Protocol):
       return await _awaitable(self._app.route(request))
     limit = self._server.limits.max_body_bytes
     try:
-      request.body = await inflate.inflate_async(body, wbits, limit)
+      inflated = await inflate.inflate_async(body, wbits, limit)
     except inflate.TooLarge:
       return self._app.error(
           413, f"Request body larger than {limit} bytes once decompressed"
@@ -223,6 +223,10 @@ class _Connection(asyncio.Protocol):
       return self._app.error(
           400, f"Cannot decode {encoding.decode()} request body: {exc}"
       )
+    # The inflated body counts against the budget too, until answered.
+    self._server.budget.add(len(inflated))
+    request.held += len(inflated)
+    request.body = inflated
     return await _awaitable(self._app.route(request))
 
   def _on_done(self, task: asyncio.Future) -> None:

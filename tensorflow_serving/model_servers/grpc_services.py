@@ -10,6 +10,7 @@ and message.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+import time
 from typing import Any, TypeVar
 
 from absl import logging
@@ -21,6 +22,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
+from tensorflow_serving.model_servers import admission
 from tensorflow_serving.model_servers import get_model_metadata_impl
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.servables.tensorflow import classifier
@@ -34,17 +36,35 @@ GRPC = pipeline_lib.GRPC
 
 
 async def _answer(context: Any, work: Awaitable[T]) -> T:
-  """Awaits one RPC's work; a ServingError ends the call with its status."""
+  """Awaits one RPC's work; a ServingError ends the call with its status.
+
+  A refusal under load carries gRPC's server pushback trailer, which a
+  client's retry policy waits for before its next attempt.
+  """
   try:
     return await work
   except status.ServingError as exc:
-    await context.abort(grpc.StatusCode[exc.code.name], exc.message)
+    trailers = ()
+    if exc.retry_after_s is not None:
+      trailers = (
+          (
+              "grpc-retry-pushback-ms",
+              admission.retry_pushback_ms(exc.retry_after_s),
+          ),
+      )
+    await context.abort(grpc.StatusCode[exc.code.name], exc.message, trailers)
   except Exception as exc:  # pylint: disable=broad-except
     logging.exception("Unexpected error in a gRPC call")
     await context.abort(
         grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}"
     )
   raise AssertionError("context.abort returned")  # pragma: no cover
+
+
+def _deadline(context: Any) -> float | None:
+  """The call's deadline (grpc-timeout) on time.monotonic's clock."""
+  remaining = context.time_remaining()
+  return None if remaining is None else time.monotonic() + remaining
 
 
 def _check_model_spec(request: Any) -> None:
@@ -68,16 +88,17 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     self._use_tensor_content = use_tensor_content
 
   async def Predict(self, request, context):
-    return await _answer(context, self._predict(request))
+    return await _answer(context, self._predict(request, _deadline(context)))
 
   async def _predict(
-      self, request: predict_pb2.PredictRequest
+      self, request: predict_pb2.PredictRequest, deadline: float | None
   ) -> predict_pb2.PredictResponse:
     _check_model_spec(request)
     served = await self._pipeline.predict(
         request.model_spec,
         lambda lookup: predict_util.decode_predict_request(request, lookup),
         GRPC,
+        deadline=deadline,
     )
     response = predict_pb2.PredictResponse()
     _echo_spec(response, served.id)
@@ -99,6 +120,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             lambda served, result: classifier.fill_classification_result(
                 served.classifications, result
             ),
+            _deadline(context),
         ),
     )
 
@@ -112,14 +134,20 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             lambda served, result: regressor.fill_regression_result(
                 served.values, result
             ),
+            _deadline(context),
         ),
     )
 
-  async def _examples_api(self, request: Any, run, response: Any, fill) -> Any:
+  async def _examples_api(
+      self, request: Any, run, response: Any, fill, deadline: float | None
+  ) -> Any:
     """Classify and Regress: Examples in, a result filled into `response`."""
     _check_model_spec(request)
     served = await run(
-        request.model_spec, lambda lookup: _examples(request, lookup), GRPC
+        request.model_spec,
+        lambda lookup: _examples(request, lookup),
+        GRPC,
+        deadline=deadline,
     )
     _echo_spec(response, served.id)
     response.model_spec.signature_name = served.sig.key

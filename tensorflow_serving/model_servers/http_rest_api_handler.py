@@ -20,6 +20,7 @@ import orjson
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_pb2
+from tensorflow_serving.model_servers import admission
 from tensorflow_serving.model_servers import get_model_metadata_impl
 from tensorflow_serving.model_servers import get_model_status_impl
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
@@ -57,6 +58,8 @@ class Response:
   status: int
   body: bytes
   content_type: str = "application/json"
+  # Beyond the engine's own (e.g. Retry-After on a refusal under load).
+  headers: tuple[tuple[str, str], ...] = ()
 
 
 def _as_dict(message) -> dict:
@@ -74,9 +77,19 @@ def _json(doc: dict) -> bytes:
 
 
 def error_response(exc: status.ServingError) -> Response:
-  """Upstream's error: the HTTP status of the code, `{ "error": ... }`."""
+  """Upstream's error: the HTTP status of the code, `{ "error": ... }`.
+
+  A refusal under load also says when to retry (Retry-After).
+  """
+  headers = ()
+  if exc.retry_after_s is not None:
+    headers = (
+        ("Retry-After", admission.retry_after_header(exc.retry_after_s)),
+    )
   return Response(
-      status.http_status(exc.code), predict_response.format_error(exc.message)
+      status.http_status(exc.code),
+      predict_response.format_error(exc.message),
+      headers=headers,
   )
 
 
@@ -89,16 +102,32 @@ class HttpRestApiHandler:
     self._pipeline = pipeline
     self._core = pipeline.core
 
-  async def handle(self, method: str, path: str, body: bytes) -> Response:
-    """Processes one request from the event loop. Never raises."""
+  async def handle(
+      self,
+      method: str,
+      path: str,
+      body: bytes | bytearray,
+      deadline: float | None = None,
+  ) -> Response:
+    """Processes one request from the event loop. Never raises.
+
+    `deadline` (time.monotonic's clock) is when the transport gives up on
+    the request: a model run that cannot finish by then is refused early.
+    """
     try:
-      return await self._dispatch(method.upper(), path, body)
+      return await self._dispatch(method.upper(), path, body, deadline)
     except status.ServingError as exc:
       return error_response(exc)
     except Exception as exc:  # pylint: disable=broad-except
       return error_response(status.internal(f"{type(exc).__name__}: {exc}"))
 
-  async def _dispatch(self, method: str, path: str, body: bytes) -> Response:
+  async def _dispatch(
+      self,
+      method: str,
+      path: str,
+      body: bytes | bytearray,
+      deadline: float | None,
+  ) -> Response:
     page = status_page.route(self._core, method, path)
     if page is not None:
       return Response(*await self._pipeline.runner.call(page))
@@ -113,10 +142,10 @@ class HttpRestApiHandler:
       off_loop = len(body) > INLINE_BODY_LIMIT_BYTES
       verb = verb.lower()
       if verb == "predict":
-        return await self._predict(spec, body, off_loop)
+        return await self._predict(spec, body, off_loop, deadline)
       if verb == "classify":
-        return await self._classify(spec, body, off_loop)
-      return await self._regress(spec, body, off_loop)
+        return await self._classify(spec, body, off_loop, deadline)
+      return await self._regress(spec, body, off_loop, deadline)
     if method == "GET" and not verb:
       if health:
         return self._health(health.lower())
@@ -134,13 +163,18 @@ class HttpRestApiHandler:
   # --- Model APIs, through the pipeline ---------------------------------------
 
   async def _predict(
-      self, spec: model_pb2.ModelSpec, body: bytes, off_loop: bool
+      self,
+      spec: model_pb2.ModelSpec,
+      body: bytes | bytearray,
+      off_loop: bool,
+      deadline: float | None,
   ) -> Response:
     served = await self._pipeline.predict(
         spec,
         lambda lookup: predict_request.decode_predict(body, lookup),
         REST,
         off_loop=off_loop,
+        deadline=deadline,
     )
     return Response(
         200,
@@ -150,20 +184,36 @@ class HttpRestApiHandler:
     )
 
   async def _classify(
-      self, spec: model_pb2.ModelSpec, body: bytes, off_loop: bool
+      self,
+      spec: model_pb2.ModelSpec,
+      body: bytes | bytearray,
+      off_loop: bool,
+      deadline: float | None,
   ) -> Response:
     served = await self._pipeline.classify(
-        spec, lambda lookup: _examples(body, lookup), REST, off_loop=off_loop
+        spec,
+        lambda lookup: _examples(body, lookup),
+        REST,
+        off_loop=off_loop,
+        deadline=deadline,
     )
     return Response(
         200, example_request.format_classify_response(served.classifications)
     )
 
   async def _regress(
-      self, spec: model_pb2.ModelSpec, body: bytes, off_loop: bool
+      self,
+      spec: model_pb2.ModelSpec,
+      body: bytes | bytearray,
+      off_loop: bool,
+      deadline: float | None,
   ) -> Response:
     served = await self._pipeline.regress(
-        spec, lambda lookup: _examples(body, lookup), REST, off_loop=off_loop
+        spec,
+        lambda lookup: _examples(body, lookup),
+        REST,
+        off_loop=off_loop,
+        deadline=deadline,
     )
     return Response(200, example_request.format_regress_response(served.values))
 
@@ -235,7 +285,7 @@ class HttpRestApiHandler:
     return Response(200, _json({"status": "ready", "models": sorted(names)}))
 
 
-def _examples(body: bytes, lookup: pipeline_lib.SignatureLookup):
+def _examples(body: bytes | bytearray, lookup: pipeline_lib.SignatureLookup):
   """Upstream's REST order: the whole body first, then the signature."""
   request = example_request.parse_example_request(
       document.decode_json_body(body)

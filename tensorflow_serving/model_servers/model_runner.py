@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from tensorflow_serving.model_servers import admission as admission_lib
+
 
 class ModelRunner:
   """Awaitable signature runs for the async transports.
@@ -29,8 +31,14 @@ class ModelRunner:
   The wait it adds is one loop turn (tens of microseconds).
   """
 
-  def __init__(self, executor: concurrent.futures.Executor):
+  def __init__(
+      self,
+      executor: concurrent.futures.Executor,
+      admission: admission_lib.Admission | None = None,
+  ):
     self.executor = executor
+    # Every model run passes here: overload is refused before it queues.
+    self.admission = admission or admission_lib.Admission()
     self._pending: list[tuple[Any, ...]] = []
 
   async def run(
@@ -39,16 +47,27 @@ class ModelRunner:
       sig: Any,
       inputs: Mapping[str, np.ndarray],
       output_filter: Sequence[str] = (),
+      deadline: float | None = None,
   ) -> dict[str, np.ndarray]:
-    loop = asyncio.get_running_loop()
-    submit = getattr(bundle, "submit", None)
-    if submit is None:
-      return await self.call(bundle.run, sig, inputs, output_filter)
-    waiter = loop.create_future()
-    self._pending.append((submit, sig, inputs, output_filter, waiter))
-    if len(self._pending) == 1:
-      loop.call_soon(self._submit_pending, loop)
-    return await waiter
+    """Runs `sig`; UNAVAILABLE if it cannot finish by `deadline`.
+
+    `deadline` is on time.monotonic's clock (None: the caller has none).
+    """
+    admission = self.admission
+    ahead = admission.pending
+    admitted_at = admission.admit(deadline)
+    try:
+      submit = getattr(bundle, "submit", None)
+      if submit is None:
+        return await self.call(bundle.run, sig, inputs, output_filter)
+      loop = asyncio.get_running_loop()
+      waiter = loop.create_future()
+      self._pending.append((submit, sig, inputs, output_filter, waiter))
+      if len(self._pending) == 1:
+        loop.call_soon(self._submit_pending, loop)
+      return await waiter
+    finally:
+      admission.finished(admitted_at, ahead)
 
   def _submit_pending(self, loop: asyncio.AbstractEventLoop) -> None:
     pending, self._pending = self._pending, []

@@ -215,11 +215,14 @@ class Pipeline:
       decode: Callable[[SignatureLookup], D],
       entrypoint: str,
       off_loop: bool = False,
+      deadline: float | None = None,
   ) -> Predicted[D]:
     """Decodes through `decode(lookup)`, runs, and records the metrics.
 
     `off_loop` decodes on a worker thread (a body too large to parse on the
-    event loop without stalling every other connection).
+    event loop without stalling every other connection). `deadline`
+    (time.monotonic's clock) lets a run that cannot finish in time be
+    refused before it queues (admission.py).
     """
     # REST looks the signature up to decode its JSON: upstream words a
     # missing one differently there.
@@ -227,7 +230,11 @@ class Pipeline:
     with _Request(self.core, spec, api, "Predict", entrypoint) as request:
       decoded = await self._decode(decode, request, off_loop)
       outputs = await self._run(
-          request, decoded.sig, decoded.inputs, decoded.output_filter
+          request,
+          decoded.sig,
+          decoded.inputs,
+          decoded.output_filter,
+          deadline,
       )
       return Predicted(request.id, decoded, outputs)
 
@@ -237,13 +244,18 @@ class Pipeline:
       decode: ExamplesDecoder,
       entrypoint: str,
       off_loop: bool = False,
+      deadline: float | None = None,
   ) -> Classified:
     """`decode(lookup)` gives the signature and the serialized Examples."""
     with _Request(
         self.core, spec, Api.CLASSIFY, "Classify", entrypoint
     ) as request:
       sig, examples, outputs = await self._run_examples(
-          request, decode, off_loop, classifier.prepare_classification
+          request,
+          decode,
+          off_loop,
+          classifier.prepare_classification,
+          deadline,
       )
       return Classified(
           request.id,
@@ -257,13 +269,18 @@ class Pipeline:
       decode: ExamplesDecoder,
       entrypoint: str,
       off_loop: bool = False,
+      deadline: float | None = None,
   ) -> Regressed:
     """`decode(lookup)` gives the signature and the serialized Examples."""
     with _Request(
         self.core, spec, Api.REGRESS, "Regress", entrypoint
     ) as request:
       sig, examples, outputs = await self._run_examples(
-          request, decode, off_loop, regressor.prepare_regression
+          request,
+          decode,
+          off_loop,
+          regressor.prepare_regression,
+          deadline,
       )
       return Regressed(
           request.id, sig, regressor.values_from_outputs(len(examples), outputs)
@@ -310,6 +327,7 @@ class Pipeline:
       decode: ExamplesDecoder,
       off_loop: bool,
       prepare: Callable[[Signature], example_input.ExampleSignature],
+      deadline: float | None,
   ) -> tuple[Signature, np.ndarray, dict[str, np.ndarray]]:
     """Classify's and Regress's shared steps: decode, check, count, run."""
     sig, examples = await self._decode(decode, request, off_loop)
@@ -320,6 +338,7 @@ class Pipeline:
         prepared.sig,
         {prepared.input_alias: examples},
         prepared.output_aliases,
+        deadline,
     )
     return sig, examples, outputs
 
@@ -329,11 +348,14 @@ class Pipeline:
       sig: Signature,
       inputs: Mapping[str, np.ndarray],
       output_filter: Sequence[str],
+      deadline: float | None,
   ) -> dict[str, np.ndarray]:
     """The run itself, timed as upstream's runtime_latency (queueing too)."""
     servable = request.acquire()
     start = time.perf_counter()
-    outputs = await self.runner.run(servable, sig, inputs, output_filter)
+    outputs = await self.runner.run(
+        servable, sig, inputs, output_filter, deadline
+    )
     metrics.record_runtime_latency(
         request.id.name,
         request.label,

@@ -8,9 +8,11 @@ deadline and the CORS headers.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Coroutine
 import dataclasses
 import re
+import time
 from typing import Any
 
 from tensorflow_serving.model_servers import http_rest_api_handler
@@ -69,8 +71,16 @@ class RestApp:
       return error(404, "Not Found")
     if options.enable_cors and method == "OPTIONS":
       return self._preflight(request)
-    # The one call into the REST API.
-    return self.handler.handle(method, path, request.body)
+    # The one call into the REST API, with the time the engine gives it
+    # (--rest_api_timeout_in_ms from the request's first byte).
+    deadline = None
+    if options.timeout_s is not None:
+      # Request.started is on the engine's clock, the loop's.
+      loop_now = asyncio.get_running_loop().time()
+      deadline = time.monotonic() + (
+          request.started + options.timeout_s - loop_now
+      )
+    return self.handler.handle(method, path, request.body, deadline)
 
   def _preflight(self, request: Request) -> Response:
     origin = request.headers.get(b"origin", b"").decode("latin-1")

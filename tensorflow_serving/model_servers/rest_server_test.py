@@ -33,8 +33,12 @@ class FakeHandler:
 
   def __init__(self):
     self.cancelled: list[str] = []
+    self.deadlines: list[float | None] = []
 
-  async def handle(self, method: str, path: str, body: bytes) -> Response:
+  async def handle(
+      self, method: str, path: str, body: bytes, deadline: float | None = None
+  ) -> Response:
+    self.deadlines.append(deadline)
     if path.startswith("/v1/sleep/"):
       try:
         await asyncio.sleep(float(path.rsplit("/", 1)[1]))
@@ -306,6 +310,20 @@ class HttpServerTest(absltest.TestCase):
     self.assertEqual(response.json(), {"error": "Deadline Exceeded"})
     self.assertEqual(self.handler.cancelled, ["/v1/sleep/10"])
     self.assertEqual(self.request("GET", "/v1/sleep/0").status, 200)
+
+  def test_the_handler_gets_the_rest_deadline(self):
+    # What lets a model run that cannot finish in time be refused early.
+    self.start(timeout_s=7.0)
+    before = time.monotonic()
+    self.assertEqual(self.request("GET", "/v1/sleep/0").status, 200)
+    (deadline,) = self.handler.deadlines
+    self.assertGreater(deadline, before + 6.0)
+    self.assertLessEqual(deadline, time.monotonic() + 7.0)
+
+  def test_no_rest_timeout_is_no_deadline(self):
+    self.start(timeout_s=None)
+    self.assertEqual(self.request("GET", "/v1/sleep/0").status, 200)
+    self.assertEqual(self.handler.deadlines, [None])
 
   def test_cors(self):
     self.start(enable_cors=True)

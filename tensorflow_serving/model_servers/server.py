@@ -16,6 +16,7 @@ from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2
 from grpc_health.v1 import health_pb2_grpc
 
+from tensorflow_serving.model_servers import admission
 from tensorflow_serving.model_servers import grpc_services
 from tensorflow_serving.model_servers import http_rest_api_handler
 from tensorflow_serving.model_servers import model_config
@@ -59,6 +60,9 @@ class ServerOptions:
   # Re-read this ModelServerConfig file every period and apply it (0: never).
   model_config_file: str = ""
   model_config_file_poll_wait_seconds: int = 0
+  # Model runs one process holds at once, queued or running; past it, and
+  # for runs that cannot meet their deadline, UNAVAILABLE (admission.py).
+  max_pending_requests: int = admission.DEFAULT_MAX_PENDING
   # Set in each process of --num_workers > 1 (model_servers/workers).
   worker: WorkerHooks | None = None
 
@@ -129,7 +133,14 @@ class Server:
         max_workers=max(1, options.grpc_max_threads),
         thread_name_prefix="request",
     )
-    self._runner = model_runner.ModelRunner(self._executor)
+    self._runner = model_runner.ModelRunner(
+        self._executor,
+        admission.Admission(
+            options.max_pending_requests,
+            # Runs that start at once on a free thread never queue.
+            min_pending_to_shed=options.grpc_max_threads,
+        ),
+    )
     worker = options.worker
     self.pipeline = pipeline_lib.Pipeline(
         core, self._runner, worker.management(core) if worker else None

@@ -171,6 +171,7 @@ def from_flags(
       model_config_file_poll_wait_seconds=(
           flags.model_config_file_poll_wait_seconds
       ),
+      max_pending_requests=max(1, flags.max_pending_requests),
   )
   _apply_ssl_config(flags, server_options)
   _warn_no_op_flags(flags)

@@ -37,7 +37,11 @@ _WARN_EVERY_S = 5.0
 
 
 class Response(Protocol):
-  """What routing returns (any object with these, e.g. a dataclass)."""
+  """What routing returns (any object with these, e.g. a dataclass).
+
+  It may also have `headers`, pairs of (name, value) for this response
+  alone (e.g. Retry-After).
+  """
 
   status: int
   body: bytes
@@ -264,13 +268,17 @@ class _Connection(asyncio.Protocol):
       connection = b"Connection: keep-alive\r\n"
     else:
       connection = b""
+    extra = self._extra_headers
+    own = getattr(response, "headers", None)
+    if own:
+      extra += _encode_headers(own)
     self._out.append(
         connection_lib.encode_response(
             response.status,
             response.body,
             response.content_type,
             connection,
-            self._extra_headers,
+            extra,
             request.method == "HEAD",
         )
     )
@@ -366,6 +374,13 @@ class _Connection(asyncio.Protocol):
       self._task.cancel()
 
 
+def _encode_headers(headers: Sequence[tuple[str, str]]) -> bytes:
+  return b"".join(
+      b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1"))
+      for name, value in headers
+  )
+
+
 async def _awaitable(result) -> Response:
   if asyncio.iscoroutine(result):
     return await result
@@ -388,10 +403,7 @@ class HttpServer:
     """Port None binds nothing: it serves on add_listening_socket's only."""
     self.app = app
     self.limits = limits
-    self.extra_headers = b"".join(
-        b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1"))
-        for name, value in app.extra_headers
-    )
+    self.extra_headers = _encode_headers(app.extra_headers)
     self.budget = budget_lib.Budget(limits.max_server_buffer_bytes)
     self.loop: asyncio.AbstractEventLoop | None = None
     self._port = port

@@ -10,6 +10,7 @@ and message.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+import hmac
 import time
 from typing import Any, TypeVar
 
@@ -175,10 +176,16 @@ def _examples(request: Any, lookup: pipeline_lib.SignatureLookup):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-  """tensorflow.serving.ModelService."""
+  """tensorflow.serving.ModelService.
 
-  def __init__(self, pipeline: pipeline_lib.Pipeline):
+  With `token` set (beyond upstream, --model_service_token_file), the calls
+  that change what is served need `authorization: Bearer TOKEN` metadata;
+  reading model status stays open, as the REST API's is.
+  """
+
+  def __init__(self, pipeline: pipeline_lib.Pipeline, token: str | None = None):
     self._pipeline = pipeline
+    self._token = token.encode() if token else None
 
   async def GetModelStatus(self, request, context):
     return await _answer(
@@ -187,6 +194,12 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     )
 
   async def HandleReloadConfigRequest(self, request, context):
+    if self._token is not None and not _bearer_matches(context, self._token):
+      await context.abort(
+          grpc.StatusCode.UNAUTHENTICATED,
+          "HandleReloadConfigRequest needs the server's ModelService token "
+          "as `authorization: Bearer TOKEN` metadata",
+      )
     return await self._pipeline.runner.call(
         self._reload_config, request, context
     )
@@ -210,13 +223,31 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     return response
 
 
+def _bearer_matches(context: Any, token: bytes) -> bool:
+  """Whether the call's `authorization` metadata is `Bearer <token>`."""
+  for key, value in context.invocation_metadata():
+    if key.lower() != "authorization":
+      continue
+    if isinstance(value, str):
+      value = value.encode("utf-8", "replace")
+    scheme, _, presented = value.strip().partition(b" ")
+    if scheme.lower() == b"bearer" and hmac.compare_digest(
+        presented.strip(), token
+    ):
+      return True
+  return False
+
+
 def add_services(
-    server: Any, pipeline: pipeline_lib.Pipeline, use_tensor_content: bool
+    server: Any,
+    pipeline: pipeline_lib.Pipeline,
+    use_tensor_content: bool,
+    model_service_token: str | None = None,
 ) -> None:
   """Registers both services on a grpc_h2 (or grpc.aio) server."""
   prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
       PredictionService(pipeline, use_tensor_content), server
   )
   model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-      ModelService(pipeline), server
+      ModelService(pipeline, model_service_token), server
   )

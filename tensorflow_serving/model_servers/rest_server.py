@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Coroutine
 import dataclasses
 import re
+import ssl
 import time
 from typing import Any
 
@@ -40,6 +41,8 @@ class HttpOptions:
   # Serve Prometheus text here when monitoring is enabled.
   prometheus_path: str | None = None
   limits: http1_server.Http1Limits = http1_server.Http1Limits()
+  # Beyond upstream: serve HTTPS (--rest_api_ssl_config_file); None = HTTP.
+  ssl_context: ssl.SSLContext | None = None
 
 
 def error(http_status: int, message: str) -> Response:
@@ -109,4 +112,10 @@ def make_server(
     options: HttpOptions = HttpOptions(),
     host: str | None = None,
 ) -> http1_server.HttpServer:
-  return http1_server.HttpServer(app, port, host=host, limits=options.limits)
+  return http1_server.HttpServer(
+      app,
+      port,
+      host=host,
+      limits=options.limits,
+      ssl_context=options.ssl_context,
+  )

@@ -63,6 +63,10 @@ class ServerOptions:
   # Model runs one process holds at once, queued or running; past it, and
   # for runs that cannot meet their deadline, UNAVAILABLE (admission.py).
   max_pending_requests: int = admission.DEFAULT_MAX_PENDING
+  # Beyond upstream: the token HandleReloadConfigRequest must present
+  # (--model_service_token_file or TF_SERVING_MODEL_SERVICE_TOKEN); None
+  # leaves ModelService open, as upstream.
+  model_service_token: str | None = None
   # Set in each process of --num_workers > 1 (model_servers/workers).
   worker: WorkerHooks | None = None
 
@@ -163,6 +167,7 @@ class Server:
           self._grpc,
           self.pipeline,
           opts.enable_serialization_as_tensor_content,
+          opts.model_service_token,
       )
       if opts.enable_grpc_healthcheck_service:
         self._health = grpc_health.aio.HealthServicer()

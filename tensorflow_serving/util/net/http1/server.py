@@ -19,6 +19,7 @@ import collections
 from collections.abc import Awaitable, Callable, Sequence
 import dataclasses
 import socket
+import ssl
 from typing import Any, Protocol
 import zlib
 
@@ -390,7 +391,9 @@ async def _awaitable(result) -> Response:
 class HttpServer:
   """Listens on `port` and serves `app` on each connection.
 
-  `host` None means all interfaces (IPv4 and IPv6).
+  `host` None means all interfaces (IPv4 and IPv6). With `ssl_context`
+  every connection is TLS (HTTPS); its handshake must end within the header
+  timeout.
   """
 
   def __init__(
@@ -399,10 +402,12 @@ class HttpServer:
       port: int | None,
       host: str | None = None,
       limits: Http1Limits = connection_lib.DEFAULT_LIMITS,
+      ssl_context: ssl.SSLContext | None = None,
   ):
     """Port None binds nothing: it serves on add_listening_socket's only."""
     self.app = app
     self.limits = limits
+    self._ssl = ssl_context
     self.extra_headers = _encode_headers(app.extra_headers)
     self.budget = budget_lib.Budget(limits.max_server_buffer_bytes)
     self.loop: asyncio.AbstractEventLoop | None = None
@@ -440,6 +445,7 @@ class HttpServer:
           port=self._port,
           reuse_address=True,
           backlog=4096,  # asyncio's 100 lets a connection flood crowd out others
+          **self._tls(),
       )
     self._sweeper = self.loop.call_later(self._sweep_every_s, self._sweep)
 
@@ -450,8 +456,18 @@ class HttpServer:
     bound.
     """
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _Connection(self), sock=sock)
+    server = await loop.create_server(
+        lambda: _Connection(self), sock=sock, **self._tls()
+    )
     self._adopted[sock.fileno()] = server
+
+  def _tls(self) -> dict[str, Any]:
+    if self._ssl is None:
+      return {}
+    return {
+        "ssl": self._ssl,
+        "ssl_handshake_timeout": self.limits.header_timeout_s,
+    }
 
   def remove_listening_socket(self, sock: socket.socket) -> None:
     """Stops accepting on a socket of add_listening_socket; closes it."""

@@ -211,6 +211,8 @@ class Server:
         logging.info(
             "Exporting HTTP/REST API at:localhost:%d ...", opts.rest_api_port
         )
+        if opts.http.ssl_context is not None:
+          logging.info("The HTTP/REST API is served over TLS (HTTPS).")
 
     if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
       self._config_poller = asyncio.create_task(self._poll_model_config())

@@ -50,7 +50,7 @@ _SERVICE_ALPHA = 0.1
 # fill (once runs queue at all).
 HEADROOM = 0.8
 # The retry hint when nothing is measured yet.
-_DEFAULT_RETRY_S = 1.0
+DEFAULT_RETRY_S = 1.0
 # The default for --max_pending_requests.
 DEFAULT_MAX_PENDING = 10000
 
@@ -153,7 +153,7 @@ class Admission:
   def _retry_after_s(self, pending: int) -> float:
     """Roughly when the runs pending now will have drained."""
     if self.cost_s is None:
-      return _DEFAULT_RETRY_S
+      return DEFAULT_RETRY_S
     return max(0.001, pending * self.cost_s)
 
 

@@ -118,6 +118,34 @@ class AdmissionRuleTest(absltest.TestCase):
     self.assertEqual(admission.retry_pushback_ms(0.25), "250")
 
 
+class WorkerPoolBoundTest(absltest.TestCase):
+
+  def test_calls_past_max_pending_are_refused(self):
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    self.addCleanup(executor.shutdown)
+    runner = model_runner.ModelRunner(
+        executor, admission.Admission(max_pending=2)
+    )
+    release = threading.Event()
+
+    async def main():
+      held = [
+          asyncio.ensure_future(runner.call(release.wait, 10)) for _ in range(2)
+      ]
+      await asyncio.sleep(0)  # Both are pending on the pool now.
+      with self.assertRaises(status.ServingError) as refused:
+        await runner.call(time.sleep, 0)
+      release.set()
+      await asyncio.gather(*held)
+      await runner.call(time.sleep, 0)  # Room again.
+      return refused.exception
+
+    refused = asyncio.run(main())
+    self.assertEqual(refused.code, status.Code.UNAVAILABLE)
+    self.assertIn("worker pool", refused.message)
+    self.assertEqual(refused.retry_after_s, admission.DEFAULT_RETRY_S)
+
+
 class _SlowBundle:
   """half_plus_two, RUN_S slower per run (sleeping, so CPU load matters less)."""
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from tensorflow_serving.model_servers import admission as admission_lib
+from tensorflow_serving.util import status
 
 
 class ModelRunner:
@@ -39,6 +40,7 @@ class ModelRunner:
     self.executor = executor
     # Every model run passes here: overload is refused before it queues.
     self.admission = admission or admission_lib.Admission()
+    self._calls = 0  # On the worker pool, waiting or running.
     self._pending: list[tuple[Any, ...]] = []
 
   async def run(
@@ -82,10 +84,26 @@ class ModelRunner:
       _link(loop, done, waiter)
 
   async def call(self, fn, *args):
-    """Runs a blocking function on the worker pool."""
-    waiter = asyncio.get_running_loop().create_future()
-    _link(waiter.get_loop(), self.executor.submit(fn, *args), waiter)
-    return await waiter
+    """Runs a blocking function on the worker pool.
+
+    The pool's queue is bounded as the model runs are: past
+    --max_pending_requests calls waiting or running, UNAVAILABLE.
+    """
+    limit = self.admission.max_pending
+    if self._calls >= limit:
+      raise status.ServingError(
+          status.Code.UNAVAILABLE,
+          f"Server overloaded: {self._calls} calls already pending on the "
+          "worker pool (the limit set by --max_pending_requests); retry later",
+          retry_after_s=admission_lib.DEFAULT_RETRY_S,
+      )
+    self._calls += 1
+    try:
+      waiter = asyncio.get_running_loop().create_future()
+      _link(waiter.get_loop(), self.executor.submit(fn, *args), waiter)
+      return await waiter
+    finally:
+      self._calls -= 1
 
 
 def _link(

@@ -36,6 +36,7 @@ import simdjson
 
 from tensorflow_serving.util import status
 from tensorflow_serving.util.json_tensor import document
+from tensorflow_serving.util.json_tensor import squeeze
 from tensorflow_serving.util.json_tensor import targets as targets_lib
 
 ROW = "row"
@@ -84,13 +85,17 @@ def decode_predict(
   GetInfoMap callback.
   """
   document.check_not_blank(body)
+  original_offset = None
+  squeezed = squeeze.squeeze(body)
+  if squeezed is not None:
+    body, original_offset = squeezed.body, squeezed.original_offset
   simple = parse_simple_predict(body)
   if simple is not None:
     sig = lookup(simple.signature_name)
     inputs = simple_predict_inputs(simple, sig.inputs)
     if inputs is not None:
       return DecodedPredict(sig, inputs, simple.request_format)
-  doc = document.decode_json_body(body)
+  doc = document.decode_json_body(body, original_offset, squeeze_first=False)
   sig = lookup(document.get_signature_name(doc))
   inputs, request_format = parse_predict_inputs(doc, sig.inputs)
   return DecodedPredict(sig, inputs, request_format)

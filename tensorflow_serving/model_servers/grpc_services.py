@@ -19,8 +19,10 @@ import grpc
 
 from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import model_management_pb2
+from tensorflow_serving.apis import model_service_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
 from tensorflow_serving.model_servers import admission
@@ -236,6 +238,17 @@ def _bearer_matches(context: Any, token: bytes) -> bool:
     ):
       return True
   return False
+
+
+# The services add_services registers, by full name. Their descriptor modules
+# are imported for this (the *_pb2_grpc modules do not import them), which
+# also puts the services in the pool that server reflection describes.
+SERVICE_NAMES = (
+    prediction_service_pb2.DESCRIPTOR.services_by_name[
+        "PredictionService"
+    ].full_name,
+    model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+)
 
 
 def add_services(

@@ -295,8 +295,18 @@ flags.DEFINE_integer(
     "EXPERIMENTAL: TF Lite interpreters in each pool; a "
     "model runs at most pools x this requests at once.",
 )
+flags.DEFINE_bool(
+    "enable_profiler",
+    True,
+    "Serve TensorFlow's profiler service (tensorflow.ProfilerService) on "
+    "the gRPC port, for TensorBoard's 'Capture profile'.",
+)
+flags.DEFINE_integer(
+    "profiler_max_duration_ms",
+    300_000,
+    "Beyond upstream: the longest trace a profiler request may ask for.",
+)
 # Upstream flags with no effect here (a warning is logged when set).
-flags.DEFINE_bool("enable_profiler", True, "No effect.")
 flags.DEFINE_bool("flush_filesystem_caches", True, "No effect.")
 flags.DEFINE_bool(
     "remove_unused_fields_from_bundle_metagraph", True, "No effect."

@@ -22,6 +22,8 @@ from tensorflow_serving.model_servers import http_rest_api_handler
 from tensorflow_serving.model_servers import model_config
 from tensorflow_serving.model_servers import model_runner
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
+from tensorflow_serving.model_servers import profiler_service
+from tensorflow_serving.model_servers import reflection
 from tensorflow_serving.model_servers import rest_server
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.util import status
@@ -47,6 +49,9 @@ class ServerOptions:
   # From --grpc_channel_arguments; see grpc_limits.CHANNEL_ARGUMENTS for those used.
   grpc_channel_arguments: tuple[tuple[str, str | int], ...] = ()
   enable_grpc_healthcheck_service: bool = False
+  # TensorFlow's profiler service on the gRPC port (upstream's default: on).
+  enable_profiler: bool = True
+  profiler_max_duration_ms: int = profiler_service.DEFAULT_MAX_DURATION_MS
   # PEM contents for TLS on gRPC (--ssl_config_file); None = insecure.
   ssl_server_key: str | None = None
   ssl_server_cert: str | None = None
@@ -153,6 +158,7 @@ class Server:
     self._http: rest_server.http1_server.HttpServer | None = None
     self._stop = asyncio.Event()
     self._health: grpc_health.aio.HealthServicer | None = None
+    self._profiler: profiler_service.ProfilerServicer | None = None
     self._config_poller: asyncio.Task | None = None
 
   async def start(self) -> None:
@@ -169,6 +175,7 @@ class Server:
           opts.enable_serialization_as_tensor_content,
           opts.model_service_token,
       )
+      services = list(grpc_services.SERVICE_NAMES)
       if opts.enable_grpc_healthcheck_service:
         self._health = grpc_health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
@@ -178,6 +185,14 @@ class Server:
           await self._health.set(
               service, health_pb2.HealthCheckResponse.SERVING
           )
+        services.append(grpc_health.SERVICE_NAME)
+      if opts.enable_profiler:
+        self._profiler = profiler_service.add_to_server(
+            self._grpc, opts.profiler_max_duration_ms
+        )
+        if self._profiler is not None:
+          services.append(profiler_service.SERVICE_NAME)
+      reflection.add_to_server(self._grpc, services)
       if opts.grpc_port and opts.worker is None:
         await self._add_port(f"0.0.0.0:{opts.grpc_port}")
       if opts.grpc_socket_path and opts.worker is None:
@@ -291,6 +306,8 @@ class Server:
     if self._http is not None:
       stops.append(self._http.stop(SHUTDOWN_GRACE_S))
     await asyncio.gather(*stops)
+    if self._profiler is not None:
+      self._profiler.close()
     # Work no call waits for any more is dropped, not run.
     self._executor.shutdown(wait=True, cancel_futures=True)
     self.core.stop()

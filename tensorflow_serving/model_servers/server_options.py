@@ -160,6 +160,8 @@ def from_flags(
           flags.grpc_channel_arguments
       ),
       enable_grpc_healthcheck_service=flags.enable_grpc_healthcheck_service,
+      enable_profiler=flags.enable_profiler,
+      profiler_max_duration_ms=flags.profiler_max_duration_ms,
       http=rest_server.HttpOptions(
           timeout_s=(
               flags.rest_api_timeout_in_ms / 1000.0
@@ -357,7 +359,6 @@ def _apply_rest_ssl_config(flags, options: server_lib.ServerOptions) -> None:
 
 # Upstream flags with no effect here: accepted so command lines keep working.
 NO_OP_FLAGS = (
-    "enable_profiler",
     "flush_filesystem_caches",
     "remove_unused_fields_from_bundle_metagraph",
     "thread_pool_factory_config_file",

@@ -1,12 +1,19 @@
 """The gRPC call layer over an HTTP/2 core: framing, compression, deadlines.
 
-One `GrpcCalls` per connection turns the core's events into unary calls:
-it reads the message's length prefix (refusing one past the limits at
-once, RESOURCE_EXHAUSTED as grpc does), holds the bytes against the
-connection's and the server's budgets (acknowledging them to the core, so
-granting flow-control window, only while the budgets allow), inflates
-compressed messages with a cap, runs the handler (a coroutine on the loop,
-a plain function on the executor), and sends the answer or the status.
+One `GrpcCalls` per connection turns the core's events into calls: it reads
+the message's length prefix (refusing one past the limits at once,
+RESOURCE_EXHAUSTED as grpc does), holds the bytes against the connection's
+and the server's budgets (acknowledging them to the core, so granting
+flow-control window, only while the budgets allow), inflates compressed
+messages with a cap, runs the handler (a coroutine on the loop, a plain
+function on the executor), and sends the answer or the status.
+
+Unary calls are the hot path. Streaming methods (server reflection) must be
+coroutines or async generators, grpc.aio style, so that an open stream never
+holds an executor thread: their request messages reach the handler as they
+arrive (streams.Inbox), each bounded by limits.max_stream_message_bytes, a
+stream that sends nothing for limits.max_stream_idle_ms ends, and response
+messages wait while the peer is not taking them.
 Status codes and messages for transport-level failures follow grpcio's.
 """
 
@@ -30,6 +37,7 @@ from tensorflow_serving.util.net import inflate
 from tensorflow_serving.util.net.grpc_h2 import events as ev
 from tensorflow_serving.util.net.grpc_h2 import frames as fr
 from tensorflow_serving.util.net.grpc_h2 import limits as limits_lib
+from tensorflow_serving.util.net.grpc_h2 import streams
 
 Metadata = Sequence[tuple[str, str | bytes]]
 
@@ -62,6 +70,9 @@ _OK_TRAILERS = ((b"grpc-status", b"0"),)
 # on the executor so no attacker-sized step holds the loop.
 _INLINE_INFLATE_BYTES = 16 << 10
 _INLINE_PARSE_BYTES = 1 << 20
+# A streaming handler's next response waits while this connection has more
+# than this many response bytes the peer has not taken.
+_STREAM_PENDING_BYTES = 1 << 20
 
 
 class Core(Protocol):
@@ -74,6 +85,9 @@ class Core(Protocol):
     ...
 
   def send_headers(self, stream_id, headers, end_stream=False) -> None:
+    ...
+
+  def send_data(self, stream_id, data, end_stream=False) -> None:
     ...
 
   def send_response(self, stream_id, headers, data, trailers) -> None:
@@ -210,6 +224,23 @@ class Method:
   handler: Any  # grpc.RpcMethodHandler
   is_async: bool
 
+  @property
+  def streaming(self) -> bool:
+    return self.handler.request_streaming or self.handler.response_streaming
+
+
+def _method(handler: Any) -> Method:
+  function = (
+      handler.unary_unary
+      or handler.unary_stream
+      or handler.stream_unary
+      or handler.stream_stream
+  )
+  is_async = inspect.iscoroutinefunction(
+      function
+  ) or inspect.isasyncgenfunction(function)
+  return Method(handler, is_async)
+
 
 class HandlerCallDetails(
     collections.namedtuple(
@@ -241,9 +272,7 @@ class Registry:
     for generic in self._generic:
       handler = generic.service(details)
       if handler is not None:
-        method = Method(
-            handler, inspect.iscoroutinefunction(handler.unary_unary)
-        )
+        method = _method(handler)
         break
     if len(self._methods) < 1024:  # unknown paths must not grow it forever
       self._methods[path] = method
@@ -270,6 +299,10 @@ class _Call:
       "timer",
       "task",
       "context",
+      "method",
+      "inbox",
+      "idle",
+      "headers_sent",
   )
 
   def __init__(self, stream_id: int, headers):
@@ -289,6 +322,12 @@ class _Call:
     self.timer: asyncio.TimerHandle | None = None
     self.task: asyncio.Future | None = None
     self.context: ServicerContext | None = None
+    self.method: Method | None = None
+    # Streaming calls only: the requests so far, the idle timer, and
+    # whether response headers went out (trailers then follow alone).
+    self.inbox: streams.Inbox | None = None
+    self.idle: asyncio.TimerHandle | None = None
+    self.headers_sent = False
 
 
 class GrpcCalls:
@@ -322,6 +361,7 @@ class GrpcCalls:
     self._window = core.recv_window
     self._debtors: dict[int, _Call] = {}
     self._counted = 0  # what this connection has added to the server budget
+    self._drain_waiters: list[asyncio.Future] = []
     self._sync()
 
   def _committed(self) -> int:
@@ -362,7 +402,10 @@ class GrpcCalls:
         call = self.calls.get(event.stream_id)
         if call is not None and not call.ended:
           call.ended = True
-          self._dispatch(call)
+          if call.inbox is not None:
+            call.inbox.close()
+          else:
+            self._dispatch(call)
       elif kind is ev.StreamReset:
         call = self.calls.get(event.stream_id)
         if call is not None:
@@ -405,9 +448,16 @@ class GrpcCalls:
         b"application/grpc"
     ):
       self._http_error(call, b"415")
-    elif event.end_stream:
-      call.ended = True
-      self._dispatch(call)
+    else:
+      method = call.method = self._registry.lookup(call.path)
+      if method is not None and method.handler.request_streaming:
+        self._start_stream(call, method)
+        if event.end_stream:
+          call.ended = True
+          call.inbox.close()  # type: ignore[union-attr]
+      elif event.end_stream:
+        call.ended = True
+        self._dispatch(call)
 
   def _on_data(self, event: ev.DataReceived) -> None:
     received = event.flow_controlled_length
@@ -427,15 +477,32 @@ class GrpcCalls:
       head = call.data[0] if len(call.data[0]) >= 5 else b"".join(call.data)
       length = fr.U32.unpack_from(head, 1)[0]
       call.expected = length + 5
-      if length > self._max_message:
+      if call.inbox is not None:
+        if length > self._limits.max_stream_message_bytes:
+          self.finish(
+              call,
+              grpc.StatusCode.RESOURCE_EXHAUSTED,
+              f"Received message larger than max ({length} vs. "
+              f"{self._limits.max_stream_message_bytes})",
+          )
+          return
+      elif length > self._max_message:
         self._refuse_size(call, length)
         return
-    if 0 <= call.expected < call.size:
+    if 0 <= call.expected < call.size and call.inbox is None:
       self.finish(
           call,
           grpc.StatusCode.INTERNAL,
           "Expected one request message, received a malformed one",
       )
+      return
+    if call.inbox is not None:
+      self._sync()
+      self._grant(call)
+      self._feed(call)
+      if event.end_stream and not call.finished:
+        call.ended = True
+        call.inbox.close()
       return
     budget = self._budget
     if (
@@ -500,6 +567,11 @@ class GrpcCalls:
     if pending != self._pending:
       self._pending = pending
       self._sync()
+    if self._drain_waiters and pending <= _STREAM_PENDING_BYTES:
+      waiters, self._drain_waiters = self._drain_waiters, []
+      for waiter in waiters:
+        if not waiter.done():
+          waiter.set_result(None)
 
   def _release(self, call: _Call) -> None:
     """Frees a finished call's bytes; unacknowledged ones go back as window."""
@@ -528,7 +600,7 @@ class GrpcCalls:
 
   def _dispatch(self, call: _Call) -> None:
     """Runs the call once its request has fully arrived."""
-    method = self._registry.lookup(call.path)
+    method = call.method
     if method is None:
       self.finish(
           call,
@@ -537,12 +609,8 @@ class GrpcCalls:
       )
       return
     handler = method.handler
-    if handler.request_streaming or handler.response_streaming:
-      self.finish(
-          call,
-          grpc.StatusCode.UNIMPLEMENTED,
-          "Streaming methods are not supported by this server",
-      )
+    if method.streaming:
+      self._start_stream(call, method)
       return
     body = call.data[0] if len(call.data) == 1 else b"".join(call.data)
     call.data = []
@@ -620,6 +688,178 @@ class GrpcCalls:
     call.context = context
     call.task = task
     task.add_done_callback(lambda done: self._on_result(call, handler, done))
+
+  # Streaming calls.
+
+  def _start_stream(self, call: _Call, method: Method) -> None:
+    """Starts a streaming handler: at once for a request stream, else once
+    its one request message has arrived (call.data)."""
+    if not method.is_async:
+      self.finish(
+          call,
+          grpc.StatusCode.UNIMPLEMENTED,
+          "Streaming methods must be coroutines or async generators here",
+      )
+      return
+    handler = method.handler
+    if handler.request_streaming:
+      call.inbox = streams.Inbox(
+          self.loop, lambda size: self._consume(call, size)
+      )
+      argument: Any = call.inbox
+      self._touch(call)
+    else:
+      body = b"".join(call.data)
+      call.data = []
+      try:
+        compressed, message = self._unframe(body)
+        if compressed:
+          message = self._inflate(call.encoding, message)
+        argument = handler.request_deserializer(message)
+      except _Abort as exc:
+        self.finish(call, exc.code, exc.details)
+        return
+      except Exception:  # pylint: disable=broad-except
+        self.finish(
+            call, grpc.StatusCode.INTERNAL, "Exception deserializing request!"
+        )
+        return
+    context = _AsyncServicerContext(self, call)
+    call.context = context
+    call.task = self.loop.create_task(self._stream(call, argument, context))
+    call.task.add_done_callback(
+        lambda done: self._on_stream_result(call, handler, done)
+    )
+
+  async def _stream(self, call: _Call, argument: Any, context: Any) -> Any:
+    handler = call.method.handler  # type: ignore[union-attr]
+    if not handler.response_streaming:
+      return await handler.stream_unary(argument, context)
+    function = (
+        handler.stream_stream
+        if handler.request_streaming
+        else handler.unary_stream
+    )
+    async for response in function(argument, context):
+      if call.finished:
+        break
+      self._send_message(call, handler.response_serializer(response))
+      while self._core.pending_bytes > _STREAM_PENDING_BYTES:
+        waiter = self.loop.create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+    return None
+
+  def _send_message(self, call: _Call, payload: bytes) -> None:
+    if not call.headers_sent:
+      headers: Any = _RESPONSE_HEADERS
+      context = call.context
+      if context is not None and context.initial_metadata:
+        headers = list(headers) + _encode_metadata(context.initial_metadata)
+      self._core.send_headers(call.id, headers)
+      call.headers_sent = True
+    self._core.send_data(call.id, fr.grpc_message(payload))
+    self.account_pending()
+    self._schedule_flush()
+
+  def _on_stream_result(
+      self, call: _Call, handler: Any, done: asyncio.Future
+  ) -> None:
+    if call.finished or done.cancelled():
+      return
+    if done.exception() is None and handler.response_streaming:
+      context = call.context
+      if not call.headers_sent or (
+          context is not None
+          and context._code not in (None, grpc.StatusCode.OK)  # pylint: disable=protected-access
+      ):
+        self._on_result(call, handler, done)  # trailers-only, or its status
+        return
+      trailers: Any = _OK_TRAILERS
+      if context is not None and context.trailing_metadata:
+        trailers = list(trailers) + _encode_metadata(context.trailing_metadata)
+      self._core.send_headers(call.id, trailers, end_stream=True)
+      self._close(call)
+      self._schedule_flush()
+      return
+    self._on_result(call, handler, done)
+
+  def _feed(self, call: _Call) -> None:
+    """Hands a streaming call's whole messages to its handler."""
+    inbox = call.inbox
+    deserialize = call.method.handler.request_deserializer  # type: ignore[union-attr]
+    while 0 <= call.expected <= call.size and not call.finished:
+      data = b"".join(call.data)
+      size = call.expected
+      compressed, message = bool(data[0]), data[5:size]
+      rest = data[size:]
+      call.data = [rest] if rest else []
+      call.size = len(rest)
+      call.expected = -1
+      if len(rest) >= 5:
+        call.expected = fr.U32.unpack_from(rest, 1)[0] + 5
+        if call.expected - 5 > self._limits.max_stream_message_bytes:
+          self.finish(
+              call,
+              grpc.StatusCode.RESOURCE_EXHAUSTED,
+              f"Received message larger than max ({call.expected - 5} vs. "
+              f"{self._limits.max_stream_message_bytes})",
+          )
+          return
+      try:
+        if compressed:
+          message = self._inflate(call.encoding, message)
+        request = deserialize(message)
+      except _Abort as exc:
+        self.finish(call, exc.code, exc.details)
+        return
+      except Exception:  # pylint: disable=broad-except
+        self.finish(
+            call, grpc.StatusCode.INTERNAL, "Exception deserializing request!"
+        )
+        return
+      inbox.put(request, size)  # type: ignore[union-attr]
+      self._touch(call)
+
+  def _grant(self, call: _Call) -> None:
+    """Acknowledges a streaming call's bytes while it has less than one
+    largest message waiting for its handler: a peer that sends faster than
+    the handler takes is stopped by flow control, not queued for."""
+    room = self._limits.max_stream_message_bytes + 5 - (call.held - call.debt)
+    ack = min(call.debt, max(0, room))
+    if ack:
+      call.debt -= ack
+      self._ack(ack, call.id)
+
+  def _consume(self, call: _Call, size: int) -> None:
+    """The handler took a message: its bytes leave the budgets."""
+    if call.finished or not call.held:
+      return
+    size = min(size, call.held - call.debt)
+    call.held -= size
+    self._held -= size
+    self._sync()
+    self._grant(call)
+    self._schedule_flush()
+
+  def _touch(self, call: _Call) -> None:
+    """(Re)arms a streaming call's idle timer."""
+    idle_ms = self._limits.max_stream_idle_ms
+    if idle_ms is None:
+      return
+    if call.idle is not None:
+      call.idle.cancel()
+    call.idle = self.loop.call_later(idle_ms / 1000.0, self._on_idle, call)
+
+  def _on_idle(self, call: _Call) -> None:
+    call.idle = None
+    if not call.finished:
+      self.finish(
+          call,
+          grpc.StatusCode.UNAVAILABLE,
+          "Stream idle for longer than "
+          f"{self._limits.max_stream_idle_ms} ms",
+      )
 
   def _unframe(self, body: bytes) -> tuple[bool, bytes]:
     if len(body) < 5:
@@ -711,7 +951,8 @@ class GrpcCalls:
     """Ends a call with a non-OK status (trailers-only)."""
     if call.finished:
       return
-    block = list(_RESPONSE_HEADERS)
+    # After a streaming call's messages, the status goes out as trailers.
+    block = [] if call.headers_sent else list(_RESPONSE_HEADERS)
     block.append((b"grpc-status", b"%d" % code.value[0]))
     if details:
       block.append((b"grpc-message", fr.percent_encode(details)))
@@ -737,6 +978,11 @@ class GrpcCalls:
     if call.timer is not None:
       call.timer.cancel()
       call.timer = None
+    if call.inbox is not None:
+      call.inbox.close()
+      if call.idle is not None:
+        call.idle.cancel()
+        call.idle = None
     task = call.task
     if task is not None and not task.done():
       task.cancel()

@@ -198,8 +198,9 @@ class H2Core:
       self, stream_id: int, headers: Headers, end_stream: bool = False
   ) -> None:
     pending = self._pending.get(stream_id)
-    if pending is not None:
+    if pending is not None:  # trailers, after the DATA still queued
       pending[1] = headers
+      self._pump()
       return
     try:
       self._conn.send_headers(stream_id, headers, end_stream=end_stream)

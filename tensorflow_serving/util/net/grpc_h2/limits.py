@@ -64,6 +64,13 @@ class GrpcLimits:
   # carry nothing (empty DATA without END_STREAM, empty CONTINUATION).
   control_burst: int = 200
   control_frames_per_s: float = 20.0
+  # Streaming methods (server reflection): the largest message a streaming
+  # call may send (grpc's default receive limit; streaming methods here are
+  # small control calls, never inference), and how long such a call may go
+  # without sending one before it ends with UNAVAILABLE, so an open stream
+  # cannot hold a stream slot forever.
+  max_stream_message_bytes: int = 4 << 20
+  max_stream_idle_ms: int | None = 300_000
 
   @property
   def max_header_block_bytes(self) -> int:
@@ -126,6 +133,8 @@ CHANNEL_ARGUMENTS = {
     "grpc.tf_serving.resets_per_s": "resets_per_s",
     "grpc.tf_serving.control_burst": "control_burst",
     "grpc.tf_serving.control_frames_per_s": "control_frames_per_s",
+    "grpc.tf_serving.max_stream_message_bytes": "max_stream_message_bytes",
+    "grpc.tf_serving.max_stream_idle_ms": "max_stream_idle_ms",
 }
 _UNLIMITED = {
     "max_receive_message_length": INT_MAX,
@@ -138,6 +147,8 @@ _UNLIMITED = {
     "keepalive_time_ms": None,
     "max_connection_age_ms": None,
     "max_connection_age_grace_ms": None,
+    "max_stream_message_bytes": INT_MAX,
+    "max_stream_idle_ms": None,
 }
 
 

@@ -1,4 +1,4 @@
-"""A gRPC server for unary calls, on asyncio, over a sans-IO HTTP/2 core.
+"""A gRPC server on asyncio, over a sans-IO HTTP/2 core.
 
 Why not grpcio's server: on this project's 2-core reference host, grpcio's
 Python layer costs 400+ us of CPU per call (sync server, about twice that on
@@ -17,8 +17,9 @@ a connection is over its budget or its peer is not reading.
 Handlers register exactly as with grpcio (`add_XServicer_to_server` from the
 generated `*_pb2_grpc` modules, grpc's `method_handlers_generic_handler`), and
 may be coroutines (awaited on the loop, grpc.aio style) or plain functions (run
-on an executor, grpc sync style). What it does not do: streaming methods
-(UNIMPLEMENTED) and response compression (requests may be gzip or deflate).
+on an executor, grpc sync style). Streaming methods (server reflection) must
+be grpc.aio style, so that an open stream holds no thread. What it does not do:
+response compression (requests may be gzip or deflate).
 """
 
 from __future__ import annotations

@@ -67,6 +67,28 @@ class _Handlers:
     context.set_details("not now")
     return b"ignored"
 
+  async def chat(self, requests, context):
+    """Bidirectional: one answer per request, as reflection answers."""
+    async for request in requests:
+      if request == b"fail":
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "asked to")
+      yield request[::-1]
+
+  async def count(self, request: bytes, context):
+    """Server streaming: `request` answers of 64 KiB each."""
+    for i in range(int(request.decode())):
+      yield b"%08d" % i + b"." * ((64 << 10) - 8)
+
+  async def total(self, requests, context) -> bytes:
+    """Client streaming: the sizes of every request, summed."""
+    size = 0
+    async for request in requests:
+      size += len(request)
+    return b"%d" % size
+
+  def chat_sync(self, requests, context):
+    yield from requests
+
   def generic_handler(self):
     unary = lambda fn: grpc.unary_unary_rpc_method_handler(
         fn, request_deserializer=_IDENTITY, response_serializer=_IDENTITY
@@ -82,7 +104,18 @@ class _Handlers:
             "Crash": unary(self.crash),
             "Slow": unary(self.slow),
             "SetCode": unary(self.set_code),
-            "Stream": grpc.unary_stream_rpc_method_handler(self.echo),
+            "Chat": grpc.stream_stream_rpc_method_handler(
+                self.chat, _IDENTITY, _IDENTITY
+            ),
+            "Count": grpc.unary_stream_rpc_method_handler(
+                self.count, _IDENTITY, _IDENTITY
+            ),
+            "Total": grpc.stream_unary_rpc_method_handler(
+                self.total, _IDENTITY, _IDENTITY
+            ),
+            "ChatSync": grpc.stream_stream_rpc_method_handler(
+                self.chat_sync, _IDENTITY, _IDENTITY
+            ),
         },
     )
 
@@ -217,10 +250,110 @@ class GrpcH2ServerTest(absltest.TestCase):
         ),
     )
 
-  def test_streaming_method_is_unimplemented(self):
-    self.assertStatus(
-        grpc.StatusCode.UNIMPLEMENTED, lambda: self.call("Stream", b"x")
+  def _stream(self, name: str, channel=None):
+    return (channel or self.channel).stream_stream(
+        f"/{SERVICE}/{name}",
+        request_serializer=_IDENTITY,
+        response_deserializer=_IDENTITY,
     )
+
+  def test_bidirectional_stream_answers_each_request_as_it_comes(self):
+    # Each request is sent only after the previous answer arrived, as
+    # grpcurl's reflection client does: the handler must run before the
+    # client half-closes.
+    sent = []
+    answered = threading.Event()
+
+    def requests():
+      for word in (b"abc", b"", b"x" * (1 << 20)):
+        sent.append(word)
+        yield word
+        self.assertTrue(answered.wait(10))
+        answered.clear()
+
+    answers = []
+    for answer in self._stream("Chat")(requests(), timeout=30):
+      answers.append(answer)
+      answered.set()
+    self.assertEqual(answers, [w[::-1] for w in sent])
+
+  def test_server_streaming_waits_for_a_slow_reader(self):
+    # 8 MiB of answers through the client's 64 KiB initial window.
+    call = self.channel.unary_stream(
+        f"/{SERVICE}/Count",
+        request_serializer=_IDENTITY,
+        response_deserializer=_IDENTITY,
+    )
+    answers = list(call(b"128", timeout=60))
+    self.assertLen(answers, 128)
+    self.assertEqual(
+        [a[:8] for a in answers], [b"%08d" % i for i in range(128)]
+    )
+
+  def test_client_streaming(self):
+    call = self.channel.stream_unary(
+        f"/{SERVICE}/Total",
+        request_serializer=_IDENTITY,
+        response_deserializer=_IDENTITY,
+    )
+    chunks = [os.urandom(3 << 20) for _ in range(5)]  # past every window
+    self.assertEqual(call(iter(chunks), timeout=60), b"%d" % (15 << 20))
+    self.assertEqual(call(iter([]), timeout=30), b"0")
+
+  def test_stream_abort_after_answers_sends_the_status_as_trailers(self):
+    responses = self._stream("Chat")(iter([b"ab", b"fail"]), timeout=30)
+    self.assertEqual(next(responses), b"ba")
+    with self.assertRaises(grpc.RpcError) as cm:
+      next(responses)
+    self.assertEqual(cm.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+    self.assertEqual(cm.exception.details(), "asked to")
+    self.assertEqual(self.call("Echo", b"ok"), b"ko")  # the connection lives
+
+  def test_sync_streaming_handler_is_unimplemented(self):
+    # A thread per open stream is what streaming must never cost.
+    self.assertStatus(
+        grpc.StatusCode.UNIMPLEMENTED,
+        lambda: list(self._stream("ChatSync")(iter([b"x"]), timeout=30)),
+    )
+
+  def test_streaming_message_past_its_limit(self):
+    limit = grpc_limits.GrpcLimits().max_stream_message_bytes
+    answered = threading.Event()
+
+    def requests():
+      yield b"a"
+      answered.wait(10)
+      yield b"x" * (limit + 1)
+
+    responses = self._stream("Chat")(requests(), timeout=30)
+    self.assertEqual(next(responses), b"a")
+    answered.set()
+    with self.assertRaises(grpc.RpcError) as cm:
+      next(responses)
+    self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+  def test_idle_stream_ends_unavailable(self):
+    server = _ServerThread(
+        self.handlers,
+        engine=self.engine,
+        limits=grpc_limits.GrpcLimits(max_stream_idle_ms=300),
+    )
+    self.addCleanup(server.close)
+    never = threading.Event()
+    self.addCleanup(never.set)
+
+    def requests():
+      yield b"hi"
+      never.wait(30)  # then silence
+
+    with grpc.insecure_channel(server.target) as channel:
+      responses = self._stream("Chat", channel)(requests(), timeout=30)
+      self.assertEqual(next(responses), b"ih")
+      start = time.monotonic()
+      with self.assertRaises(grpc.RpcError) as cm:
+        next(responses)
+      self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+      self.assertLess(time.monotonic() - start, 10)
 
   def test_abort_status_and_unicode_details(self):
     self.assertStatus(

@@ -29,7 +29,15 @@ MIN_BYTES = 1 << 20
 # characters): then the copy is at most half the body.
 MIN_SPACE_SHARE = 0.5
 STEP_BYTES = 16 << 20
+# Backslashes walked back from quotes, at most, before squeezing is given
+# up for the body (parsed as it is): the walk is Python, a crafted body of
+# long backslash runs must not make it slower than the parse it saves.
+MAX_BACKSLASH_WALK = 1 << 20
 _QUOTE, _BACKSLASH = 0x22, 0x5C
+
+
+class _BackslashBudgetError(Exception):
+  pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +67,7 @@ class Squeezed:
       if step.kept_before <= offset:
         if step.blank:  # It kept its first space at most.
           return step.start
-        keep, _, _ = _keep_mask(self._source, step)
+        keep, _, _ = _keep_mask(self._source, step, [-1])
         return step.start + int(np.flatnonzero(keep)[offset - step.kept_before])
     return offset
 
@@ -87,6 +95,7 @@ def squeeze(
   steps = []
   kept = 0
   in_string = after_space = False
+  walk_left = [MAX_BACKSLASH_WALK]
   for start in range(0, data.size, step_bytes):
     end = min(start + step_bytes, data.size)
     chunk = data[start:end]
@@ -99,7 +108,10 @@ def squeeze(
       after_space = True
       continue
     step = _Step(start, end, kept, in_string, after_space)
-    keep, in_string, after_space = _keep_mask(data, step)
+    try:
+      keep, in_string, after_space = _keep_mask(data, step, walk_left)
+    except _BackslashBudgetError:
+      return None
     piece = chunk[keep]
     pieces.append(piece.tobytes())
     steps.append(step)
@@ -107,8 +119,13 @@ def squeeze(
   return Squeezed(b"".join(pieces), data.size, data, tuple(steps))
 
 
-def _keep_mask(data: np.ndarray, step: _Step) -> tuple[np.ndarray, bool, bool]:
-  """The bytes of one step to keep; the string and space state after it."""
+def _keep_mask(
+    data: np.ndarray, step: _Step, walk_left: list[int]
+) -> tuple[np.ndarray, bool, bool]:
+  """The bytes of one step to keep; the string and space state after it.
+
+  `walk_left` is the backslash walk still allowed (negative: unbounded).
+  """
   chunk = data[step.start : step.end]
   quotes = np.flatnonzero(chunk == _QUOTE)
   if not quotes.size:
@@ -116,19 +133,18 @@ def _keep_mask(data: np.ndarray, step: _Step) -> tuple[np.ndarray, bool, bool]:
       return np.ones(chunk.size, bool), True, False
     space = _spaces(chunk)
     return _first_of_runs(space, step.after_space), False, bool(space[-1])
-  if quotes.size:
-    # Escaped quotes: those after an odd run of backslashes. Only quotes
-    # right after a backslash need the walk back, which is rare.
-    shifted = quotes + step.start - 1
-    maybe = quotes[
-        (shifted >= 0) & (data[np.maximum(shifted, 0)] == _BACKSLASH)
+  # Escaped quotes: those after an odd run of backslashes. Only quotes
+  # right after a backslash need the walk back, which is rare.
+  shifted = quotes + step.start - 1
+  maybe = quotes[(shifted >= 0) & (data[np.maximum(shifted, 0)] == _BACKSLASH)]
+  if maybe.size:
+    escaped = [
+        q
+        for q in maybe.tolist()
+        if _odd_backslashes(data, step.start + q, walk_left)
     ]
-    if maybe.size:
-      escaped = [
-          q for q in maybe.tolist() if _odd_backslashes(data, step.start + q)
-      ]
-      if escaped:
-        quotes = np.setdiff1d(quotes, np.asarray(escaped, dtype=quotes.dtype))
+    if escaped:
+      quotes = np.setdiff1d(quotes, np.asarray(escaped, dtype=quotes.dtype))
   toggles = np.zeros(chunk.size, np.uint8)
   toggles[quotes] = 1
   # Parity of the quotes so far (mod 256 keeps it): 1 inside a string,
@@ -163,10 +179,16 @@ def _first_of_runs(space: np.ndarray, after_space: bool) -> np.ndarray:
   return keep
 
 
-def _odd_backslashes(data: np.ndarray, quote: int) -> bool:
+def _odd_backslashes(
+    data: np.ndarray, quote: int, walk_left: list[int]
+) -> bool:
   run = 0
   at = quote - 1
   while at >= 0 and data[at] == _BACKSLASH:
     run += 1
     at -= 1
+  if walk_left[0] >= 0:
+    walk_left[0] -= run
+    if walk_left[0] < 0:
+      raise _BackslashBudgetError()
   return run % 2 == 1

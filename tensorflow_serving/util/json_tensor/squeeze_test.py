@@ -90,6 +90,20 @@ class SqueezeTest(parameterized.TestCase):
           (message, squeezed.original_offset(offset)), expected, step
       )
 
+  def test_long_backslash_runs_give_up_rather_than_crawl(self):
+    def body(run: int) -> bytes:
+      # Strings of escaped backslashes: each closing quote follows a run.
+      item = b'"' + b"\\" * run + b'"'
+      return b"[" + (b"," + b" " * (3 * run)).join([item] * 8) + b"]"
+
+    over = body(squeeze.MAX_BACKSLASH_WALK // 4)
+    self.assertIsNone(squeeze.squeeze(over, min_bytes=0, step_bytes=1 << 16))
+    # Under the budget the same shape is squeezed, and parses the same.
+    under = body(100)
+    squeezed = _squeezed(under, 1 << 16)
+    self.assertEqual(json.loads(squeezed.body), json.loads(under))
+    self.assertLess(len(squeezed.body), len(under) // 2)
+
   def test_small_or_dense_bodies_are_left_alone(self):
     self.assertIsNone(squeeze.squeeze(b" " * 100))  # Under MIN_BYTES.
     dense = b"[" + b"1," * squeeze.MIN_BYTES + b"1]"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable, Iterable, Sequence
 import dataclasses
+import functools
 import threading
 import time
 
@@ -135,7 +136,7 @@ class ServableStateMonitor:
       requests: Iterable[servable_request.ServableRequest],
       goal_state: servable_state.ManagerState,
       notifier: NotifierFn,
-  ) -> None:
+  ) -> Callable[[], None]:
     """Calls `notifier(all_reached_goal, states)` once every request is done.
 
     A request is done when its version reached `goal_state` or END (END is
@@ -143,14 +144,24 @@ class ServableStateMonitor:
     by any version of that name: the highest one in `goal_state`, else the
     highest one in END. `notifier` may run in this thread (if already done) or
     in the thread publishing the deciding event.
+
+    Returns a function that forgets the notification (a no-op once it ran),
+    so that a caller who stops waiting leaves nothing behind.
     """
     notification = _Notification(tuple(requests), goal_state, notifier)
     with self._lock:
       result = self._check(notification.requests, goal_state)
       if result is None:
         self._notifications.append(notification)
-        return
+        return functools.partial(self._forget, notification)
     notifier(*result)
+    return lambda: None
+
+  def _forget(self, notification: _Notification) -> None:
+    with self._lock:
+      self._notifications = [
+          n for n in self._notifications if n is not notification
+      ]
 
   def wait_until_servables_reach_state(
       self,

@@ -192,6 +192,18 @@ class WaitTest(MonitorTestBase):
         calls, [(True, {sid(1): AVAILABLE, sid(4, "n"): AVAILABLE})]
     )
 
+  def test_a_forgotten_notification_never_runs(self):
+    calls = []
+    forget = self.monitor.notify_when_servables_reach_state(
+        [servable_request.ServableRequest.specific("m", 1)],
+        AVAILABLE,
+        lambda reached, states: calls.append(reached),
+    )
+    forget()
+    forget()  # Idempotent.
+    self.publish(1, AVAILABLE)
+    self.assertEqual(calls, [])
+
   def test_notify_immediately_if_already_reached(self):
     self.publish(1, UNLOADING)
     calls = []

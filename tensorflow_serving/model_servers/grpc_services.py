@@ -191,22 +191,17 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
   async def GetModelStatus(self, request, context):
     return await _answer(
-        context,
-        self._pipeline.runner.call(self._pipeline.get_model_status, request),
+        context, self._pipeline.control.get_model_status(request)
     )
 
   async def HandleReloadConfigRequest(self, request, context):
+    """Upstream's reload, bounded by the call's deadline (control_plane.py)."""
     if self._token is not None and not _bearer_matches(context, self._token):
       await context.abort(
           grpc.StatusCode.UNAUTHENTICATED,
           "HandleReloadConfigRequest needs the server's ModelService token "
           "as `authorization: Bearer TOKEN` metadata",
       )
-    return await self._pipeline.runner.call(
-        self._reload_config, request, context
-    )
-
-  def _reload_config(self, request, context):
     response = model_management_pb2.ReloadConfigResponse()
     try:
       # As upstream's model_service_impl: only a ModelConfigList is accepted.
@@ -216,7 +211,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             "HandleReloadConfigRequest. Only ModelConfigList is currently "
             "supported"
         )
-      self._pipeline.reload_config(request.config)
+      await self._pipeline.control.reload_config(
+          request.config, _time_remaining(context)
+      )
     except status.ServingError as exc:
       response.status.error_code = int(exc.code)
       response.status.error_message = exc.message
@@ -249,6 +246,12 @@ SERVICE_NAMES = (
     ].full_name,
     model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
 )
+
+
+def _time_remaining(context: Any) -> float | None:
+  """The call's deadline in seconds from now, if the client set one."""
+  remaining = getattr(context, "time_remaining", None)
+  return remaining() if remaining is not None else None
 
 
 def add_services(

@@ -148,7 +148,7 @@ class HttpRestApiHandler:
       return await self._regress(spec, body, off_loop, deadline)
     if method == "GET" and not verb:
       if health:
-        return self._health(health.lower())
+        return await self._health(health.lower())
       if not name:
         if version is None and label is None and metadata is None:
           return self._list_models()
@@ -242,9 +242,7 @@ class HttpRestApiHandler:
     # Upstream ignores a label here and reports every version.
     if spec.WhichOneof("version_choice") == "version":
       request.model_spec.version.CopyFrom(spec.version)
-    response = await self._pipeline.runner.call(
-        self._pipeline.get_model_status, request
-    )
+    response = await self._pipeline.control.get_model_status(request)
     return Response(200, _json(_as_dict(response)))
 
   # --- Beyond upstream ------------------------------------------------------
@@ -264,12 +262,13 @@ class HttpRestApiHandler:
       models.append({"name": model.name, **status_doc})
     return Response(200, _json({"models": models}))
 
-  def _health(self, kind: str) -> Response:
+  async def _health(self, kind: str) -> Response:
     """Beyond upstream: liveness, and readiness that means 'can serve'.
 
     Upstream's status endpoint answers 200 even with nothing loaded, so
     orchestrators have to parse its body; /v1/health/ready answers 503 until
-    every configured model has an AVAILABLE version.
+    every configured model has an AVAILABLE version, and while this process
+    cannot serve (stopping, or no request thread free: the server's check).
     """
     if kind == "live":
       return Response(200, _json({"status": "live"}))
@@ -282,6 +281,10 @@ class HttpRestApiHandler:
       raise status.unavailable(
           "Models with no AVAILABLE version: " + ", ".join(sorted(missing))
       )
+    check = self._pipeline.control.ready_check
+    problem = await check() if check is not None else None
+    if problem is not None:
+      raise status.unavailable(problem)
     return Response(200, _json({"status": "ready", "models": sorted(names)}))
 
 

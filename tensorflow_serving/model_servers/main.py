@@ -12,6 +12,8 @@ import sys
 from absl import app
 from absl import flags
 
+from tensorflow_serving.model_servers import shutdown
+
 _CPUS = os.cpu_count() or 1
 
 # Ports and transport.
@@ -171,6 +173,16 @@ flags.DEFINE_integer(
     "model_config_file_poll_wait_seconds",
     0,
     "Re-read --model_config_file at this period (0: once).",
+)
+flags.DEFINE_float(
+    "model_config_reload_timeout_seconds",
+    600.0,
+    "Beyond upstream (which waits without limit): the longest a config "
+    "reload (HandleReloadConfigRequest, a --model_config_file poll) waits "
+    "for its new models when the caller set no shorter deadline; past it "
+    "the config stays applied and the call answers DEADLINE_EXCEEDED. "
+    "0: no limit.",
+    lower_bound=0.0,
 )
 flags.DEFINE_bool(
     "allow_version_labels_for_unavailable_models",
@@ -334,6 +346,23 @@ flags.DEFINE_integer(
     lower_bound=0,
 )
 
+flags.DEFINE_float(
+    "shutdown_grace_seconds",
+    30.0,
+    "Beyond upstream: on SIGTERM or SIGINT, in-flight requests get this "
+    "long to finish; the process exits (code 0) at most 5 s later whatever "
+    "still runs. A second signal exits at once.",
+    lower_bound=0.0,
+)
+flags.DEFINE_float(
+    "worker_health_timeout_seconds",
+    10.0,
+    "Beyond upstream, with --num_workers > 1: a worker whose event loop "
+    "does not answer the supervisor's health check within this is killed "
+    "and replaced. 0: no health checks.",
+    lower_bound=0.0,
+)
+
 FLAGS = flags.FLAGS
 
 
@@ -357,6 +386,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def main(argv: list[str]) -> int:
   del argv
+  # First, so that a signal during the imports below is never lost.
+  shutdown.install(FLAGS.shutdown_grace_seconds)
   if FLAGS.num_workers != 1 and not FLAGS.version:
     # A supervisor (no TensorFlow), or one of the workers it starts.
     from tensorflow_serving.model_servers.workers import launch  # pylint: disable=g-import-not-at-top

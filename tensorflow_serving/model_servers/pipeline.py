@@ -28,11 +28,10 @@ from typing import Any, Generic, Protocol, TypeVar
 from absl import logging
 import numpy as np
 
-from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import inference_pb2
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.core import servable_id as servable_id_lib
-from tensorflow_serving.model_servers import get_model_status_impl
+from tensorflow_serving.model_servers import control_plane
 from tensorflow_serving.model_servers import model_runner as model_runner_lib
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.servables.tensorflow import classifier
@@ -165,22 +164,6 @@ class _Request:
 ExamplesDecoder = Callable[[SignatureLookup], tuple[Signature, np.ndarray]]
 
 
-class ModelManagement(Protocol):
-  """ModelService's calls when they must span more than this process.
-
-  model_servers/workers gives one to each of its worker processes, so that a
-  reload reaches every worker and a status answers for all of them.
-  """
-
-  def reload_config(self, config: Any) -> None:
-    ...
-
-  def get_model_status(
-      self, request: get_model_status_pb2.GetModelStatusRequest
-  ) -> get_model_status_pb2.GetModelStatusResponse:
-    ...
-
-
 class Pipeline:
   """The transport-free steps of every model API, over one ServerCore."""
 
@@ -188,26 +171,12 @@ class Pipeline:
       self,
       core: server_core_lib.ServerCore,
       runner: model_runner_lib.ModelRunner,
-      management: ModelManagement | None = None,
+      control: control_plane.ControlPlane | None = None,
   ):
     self.core = core
     self.runner = runner
-    self._management = management
-
-  def reload_config(self, config: Any) -> None:
-    """HandleReloadConfigRequest's work; blocks (call it off the loop)."""
-    if self._management is not None:
-      self._management.reload_config(config)
-    else:
-      self.core.reload_config(config)
-
-  def get_model_status(
-      self, request: get_model_status_pb2.GetModelStatusRequest
-  ) -> get_model_status_pb2.GetModelStatusResponse:
-    """GetModelStatus (gRPC and REST); may block (call it off the loop)."""
-    if self._management is not None:
-      return self._management.get_model_status(request)
-    return get_model_status_impl.get_model_status(self.core.monitor, request)
+    # Reloads and model status: ModelService's, beside (not in) this pipeline.
+    self.control = control or control_plane.ControlPlane(core)
 
   async def predict(
       self,

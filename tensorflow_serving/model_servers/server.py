@@ -6,7 +6,6 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import os
-import signal
 import socket
 import ssl
 from typing import Protocol
@@ -17,6 +16,7 @@ from grpc_health.v1 import health_pb2
 from grpc_health.v1 import health_pb2_grpc
 
 from tensorflow_serving.model_servers import admission
+from tensorflow_serving.model_servers import control_plane
 from tensorflow_serving.model_servers import grpc_services
 from tensorflow_serving.model_servers import http_rest_api_handler
 from tensorflow_serving.model_servers import model_config
@@ -26,13 +26,15 @@ from tensorflow_serving.model_servers import profiler_service
 from tensorflow_serving.model_servers import reflection
 from tensorflow_serving.model_servers import rest_server
 from tensorflow_serving.model_servers import server_core as server_core_lib
+from tensorflow_serving.model_servers import shutdown
 from tensorflow_serving.util import status
 from tensorflow_serving.util.net.grpc_h2 import limits as grpc_limits
 from tensorflow_serving.util.net.grpc_h2 import server as grpc_h2_server
 
 _CPUS = os.cpu_count() or 1
-# Seconds given to in-flight requests when the server is asked to stop.
-SHUTDOWN_GRACE_S = 30.0
+# How long /v1/health/ready waits for a request thread before it reports
+# that this process's data path cannot serve.
+READY_PROBE_TIMEOUT_S = 1.0
 
 
 @dataclasses.dataclass
@@ -43,7 +45,8 @@ class ServerOptions:
   grpc_socket_path: str = ""
   rest_api_port: int = 0
   # Worker threads for requests that leave the event loop (unbatched model
-  # runs, Classify/Regress, metadata, config reloads), gRPC and REST alike.
+  # runs, Classify/Regress, metadata), gRPC and REST alike; config reloads
+  # and model status never use them (control_plane.py).
   grpc_max_threads: int = 4 * _CPUS
   enable_serialization_as_tensor_content: bool = False
   # From --grpc_channel_arguments; see grpc_limits.CHANNEL_ARGUMENTS for those used.
@@ -65,6 +68,13 @@ class ServerOptions:
   # Re-read this ModelServerConfig file every period and apply it (0: never).
   model_config_file: str = ""
   model_config_file_poll_wait_seconds: int = 0
+  # The longest a config reload waits for its models when the caller set no
+  # deadline (None: no bound, as upstream).
+  model_config_reload_timeout_s: float | None = (
+      control_plane.DEFAULT_RELOAD_TIMEOUT_S
+  )
+  # Seconds given to in-flight requests when the server is asked to stop.
+  shutdown_grace_s: float = shutdown.DEFAULT_GRACE_S
   # Model runs one process holds at once, queued or running; past it, and
   # for runs that cannot meet their deadline, UNAVAILABLE (admission.py).
   max_pending_requests: int = admission.DEFAULT_MAX_PENDING
@@ -85,7 +95,7 @@ class WorkerHooks(Protocol):
 
   def management(
       self, core: server_core_lib.ServerCore
-  ) -> pipeline_lib.ModelManagement:
+  ) -> control_plane.ModelManagement:
     """Called once the models loaded, before anything listens."""
     ...
 
@@ -151,9 +161,13 @@ class Server:
         ),
     )
     worker = options.worker
-    self.pipeline = pipeline_lib.Pipeline(
-        core, self._runner, worker.management(core) if worker else None
+    self.control = control_plane.ControlPlane(
+        core,
+        worker.management(core) if worker else None,
+        options.model_config_reload_timeout_s,
     )
+    self.control.ready_check = self.ready_problem
+    self.pipeline = pipeline_lib.Pipeline(core, self._runner, self.control)
     self._grpc: grpc_h2_server.Server | None = None
     self._http: rest_server.http1_server.HttpServer | None = None
     self._stop = asyncio.Event()
@@ -269,11 +283,19 @@ class Server:
     await self._grpc.add_secure_port(address, context)
 
   async def _poll_model_config(self) -> None:
-    """Re-reads --model_config_file; failures are logged, serving goes on."""
+    """Re-reads --model_config_file; failures are logged, serving goes on.
+
+    Each poll waits for the models it added at most one poll period, so a
+    model whose base path has no version yet never holds up the next edit
+    of the file (upstream's poller waits for it); it is reported once, and
+    loads when a version appears.
+    """
     opts = self._options
+    period = opts.model_config_file_poll_wait_seconds
     loop = asyncio.get_running_loop()
+    reported = ""
     while True:
-      await asyncio.sleep(opts.model_config_file_poll_wait_seconds)
+      await asyncio.sleep(period)
       try:
         config = await loop.run_in_executor(
             None, model_config.parse_model_server_config, opts.model_config_file
@@ -282,34 +304,67 @@ class Server:
         logging.error("Failed to read ModelServerConfig file: %s", exc)
         continue
       try:
-        await loop.run_in_executor(None, self.core.reload_config, config)
+        await self.control.apply_and_wait(config, period)
+        reported = ""
       except status.ServingError as exc:
-        logging.error(
-            "PollFilesystemAndReloadConfig failed to ReloadConfig: %s",
-            exc.message,
-        )
+        if exc.code != status.Code.DEADLINE_EXCEEDED:
+          logging.error(
+              "PollFilesystemAndReloadConfig failed to ReloadConfig: %s",
+              exc.message,
+          )
+        elif exc.message != reported:
+          reported = exc.message
+          logging.warning(
+              "Polling %s goes on meanwhile: %s",
+              opts.model_config_file,
+              exc.message,
+          )
+
+  async def ready_problem(self) -> str | None:
+    """Why this process cannot serve now (None: it can); for readiness.
+
+    Not ready while stopping, and while no request thread is free to run
+    work within READY_PROBE_TIMEOUT_S (its data path is wedged).
+    """
+    if self._stop.is_set():
+      return "The model server is stopping."
+    try:
+      await asyncio.wait_for(self._runner.call(_no_op), READY_PROBE_TIMEOUT_S)
+    except TimeoutError:
+      return (
+          "No request thread became free within "
+          f"{READY_PROBE_TIMEOUT_S:g} s."
+      )
+    return None
 
   def request_stop(self) -> None:
     self._stop.set()
 
   async def wait_for_termination(self) -> None:
     await self._stop.wait()
-    logging.info("Stopping the model server: finishing in-flight requests")
+    grace = self._options.shutdown_grace_s
+    logging.info(
+        "Stopping the model server: finishing in-flight requests (up to "
+        "%.0f s)",
+        grace,
+    )
     if self._config_poller is not None:
       self._config_poller.cancel()
+    self.control.stop()
     if self._health is not None:
       await self._health.enter_graceful_shutdown()
     # Both APIs drain together, so the whole stop fits one grace period.
     stops = []
     if self._grpc is not None:
-      stops.append(self._grpc.stop(SHUTDOWN_GRACE_S))
+      stops.append(self._grpc.stop(grace))
     if self._http is not None:
-      stops.append(self._http.stop(SHUTDOWN_GRACE_S))
+      stops.append(self._http.stop(grace))
     await asyncio.gather(*stops)
     if self._profiler is not None:
       self._profiler.close()
-    # Work no call waits for any more is dropped, not run.
-    self._executor.shutdown(wait=True, cancel_futures=True)
+    # Work no call waits for any more is dropped, not run; a thread still in
+    # a model is not waited for (the process exits around it).
+    self._executor.shutdown(wait=False, cancel_futures=True)
     self.core.stop()
     logging.info("Model server stopped.")
 
@@ -320,14 +375,22 @@ class Server:
     upstream's start-up failure instead of a traceback.
     """
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-      loop.add_signal_handler(sig, self.request_stop)
+    for sig in shutdown.SIGNALS:
+      loop.add_signal_handler(sig, shutdown.handle, sig)
+    unregister = shutdown.on_stop(self.request_stop)
     try:
-      await self.start()
-    except OSError as exc:
-      self.request_stop()
+      try:
+        await self.start()
+      except OSError as exc:
+        self.request_stop()
+        await self.wait_for_termination()
+        raise StartError(
+            status.invalid_argument(f"Failed to BuildAndStart server: {exc}")
+        ) from exc
       await self.wait_for_termination()
-      raise StartError(
-          status.invalid_argument(f"Failed to BuildAndStart server: {exc}")
-      ) from exc
-    await self.wait_for_termination()
+    finally:
+      unregister()
+
+
+def _no_op() -> None:
+  pass

@@ -10,6 +10,7 @@ TensorFlow (platforms come in as adapter factories) nor of any transport.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+import concurrent.futures
 import dataclasses
 import os
 import threading
@@ -152,13 +153,30 @@ class ServerCore:
       out.CopyFrom(self._config)
       return out
 
-  def reload_config(self, new_config: ModelServerConfig) -> None:
-    """Replaces the served model set; blocks until new models are available."""
+  def reload_config(
+      self, new_config: ModelServerConfig, timeout_s: float | None = None
+  ) -> None:
+    """Replaces the served model set; blocks until new models are available.
+
+    `timeout_s` bounds the wait (None: until they load or fail, as upstream).
+    Past it the new config stays in force and DEADLINE_EXCEEDED says which
+    models are still awaited and why.
+    """
+    self.apply_config(new_config).result(timeout_s)
+
+  def apply_config(self, new_config: ModelServerConfig) -> ConfigWait:
+    """Puts a config in force now; the returned wait ends when it is served.
+
+    Applying is quick and one at a time (the config lock); waiting for the
+    new models takes no lock and no thread, so that one reload whose model
+    never gets a version holds up neither a later, correcting reload nor
+    anything else. Validation errors raise here, as upstream's ReloadConfig.
+    """
     with self._config_lock:
       kind = new_config.WhichOneof("config")
       if kind is None:
         logging.info("Taking no action for empty config.")
-        return
+        return ConfigWait(self, [])
       if kind != "model_config_list":
         raise status.unimplemented(
             "ModelServerConfig.custom_model_config is not supported"
@@ -178,7 +196,7 @@ class ServerCore:
       self._platform_of = platforms
       self._update_source(models)
       new_models = [m for m in models if m.name not in old_names]
-    self._wait_until_available(new_models)
+      return ConfigWait(self, new_models)
 
   def _validate(self, models) -> dict[str, str]:
     platforms: dict[str, str] = {}
@@ -285,36 +303,6 @@ class ServerCore:
         [servable_data_lib.ServableData.failed(v.id, error) for v in versions],
     )
 
-  def _wait_until_available(self, models) -> None:
-    requests = []
-    for m in models:
-      policy = m.model_version_policy
-      if policy.WhichOneof("policy_choice") == "specific":
-        requests += [
-            ServableRequest.specific(m.name, v)
-            for v in policy.specific.versions
-        ]
-      else:
-        requests.append(ServableRequest.latest(m.name))
-    if not requests:
-      return
-    ok, states = self.monitor.wait_until_servables_reach_state(
-        requests, ManagerState.AVAILABLE, None
-    )
-    if ok:
-      return
-    failed = []
-    for sid, state in sorted(states.items()):
-      if state == ManagerState.AVAILABLE:
-        continue
-      full = self.monitor.get_state(sid)
-      reason = full.health.message if full and full.health else "unknown"
-      failed.append(f"{{{sid} due to error: {reason}}}, ")
-    raise status.unknown(
-        f"{len(failed)} model(s) did not become available: "
-        f"{{{''.join(failed)}}}"
-    )
-
   # --- Requests -------------------------------------------------------------
 
   def servable_request(
@@ -366,6 +354,106 @@ class ServerCore:
     if self._source is not None:
       self._source.stop()
     self.manager.stop()
+
+
+class ConfigWait:
+  """Waits for the models a config added: done, failed, or still awaited.
+
+  A thin handle on a ServableStateMonitor notification. `result(timeout)`
+  blocks a thread; `future` lets an event loop await it without one.
+  Cancelling (or a timeout in `result`) withdraws the notification, so an
+  abandoned wait leaves nothing behind.
+  """
+
+  def __init__(self, core: ServerCore, models) -> None:
+    self._core = core
+    self._base_paths = {m.name: m.base_path for m in models}
+    self.requests: list[ServableRequest] = []
+    for m in models:
+      policy = m.model_version_policy
+      if policy.WhichOneof("policy_choice") == "specific":
+        self.requests += [
+            ServableRequest.specific(m.name, v)
+            for v in policy.specific.versions
+        ]
+      else:
+        self.requests.append(ServableRequest.latest(m.name))
+    # Left PENDING (never "running"), so that cancel() always works.
+    self.future: concurrent.futures.Future[None] = concurrent.futures.Future()
+    if not self.requests:
+      self.future.set_result(None)
+      return
+    forget = core.monitor.notify_when_servables_reach_state(
+        self.requests, ManagerState.AVAILABLE, self._on_reached
+    )
+    self.future.add_done_callback(lambda f: forget() if f.cancelled() else None)
+
+  def _on_reached(self, ok: bool, states) -> None:
+    try:
+      self._settle(ok, states)
+    except concurrent.futures.InvalidStateError:
+      pass  # Cancelled meanwhile: nobody waits any more.
+
+  def _settle(self, ok: bool, states) -> None:
+    if ok:
+      self.future.set_result(None)
+      return
+    failed = []
+    for sid, state in sorted(states.items()):
+      if state == ManagerState.AVAILABLE:
+        continue
+      full = self._core.monitor.get_state(sid)
+      reason = full.health.message if full and full.health else "unknown"
+      failed.append(f"{{{sid} due to error: {reason}}}, ")
+    self.future.set_exception(
+        status.unknown(
+            f"{len(failed)} model(s) did not become available: "
+            f"{{{''.join(failed)}}}"
+        )
+    )
+
+  def result(self, timeout_s: float | None) -> None:
+    """Blocks until the models are available; raises as `timed_out` says."""
+    try:
+      self.future.result(timeout_s)
+    except concurrent.futures.TimeoutError:
+      raise self.timed_out(timeout_s) from None
+
+  def timed_out(self, timeout_s: float | None) -> status.ServingError:
+    """Withdraws the wait; the DEADLINE_EXCEEDED naming what was awaited."""
+    error = self.timed_out_error(timeout_s)
+    self.future.cancel()
+    return error
+
+  def timed_out_error(self, timeout_s: float | None) -> status.ServingError:
+    """DEADLINE_EXCEEDED naming the models still awaited, and why."""
+    bound = "in time" if timeout_s is None else f"within {timeout_s:g} s"
+    return status.deadline_exceeded(
+        "The config is applied, but these models were not available "
+        f"{bound}: {self.describe_pending()}. Each loads once it has a "
+        "version; GetModelStatus shows their state."
+    )
+
+  def pending_names(self) -> list[str]:
+    """Awaited models with no AVAILABLE version yet."""
+    available = self._core.monitor.get_available_servable_names()
+    return sorted({r.name for r in self.requests if r.name not in available})
+
+  def describe_pending(self) -> str:
+    """'name (why)' for each model still awaited, e.g. no version found."""
+    parts = []
+    for name in self.pending_names():
+      versions = self._core.monitor.get_version_states(name)
+      if versions:
+        version, entry = next(iter(versions.items()))
+        why = f"version {version} is {entry.state.manager_state.name}"
+      else:
+        why = (
+            "no version directory found under base path "
+            f"{self._base_paths.get(name, '?')}"
+        )
+      parts.append(f"{name} ({why})")
+    return ", ".join(parts) or "none"
 
 
 def _is_absolute_or_uri(path: str) -> bool:

@@ -7,7 +7,6 @@ import dataclasses
 import functools
 import gc
 import os
-import signal
 import ssl
 import sys
 import threading
@@ -26,6 +25,7 @@ from tensorflow_serving.model_servers import model_config
 from tensorflow_serving.model_servers import rest_server
 from tensorflow_serving.model_servers import server as server_lib
 from tensorflow_serving.model_servers import server_core as server_core_lib
+from tensorflow_serving.model_servers import shutdown
 from tensorflow_serving.model_servers import version
 from tensorflow_serving.model_servers.status_page import routes as status_page
 from tensorflow_serving.servables.tensorflow import device
@@ -177,6 +177,10 @@ def from_flags(
       model_config_file_poll_wait_seconds=(
           flags.model_config_file_poll_wait_seconds
       ),
+      model_config_reload_timeout_s=(
+          flags.model_config_reload_timeout_seconds or None
+      ),
+      shutdown_grace_s=flags.shutdown_grace_seconds,
       max_pending_requests=max(1, flags.max_pending_requests),
   )
   _apply_ssl_config(flags, server_options)
@@ -401,8 +405,9 @@ def run(
   gc.collect()
   gc.freeze()
   stop = threading.Event()
-  for sig in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(sig, lambda *_: stop.set())
+  # A stop while loading: the watchdog (shutdown.py) bounds core.stop(),
+  # which may wait for a load TensorFlow cannot interrupt.
+  unregister = shutdown.on_stop(stop.set)
   core = server_core_lib.ServerCore(core_options)
   loaded = threading.Event()
   failure: list[status.ServingError] = []
@@ -426,6 +431,7 @@ def run(
   if failure:
     core.stop()
     return start_failure(failure[0])
+  unregister()
   if stop.is_set():
     core.stop()
     return 0

@@ -37,8 +37,8 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.model_servers.api_test import api_test_util as util
 from tensorflow_serving.model_servers.fidelity_test import fidelity
-from tensorflow_serving.model_servers.fidelity_test import session_oracle
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
+from tensorflow_serving.test_util import session_oracle
 
 Code = fidelity.Code
 FLOAT = types_pb2.DT_FLOAT

@@ -25,8 +25,8 @@ from tensorflow.core.framework import types_pb2
 
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.model_servers.fidelity_test import fidelity
-from tensorflow_serving.model_servers.fidelity_test import session_oracle
 from tensorflow_serving.servables.tensorflow.test_util import keras_models
+from tensorflow_serving.test_util import session_oracle
 
 Code = fidelity.Code
 FLOAT = types_pb2.DT_FLOAT

@@ -18,6 +18,7 @@ import tempfile
 from absl import logging
 
 from tensorflow_serving.model_servers import model_config
+from tensorflow_serving.model_servers import shutdown
 from tensorflow_serving.model_servers.workers import environment
 from tensorflow_serving.model_servers.workers import sockets
 from tensorflow_serving.model_servers.workers import supervisor
@@ -98,6 +99,10 @@ def supervise(flags) -> int:
       model_config_file_poll_wait_seconds=(
           flags.model_config_file_poll_wait_seconds
       ),
+      # A worker drains for --shutdown_grace_seconds and exits at most
+      # shutdown.CLEANUP_S later; the supervisor waits a little longer.
+      stop_timeout_s=flags.shutdown_grace_seconds + shutdown.CLEANUP_S + 2.0,
+      health_timeout_s=flags.worker_health_timeout_seconds,
   )
   logging.info(
       "Starting %d model server workers (pid %d supervises; their metrics "

@@ -15,11 +15,18 @@ Through the channels it also keeps the workers' model set coherent:
 
 - a reload (a worker's HandleReloadConfigRequest, or a new read of
   --model_config_file) goes to every live worker, the first error comes
-  back, and the call ends when all of them answered; a worker started while
+  back, and the call ends when all of them answered or its bound passed
+  (then the workers still waiting for its models are told to stop and say
+  what they awaited); reloads are sent in arrival order and none waits for
+  an earlier one's models; a worker started while
   a reload is in flight gets it too, and one started later starts with the
   newest config that any worker accepted;
 - a GetModelStatus is asked of every serving worker and the answers merged
   (model_status.py) by the worker that was asked.
+
+It also pings every worker (health_timeout_s): a worker's event loop
+answers, so a stopped or wedged worker is killed and replaced, not only a
+dead one, and its slot's connections go to the others while it is late.
 
 If a worker fails before the server ever served (a bad flag, a model that
 does not load), the supervisor stops the others and exits with its code, as a
@@ -47,7 +54,10 @@ from tensorflow_serving.model_servers.workers import metrics_view
 from tensorflow_serving.model_servers.workers import sockets
 
 _OK = 0
+_DEADLINE_EXCEEDED = 4
 _UNAVAILABLE = 14
+# How long workers get to answer a reload's cancel_apply.
+_CANCEL_ANSWER_S = 2.0
 
 
 @dataclasses.dataclass
@@ -83,6 +93,10 @@ class Options:
   stable_after_s: float = 30.0
   # How long a GetModelStatus waits for each worker's answer.
   status_timeout_s: float = 5.0
+  # A worker that does not answer a health check within this is killed and
+  # replaced (0: no checks). One that is late by a fifth of it has its slot's
+  # connections taken by the others meanwhile.
+  health_timeout_s: float = 10.0
 
 
 class _Slot:
@@ -101,6 +115,10 @@ class _Slot:
     # Supervisor-initiated calls awaiting this worker's reply, by id.
     self.pending: dict[int, asyncio.Future] = {}
     self.tasks: set[asyncio.Task] = set()
+    self.health: asyncio.Task | None = None
+    # Set once the worker's channel thread runs (past its slow imports), from
+    # when it answers health checks.
+    self.answering = asyncio.Event()
 
   @property
   def pid(self) -> int | None:
@@ -110,9 +128,11 @@ class _Slot:
 class _Broadcast:
   """A config on its way to every worker; new workers are added as they start."""
 
-  def __init__(self, payload: bytes):
+  def __init__(self, seq: int, payload: bytes):
+    self.seq = seq
     self.payload = payload
-    self.replies: dict[int, asyncio.Future] = {}
+    # Slot index -> (the apply's call id, its reply).
+    self.replies: dict[int, tuple[int, asyncio.Future]] = {}
     self.changed = asyncio.Event()
 
 
@@ -130,8 +150,13 @@ class Supervisor:
     self._ever_served = False
     self._all_serving_logged = False
     self._exit_code = 0
-    self._reload_lock = asyncio.Lock()
-    self._broadcast: _Broadcast | None = None
+    # Reloads in flight, oldest first. Each worker applies them in the order
+    # they were sent (one channel, one apply thread), so none waits for an
+    # earlier one's models; the newest accepted config is what a new worker
+    # starts with.
+    self._broadcasts: list[_Broadcast] = []
+    self._seqs = itertools.count(1)
+    self._config_seq = 0
     self._tasks: set[asyncio.Task] = set()
 
   # --- Running ----------------------------------------------------------------
@@ -219,6 +244,7 @@ class Supervisor:
     reader, writer = await asyncio.open_unix_connection(sock=ours)
     slot.proc, slot.writer = proc, writer
     slot.ready, slot.ready_at, slot.listening = False, None, [slot.index]
+    slot.answering = asyncio.Event()
     slot.started_at = time.monotonic()
     config = self._config
     writer.write(
@@ -226,13 +252,15 @@ class Supervisor:
             {"type": "hello", "has_config": config is not None}, config or b""
         )
     )
-    if self._broadcast is not None:
-      self._add_to_broadcast(self._broadcast, slot)
+    for broadcast in self._broadcasts:
+      self._add_to_broadcast(broadcast, slot)
     logging.info(
         "Started model server worker %d (pid %d).", slot.index, proc.pid
     )
     self._start_task(self._read(slot, proc, reader), slot)
     self._start_task(self._watch(slot, proc), slot)
+    if self._o.health_timeout_s > 0:
+      slot.health = self._start_task(self._check_health(slot, proc), slot)
 
   async def _watch(self, slot: _Slot, proc: asyncio.subprocess.Process) -> None:
     code = await proc.wait()
@@ -301,6 +329,10 @@ class Supervisor:
     self._stopping = True
     for task in list(self._tasks):
       task.cancel()
+    # A draining worker is not killed for a late health check.
+    for slot in self._slots:
+      if slot.health is not None:
+        slot.health.cancel()
     alive = [
         s.proc for s in self._slots if s.proc and s.proc.returncode is None
     ]
@@ -352,14 +384,21 @@ class Supervisor:
         return
       header, payload = message
       kind = header["type"]
-      if kind == "ready":
+      if kind == "started":
+        slot.answering.set()
+      elif kind == "ready":
+        slot.answering.set()
         self._on_ready(slot)
-      elif kind in ("applied", "states"):
+      elif kind in ("applied", "states", "pong"):
         future = slot.pending.pop(header.get("id"), None)
         if future is not None and not future.done():
           future.set_result((header, payload))
       elif kind == "reload":
-        self._start_task(self._answer_reload(slot, proc, header["id"], payload))
+        self._start_task(
+            self._answer_reload(
+                slot, proc, header["id"], payload, header.get("timeout_s")
+            )
+        )
       elif kind == "status":
         self._start_task(self._answer_status(slot, proc, header["id"], payload))
       else:
@@ -410,21 +449,82 @@ class Supervisor:
       self, slot: _Slot, header: channel.Header, payload: bytes
   ) -> asyncio.Future:
     """Asks a worker; the future ends with (header, payload), None if it died."""
+    return self._call(slot, header, payload)[1]
+
+  def _call(
+      self, slot: _Slot, header: channel.Header, payload: bytes
+  ) -> tuple[int, asyncio.Future]:
+    """`_request`, with the call's id (to cancel it, or withdraw it)."""
     future = asyncio.get_running_loop().create_future()
+    call_id = next(self._ids)
     if slot.writer is None:
       future.set_result(None)
-      return future
-    call_id = next(self._ids)
+      return call_id, future
     slot.pending[call_id] = future
     slot.writer.write(channel.encode({**header, "id": call_id}, payload))
-    return future
+    return call_id, future
+
+  # --- Health -----------------------------------------------------------------
+
+  async def _check_health(
+      self, slot: _Slot, proc: asyncio.subprocess.Process
+  ) -> None:
+    """Pings the worker; one that stops answering is killed and replaced.
+
+    The answer comes from the worker's event loop once it serves, so a
+    stopped (SIGSTOP) or wedged process is caught, not just a dead one.
+    """
+    timeout = self._o.health_timeout_s
+    late = timeout / 5
+    await slot.answering.wait()
+    while slot.proc is proc and proc.returncode is None:
+      await asyncio.sleep(late)
+      call_id, pong = self._call(slot, {"type": "ping"}, b"")
+      done, _ = await asyncio.wait([pong], timeout=late)
+      taken_over = False
+      if not done and slot.ready and slot.proc is proc:
+        # Its slot's connections go to the others while it is late.
+        taken_over = True
+        slot.ready = False
+        self._rebalance()
+        logging.warning(
+            "Model server worker %d (pid %d) has not answered a health "
+            "check for %.1f s: the other workers accept its connections "
+            "meanwhile.",
+            slot.index,
+            proc.pid,
+            late,
+        )
+      if not done:
+        done, _ = await asyncio.wait([pong], timeout=timeout - late)
+      slot.pending.pop(call_id, None)
+      if slot.proc is not proc or proc.returncode is not None:
+        return
+      if not done:
+        logging.error(
+            "Model server worker %d (pid %d) did not answer a health check "
+            "within %.1f s (stopped or stalled): killing it; it will be "
+            "replaced.",
+            slot.index,
+            proc.pid,
+            timeout,
+        )
+        _signal(proc, signal.SIGKILL)
+        return
+      if taken_over:
+        self._on_ready(slot)
 
   # --- Reloads ----------------------------------------------------------------
 
   async def _answer_reload(
-      self, slot: _Slot, proc, call_id: int, payload: bytes
+      self,
+      slot: _Slot,
+      proc,
+      call_id: int,
+      payload: bytes,
+      timeout_s: float | None,
   ) -> None:
-    code, message = await self.reload(payload)
+    code, message = await self.reload(payload, timeout_s)
     self._send(
         slot,
         proc,
@@ -437,57 +537,96 @@ class Supervisor:
     )
 
   def _add_to_broadcast(self, broadcast: _Broadcast, slot: _Slot) -> None:
-    broadcast.replies[slot.index] = self._request(
+    broadcast.replies[slot.index] = self._call(
         slot, {"type": "apply"}, broadcast.payload
     )
     broadcast.changed.set()
 
-  async def reload(self, payload: bytes) -> tuple[int, str]:
+  async def reload(
+      self, payload: bytes, timeout_s: float | None = None
+  ) -> tuple[int, str]:
     """Applies a serialized ModelServerConfig in every worker.
 
     Returns (code, message): the first error by worker index, else OK. A
     worker that dies meanwhile is not waited for: its replacement starts with
-    the config if any worker accepted it.
+    the config if any worker accepted it. Past `timeout_s` the workers are
+    told to stop waiting for the new models, and say which they awaited.
     """
-    async with self._reload_lock:
-      broadcast = _Broadcast(payload)
-      self._broadcast = broadcast
-      try:
-        for slot in self._slots:
-          if slot.writer is not None:
-            self._add_to_broadcast(broadcast, slot)
-        while True:
-          pending = [f for f in broadcast.replies.values() if not f.done()]
-          if not pending:
-            break
-          broadcast.changed.clear()
-          changed = asyncio.ensure_future(broadcast.changed.wait())
-          await asyncio.wait(
-              [*pending, changed], return_when=asyncio.FIRST_COMPLETED
+    broadcast = _Broadcast(next(self._seqs), payload)
+    self._broadcasts.append(broadcast)
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout_s is None else loop.time() + timeout_s
+    try:
+      for slot in self._slots:
+        if slot.writer is not None:
+          self._add_to_broadcast(broadcast, slot)
+      timed_out = not await self._replies(broadcast, deadline)
+    finally:
+      self._broadcasts.remove(broadcast)
+    if timed_out:
+      # Each worker answers a cancel at once with what it still awaits.
+      for index, (call_id, future) in broadcast.replies.items():
+        if not future.done():
+          self._send(
+              self._slots[index],
+              self._slots[index].proc,
+              {"type": "cancel_apply", "id": call_id, "timeout_s": timeout_s},
           )
-          changed.cancel()
-      finally:
-        self._broadcast = None
-      replies = [
-          broadcast.replies[i].result()[0]
-          for i in sorted(broadcast.replies)
-          if broadcast.replies[i].result() is not None
-      ]
-      if any(r.get("applied") for r in replies):
-        self._config = payload
-      if not replies:
-        return _UNAVAILABLE, "No model server worker could apply the config."
-      for reply in replies:
-        if reply.get("code"):
-          return int(reply["code"]), str(reply.get("message", ""))
-      return _OK, ""
+      await self._replies(broadcast, loop.time() + _CANCEL_ANSWER_S)
+    replies = []
+    for index in sorted(broadcast.replies):
+      future = broadcast.replies[index][1]
+      if future.done() and future.result() is not None:
+        replies.append(future.result()[0])
+    if (
+        any(r.get("applied") for r in replies)
+        and broadcast.seq > self._config_seq
+    ):
+      self._config, self._config_seq = payload, broadcast.seq
+    for reply in replies:
+      if reply.get("code"):
+        return int(reply["code"]), str(reply.get("message", ""))
+    if timed_out:
+      return _DEADLINE_EXCEEDED, (
+          f"The model server workers did not answer within {timeout_s:g} s."
+      )
+    if not replies:
+      return _UNAVAILABLE, "No model server worker could apply the config."
+    return _OK, ""
+
+  async def _replies(
+      self, broadcast: _Broadcast, deadline: float | None
+  ) -> bool:
+    """Waits until every worker asked answered; False at the deadline."""
+    loop = asyncio.get_running_loop()
+    while True:
+      pending = [f for _, f in broadcast.replies.values() if not f.done()]
+      if not pending:
+        return True
+      remaining = None if deadline is None else deadline - loop.time()
+      if remaining is not None and remaining <= 0:
+        return False
+      broadcast.changed.clear()
+      changed = asyncio.ensure_future(broadcast.changed.wait())
+      await asyncio.wait(
+          [*pending, changed],
+          timeout=remaining,
+          return_when=asyncio.FIRST_COMPLETED,
+      )
+      changed.cancel()
 
   async def _poll_model_config(self) -> None:
-    """Re-reads --model_config_file for every worker, as one server does."""
+    """Re-reads --model_config_file for every worker, as one server does.
+
+    As there, each poll waits for its new models one period at most and
+    reports a model still awaited once (server.py).
+    """
     loop = asyncio.get_running_loop()
     path = self._o.model_config_file
+    period = self._o.model_config_file_poll_wait_seconds
+    reported = ""
     while True:
-      await asyncio.sleep(self._o.model_config_file_poll_wait_seconds)
+      await asyncio.sleep(period)
       try:
         config = await loop.run_in_executor(
             None, model_config.parse_model_server_config, path
@@ -495,11 +634,16 @@ class Supervisor:
       except (OSError, model_config.ConfigError) as exc:
         logging.error("Failed to read ModelServerConfig file: %s", exc)
         continue
-      code, message = await self.reload(config.SerializeToString())
-      if code != _OK:
+      code, message = await self.reload(config.SerializeToString(), period)
+      if code == _OK:
+        reported = ""
+      elif code != _DEADLINE_EXCEEDED:
         logging.error(
             "PollFilesystemAndReloadConfig failed to ReloadConfig: %s", message
         )
+      elif message != reported:
+        reported = message
+        logging.warning("Polling %s goes on meanwhile: %s", path, message)
 
   # --- Status -----------------------------------------------------------------
 

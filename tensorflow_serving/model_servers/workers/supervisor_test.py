@@ -228,6 +228,56 @@ class SupervisorTest(absltest.TestCase):
 
     asyncio.run(scenario())
 
+  def test_a_reload_past_its_bound_asks_the_workers_what_they_await(self):
+    async def scenario():
+      h = _Harness({"apply_delay_s": {"1": 30.0}})
+      await h.start()
+      started = time.monotonic()
+      code, message = await h.supervisor.reload(b"config 2", 0.5)
+      # Worker 1 answers the cancel with what it still awaits; worker 0,
+      # which applied at once, is not asked.
+      self.assertBetween(time.monotonic() - started, 0.5, 3.0)
+      self.assertEqual((code, message), (4, "w1 still awaits m"))
+      self.assertEqual([e["index"] for e in h.events("cancel_apply")], [1])
+      h.supervisor.stop()
+      await h.run
+
+    asyncio.run(scenario())
+
+  def test_a_worker_that_stops_answering_health_checks_is_replaced(self):
+    async def scenario():
+      h = _Harness(
+          {"ignore_ping": ["1"]},
+          health_timeout_s=1.0,
+          restart_delays_s=(0.0,),
+      )
+      with self.assertLogs(level="WARNING") as logs:
+        await h.start()
+        first = h.supervisor.pids()
+        listens = lambda: [
+            e["slots"] for e in h.events("listen") if e["pid"] == first[0]
+        ]
+        # Late by a fifth of the bound: worker 0 takes slot 1's connections.
+        await h.until(lambda: [0, 1] in listens(), "worker 0 to adopt slot 1")
+        await h.until(
+            lambda: h.supervisor.pids()[1] not in (None, first[1]),
+            "a replacement",
+        )
+        self.assertFalse(_alive(first[1]))
+        self.assertEqual(h.supervisor.pids()[0], first[0])
+        h.supervisor.stop()
+        await h.run
+      self.assertTrue(
+          any(
+              f"worker 1 (pid {first[1]}) did not answer a health check "
+              "within 1.0 s" in line
+              for line in logs.output
+          ),
+          logs.output,
+      )
+
+    asyncio.run(scenario())
+
   def test_status_and_reload_asked_by_a_worker_cover_all(self):
     async def scenario():
       h = _Harness(

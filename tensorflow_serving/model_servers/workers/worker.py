@@ -14,10 +14,12 @@ and event loop) with four differences:
 - TensorFlow's thread pools and the request pool are sized for its share of
   the machine, unless their flags were given.
 
-Its channel is served by a thread of its own, not the event loop, so calls
-that block (a reload waiting for a model) and answers to the supervisor never
-wait on request traffic. When the channel closes, the supervisor is gone and
-the worker stops as if sent SIGTERM.
+Its channel is served by a thread of its own, not the event loop, so
+applying a config and answering the supervisor never wait on request
+traffic; a reload's wait for its models holds no thread at all (a monitor
+notification), and health checks are answered by the event loop, so that a
+loop that stopped turning gets the worker replaced. When the channel closes,
+the supervisor is gone and the worker stops as if sent SIGTERM.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ from tensorflow_serving.util import status
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
 # A GetModelStatus asks every worker, each within the supervisor's 5 s.
 _STATUS_TIMEOUT_S = 30.0
+# What a reload's answer may take beyond its bound (the supervisor's round
+# trip, and the workers' answers to its cancel).
+_CHANNEL_SLACK_S = 5.0
 _PARALLELISM_FLAGS = (
     "tensorflow_session_parallelism",
     "tensorflow_intra_op_parallelism",
@@ -85,12 +90,17 @@ class WorkerContext:
     self._calls: dict[int, concurrent.futures.Future] = {}
     self._calls_lock = threading.Lock()
     self._closed = False
-    # Applies run one at a time, in order, on their own thread: a reload can
-    # block for as long as its models take to load.
+    # Applies run one at a time, in order, on their own thread (validating
+    # and swapping sources can touch the file system).
     self._core: server_core_lib.ServerCore | None = None
     self._core_lock = threading.Lock()
     self._queued: list[tuple[int, bytes]] = []
     self._applies: queue.Queue = queue.Queue()
+    # Applied configs whose new models are still awaited, by call id; and
+    # the answer for those the supervisor gave up on.
+    self._waits: dict[int, server_core_lib.ConfigWait] = {}
+    self._gave_up: dict[int, status.ServingError] = {}
+    self._waits_lock = threading.Lock()
 
   @classmethod
   def from_environment(cls) -> WorkerContext:
@@ -124,6 +134,8 @@ class WorkerContext:
     threading.Thread(
         target=self._read_loop, name="worker_channel", daemon=True
     ).start()
+    # From now on this process answers the supervisor's health checks.
+    self._send({"type": "started"})
     threading.Thread(
         target=self._apply_loop, name="worker_apply", daemon=True
     ).start()
@@ -178,9 +190,9 @@ class WorkerContext:
   # --- Calls to the supervisor ------------------------------------------------
 
   def call(
-      self, header: channel.Header, payload: bytes, timeout_s: float | None
-  ) -> tuple[channel.Header, bytes]:
-    """Sends a request and blocks for its reply (from any thread)."""
+      self, header: channel.Header, payload: bytes
+  ) -> tuple[int, concurrent.futures.Future]:
+    """Sends a request; its reply completes the future (from any thread)."""
     future: concurrent.futures.Future = concurrent.futures.Future()
     with self._calls_lock:
       if self._closed:
@@ -188,14 +200,23 @@ class WorkerContext:
       call_id = next(self._ids)
       self._calls[call_id] = future
     self._send({**header, "id": call_id}, payload)
+    return call_id, future
+
+  async def call_async(
+      self, header: channel.Header, payload: bytes, timeout_s: float | None
+  ) -> tuple[channel.Header, bytes]:
+    """`call` awaited on the event loop, holding no thread, within a bound."""
+    call_id, future = self.call(header, payload)
     try:
-      return future.result(timeout_s)
-    except concurrent.futures.TimeoutError as exc:
+      return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+    except TimeoutError:
+      raise status.deadline_exceeded(
+          "No answer from the other model server workers in "
+          f"{timeout_s:.0f} s"
+      ) from None
+    finally:
       with self._calls_lock:
         self._calls.pop(call_id, None)
-      raise status.deadline_exceeded(
-          f"No answer from the other model server workers in {timeout_s:.0f} s"
-      ) from exc
 
   def _send(self, header: channel.Header, payload: bytes = b"") -> None:
     data = channel.encode(header, payload)
@@ -230,6 +251,10 @@ class WorkerContext:
             self._queued.append((header["id"], payload))
           else:
             self._enqueue_apply(header["id"], payload)
+      elif kind == "cancel_apply":
+        self._cancel_apply(header["id"], header.get("timeout_s"))
+      elif kind == "ping":
+        self._pong(header["id"])
       elif kind == "states":
         self._answer_states(header["id"], payload)
       elif kind == "listen" and self._loop is not None:
@@ -264,18 +289,63 @@ class WorkerContext:
         done.set_result(None)
 
   def _apply(self, call_id: int, payload: bytes) -> None:
+    """Applies in order; answers once the added models load (or fail).
+
+    Only applying holds this thread: the wait is a monitor notification, so
+    a config whose model never gets a version delays no later apply. The
+    supervisor bounds the wait and sends cancel_apply past it.
+    """
     core = self._core
     config = ModelServerConfig.FromString(payload)
     # A polled --model_config_file comes back every period unchanged.
     changed = core.config != config
-    code, message = status.Code.OK, ""
     try:
-      core.reload_config(config)
-    except status.ServingError as exc:
-      code, message = exc.code, exc.message
+      wait = core.apply_config(config)
     except Exception as exc:  # pylint: disable=broad-except
-      logging.exception("Reloading the model config failed")
-      code, message = status.Code.INTERNAL, f"{type(exc).__name__}: {exc}"
+      self._answer_apply(call_id, changed, core.config == config, exc)
+      return
+    in_force = core.config == config
+    with self._waits_lock:
+      self._waits[call_id] = wait
+    wait.future.add_done_callback(
+        lambda f: self._applied(call_id, changed, in_force, f)
+    )
+
+  def _applied(
+      self,
+      call_id: int,
+      changed: bool,
+      in_force: bool,
+      future: concurrent.futures.Future,
+  ) -> None:
+    with self._waits_lock:
+      self._waits.pop(call_id, None)
+      gave_up = self._gave_up.pop(call_id, None)
+    error = gave_up if future.cancelled() else future.exception()
+    self._answer_apply(call_id, changed, in_force, error)
+
+  def _cancel_apply(self, call_id: int, timeout_s: float | None) -> None:
+    with self._waits_lock:
+      wait = self._waits.get(call_id)
+      if wait is None:
+        return
+      error = wait.timed_out_error(timeout_s)
+      self._gave_up[call_id] = error
+    wait.future.cancel()
+
+  def _answer_apply(
+      self,
+      call_id: int,
+      changed: bool,
+      in_force: bool,
+      error: BaseException | None,
+  ) -> None:
+    code, message = status.Code.OK, ""
+    if isinstance(error, status.ServingError):
+      code, message = error.code, error.message
+    elif error is not None:
+      logging.error("Reloading the model config failed: %r", error)
+      code, message = status.Code.INTERNAL, f"{type(error).__name__}: {error}"
     if changed or code != status.Code.OK:
       logging.info(
           "Model server worker %d applied a new model config: %s",
@@ -290,9 +360,25 @@ class WorkerContext:
             "message": message,
             # Whether this config is now the one in force (a validation error
             # leaves the previous one), so new workers start with it.
-            "applied": core.config == config,
+            "applied": in_force,
         }
     )
+
+  def _pong(self, call_id: int) -> None:
+    """Answers a health check from the event loop once it serves.
+
+    So the answer says that the loop turns (a stalled or wedged loop gets
+    the worker replaced); while loading, this thread answers for it.
+    """
+    reply = {"type": "pong", "id": call_id}
+    loop = self._loop
+    if loop is None:
+      self._send(reply)
+      return
+    try:
+      loop.call_soon_threadsafe(self._send, reply)
+    except RuntimeError:
+      pass  # The loop closed: the worker is stopping.
 
   def _answer_states(self, call_id: int, payload: bytes) -> None:
     core = self._core
@@ -312,22 +398,26 @@ class WorkerContext:
 
 
 class _Management:
-  """pipeline.ModelManagement over every worker, through the supervisor."""
+  """control_plane.ModelManagement over every worker, via the supervisor."""
 
   def __init__(self, context: WorkerContext):
     self._context = context
 
-  def reload_config(self, config: Any) -> None:
-    header, _ = self._context.call(
-        {"type": "reload"}, config.SerializeToString(), None
+  async def reload_config(self, config: Any, timeout_s: float | None) -> None:
+    # The supervisor bounds the wait itself; this bound only covers a
+    # supervisor that stopped answering.
+    header, _ = await self._context.call_async(
+        {"type": "reload", "timeout_s": timeout_s},
+        config.SerializeToString(),
+        None if timeout_s is None else timeout_s + _CHANNEL_SLACK_S,
     )
     if header["code"]:
       raise status.ServingError(status.Code(header["code"]), header["message"])
 
-  def get_model_status(
+  async def get_model_status(
       self, request: get_model_status_pb2.GetModelStatusRequest
   ) -> get_model_status_pb2.GetModelStatusResponse:
-    header, payload = self._context.call(
+    header, payload = await self._context.call_async(
         {"type": "status"}, request.SerializeToString(), _STATUS_TIMEOUT_S
     )
     parts = channel.split(header["sizes"], payload)

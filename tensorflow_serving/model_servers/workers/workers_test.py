@@ -46,6 +46,10 @@ def _predict_on_new_connection(port: int, model: str) -> float:
     return json.loads(response.read())["predictions"][0]
 
 
+# A stalled worker is replaced past this (--worker_health_timeout_seconds).
+HEALTH_TIMEOUT_S = 2.0
+
+
 class TwoWorkersTest(absltest.TestCase):
   server: model_server.ModelServer
   base_path: str
@@ -67,6 +71,7 @@ class TwoWorkersTest(absltest.TestCase):
             cls.base_path,
             "--num_workers=2",
             f"--monitoring_config_file={monitoring}",
+            f"--worker_health_timeout_seconds={HEALTH_TIMEOUT_S}",
         ),
         log_dir=os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR") or None,
     )
@@ -290,7 +295,96 @@ class TwoWorkersTest(absltest.TestCase):
       )
       self.assertIn("to have an absolute path", caught.exception.details())
 
-  def test_5_sigterm_stops_every_worker(self):
+  def test_5_reloads_of_a_versionless_model_harm_no_one(self):
+    empty = os.path.join(binaries.test_tmpdir(), "empty_base")
+    os.makedirs(empty, exist_ok=True)
+
+    def config(*extra: str) -> model_management_pb2.ReloadConfigRequest:
+      request = model_management_pb2.ReloadConfigRequest()
+      request.config.model_config_list.config.add(
+          name=MODEL, base_path=self.base_path, model_platform="tensorflow"
+      )
+      for name in extra:
+        request.config.model_config_list.config.add(
+            name=name, base_path=empty, model_platform="tensorflow"
+        )
+      return request
+
+    grpc_load = load.GrpcLoad(
+        self.server.grpc_address, test_models.predict_request([1.0]), 2
+    )
+    rest_load = load.RestLoad(
+        self.server.rest_port,
+        f"/v1/models/{MODEL}:predict",
+        {"instances": [1.0]},
+        2,
+    )
+    with grpc.insecure_channel(self.server.grpc_address) as channel:
+      stub = model_service_pb2_grpc.ModelServiceStub(channel)
+      with grpc_load, rest_load:
+        # Each adds a model with no version and waits for it, 0.5 s.
+        calls = [
+            stub.HandleReloadConfigRequest.future(
+                config(f"ghost{i}"), timeout=0.5
+            )
+            for i in range(20)
+        ]
+        codes = set()
+        for call in calls:
+          try:
+            call.result(timeout=30)
+            codes.add("OK")
+          except grpc.RpcError as exc:
+            codes.add(exc.code().name)
+        started = time.monotonic()
+        response = stub.HandleReloadConfigRequest(config(), timeout=30)
+        corrected_in = time.monotonic() - started
+        time.sleep(1.0)
+    print(
+        f"20 hostile reloads: {sorted(codes)}; correcting reload "
+        f"{corrected_in:.2f} s; gRPC {grpc_load.ok} ok, "
+        f"{len(grpc_load.failures)} failed; REST {rest_load.ok} ok, "
+        f"{len(rest_load.failures)} failed"
+    )
+    self.assertEqual(codes, {"DEADLINE_EXCEEDED"})
+    self.assertEqual(response.status.error_code, 0)
+    self.assertLess(corrected_in, 5.0)
+    self.assertEqual(grpc_load.failures, [])
+    self.assertEqual(rest_load.failures, [])
+    self.assertGreater(grpc_load.ok, 0)
+    self.assertGreater(rest_load.ok, 0)
+
+  def test_6_a_stalled_worker_is_replaced(self):
+    restarts = len(re.findall(r"is serving", self.server.log()))
+    pids = self.worker_pids()
+    victim = pids[0]
+    os.kill(victim, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+      self.wait_for_log(r"is serving", restarts + 1, timeout_s=120)
+    finally:
+      try:
+        os.kill(victim, signal.SIGCONT)
+      except ProcessLookupError:
+        pass
+    replaced = time.monotonic() - stopped
+    log = self.server.log()
+    print(f"SIGSTOP of worker 0 (pid {victim}): replaced in {replaced:.1f} s")
+    self.assertIn(
+        f"Model server worker 0 (pid {victim}) did not answer a health "
+        f"check within {HEALTH_TIMEOUT_S:.1f} s (stopped or stalled): "
+        "killing it",
+        log,
+    )
+    self.assertNotEqual(self.worker_pids()[0], victim)
+    with self.assertRaises(ProcessLookupError):
+      os.kill(victim, 0)
+    for _ in range(8):  # Every slot serves again.
+      self.assertGreater(
+          _predict_on_new_connection(self.server.rest_port, MODEL), 0.0
+      )
+
+  def test_7_sigterm_stops_every_worker(self):
     pids = list(self.worker_pids().values())
     started = time.monotonic()
     self.server.proc.send_signal(signal.SIGTERM)

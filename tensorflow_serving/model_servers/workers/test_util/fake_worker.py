@@ -80,6 +80,20 @@ def main() -> int:
         threading.Thread(
             target=apply, args=(header["id"], body), daemon=True
         ).start()
+      elif header["type"] == "ping":
+        if index not in behaviour.get("ignore_ping", []):
+          send({"type": "pong", "id": header["id"]})
+      elif header["type"] == "cancel_apply":
+        event("cancel_apply", id=header["id"])
+        send(
+            {
+                "type": "applied",
+                "id": header["id"],
+                "code": 4,
+                "message": f"w{index} still awaits m",
+                "applied": True,
+            }
+        )
       elif header["type"] == "states":
         event("states", request=body.decode())
         send(
@@ -99,6 +113,7 @@ def main() -> int:
         event("reload_done", code=header["code"], message=header["message"])
 
   threading.Thread(target=read, daemon=True).start()
+  send({"type": "started"})
   if stop.wait(behaviour.get("start_delay_s", {}).get(index, 0.0)):
     event("stopped")
     return 0

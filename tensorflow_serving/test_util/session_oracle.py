@@ -17,6 +17,11 @@ from collections.abc import Mapping
 import numpy as np
 import tensorflow as tf
 
+# Every message TensorFlow gave in this process. Their words depend on the
+# machine (oneDNN or Eigen kernels, chosen by CPU and TF_ENABLE_ONEDNN_OPTS),
+# so tables that must read the same everywhere name them instead of quoting.
+MESSAGES: set[str] = set()
+
 
 def run(
     export_dir: str, signature_key: str, feeds: Mapping[str, np.ndarray]
@@ -42,7 +47,9 @@ def run(
     try:
       values = session._call_tf_sessionrun(None, feed, fetch, [], None)  # pylint: disable=protected-access
     except tf.errors.OpError as e:
-      return e.error_code, e.message.split("\n")[0]
+      message = e.message.split("\n")[0]
+      MESSAGES.add(message)
+      return e.error_code, message
   return dict(zip(sorted(signature.outputs), values))
 
 

@@ -1,0 +1,128 @@
+"""Config reloads and model status, kept apart from the data plane.
+
+Upstream's HandleReloadConfigRequest holds a gRPC thread and ServerCore's
+config mutex until every model the new config adds is AVAILABLE, with no
+time limit: a config naming a base path with no version yet never returns,
+and later reloads queue behind it. Here a reload has two steps:
+
+- applying the config (validate, swap the version sources) is quick and runs
+  on this module's one control thread, so reloads are applied one at a time,
+  in the order they arrived, and never on a thread a request needs;
+- waiting for the added models holds no thread and no lock: it is a
+  monitor notification awaited on the event loop, bounded by the caller's
+  deadline and by the server's maximum (--model_config_reload_timeout_seconds),
+  and withdrawn when the caller gives up.
+
+Past the bound the config stays in force (as upstream's would) and the
+call ends with DEADLINE_EXCEEDED naming the models still awaited and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+import concurrent.futures
+from typing import Any, Protocol
+
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.model_servers import get_model_status_impl
+from tensorflow_serving.model_servers import server_core as server_core_lib
+
+# The server's longest wait for a reload's models when the caller set no
+# deadline (--model_config_reload_timeout_seconds; upstream has no bound).
+DEFAULT_RELOAD_TIMEOUT_S = 600.0
+
+
+class ModelManagement(Protocol):
+  """ModelService's calls when they must span more than this process.
+
+  model_servers/workers gives one to each of its worker processes, so that a
+  reload reaches every worker and a status answers for all of them. Both
+  are awaited on the event loop and must hold no thread while they wait.
+  """
+
+  async def reload_config(self, config: Any, timeout_s: float | None) -> None:
+    ...
+
+  async def get_model_status(
+      self, request: get_model_status_pb2.GetModelStatusRequest
+  ) -> get_model_status_pb2.GetModelStatusResponse:
+    ...
+
+
+def bound(
+    caller_timeout_s: float | None, server_max_s: float | None
+) -> float | None:
+  """The tighter of the caller's deadline and the server's maximum."""
+  bounds = [b for b in (caller_timeout_s, server_max_s) if b is not None]
+  return min(bounds) if bounds else None
+
+
+def _withdraw(applied: concurrent.futures.Future) -> None:
+  if not applied.cancelled() and applied.exception() is None:
+    applied.result().future.cancel()
+
+
+class ControlPlane:
+  """Reloads and GetModelStatus for one server, off the request threads."""
+
+  def __init__(
+      self,
+      core: server_core_lib.ServerCore,
+      management: ModelManagement | None = None,
+      reload_timeout_s: float | None = DEFAULT_RELOAD_TIMEOUT_S,
+  ):
+    self.core = core
+    self._management = management
+    self.reload_timeout_s = reload_timeout_s
+    self._executor = concurrent.futures.ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="control"
+    )
+    # Set by the server: why this process cannot serve now (None: it can),
+    # for /v1/health/ready.
+    self.ready_check: Callable[[], Awaitable[str | None]] | None = None
+
+  async def reload_config(
+      self, config: Any, timeout_s: float | None = None
+  ) -> None:
+    """HandleReloadConfigRequest's work, within min(timeout_s, the maximum)."""
+    limit = bound(timeout_s, self.reload_timeout_s)
+    if self._management is not None:
+      await self._management.reload_config(config, limit)
+      return
+    await self.apply_and_wait(config, limit)
+
+  async def apply_and_wait(
+      self, config: Any, timeout_s: float | None
+  ) -> server_core_lib.ConfigWait:
+    """Applies in order on the control thread, then awaits without one."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    applied = self._executor.submit(self.core.apply_config, config)
+    try:
+      wait = await asyncio.wrap_future(applied)
+    except asyncio.CancelledError:
+      # The caller left while its config was being applied.
+      applied.add_done_callback(_withdraw)
+      raise
+    remaining = None if timeout_s is None else timeout_s - (loop.time() - start)
+    try:
+      await asyncio.wait_for(
+          asyncio.wrap_future(wait.future),
+          None if remaining is None else max(0.0, remaining),
+      )
+    except TimeoutError:
+      raise wait.timed_out(timeout_s) from None
+    return wait
+
+  async def get_model_status(
+      self, request: get_model_status_pb2.GetModelStatusRequest
+  ) -> get_model_status_pb2.GetModelStatusResponse:
+    """GetModelStatus (gRPC and REST): the monitor read, or the workers'."""
+    if self._management is not None:
+      return await self._management.get_model_status(request)
+    return get_model_status_impl.get_model_status(self.core.monitor, request)
+
+  def stop(self) -> None:
+    """Drops applies not yet started; never waits for the one running."""
+    self._executor.shutdown(wait=False, cancel_futures=True)

@@ -365,7 +365,11 @@ class HttpServerTest(absltest.TestCase):
     read_responses(idle, 1)
     busy = self.connect()
     busy.sendall(b"GET /v1/sleep/0.5 HTTP/1.1\r\n\r\n")
-    time.sleep(0.1)
+    # Stop once the handler has it: a request still unread when the server
+    # stops is not in flight (and on a loaded host 0.1 s was not enough).
+    deadline = time.monotonic() + 10
+    while len(self.handler.deadlines) < 2 and time.monotonic() < deadline:
+      time.sleep(0.01)
     stopped = asyncio.run_coroutine_threadsafe(
         self.server.stop(grace_s=10), self.loop
     )

@@ -1,10 +1,11 @@
 """Overload is refused early with a retry hint, not queued to time out.
 
 The rule on a fake clock first; then the REST engine, handler and pipeline
-in process over a model slowed to 100 ms a run on one worker thread: at
-many times its capacity, what cannot finish within the REST deadline is
-answered 503 with Retry-After at once, and what is admitted finishes in
-time (no 504). gRPC's refusal carries grpc-retry-pushback-ms.
+in process over a model slowed to 100 ms a run on one worker thread (or
+behind one batch queue): at many times its capacity, what cannot finish
+within the REST deadline is answered 503 with Retry-After at once, and what
+is admitted finishes in time (no 504). gRPC's refusal carries
+grpc-retry-pushback-ms. The worker pool's queue is bounded too.
 """
 
 from __future__ import annotations
@@ -159,7 +160,22 @@ class _SlowBundle:
     return self._inner.run(sig, inputs, output_filter)
 
 
+class _SlowQueuedBundle(_SlowBundle):
+  """The same behind a queue and thread of its own, as a batching bundle
+  (`submit`, one request a batch), so runs go the batcher's way."""
+
+  def __init__(self, inner: Any, queue: concurrent.futures.Executor):
+    super().__init__(inner)
+    self._queue = queue
+
+  def submit(self, sig, inputs, output_filter=()):
+    return self._queue.submit(self.run, sig, inputs, output_filter)
+
+
 class OverloadTest(in_process.HalfPlusTwoTestCase):
+  """Unbatched: runs go to the worker pool."""
+
+  batched = False
 
   def setUp(self):
     super().setUp()
@@ -168,7 +184,12 @@ class OverloadTest(in_process.HalfPlusTwoTestCase):
     self.runner = model_runner.ModelRunner(
         self.executor, admission.Admission(min_pending_to_shed=1)
     )
-    core = in_process.FakeCore({"slow": (1, _SlowBundle(self.bundle))})
+    bundle = _SlowBundle(self.bundle)
+    if self.batched:
+      queue = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+      self.addCleanup(queue.shutdown)
+      bundle = _SlowQueuedBundle(self.bundle, queue)
+    core = in_process.FakeCore({"slow": (1, bundle)})
     self.pipeline = pipeline_lib.Pipeline(core, self.runner)
 
   def serve_rest(self) -> int:
@@ -261,6 +282,12 @@ class OverloadTest(in_process.HalfPlusTwoTestCase):
     self.assertEqual(
         context.trailing_metadata, (("grpc-retry-pushback-ms", "1000"),)
     )
+
+
+class BatchedOverloadTest(OverloadTest):
+  """Batched: runs are handed to the batcher's queue (`submit`)."""
+
+  batched = True
 
 
 if __name__ == "__main__":

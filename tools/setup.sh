@@ -35,7 +35,8 @@ if ! command -v openssl >/dev/null 2>&1; then
   log "installing openssl (apt)"
   apt_install openssl
 fi
-# curl: the README's REST examples, run by fidelity_test:readme_test.
+# curl: the REST examples of the README and docs/, run by
+# fidelity_test:readme_test.
 if ! command -v curl >/dev/null 2>&1; then
   log "installing curl (apt)"
   apt_install curl
@@ -72,11 +73,14 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
   fi
 fi
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-nodeps.txt | sha256sum | cut -d' ' -f1)
 have=$(cat .venv/.requirements.sha256 2>/dev/null || true)
 if [ "$want" != "$have" ]; then
   log "installing requirements.txt into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+  # Packages whose declared bounds exclude the pins above (see the file).
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps \
+    -r requirements-nodeps.txt
   echo "$want" > .venv/.requirements.sha256
 fi
 

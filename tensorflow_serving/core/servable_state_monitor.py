@@ -110,10 +110,16 @@ class ServableStateMonitor:
           )
       }
 
-  def forget_unloaded_servable_states(self) -> None:
-    """Drops END versions, for callers that want bounded memory."""
+  def forget_unloaded_servable_states(self, only: str | None = None) -> None:
+    """Drops END versions (of the model `only`, if given).
+
+    For callers that want bounded memory, and for one that loads a model
+    again and must not take its last unload for the new load's outcome.
+    """
     with self._lock:
-      for name in list(self._states):
+      for name in [only] if only is not None else list(self._states):
+        if name not in self._states:
+          continue
         versions = {
             v: s
             for v, s in self._states[name].items()

@@ -1,4 +1,4 @@
-"""Exports the models the README's examples serve, under one base directory.
+"""Exports the models the docs' examples serve, under one base directory.
 
   bazel run //tensorflow_serving/example:export_example_models -- /tmp/models
 

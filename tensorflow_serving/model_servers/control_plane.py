@@ -93,12 +93,21 @@ class ControlPlane:
     await self.apply_and_wait(config, limit)
 
   async def apply_and_wait(
-      self, config: Any, timeout_s: float | None
+      self,
+      config: Any,
+      timeout_s: float | None,
+      keep_model_overrides: bool = False,
   ) -> server_core_lib.ConfigWait:
-    """Applies in order on the control thread, then awaits without one."""
+    """Applies in order on the control thread, then awaits without one.
+
+    `keep_model_overrides`: see ServerCore.apply_config (a polled file keeps
+    what the per-model control API changed).
+    """
     loop = asyncio.get_running_loop()
     start = loop.time()
-    applied = self._executor.submit(self.core.apply_config, config)
+    applied = self._executor.submit(
+        self.core.apply_config, config, keep_model_overrides
+    )
     try:
       wait = await asyncio.wrap_future(applied)
     except asyncio.CancelledError:

@@ -38,7 +38,7 @@ T = TypeVar("T")
 GRPC = pipeline_lib.GRPC
 
 
-async def _answer(context: Any, work: Awaitable[T]) -> T:
+async def answer(context: Any, work: Awaitable[T]) -> T:
   """Awaits one RPC's work; a ServingError ends the call with its status.
 
   A refusal under load carries gRPC's server pushback trailer, which a
@@ -91,7 +91,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     self._use_tensor_content = use_tensor_content
 
   async def Predict(self, request, context):
-    return await _answer(context, self._predict(request, _deadline(context)))
+    return await answer(context, self._predict(request, _deadline(context)))
 
   async def _predict(
       self, request: predict_pb2.PredictRequest, deadline: float | None
@@ -114,7 +114,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     return response
 
   async def Classify(self, request, context):
-    return await _answer(
+    return await answer(
         context,
         self._examples_api(
             request,
@@ -128,7 +128,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     )
 
   async def Regress(self, request, context):
-    return await _answer(
+    return await answer(
         context,
         self._examples_api(
             request,
@@ -158,10 +158,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     return response
 
   async def MultiInference(self, request, context):
-    return await _answer(context, self._pipeline.multi_inference(request))
+    return await answer(context, self._pipeline.multi_inference(request))
 
   async def GetModelMetadata(self, request, context):
-    return await _answer(
+    return await answer(
         context,
         self._pipeline.runner.call(
             get_model_metadata_impl.get_model_metadata,
@@ -190,7 +190,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     self._token = token.encode() if token else None
 
   async def GetModelStatus(self, request, context):
-    return await _answer(
+    return await answer(
         context, self._pipeline.control.get_model_status(request)
     )
 

@@ -225,9 +225,11 @@ class StatusPageHeadersTest(absltest.TestCase):
     routes.reset_for_test()
     status, _, content_type, headers = routes.route(None, "GET", "/status")()
     self.assertEqual((status, content_type), (200, page.CONTENT_TYPE))
-    self.assertEqual(headers, ())
+    self.assertEqual(headers, b"")
     routes.reset_for_test(security_headers=True)
-    headers = dict(routes.route(None, "GET", "/")()[3])
+    lines = routes.route(None, "GET", "/")()[3].decode("ascii")
+    self.assertTrue(lines.endswith("\r\n"))
+    headers = dict(line.split(": ", 1) for line in lines.split("\r\n") if line)
     self.assertEqual(headers["X-Frame-Options"], "DENY")
     self.assertEqual(
         headers["Content-Security-Policy"],

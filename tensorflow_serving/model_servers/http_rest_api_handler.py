@@ -9,6 +9,7 @@ running, and metrics are the pipeline's.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import dataclasses
 import re
 import urllib.parse
@@ -25,6 +26,8 @@ from tensorflow_serving.model_servers import get_model_metadata_impl
 from tensorflow_serving.model_servers import get_model_status_impl
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.model_servers.status_page import routes as status_page
+from tensorflow_serving.model_servers.v2 import repository as v2_repository
+from tensorflow_serving.model_servers.v2 import rest_api as v2_rest_api
 from tensorflow_serving.servables.tensorflow import example_input
 from tensorflow_serving.util import status
 from tensorflow_serving.util.json_tensor import document
@@ -43,8 +46,19 @@ _ROUTE_RE = re.compile(
     r"|health/(?P<health>live|ready))",
     re.IGNORECASE,
 )
+# Beyond upstream: the Open Inference Protocol (model_servers/v2). Names and
+# versions are single path segments (%-encoded); a version is a number.
+_V2_ROUTE_RE = re.compile(
+    r"/v2(?:"
+    r"/health/(?P<health>live|ready)"
+    r"|/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?"
+    r"(?:/(?P<verb>ready|infer))?"
+    r"|/repository/(?P<index>index)"
+    r"|/repository/models/(?P<repo_name>[^/]+)/(?P<repo_verb>load|unload)"
+    r")?"
+)
 # Beyond upstream: `/` and `/status` are the status page (status_page/).
-API_PATH_RE = re.compile(r"/v1/.*|/|/status", re.IGNORECASE)
+API_PATH_RE = re.compile(r"/v1/.*|/v2(?:/.*)?|/|/status", re.IGNORECASE)
 
 _INT64_MAX = 2**63 - 1
 # Bodies up to this size are decoded on the event loop (a 784-float instance
@@ -58,8 +72,9 @@ class Response:
   status: int
   body: bytes
   content_type: str = "application/json"
-  # Beyond the engine's own (e.g. Retry-After on a refusal under load).
-  headers: tuple[tuple[str, str], ...] = ()
+  # Extra header lines (CRLF-terminated), e.g. the v2 binary extension's,
+  # or Retry-After on a refusal under load.
+  headers: bytes = b""
 
 
 def _as_dict(message) -> dict:
@@ -81,11 +96,11 @@ def error_response(exc: status.ServingError) -> Response:
 
   A refusal under load also says when to retry (Retry-After).
   """
-  headers = ()
+  headers = b""
   if exc.retry_after_s is not None:
-    headers = (
-        ("Retry-After", admission.retry_after_header(exc.retry_after_s)),
-    )
+    headers = b"Retry-After: %s\r\n" % admission.retry_after_header(
+        exc.retry_after_s
+    ).encode("ascii")
   return Response(
       status.http_status(exc.code),
       predict_response.format_error(exc.message),
@@ -98,15 +113,25 @@ class HttpRestApiHandler:
 
   error = staticmethod(error_response)
 
-  def __init__(self, pipeline: pipeline_lib.Pipeline):
+  def __init__(
+      self,
+      pipeline: pipeline_lib.Pipeline,
+      repository: v2_repository.ModelRepository | None = None,
+  ):
     self._pipeline = pipeline
     self._core = pipeline.core
+    self._v2 = v2_rest_api.RestApi(
+        pipeline,
+        repository or v2_repository.ModelRepository(pipeline.core, False),
+    )
 
   async def handle(
       self,
       method: str,
       path: str,
       body: bytes | bytearray,
+      headers: Mapping[bytes, bytes] | None = None,
+      query: str = "",
       deadline: float | None = None,
   ) -> Response:
     """Processes one request from the event loop. Never raises.
@@ -114,6 +139,8 @@ class HttpRestApiHandler:
     `deadline` (time.monotonic's clock) is when the transport gives up on
     the request: a model run that cannot finish by then is refused early.
     """
+    if path.startswith("/v2"):
+      return await self._handle_v2(method.upper(), path, body, headers, query)
     try:
       return await self._dispatch(method.upper(), path, body, deadline)
     except status.ServingError as exc:
@@ -159,6 +186,67 @@ class HttpRestApiHandler:
         return await self._metadata(spec)
       return await self._status(spec)
     raise status.invalid_argument(f"Malformed request: {method} {path}")
+
+  async def _handle_v2(
+      self,
+      method: str,
+      path: str,
+      body: bytes,
+      headers: Mapping[bytes, bytes] | None,
+      query: str,
+  ) -> Response:
+    """The Open Inference Protocol; its errors as Triton words their status."""
+    try:
+      reply = await self._dispatch_v2(method, path, body, headers or {}, query)
+    except status.ServingError as exc:
+      reply = v2_rest_api.error_reply(exc)
+    except Exception as exc:  # pylint: disable=broad-except
+      reply = v2_rest_api.error_reply(
+          status.internal(f"{type(exc).__name__}: {exc}")
+      )
+    return Response(reply.status, reply.body, reply.content_type, reply.headers)
+
+  async def _dispatch_v2(
+      self,
+      method: str,
+      path: str,
+      body: bytes,
+      headers: Mapping[bytes, bytes],
+      query: str,
+  ) -> v2_rest_api.Reply:
+    route = _V2_ROUTE_RE.fullmatch(path)
+    if route is None:
+      raise status.not_found(f"Not Found: {method} {path}")
+    v2 = self._v2
+    name, version, verb = route.group("name", "version", "verb")
+    if name is not None:
+      name = urllib.parse.unquote(name)
+      version = urllib.parse.unquote(version) if version else None
+      if verb == "infer":
+        _expect(method, "POST", path)
+        length = headers.get(b"inference-header-content-length")
+        return await v2.infer(
+            name, version, body, None if length is None else length.decode()
+        )
+      _expect(method, "GET", path)
+      if verb == "ready":
+        return v2.model_ready(name, version)
+      return await v2.model_metadata(name, version, query)
+    if route.group("health"):
+      _expect(method, "GET", path)
+      return v2.health(route.group("health"))
+    if route.group("index"):
+      _expect(method, "POST", path)
+      return await v2.repository_index(body)
+    repo_name = route.group("repo_name")
+    if repo_name is not None:
+      _expect(method, "POST", path)
+      repo_name = urllib.parse.unquote(repo_name)
+      if route.group("repo_verb") == "load":
+        return await v2.repository_load(repo_name, body)
+      return await v2.repository_unload(repo_name, body)
+    _expect(method, "GET", path)
+    return v2.server_metadata()
 
   # --- Model APIs, through the pipeline ---------------------------------------
 
@@ -286,6 +374,13 @@ class HttpRestApiHandler:
     if problem is not None:
       raise status.unavailable(problem)
     return Response(200, _json({"status": "ready", "models": sorted(names)}))
+
+
+def _expect(method: str, expected: str, path: str) -> None:
+  if method != expected:
+    raise status.invalid_argument(
+        f"{path} takes {expected} requests, not {method}"
+    )
 
 
 def _examples(body: bytes | bytearray, lookup: pipeline_lib.SignatureLookup):

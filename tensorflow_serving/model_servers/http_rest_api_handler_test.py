@@ -146,6 +146,80 @@ class HttpRestApiHandlerTest(in_process.HalfPlusTwoTestCase):
         text,
     )
 
+  # --- The Open Inference Protocol's routes -----------------------------------
+
+  def test_v2_infer_json_and_binary_through_the_pipeline(self):
+    doc = {
+        "id": "a",
+        "inputs": [
+            {"name": "x", "datatype": "FP32", "shape": [2], "data": [1, 2]}
+        ],
+    }
+    self.assertEqual(
+        self.request("POST", "/v2/models/half/versions/7/infer", doc),
+        (
+            200,
+            {
+                "model_name": "half",
+                "model_version": "7",
+                "id": "a",
+                "outputs": [
+                    {
+                        "name": "y",
+                        "datatype": "FP32",
+                        "shape": [2],
+                        "data": [2.5, 3.0],
+                    }
+                ],
+            },
+        ),
+    )
+    self.assertEqual(self.core.specs[-1].version.value, 7)
+    doc["parameters"] = {"binary_data_output": True}
+    response = in_process.run(
+        self.handler.handle(
+            "POST", "/v2/models/half/infer", json.dumps(doc).encode()
+        )
+    )
+    self.assertEqual(response.status, 200)
+    self.assertEqual(response.content_type, "application/octet-stream")
+    (length,) = [
+        int(line.split(b": ")[1])
+        for line in response.headers.split(b"\r\n")
+        if line.startswith(b"Inference-Header-Content-Length")
+    ]
+    self.assertEqual(
+        response.body[length:], b"\x00\x00\x20\x40\x00\x00\x40\x40"
+    )
+    # Metrics label the API: ModelInfer over REST.
+    text = metrics.exposition().decode()
+    self.assertIn('API="ModelInfer",entrypoint="REST"', text)
+
+  def test_v2_routes_and_errors(self):
+    doc = {
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]
+    }
+    self.assertEqual(
+        self.request("POST", "/v2/models/nope/infer", doc),
+        (404, {"error": "Servable not found for request: Latest(nope)"}),
+    )
+    status, body = self.request("GET", "/v2/models/half/infer")
+    self.assertEqual(status, 400)
+    self.assertIn("takes POST requests", body["error"])
+    status, body = self.request("GET", "/v2/models/half/stats")
+    self.assertEqual(status, 404)
+    status, body = self.request("POST", "/v2/models/half/versions/x/infer", doc)
+    self.assertEqual(status, 400)
+    self.assertIn("version number", body["error"])
+    # The control API is off unless the server enables it.
+    status, body = self.request(
+        "POST", "/v2/repository/models/m/load", {"parameters": {}}
+    )
+    self.assertEqual(status, 501)
+    self.assertIn("--enable_model_control_api", body["error"])
+    status, body = self.request("GET", "/v2")
+    self.assertEqual((status, body["name"]), (200, "tensorflow_serving"))
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -63,8 +63,8 @@ flags.DEFINE_string(
     "grpc.server_handshake_timeout_ms, grpc.keepalive_time_ms, "
     "grpc.keepalive_timeout_ms, grpc.max_connection_idle_ms, "
     "grpc.max_connection_age_ms, grpc.max_connection_age_grace_ms and "
-    "this server's grpc.tf_serving.* budgets (README: Limits and "
-    "hardening); others are logged and ignored.",
+    "this server's grpc.tf_serving.* budgets (docs/hardening.md); "
+    "others are logged and ignored.",
 )
 flags.DEFINE_enum(
     "grpc_http2_engine",
@@ -362,6 +362,15 @@ flags.DEFINE_float(
     "and replaced. 0: no health checks.",
     lower_bound=0.0,
 )
+# Beyond upstream: the Open Inference Protocol's model repository extension.
+flags.DEFINE_bool(
+    "enable_model_control_api",
+    False,
+    "Beyond upstream: let the Open Inference Protocol's model repository "
+    "API (POST /v2/repository/models/{m}/load and /unload, and the gRPC "
+    "RepositoryModelLoad/Unload) load and unload single models. Off by "
+    "default: it changes what the server serves, unauthenticated.",
+)
 
 FLAGS = flags.FLAGS
 
@@ -388,6 +397,15 @@ def main(argv: list[str]) -> int:
   del argv
   # First, so that a signal during the imports below is never lost.
   shutdown.install(FLAGS.shutdown_grace_seconds)
+  if FLAGS.num_workers != 1 and FLAGS.enable_model_control_api:
+    # A load must reach every worker before it answers, and polled config
+    # files are the supervisor's: not implemented across workers yet.
+    print(
+        "Failed to start server. Error: INVALID_ARGUMENT: "
+        "--enable_model_control_api needs --num_workers=1",
+        file=sys.stderr,
+    )
+    return 1
   if FLAGS.num_workers != 1 and not FLAGS.version:
     # A supervisor (no TensorFlow), or one of the workers it starts.
     from tensorflow_serving.model_servers.workers import launch  # pylint: disable=g-import-not-at-top

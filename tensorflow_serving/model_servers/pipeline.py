@@ -184,19 +184,25 @@ class Pipeline:
       decode: Callable[[SignatureLookup], D],
       entrypoint: str,
       off_loop: bool = False,
+      label: str = "Predict",
+      api: Api | None = None,
       deadline: float | None = None,
   ) -> Predicted[D]:
     """Decodes through `decode(lookup)`, runs, and records the metrics.
 
     `off_loop` decodes on a worker thread (a body too large to parse on the
-    event loop without stalling every other connection). `deadline`
-    (time.monotonic's clock) lets a run that cannot finish in time be
-    refused before it queues (admission.py).
+    event loop without stalling every other connection). `label` is the
+    metrics' API label: upstream's `Predict`, or another protocol's name
+    for the same run (the Open Inference Protocol's `ModelInfer`), and
+    `api` words a missing signature (default: upstream's Predict words).
+    `deadline` (time.monotonic's clock) lets a run that cannot finish in
+    time be refused before it queues (admission.py).
     """
     # REST looks the signature up to decode its JSON: upstream words a
     # missing one differently there.
-    api = Api.PREDICT_JSON if entrypoint == REST else Api.PREDICT
-    with _Request(self.core, spec, api, "Predict", entrypoint) as request:
+    if api is None:
+      api = Api.PREDICT_JSON if entrypoint == REST else Api.PREDICT
+    with _Request(self.core, spec, api, label, entrypoint) as request:
       decoded = await self._decode(decode, request, off_loop)
       outputs = await self._run(
           request,

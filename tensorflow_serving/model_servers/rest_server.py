@@ -83,7 +83,9 @@ class RestApp:
       deadline = time.monotonic() + (
           request.started + options.timeout_s - loop_now
       )
-    return self.handler.handle(method, path, request.body, deadline)
+    return self.handler.handle(
+        method, path, request.body, request.headers, request.query, deadline
+    )
 
   def _preflight(self, request: Request) -> Response:
     origin = request.headers.get(b"origin", b"").decode("latin-1")

@@ -36,8 +36,15 @@ class FakeHandler:
     self.deadlines: list[float | None] = []
 
   async def handle(
-      self, method: str, path: str, body: bytes, deadline: float | None = None
+      self,
+      method: str,
+      path: str,
+      body: bytes,
+      headers=None,
+      query="",
+      deadline: float | None = None,
   ) -> Response:
+    del headers, query  # Unused: the echo is of method, path and body.
     self.deadlines.append(deadline)
     if path.startswith("/v1/sleep/"):
       try:
@@ -288,7 +295,7 @@ class HttpServerTest(absltest.TestCase):
     self.start()
     for path in (
         "/index.html",
-        "/v2/models/m",
+        "/v3/models/m",
         "/monitoring/prometheus/metrics",
     ):
       with self.subTest(path=path):

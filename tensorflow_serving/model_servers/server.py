@@ -27,6 +27,8 @@ from tensorflow_serving.model_servers import reflection
 from tensorflow_serving.model_servers import rest_server
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.model_servers import shutdown
+from tensorflow_serving.model_servers.v2 import grpc_service as v2_grpc_service
+from tensorflow_serving.model_servers.v2 import repository as v2_repository
 from tensorflow_serving.util import status
 from tensorflow_serving.util.net.grpc_h2 import limits as grpc_limits
 from tensorflow_serving.util.net.grpc_h2 import server as grpc_h2_server
@@ -84,6 +86,8 @@ class ServerOptions:
   model_service_token: str | None = None
   # Set in each process of --num_workers > 1 (model_servers/workers).
   worker: WorkerHooks | None = None
+  # The v2 model repository API may load and unload models.
+  enable_model_control_api: bool = False
 
 
 class WorkerHooks(Protocol):
@@ -168,6 +172,9 @@ class Server:
     )
     self.control.ready_check = self.ready_problem
     self.pipeline = pipeline_lib.Pipeline(core, self._runner, self.control)
+    self._repository = v2_repository.ModelRepository(
+        core, options.enable_model_control_api
+    )
     self._grpc: grpc_h2_server.Server | None = None
     self._http: rest_server.http1_server.HttpServer | None = None
     self._stop = asyncio.Event()
@@ -190,6 +197,8 @@ class Server:
           opts.model_service_token,
       )
       services = list(grpc_services.SERVICE_NAMES)
+      if self._add_v2_grpc_service():
+        services.append(v2_grpc_service.SERVICE_NAME)
       if opts.enable_grpc_healthcheck_service:
         self._health = grpc_health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
@@ -229,7 +238,9 @@ class Server:
             "Skipped setting up HTTP/REST API server."
         )
       else:
-        handler = http_rest_api_handler.HttpRestApiHandler(self.pipeline)
+        handler = http_rest_api_handler.HttpRestApiHandler(
+            self.pipeline, self._repository
+        )
         self._http = rest_server.make_server(
             rest_server.make_app(handler, opts.http),
             # A worker accepts on its supervisor's sockets (listen()).
@@ -247,6 +258,28 @@ class Server:
       self._config_poller = asyncio.create_task(self._poll_model_config())
     if opts.worker is not None:
       await opts.worker.serving(self)
+
+  def _add_v2_grpc_service(self) -> bool:
+    """inference.GRPCInferenceService, when its generated stubs are installed.
+
+    They come from tritonclient, which the pip package cannot declare (its
+    bounds exclude the pinned protobuf; see requirements-nodeps.txt): a
+    server installed without it serves every other API and says so.
+    Returns whether the service is registered.
+    """
+    try:
+      v2_grpc_service.add_service(
+          self._grpc,
+          v2_grpc_service.GRPCInferenceService(self.pipeline, self._repository),
+      )
+    except ImportError as exc:
+      logging.warning(
+          "Not serving inference.GRPCInferenceService (the v2 protocol's "
+          "gRPC API): %s. Install tritonclient==2.73.0 with --no-deps.",
+          exc,
+      )
+      return False
+    return True
 
   async def listen(self, api: str, sock: socket.socket) -> None:
     """Also accepts `api` ("grpc" or "rest") requests on a bound socket."""
@@ -304,7 +337,10 @@ class Server:
         logging.error("Failed to read ModelServerConfig file: %s", exc)
         continue
       try:
-        await self.control.apply_and_wait(config, period)
+        # The per-model control API's loads and unloads outlive a poll.
+        await self.control.apply_and_wait(
+            config, period, keep_model_overrides=True
+        )
         reported = ""
       except status.ServingError as exc:
         if exc.code != status.Code.DEADLINE_EXCEEDED:

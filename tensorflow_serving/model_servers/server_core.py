@@ -83,6 +83,13 @@ class ServerCore:
     self._options = options
     self._config = ModelServerConfig()
     self._config_lock = threading.RLock()
+    # The last whole config (initial, ReloadConfig, a polled file), and the
+    # per-model control API's changes on top of it: name -> the model's
+    # config, or None for a model it unloaded.
+    self._base_config = ModelServerConfig()
+    self._overrides: dict[str, model_server_config_pb2.ModelConfig | None] = {}
+    # The last config the API loaded per name, for a later load without one.
+    self._api_configs: dict[str, model_server_config_pb2.ModelConfig] = {}
     self._platform_of: dict[str, str] = {}
     # Model name -> {label: version}. Replaced whole, read without a lock.
     self._labels: dict[str, dict[str, int]] | None = None
@@ -154,7 +161,10 @@ class ServerCore:
       return out
 
   def reload_config(
-      self, new_config: ModelServerConfig, timeout_s: float | None = None
+      self,
+      new_config: ModelServerConfig,
+      timeout_s: float | None = None,
+      keep_model_overrides: bool = False,
   ) -> None:
     """Replaces the served model set; blocks until new models are available.
 
@@ -162,21 +172,40 @@ class ServerCore:
     Past it the new config stays in force and DEADLINE_EXCEEDED says which
     models are still awaited and why.
     """
-    self.apply_config(new_config).result(timeout_s)
+    self.apply_config(new_config, keep_model_overrides).result(timeout_s)
 
-  def apply_config(self, new_config: ModelServerConfig) -> ConfigWait:
+  def apply_config(
+      self, new_config: ModelServerConfig, keep_model_overrides: bool = False
+  ) -> ConfigWait:
     """Puts a config in force now; the returned wait ends when it is served.
 
     Applying is quick and one at a time (the config lock); waiting for the
     new models takes no lock and no thread, so that one reload whose model
     never gets a version holds up neither a later, correcting reload nor
     anything else. Validation errors raise here, as upstream's ReloadConfig.
+
+    This is upstream's whole-config semantics: what the per-model control
+    API loaded or unloaded is forgotten, unless `keep_model_overrides` (a
+    polled --model_config_file), where the API's changes win for the names
+    they touched.
     """
+    with self._config_lock:
+      if not keep_model_overrides:
+        self._overrides.clear()
+      new_models = self._apply_config(new_config)
+      if new_config.WhichOneof("config") is not None:
+        self._base_config = ModelServerConfig()
+        self._base_config.CopyFrom(new_config)
+    return ConfigWait(self, new_models)
+
+  def _apply_config(self, base_config: ModelServerConfig) -> list:
+    """Serves `base_config` with the overrides; returns the models added."""
+    new_config = self._with_overrides(base_config)
     with self._config_lock:
       kind = new_config.WhichOneof("config")
       if kind is None:
         logging.info("Taking no action for empty config.")
-        return ConfigWait(self, [])
+        return []
       if kind != "model_config_list":
         raise status.unimplemented(
             "ModelServerConfig.custom_model_config is not supported"
@@ -194,9 +223,95 @@ class ServerCore:
       self._config.CopyFrom(new_config)
       self._update_labels(models)
       self._platform_of = platforms
-      self._update_source(models)
       new_models = [m for m in models if m.name not in old_names]
-      return ConfigWait(self, new_models)
+      # A model served before has END versions: waiting for it to become
+      # available must not take its last unload for this load's outcome.
+      for m in new_models:
+        self.monitor.forget_unloaded_servable_states(m.name)
+      self._update_source(models)
+      return new_models
+
+  def _with_overrides(self, config: ModelServerConfig) -> ModelServerConfig:
+    if not self._overrides:
+      return config
+    out = ModelServerConfig()
+    out.CopyFrom(config)
+    models = out.model_config_list.config
+    kept = []
+    for m in models:
+      if m.name not in self._overrides:
+        kept.append(m)
+      elif self._overrides[m.name] is not None:
+        kept.append(self._overrides[m.name])
+    named = {m.name for m in models}
+    kept += [
+        m
+        for name, m in self._overrides.items()
+        if m is not None and name not in named
+    ]
+    out.model_config_list.ClearField("config")
+    out.model_config_list.config.extend(kept)
+    return out
+
+  # --- Per-model control (beyond upstream) ------------------------------------
+
+  def known_model_config(
+      self, name: str
+  ) -> model_server_config_pb2.ModelConfig | None:
+    """The config this core last had for `name` (served or unloaded)."""
+    with self._config_lock:
+      override = self._overrides.get(name) or self._api_configs.get(name)
+      if override is not None:
+        return override
+      for m in self._base_config.model_config_list.config:
+        if m.name == name:
+          return m
+    return None
+
+  def load_model(
+      self, model: model_server_config_pb2.ModelConfig, timeout_s: float
+  ) -> None:
+    """Serves `model` (added, or its config replaced); waits until loaded.
+
+    Raises the load's failure, or DEADLINE_EXCEEDED after `timeout_s` (the
+    model then goes on loading).
+    """
+    with self._config_lock:
+      previous = dict(self._overrides)
+      self._overrides[model.name] = model
+      try:
+        self._apply_config(self._base_config)
+      except BaseException:
+        self._overrides = previous
+        raise
+      self._api_configs[model.name] = model
+    ConfigWait(self, [model]).result(timeout_s)
+
+  def unload_model(self, name: str, timeout_s: float) -> None:
+    """Stops serving `name`; waits until every version has unloaded.
+
+    Unloading waits for requests holding a version; after `timeout_s` this
+    raises DEADLINE_EXCEEDED and the unload goes on.
+    """
+    with self._config_lock:
+      served = {m.name for m in self._config.model_config_list.config}
+      if name not in served:
+        raise status.not_found(f"Model {name} is not being served")
+      self._overrides[name] = None
+      self._apply_config(self._base_config)
+    live = [
+        ServableRequest.specific(name, version)
+        for version in self.monitor.get_live_servable_states().get(name, {})
+    ]
+    if not live:
+      return
+    ok, _ = self.monitor.wait_until_servables_reach_state(
+        live, ManagerState.END, timeout_s
+    )
+    if not ok:
+      raise status.deadline_exceeded(
+          f"Model {name} is still unloading after {timeout_s:g} s"
+      )
 
   def _validate(self, models) -> dict[str, str]:
     platforms: dict[str, str] = {}

@@ -155,6 +155,62 @@ class ServerCoreTest(absltest.TestCase):
         metrics.exposition().decode(),
     )
 
+  # --- Per-model control (the v2 repository API) ------------------------------
+
+  def model(self, name: str, base: str):
+    return model_server_config_pb2.ModelConfig(
+        name=name, base_path=base, model_platform="tensorflow"
+    )
+
+  def served(self, core) -> list[str]:
+    return [m.name for m in core.config.model_config_list.config]
+
+  def test_load_and_unload_one_model_keeps_the_others(self):
+    core = self.create(config(a=(make_base(1), None, None)))
+    core.load_model(self.model("b", make_base(2)), timeout_s=30)
+    self.assertEqual(self.served(core), ["a", "b"])
+    with core.get_servable_handle(spec("b")) as handle:
+      self.assertEqual(handle.id.version, 2)
+    core.unload_model("b", timeout_s=30)
+    self.assertEqual(self.served(core), ["a"])
+    with self.assertRaises(status.ServingError):
+      core.get_servable_handle(spec("b"))
+    with core.get_servable_handle(spec("a")) as handle:
+      self.assertEqual(handle.id.version, 1)
+    # Loaded again after its unload (with its last config): the wait sees
+    # the new load.
+    core.load_model(core.known_model_config("b"), timeout_s=30)
+    with core.get_servable_handle(spec("b")) as handle:
+      self.assertEqual(handle.id.version, 2)
+    self.assertIsNone(core.known_model_config("never"))
+
+  def test_failed_load_and_unknown_unload_report(self):
+    core = self.create(config(a=(make_base(1), None, None)))
+    with self.assertRaisesRegex(status.ServingError, "corrupt"):
+      core.load_model(self.model("b", make_base(13)), timeout_s=30)
+    with self.assertRaises(status.ServingError) as cm:
+      core.unload_model("nope", timeout_s=1)
+    self.assertEqual(cm.exception.code, status.Code.NOT_FOUND)
+
+  def test_load_that_does_not_finish_in_time_is_deadline_exceeded(self):
+    core = self.create(config(a=(make_base(1), None, None)))
+    with self.assertRaises(status.ServingError) as cm:
+      core.load_model(self.model("b", make_base()), timeout_s=0.5)
+    self.assertEqual(cm.exception.code, status.Code.DEADLINE_EXCEEDED)
+
+  def test_polled_config_keeps_api_changes_whole_reload_forgets_them(self):
+    base_a = make_base(1)
+    file_config = config(a=(base_a, None, None))
+    core = self.create(file_config)
+    core.load_model(self.model("b", make_base(1)), timeout_s=30)
+    core.unload_model("a", timeout_s=30)
+    core.reload_config(file_config, keep_model_overrides=True)
+    self.assertEqual(self.served(core), ["b"])
+    core.reload_config(file_config)
+    self.assertEqual(self.served(core), ["a"])
+    with core.get_servable_handle(spec("a")) as handle:
+      self.assertEqual(handle.id.version, 1)
+
 
 if __name__ == "__main__":
   absltest.main()

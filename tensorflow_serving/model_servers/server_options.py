@@ -181,6 +181,9 @@ def from_flags(
           flags.model_config_reload_timeout_seconds or None
       ),
       shutdown_grace_s=flags.shutdown_grace_seconds,
+      enable_model_control_api=getattr(
+          flags, "enable_model_control_api", False
+      ),
       max_pending_requests=max(1, flags.max_pending_requests),
   )
   _apply_ssl_config(flags, server_options)

@@ -46,6 +46,7 @@ _EXPORTERS: dict[str, Callable[[str], str]] = {
     test_models.KERAS: test_models.export_keras,
     test_models.STRINGS: test_models.export_strings,
     test_models.NONFINITE: test_models.export_nonfinite,
+    test_models.DTYPES: test_models.export_dtypes,
 }
 
 

@@ -21,6 +21,9 @@ TF2 = "tf2"  # y = 3 * x + 1, plus combine/regress/classify/slow.
 KERAS = "keras"  # Dense(2) over 3 features, fixed weights (see KERAS_*).
 STRINGS = "strings"  # String and int inputs; `_bytes` output.
 NONFINITE = "nonfinite"  # log(x): NaN and -Infinity for some inputs.
+DTYPES = (
+    "dtypes"  # One identity signature per TensorFlow dtype (DTYPE_SIGNATURES).
+)
 
 TF2_SCALE = 3.0
 TF2_OFFSET = 1.0
@@ -205,6 +208,43 @@ def export_nonfinite(export_dir: str) -> str:
   tf.saved_model.save(
       module, export_dir, signatures={"serving_default": module.predict}
   )
+  return export_dir
+
+
+# Signature key -> the dtype of its input `x` and output `y` (= x).
+DTYPE_SIGNATURES = {
+    "bool": tf.bool,
+    "int8": tf.int8,
+    "int16": tf.int16,
+    "int32": tf.int32,
+    "int64": tf.int64,
+    "uint8": tf.uint8,
+    "uint16": tf.uint16,
+    "uint32": tf.uint32,
+    "uint64": tf.uint64,
+    "half": tf.float16,
+    "float": tf.float32,
+    "double": tf.float64,
+    "string": tf.string,
+}
+
+
+def export_dtypes(export_dir: str) -> str:
+  """TF2 SavedModel with one signature per dtype (DTYPE_SIGNATURES):
+
+  <key>: x <dtype> [-1, -1] -> y <dtype> = x. serving_default is `float`.
+  """
+  module = tf.Module()
+  signatures = {}
+  for key, dtype in DTYPE_SIGNATURES.items():
+    fn = tf.function(
+        lambda x: {"y": tf.identity(x)},
+        input_signature=[tf.TensorSpec([None, None], dtype, name="x")],
+    )
+    setattr(module, f"identity_{key}", fn)
+    signatures[key] = fn
+  signatures["serving_default"] = signatures["float"]
+  tf.saved_model.save(module, export_dir, signatures=signatures)
   return export_dir
 
 

@@ -6,7 +6,7 @@ TensorFlow Serving answers (taken from upstream's docs and tests, cited at
 each case), records a row for the suite's table, and fails the test when the
 answers differ. Rows are printed to the test log and written as markdown to
 `$TEST_UNDECLARED_OUTPUTS_DIR`; `fidelity_table` gathers every suite's rows
-into one table for the README.
+into one table, docs/fidelity.md.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ signatures of what is loaded, and the traffic history, as one JSON object.
 Everything comes from what the server already keeps: ServerCore's config and
 labels, the ServableStateMonitor, servable handles (held only while reading a
 version's signatures), and the Prometheus metrics, through `history`. Field by
-field, the schema is in README.md ("Status page").
+field, the schema is in docs/monitoring.md ("GET /v1/status").
 """
 
 from __future__ import annotations

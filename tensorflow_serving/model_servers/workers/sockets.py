@@ -3,7 +3,7 @@
 For each TCP port the supervisor binds one SO_REUSEPORT socket per worker
 slot, and every worker inherits all of them. The kernel spreads new
 connections evenly over the slot sockets (by a hash of the connection), and
-each worker accepts on its own slot's. Measured alternatives (README):
+each worker accepts on its own slot's. Measured alternatives (docs/deployment.md):
 
 - One socket all workers accept from: uvloop accepts every pending
   connection on each wakeup, so whichever worker wakes first takes a burst;

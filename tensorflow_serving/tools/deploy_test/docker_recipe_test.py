@@ -158,11 +158,17 @@ class DockerfileTest(absltest.TestCase):
     # The serving stage gets wheels only, never the source tree.
     sources = [i.arguments.split()[0] for i in final if i.keyword == "COPY"]
     self.assertEqual(
-        sources, ["requirements.txt", "/wheels", recipes.ENTRYPOINT_SCRIPT]
+        sources,
+        [
+            "requirements.txt",
+            "requirements-nodeps.txt",
+            "/wheels",
+            recipes.ENTRYPOINT_SCRIPT,
+        ],
     )
     self.assertEqual(
         [i.flags for i in final if i.keyword == "COPY"],
-        [{}, {"from": "wheel"}, {}],
+        [{}, {}, {"from": "wheel"}, {}],
     )
     installs = [
         i.arguments
@@ -173,8 +179,9 @@ class DockerfileTest(absltest.TestCase):
         installs,
         [
             "pip install --no-cache-dir --constraint /tmp/requirements.txt "
-            "/tmp/wheels/*.whl && pip check && rm -rf /tmp/wheels "
-            "/tmp/requirements.txt"
+            "/tmp/wheels/*.whl && pip check && pip install --no-cache-dir "
+            "--no-deps -r /tmp/requirements-nodeps.txt && rm -rf /tmp/wheels "
+            "/tmp/requirements.txt /tmp/requirements-nodeps.txt"
         ],
     )
 

@@ -20,6 +20,7 @@ import http.client
 import os
 import re
 import shutil
+import subprocess
 import time
 import tomllib
 from typing import Any
@@ -34,6 +35,7 @@ import yaml
 from tensorflow_serving.model_servers import main as server_main
 from tensorflow_serving.model_servers import version
 from tensorflow_serving.model_servers.test_util import binaries
+from tensorflow_serving.model_servers.test_util import model_server
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
 from tensorflow_serving.tools.deploy_test import recipes
 
@@ -303,6 +305,100 @@ class ManifestsMatchTheServerTest(absltest.TestCase):
     log = server.log()
     self.assertNotIn("unknown argument", log)
     self.assertEqual(returncode, 0, log)
+
+
+def _kserve_runtime() -> dict[str, Any]:
+  path = os.path.join(
+      recipes.path(recipes.KUBERNETES_DIR),
+      "kserve",
+      "cluster_serving_runtime.yaml",
+  )
+  with open(path, encoding="utf-8") as f:
+    (document,) = yaml.safe_load_all(f)
+  return document
+
+
+def _kserve_args(name: str) -> list[str]:
+  """The runtime's args as KServe renders them for an InferenceService."""
+  (container,) = _kserve_runtime()["spec"]["containers"]
+  return [arg.replace("{{.Name}}", name) for arg in container["args"]]
+
+
+class KServeRuntimeTest(absltest.TestCase):
+  """The ClusterServingRuntime: TensorFlow models, v1 and v2, right ports."""
+
+  def test_serves_tensorflow_with_both_protocols(self):
+    runtime = _kserve_runtime()
+    self.assertEqual(runtime["apiVersion"], "serving.kserve.io/v1alpha1")
+    self.assertEqual(runtime["kind"], "ClusterServingRuntime")
+    spec = runtime["spec"]
+    self.assertEqual(
+        [f["name"] for f in spec["supportedModelFormats"]], ["tensorflow"]
+    )
+    self.assertEqual(
+        spec["protocolVersions"], ["v1", "v2", "grpc-v1", "grpc-v2"]
+    )
+
+  def test_args_parse_and_ports_are_kserves(self):
+    (container,) = _kserve_runtime()["spec"]["containers"]
+    self.assertEqual(container["name"], "kserve-container")
+    self.assertEqual(container["command"], ["tensorflow_model_server"])
+    self.assertEqual(_parse_server_flags(_kserve_args("mnist")), [])
+    flags = server_main.FLAGS
+    self.assertEqual(flags.model_name, "mnist")
+    # KServe's storage initializer mounts the model here.
+    self.assertEqual(flags.model_base_path, "/mnt/models")
+    # HTTP on KServe's 8080, gRPC on its 9000 (h2c).
+    (port,) = container["ports"]
+    self.assertEqual(port["containerPort"], flags.rest_api_port)
+    self.assertEqual(flags.rest_api_port, 8080)
+    self.assertEqual(flags.port, 9000)
+    annotations = _kserve_runtime()["spec"]["annotations"]
+    self.assertEqual(
+        int(annotations["prometheus.kserve.io/port"]), flags.rest_api_port
+    )
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+      self.assertEqual(container[kind]["httpGet"]["port"], 8080, kind)
+
+  def test_probes_and_both_protocols_against_the_server(self):
+    (container,) = _kserve_runtime()["spec"]["containers"]
+    work = binaries.test_tmpdir()
+    model_dir = os.path.join(work, "kserve_model")
+    half_plus_two.export_versions(model_dir, [1])
+    grpc_port = binaries.pick_unused_port()
+    rest_port = binaries.pick_unused_port()
+    # Appended flags move the model and ports, as in a test pod.
+    args = _kserve_args("half") + [
+        f"--model_base_path={model_dir}",
+        f"--port={grpc_port}",
+        f"--rest_api_port={rest_port}",
+    ]
+    log_path = os.path.join(work, f"kserve_{grpc_port}.log")
+    with open(log_path, "wb") as log:
+      proc = subprocess.Popen(
+          model_server.server_command(args),
+          stdout=log,
+          stderr=subprocess.STDOUT,
+          env=binaries.subprocess_env(),
+      )
+    server = model_server.ModelServer(proc, grpc_port, rest_port, log_path)
+    try:
+      server.wait_until_serving()
+      local = {8080: rest_port, 9000: grpc_port}
+      for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        self.assertTrue(_run_probe(container[kind], local), kind)
+      for path in ("/v1/models/half", "/v2/models/half"):
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", rest_port, timeout=10
+        )
+        try:
+          connection.request("GET", path)
+          self.assertEqual(connection.getresponse().status, 200, path)
+        finally:
+          connection.close()
+    finally:
+      returncode = server.stop()
+    self.assertEqual(returncode, 0, server.log())
 
 
 if __name__ == "__main__":

@@ -335,7 +335,7 @@ class PipPackageTest(absltest.TestCase):
   def test_declares_the_distributions_it_imports(self):
     """Every import is declared; every declaration is imported, optional
     imports (in `try: ... except ImportError`) included: uvloop is one, the
-    loop the README's figures were measured on."""
+    loop docs/performance.md's figures were measured on."""
     owners = importlib.metadata.packages_distributions()
     required: set[str] = set()
     optional: set[str] = set()

@@ -2,7 +2,7 @@
 
 @grpc/proto-loader reads write_protos' output and @grpc/grpc-js calls
 Predict, GetModelMetadata and GetModelStatus, through grpc_js_client.js (the
-example the README points to), on half_plus_two (y = 0.5 * x + 2).
+example docs/grpc_api.md points to), on half_plus_two (y = 0.5 * x + 2).
 """
 
 from __future__ import annotations

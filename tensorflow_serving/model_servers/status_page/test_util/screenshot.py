@@ -1,4 +1,4 @@
-"""Takes the README's screenshot: the status page of a server under load.
+"""docs/monitoring.md's screenshot: the status page of a server under load.
 
 Serves two models, `half_plus_two` (batched SavedModel, a label, and a
 corrupt version 2 that fails to load) and `half_plus_two_lite` (TF Lite),

@@ -80,6 +80,8 @@ class Request:
   started: float = 0.0
   # Bytes of the server budget this request holds until answered.
   held: int = 0
+  # The query string (after `?`, still %-encoded), "" without one.
+  query: str = ""
 
 
 @dataclasses.dataclass(slots=True)
@@ -284,16 +286,18 @@ class Http1Connection:
     self.expect_continue = False  # The body came regardless.
     self.reading = False
     parser = self._parser
+    target = b"".join(self._url)
     self._events.append(
         Request(
             parser.get_method().decode("ascii", "replace"),
-            request_path(b"".join(self._url)),
+            request_path(target),
             self._headers,
             self._body,
             parser.should_keep_alive(),
             parser.get_http_version() == "1.0",
             self.message_started,
             self._body_size,
+            target.partition(b"?")[2].decode("utf-8", "replace"),
         )
     )
     self._body = b""

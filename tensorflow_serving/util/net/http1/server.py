@@ -40,8 +40,8 @@ _WARN_EVERY_S = 5.0
 class Response(Protocol):
   """What routing returns (any object with these, e.g. a dataclass).
 
-  It may also have `headers`, pairs of (name, value) for this response
-  alone (e.g. Retry-After).
+  It may also have `headers`: header lines for this response alone (bytes,
+  CRLF-terminated; e.g. Retry-After).
   """
 
   status: int
@@ -270,9 +270,10 @@ class _Connection(asyncio.Protocol):
     else:
       connection = b""
     extra = self._extra_headers
-    own = getattr(response, "headers", None)
+    # A response may carry its own header lines (bytes, CRLF-terminated).
+    own = getattr(response, "headers", b"")
     if own:
-      extra += _encode_headers(own)
+      extra += own
     self._out.append(
         connection_lib.encode_response(
             response.status,

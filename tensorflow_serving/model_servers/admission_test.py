@@ -172,8 +172,8 @@ class _SlowQueuedBundle(_SlowBundle):
     return self._queue.submit(self.run, sig, inputs, output_filter)
 
 
-class OverloadTest(in_process.HalfPlusTwoTestCase):
-  """Unbatched: runs go to the worker pool."""
+class _SlowModelTestCase(in_process.HalfPlusTwoTestCase):
+  """The slowed model on one worker thread (or one batch queue)."""
 
   batched = False
 
@@ -215,6 +215,10 @@ class OverloadTest(in_process.HalfPlusTwoTestCase):
 
     self.addCleanup(stop)
     return server.port
+
+
+class OverloadTest(_SlowModelTestCase):
+  """Unbatched: runs go to the worker pool."""
 
   def test_rest_overload_is_503_with_retry_after_not_504(self):
     port = self.serve_rest()
@@ -282,6 +286,33 @@ class OverloadTest(in_process.HalfPlusTwoTestCase):
     self.assertEqual(
         context.trailing_metadata, (("grpc-retry-pushback-ms", "1000"),)
     )
+
+
+class V2RefusalTest(_SlowModelTestCase):
+  """The Open Inference Protocol's infer is refused the same way."""
+
+  def test_v2_rest_infer_refusal_is_503_with_retry_after(self):
+    self.runner.admission.max_pending = 0  # Every run is one too many.
+    handler = http_rest_api_handler.HttpRestApiHandler(self.pipeline)
+    body = json.dumps(
+        {
+            "inputs": [
+                {"name": "x", "shape": [1], "datatype": "FP32", "data": [2.0]}
+            ]
+        }
+    ).encode()
+    response = in_process.run(
+        handler.handle("POST", "/v2/models/slow/infer", body)
+    )
+    self.assertEqual(response.status, 503, response.body)
+    self.assertIn(b"Server overloaded", response.body)
+    self.assertEqual(response.headers, b"Retry-After: 1\r\n")
+    # Room again: the same request is answered.
+    self.runner.admission.max_pending = 10
+    response = in_process.run(
+        handler.handle("POST", "/v2/models/slow/infer", body)
+    )
+    self.assertEqual(response.status, 200, response.body)
 
 
 class BatchedOverloadTest(OverloadTest):

@@ -64,7 +64,7 @@ async def answer(context: Any, work: Awaitable[T]) -> T:
   raise AssertionError("context.abort returned")  # pragma: no cover
 
 
-def _deadline(context: Any) -> float | None:
+def call_deadline(context: Any) -> float | None:
   """The call's deadline (grpc-timeout) on time.monotonic's clock."""
   remaining = context.time_remaining()
   return None if remaining is None else time.monotonic() + remaining
@@ -91,7 +91,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     self._use_tensor_content = use_tensor_content
 
   async def Predict(self, request, context):
-    return await answer(context, self._predict(request, _deadline(context)))
+    return await answer(context, self._predict(request, call_deadline(context)))
 
   async def _predict(
       self, request: predict_pb2.PredictRequest, deadline: float | None
@@ -123,7 +123,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             lambda served, result: classifier.fill_classification_result(
                 served.classifications, result
             ),
-            _deadline(context),
+            call_deadline(context),
         ),
     )
 
@@ -137,7 +137,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             lambda served, result: regressor.fill_regression_result(
                 served.values, result
             ),
-            _deadline(context),
+            call_deadline(context),
         ),
     )
 

@@ -140,7 +140,9 @@ class HttpRestApiHandler:
     the request: a model run that cannot finish by then is refused early.
     """
     if path.startswith("/v2"):
-      return await self._handle_v2(method.upper(), path, body, headers, query)
+      return await self._handle_v2(
+          method.upper(), path, body, headers, query, deadline
+      )
     try:
       return await self._dispatch(method.upper(), path, body, deadline)
     except status.ServingError as exc:
@@ -194,10 +196,13 @@ class HttpRestApiHandler:
       body: bytes,
       headers: Mapping[bytes, bytes] | None,
       query: str,
+      deadline: float | None,
   ) -> Response:
     """The Open Inference Protocol; its errors as Triton words their status."""
     try:
-      reply = await self._dispatch_v2(method, path, body, headers or {}, query)
+      reply = await self._dispatch_v2(
+          method, path, body, headers or {}, query, deadline
+      )
     except status.ServingError as exc:
       reply = v2_rest_api.error_reply(exc)
     except Exception as exc:  # pylint: disable=broad-except
@@ -213,6 +218,7 @@ class HttpRestApiHandler:
       body: bytes,
       headers: Mapping[bytes, bytes],
       query: str,
+      deadline: float | None,
   ) -> v2_rest_api.Reply:
     route = _V2_ROUTE_RE.fullmatch(path)
     if route is None:
@@ -226,7 +232,11 @@ class HttpRestApiHandler:
         _expect(method, "POST", path)
         length = headers.get(b"inference-header-content-length")
         return await v2.infer(
-            name, version, body, None if length is None else length.decode()
+            name,
+            version,
+            body,
+            None if length is None else length.decode(),
+            deadline,
         )
       _expect(method, "GET", path)
       if verb == "ready":

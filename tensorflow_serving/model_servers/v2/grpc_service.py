@@ -73,9 +73,11 @@ class GRPCInferenceService:
     return grpc_codec.metadata_response(meta)
 
   async def ModelInfer(self, request, context):
-    return await grpc_services.answer(context, self._infer(request))
+    return await grpc_services.answer(
+        context, self._infer(request, grpc_services.call_deadline(context))
+    )
 
-  async def _infer(self, request) -> Any:
+  async def _infer(self, request, deadline: float | None) -> Any:
     spec = inference.model_spec(request.model_name, request.model_version)
     served = await self._pipeline.predict(
         spec,
@@ -83,6 +85,7 @@ class GRPCInferenceService:
         pipeline_lib.GRPC,
         label=inference.API_LABEL,
         api=inference.SIGNATURE_API,
+        deadline=deadline,
     )
     return grpc_codec.encode_infer(
         served.request, served.outputs, served.id.name, served.id.version

@@ -10,7 +10,6 @@ and message.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-import hmac
 import time
 from typing import Any, TypeVar
 
@@ -25,6 +24,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
+from tensorflow_serving.model_servers import access_token
 from tensorflow_serving.model_servers import admission
 from tensorflow_serving.model_servers import get_model_metadata_impl
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
@@ -187,7 +187,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
   def __init__(self, pipeline: pipeline_lib.Pipeline, token: str | None = None):
     self._pipeline = pipeline
-    self._token = token.encode() if token else None
+    self._token = access_token.encoded(token)
 
   async def GetModelStatus(self, request, context):
     return await answer(
@@ -196,11 +196,10 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
   async def HandleReloadConfigRequest(self, request, context):
     """Upstream's reload, bounded by the call's deadline (control_plane.py)."""
-    if self._token is not None and not _bearer_matches(context, self._token):
+    if not access_token.grpc_call_allowed(context, self._token):
       await context.abort(
           grpc.StatusCode.UNAUTHENTICATED,
-          "HandleReloadConfigRequest needs the server's ModelService token "
-          "as `authorization: Bearer TOKEN` metadata",
+          access_token.refusal("HandleReloadConfigRequest").message,
       )
     response = model_management_pb2.ReloadConfigResponse()
     try:
@@ -220,21 +219,6 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
       context.set_code(grpc.StatusCode[exc.code.name])
       context.set_details(exc.message)
     return response
-
-
-def _bearer_matches(context: Any, token: bytes) -> bool:
-  """Whether the call's `authorization` metadata is `Bearer <token>`."""
-  for key, value in context.invocation_metadata():
-    if key.lower() != "authorization":
-      continue
-    if isinstance(value, str):
-      value = value.encode("utf-8", "replace")
-    scheme, _, presented = value.strip().partition(b" ")
-    if scheme.lower() == b"bearer" and hmac.compare_digest(
-        presented.strip(), token
-    ):
-      return True
-  return False
 
 
 # The services add_services registers, by full name. Their descriptor modules

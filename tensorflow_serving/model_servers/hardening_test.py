@@ -3,7 +3,8 @@
 One server with all of it on: HTTPS on the REST port from an SSLConfig file
 (the format of --ssl_config_file), a ModelService token from a file, and
 the status page's security headers. requests and curl speak HTTPS to it;
-HandleReloadConfigRequest needs the token while status stays open. Where
+HandleReloadConfigRequest and the v2 repository's load need the token while
+status stays open. Where
 the token comes from (file, environment) is checked without a server.
 """
 
@@ -19,6 +20,8 @@ import types
 from absl.testing import absltest
 import grpc
 import requests
+from tritonclient.grpc import service_pb2
+from tritonclient.grpc import service_pb2_grpc
 
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_management_pb2
@@ -88,6 +91,7 @@ class HardeningTest(absltest.TestCase):
             f"--rest_api_ssl_config_file={ssl_config}",
             f"--model_service_token_file={token_file}",
             "--status_page_security_headers",
+            "--enable_model_control_api",
         ]
     )
     cls.server.wait_until_serving()
@@ -179,6 +183,35 @@ class HardeningTest(absltest.TestCase):
       request.model_spec.name = "m"
       status = stub.GetModelStatus(request, timeout=30)
     self.assertLen(status.model_version_status, 1)
+
+  def test_v2_repository_load_needs_the_token(self):
+    url = f"{self.url}/v2/repository/models/m/load"
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+      reply = requests.post(
+          url, headers=headers, verify=self.cert_path, timeout=60
+      )
+      self.assertEqual(reply.status_code, 401, reply.text)
+      self.assertIn("token", reply.json()["error"])
+    reply = requests.post(
+        url,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        verify=self.cert_path,
+        timeout=60,
+    )
+    self.assertEqual(reply.status_code, 200, reply.text)
+    with self.server.channel() as channel:
+      stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+      request = service_pb2.RepositoryModelLoadRequest(model_name="m")
+      with self.assertRaises(grpc.RpcError) as refused:
+        stub.RepositoryModelLoad(request, timeout=60)
+      self.assertEqual(
+          refused.exception.code(), grpc.StatusCode.UNAUTHENTICATED
+      )
+      stub.RepositoryModelLoad(
+          request,
+          timeout=60,
+          metadata=(("authorization", f"Bearer {TOKEN}"),),
+      )
 
 
 class TokenSourceTest(absltest.TestCase):

@@ -21,6 +21,7 @@ import orjson
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_pb2
+from tensorflow_serving.model_servers import access_token
 from tensorflow_serving.model_servers import admission
 from tensorflow_serving.model_servers import get_model_metadata_impl
 from tensorflow_serving.model_servers import get_model_status_impl
@@ -117,9 +118,12 @@ class HttpRestApiHandler:
       self,
       pipeline: pipeline_lib.Pipeline,
       repository: v2_repository.ModelRepository | None = None,
+      model_service_token: str | None = None,
   ):
     self._pipeline = pipeline
     self._core = pipeline.core
+    # Beyond upstream: v2 repository load/unload need it when set.
+    self._token = access_token.encoded(model_service_token)
     self._v2 = v2_rest_api.RestApi(
         pipeline,
         repository or v2_repository.ModelRepository(pipeline.core, False),
@@ -252,7 +256,12 @@ class HttpRestApiHandler:
     if repo_name is not None:
       _expect(method, "POST", path)
       repo_name = urllib.parse.unquote(repo_name)
-      if route.group("repo_verb") == "load":
+      verb = route.group("repo_verb")
+      if self._token is not None and not access_token.bearer_matches(
+          headers.get(b"authorization"), self._token
+      ):
+        raise access_token.refusal(f"The repository's model {verb}")
+      if verb == "load":
         return await v2.repository_load(repo_name, body)
       return await v2.repository_unload(repo_name, body)
     _expect(method, "GET", path)

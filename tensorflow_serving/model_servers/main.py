@@ -132,9 +132,9 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "model_service_token_file",
     "",
-    "Beyond upstream: a file holding a token that state-changing "
-    "ModelService calls (HandleReloadConfigRequest) must present as "
-    "`authorization: Bearer TOKEN` metadata. The environment variable "
+    "Beyond upstream: a file holding a token that state-changing calls "
+    "(HandleReloadConfigRequest, the v2 repository's load and unload) must "
+    "present as `authorization: Bearer TOKEN`. The environment variable "
     "TF_SERVING_MODEL_SERVICE_TOKEN does the same when this is empty.",
 )
 flags.DEFINE_bool(

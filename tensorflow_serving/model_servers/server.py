@@ -80,9 +80,9 @@ class ServerOptions:
   # Model runs one process holds at once, queued or running; past it, and
   # for runs that cannot meet their deadline, UNAVAILABLE (admission.py).
   max_pending_requests: int = admission.DEFAULT_MAX_PENDING
-  # Beyond upstream: the token HandleReloadConfigRequest must present
-  # (--model_service_token_file or TF_SERVING_MODEL_SERVICE_TOKEN); None
-  # leaves ModelService open, as upstream.
+  # Beyond upstream: the token HandleReloadConfigRequest and the v2
+  # repository's load/unload must present (--model_service_token_file or
+  # TF_SERVING_MODEL_SERVICE_TOKEN); None leaves them open, as upstream.
   model_service_token: str | None = None
   # Set in each process of --num_workers > 1 (model_servers/workers).
   worker: WorkerHooks | None = None
@@ -239,7 +239,7 @@ class Server:
         )
       else:
         handler = http_rest_api_handler.HttpRestApiHandler(
-            self.pipeline, self._repository
+            self.pipeline, self._repository, opts.model_service_token
         )
         self._http = rest_server.make_server(
             rest_server.make_app(handler, opts.http),
@@ -270,7 +270,11 @@ class Server:
     try:
       v2_grpc_service.add_service(
           self._grpc,
-          v2_grpc_service.GRPCInferenceService(self.pipeline, self._repository),
+          v2_grpc_service.GRPCInferenceService(
+              self.pipeline,
+              self._repository,
+              self._options.model_service_token,
+          ),
       )
     except ImportError as exc:
       logging.warning(

@@ -68,6 +68,9 @@ class BatchingMetrics:
   def record_wrapped_run_count(self, count: int) -> None:
     """Runs of the wrapped bundle (one per batch)."""
 
+  def record_queue_depth(self, rows: int) -> None:
+    """Rows waiting in the scheduler's queues (after an enqueue or a take)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class BatchingConfig:
@@ -260,7 +263,9 @@ class BatchingBundle:
     task = shared_batch_scheduler.Task(
         size, _Request(sig, inputs, output_aliases)
     )
-    return queue.schedule(task)
+    future = queue.schedule(task)
+    self._metrics.record_queue_depth(self._scheduler.enqueued_rows)
+    return future
 
   def validate(
       self,
@@ -318,6 +323,7 @@ class BatchingBundle:
     """Runs one batch: merge, pad, run once, split. Called on a batch thread."""
     start_ns = time.monotonic_ns()
     metrics = self._metrics
+    metrics.record_queue_depth(self._scheduler.enqueued_rows)
     for task in tasks:
       metrics.record_queuing_latency((start_ns - task.enqueue_ns) // 1000)
     batch_size = sum(t.size for t in tasks)
@@ -353,11 +359,15 @@ class BatchingBundle:
         )
     results = []
     offset = 0
+    # (start, end, rows run) for request tracing (model_servers/tracing.py),
+    # read from each task's future by whoever traces it.
+    timing = (start_ns, time.monotonic_ns(), batch_size + padding)
     for task, request in zip(tasks, requests):
       end = offset + task.size
       results.append(
           {a: outputs[a][offset:end] for a in request.output_aliases}
       )
+      task.future.batch_timing = (task.enqueue_ns, *timing)  # type: ignore[attr-defined]
       offset = end
     return results
 

@@ -16,6 +16,7 @@ class PrometheusBatchingMetrics(batching_session.BatchingMetrics):
     self._processed = m.batching_processed_batch_size.labels(thread_pool_name)
     self._padding = m.batching_padding_size.labels(thread_pool_name)
     self._runs = m.batching_wrapped_run_count.labels(thread_pool_name)
+    self._depth = m.batching_queue_depth.labels(thread_pool_name)
 
   def record_queuing_latency(self, micros: int) -> None:
     self._queuing.observe(micros)
@@ -34,3 +35,6 @@ class PrometheusBatchingMetrics(batching_session.BatchingMetrics):
 
   def record_wrapped_run_count(self, count: int) -> None:
     self._runs.inc(count)
+
+  def record_queue_depth(self, rows: int) -> None:
+    self._depth.set(rows)

@@ -228,6 +228,7 @@ class Queue:
         self._add_split_locked(task, now)
       else:
         self._add_whole_locked(task, now)
+      scheduler.enqueued_rows += task.size
       scheduler._on_task_added_locked(self, now, open_was_empty)
     return task.future
 
@@ -351,6 +352,7 @@ class Queue:
     if not self._batches:
       self._batches.append(_Batch())
     self._in_flight += 1
+    self._scheduler.enqueued_rows -= batch.size
     return batch
 
   def _idle_locked(self) -> bool:
@@ -425,6 +427,9 @@ class SharedBatchScheduler:
       )
     self.num_batch_threads = num_batch_threads
     self.thread_pool_name = thread_pool_name
+    # Rows (task sizes) queued in every queue and not yet taken by a batch
+    # thread; updated under the lock, read without it (a gauge's value).
+    self.enqueued_rows = 0
     self._cv = _LifoCondition(threading.Lock())
     self._queues: list[Queue] = []
     self._next = 0  # Round-robin position in _queues.

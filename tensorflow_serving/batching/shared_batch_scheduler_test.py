@@ -102,6 +102,18 @@ class SharedBatchSchedulerTest(absltest.TestCase):
     self.assertEqual(recorder.batches[-1], [8, 9])
     self.assertEqual(futures[9].result(0), 9)
 
+  def test_enqueued_rows_count_what_waits_for_a_thread(self):
+    gate = self.hold_thread()
+    recorder = Recorder()
+    queue = self.scheduler.add_queue(
+        _options(max_batch_size=4, batch_timeout_micros=0), recorder
+    )
+    futures = [queue.schedule(sbs.Task(size, size)) for size in (1, 3, 2)]
+    self.assertEqual(self.scheduler.enqueued_rows, 6)
+    gate.set()
+    self.assertEqual([f.result(WAIT_S) for f in futures], [1, 3, 2])
+    self.assertEqual(self.scheduler.enqueued_rows, 0)
+
   def test_task_sizes_count_rows(self):
     recorder = Recorder()
     queue = self.scheduler.add_queue(

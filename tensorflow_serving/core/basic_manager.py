@@ -183,6 +183,7 @@ class BasicManager:
           load_retry_interval_s=self._load_retry_interval_s,
           lock=self._lock,
           on_transition=self._on_transition,
+          on_load_retry=self._on_load_retry,
       )
       versions[sid.version] = _Managed(harness, additional_state)
       if servable.ok:
@@ -476,6 +477,42 @@ class BasicManager:
       self._serving_map = self._serving_map.without(sid)
       self._release_resources(sid)
       self._enqueue(sid, servable_state.ManagerState.END, harness.status)
+
+  def _on_load_retry(
+      self,
+      harness: loader_harness.LoaderHarness,
+      error: status.ServingError,
+      attempts: int,
+  ) -> None:
+    """A failed attempt that will be retried: LOADING again, with its error.
+
+    Upstream reports such a version LOADING with no error through all its
+    retries (minutes by default); the event's health carries the last error
+    so GetModelStatus and the status page can say why it is not serving.
+    """
+    interval = max(0.0, harness.load_retry_interval_s)
+    message = (
+        f"Load attempt {attempts} of {harness.max_num_load_retries + 1} "
+        f"failed, retrying in {interval:g} s: {error.code.name}: "
+        f"{error.message}"
+    )
+    with self._lock:
+      serial = self._num_load_threads == 0
+    if serial:
+      # One load at a time: every other version's load waits for this one.
+      message += (
+          " (loads run one at a time: other versions wait until this load "
+          "ends; see --num_load_threads)"
+      )
+      logging.warning(
+          "Load of %s is being retried while loads run one at a time: "
+          "other versions' loads wait until it ends (--num_load_threads).",
+          harness.id,
+      )
+    health = status.ServingError(error.code, message)
+    with self._lock:
+      self._enqueue(harness.id, servable_state.ManagerState.LOADING, health)
+    self._publish_queued()
 
   def _release_resources(self, servable_id: servable_id_lib.ServableId) -> None:
     if self._resource_tracker is not None:

@@ -240,7 +240,7 @@ class LifecycleTest(BasicManagerTestBase):
 class FailureTest(BasicManagerTestBase):
 
   def test_failed_load_ends_with_error(self):
-    manager = self.make_manager(max_num_load_retries=2)
+    manager = self.make_manager(max_num_load_retries=2, num_load_threads=1)
     error = status.data_loss("bad checkpoint")
     loader = self.manage(
         manager, 1, fake_loader.FakeLoader(fail_times=float("inf"), error=error)
@@ -249,20 +249,63 @@ class FailureTest(BasicManagerTestBase):
       self.assertEqual(self.load(manager, 1), error)
     self.assertEqual(loader.load_calls, 3)
     self.assertIs(self.state(manager, 1), State.ERROR)
+    # Each failed attempt that is retried is a LOADING event carrying its
+    # error; the last failure ends the version with the error itself.
+    events = [e for e in self.recorder.events if e.id == sid(1)]
     self.assertEqual(
-        self.recorder.states(sid(1)),
+        [(e.manager_state, e.health) for e in events],
         [
-            servable_state.ManagerState.START,
-            servable_state.ManagerState.LOADING,
-            servable_state.ManagerState.END,
+            (servable_state.ManagerState.START, None),
+            (servable_state.ManagerState.LOADING, None),
+            (
+                servable_state.ManagerState.LOADING,
+                status.data_loss(
+                    "Load attempt 1 of 3 failed, retrying in 0 s: "
+                    "DATA_LOSS: bad checkpoint"
+                ),
+            ),
+            (
+                servable_state.ManagerState.LOADING,
+                status.data_loss(
+                    "Load attempt 2 of 3 failed, retrying in 0 s: "
+                    "DATA_LOSS: bad checkpoint"
+                ),
+            ),
+            (servable_state.ManagerState.END, error),
         ],
     )
-    self.assertEqual(self.recorder.last(sid(1)).health, error)
     # An errored version cannot be loaded again; its error is the answer.
     self.assertEqual(self.load(manager, 1), error)
     with self.assertRaises(status.ServingError):
       manager.get_servable_handle(servable_request.ServableRequest.latest("m"))
     manager.stop_managing_servable(sid(1))
+
+  def test_serial_loads_say_that_a_retry_holds_the_others(self):
+    manager = self.make_manager(max_num_load_retries=1, num_load_threads=0)
+    self.manage(manager, 1, fake_loader.FakeLoader(fail_times=1))
+    with self.assertLogs("absl", "WARNING") as logs:
+      self.assertIsNone(self.load(manager, 1))
+    retry = [
+        e
+        for e in self.recorder.events
+        if e.id == sid(1) and e.health is not None
+    ]
+    self.assertEqual(len(retry), 1)
+    self.assertIn(
+        "other versions wait until this load ends", retry[0].health.message
+    )
+    self.assertTrue(
+        any("other versions' loads wait" in line for line in logs.output)
+    )
+
+  def test_retried_load_that_succeeds_ends_available_and_healthy(self):
+    manager = self.make_manager(max_num_load_retries=2)
+    self.manage(manager, 1, fake_loader.FakeLoader(fail_times=1))
+    with self.assertLogs("absl", "ERROR"):
+      self.assertIsNone(self.load(manager, 1))
+    last = self.recorder.last(sid(1))
+    self.assertEqual(last.manager_state, servable_state.ManagerState.AVAILABLE)
+    self.assertIsNone(last.health)
 
   def test_errored_servable_data_is_managed_in_error(self):
     manager = self.make_manager()

@@ -55,6 +55,9 @@ class LoaderHarness:
       on_transition: (
           Callable[[LoaderHarness, LoaderHarness.State], None] | None
       ) = None,
+      on_load_retry: (
+          Callable[[LoaderHarness, status.ServingError, int], None] | None
+      ) = None,
   ):
     self._id = servable_id
     self._loader = loader
@@ -62,6 +65,10 @@ class LoaderHarness:
     self._load_retry_interval_s = load_retry_interval_s
     self._lock = lock if lock is not None else threading.RLock()
     self._on_transition = on_transition
+    # Told (without the lock) of each failed attempt that will be retried,
+    # with the number of attempts so far: the version stays LOADING, and
+    # this is how its last error becomes visible meanwhile.
+    self._on_load_retry = on_load_retry
     self._state = LoaderHarness.State.NEW
     self._status: status.ServingError | None = None
     # An Event rather than a flag so a retry back-off wakes up immediately.
@@ -85,6 +92,14 @@ class LoaderHarness:
     """The error that moved the harness to ERROR; None while healthy."""
     with self._lock:
       return self._status
+
+  @property
+  def max_num_load_retries(self) -> int:
+    return self._max_num_load_retries
+
+  @property
+  def load_retry_interval_s(self) -> float:
+    return self._load_retry_interval_s
 
   @property
   def load_retries_cancelled(self) -> bool:
@@ -198,6 +213,12 @@ class LoaderHarness:
       except Exception as e:  # pylint: disable=broad-except
         error = status.from_exception(e)
         logging.error("Servable %s load failure: %s", self._id, error)
+        if (
+            self._on_load_retry is not None
+            and attempt < self._max_num_load_retries
+            and not self._cancel_load_retries.is_set()
+        ):
+          self._on_load_retry(self, error, attempt + 1)
     logging.info(
         "Load of servable %s failed after %d retries",
         self._id,

@@ -27,7 +27,8 @@ class ManagerState(enum.Enum):
 class ServableState:
   """One lifecycle event: which version, its state and its health.
 
-  `health` None means OK; an END with an error is how a failed load surfaces.
+  `health` None means OK; an END with an error is how a failed load surfaces,
+  and a LOADING with one is a failed attempt that will be retried.
   """
 
   id: servable_id.ServableId

@@ -51,6 +51,12 @@ def _add(response, state: servable_state.ServableState) -> None:
   )
   # Always present, so REST prints {"error_code": "OK", ...} as upstream does.
   entry.status.SetInParent()
-  if state.health is not None:
-    entry.status.error_code = int(state.health.code)
+  if state.health is None:
+    return
+  if state.manager_state is servable_state.ManagerState.LOADING:
+    # A load that failed and will be retried: upstream's state and code
+    # (LOADING, OK), with the last attempt's error in the message.
     entry.status.error_message = state.health.message
+    return
+  entry.status.error_code = int(state.health.code)
+  entry.status.error_message = state.health.message

@@ -9,7 +9,7 @@ and message.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 import time
 from typing import Any, TypeVar
 
@@ -28,6 +28,7 @@ from tensorflow_serving.model_servers import access_token
 from tensorflow_serving.model_servers import admission
 from tensorflow_serving.model_servers import get_model_metadata_impl
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
+from tensorflow_serving.model_servers import tracing as tracing_lib
 from tensorflow_serving.servables.tensorflow import classifier
 from tensorflow_serving.servables.tensorflow import example_input
 from tensorflow_serving.servables.tensorflow import predict_util
@@ -90,19 +91,44 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     self._pipeline = pipeline
     self._use_tensor_content = use_tensor_content
 
+  def _traced(
+      self, context: Any, api: str, make: Callable[[Any], Awaitable[T]]
+  ) -> Awaitable[T]:
+    """`make(trace)`, traced when tracing is on and samples this call."""
+    tracing = self._pipeline.tracing
+    if tracing is None:
+      return make(None)
+    trace = tracing.start(api, GRPC, context.invocation_metadata())
+    if trace is None:
+      return make(None)
+    return tracing_lib.traced(trace, make(trace))
+
   async def Predict(self, request, context):
-    return await answer(context, self._predict(request, call_deadline(context)))
+    deadline = call_deadline(context)
+    return await answer(
+        context,
+        self._traced(
+            context,
+            "Predict",
+            lambda trace: self._predict(request, trace, deadline),
+        ),
+    )
 
   async def _predict(
-      self, request: predict_pb2.PredictRequest, deadline: float | None
+      self,
+      request: predict_pb2.PredictRequest,
+      trace: Any = None,
+      deadline: float | None = None,
   ) -> predict_pb2.PredictResponse:
     _check_model_spec(request)
     served = await self._pipeline.predict(
         request.model_spec,
         lambda lookup: predict_util.decode_predict_request(request, lookup),
         GRPC,
+        trace=trace,
         deadline=deadline,
     )
+    start = time.time_ns() if trace is not None else 0
     response = predict_pb2.PredictResponse()
     _echo_spec(response, served.id)
     predict_util.encode_predict_response(
@@ -111,38 +137,58 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response,
         self._use_tensor_content,
     )
+    if trace is not None:
+      trace.child("encode", start, time.time_ns())
     return response
 
   async def Classify(self, request, context):
+    deadline = call_deadline(context)
     return await answer(
         context,
-        self._examples_api(
-            request,
-            self._pipeline.classify,
-            classification_pb2.ClassificationResponse(),
-            lambda served, result: classifier.fill_classification_result(
-                served.classifications, result
+        self._traced(
+            context,
+            "Classify",
+            lambda trace: self._examples_api(
+                request,
+                self._pipeline.classify,
+                classification_pb2.ClassificationResponse(),
+                lambda served, result: classifier.fill_classification_result(
+                    served.classifications, result
+                ),
+                trace,
+                deadline,
             ),
-            call_deadline(context),
         ),
     )
 
   async def Regress(self, request, context):
+    deadline = call_deadline(context)
     return await answer(
         context,
-        self._examples_api(
-            request,
-            self._pipeline.regress,
-            regression_pb2.RegressionResponse(),
-            lambda served, result: regressor.fill_regression_result(
-                served.values, result
+        self._traced(
+            context,
+            "Regress",
+            lambda trace: self._examples_api(
+                request,
+                self._pipeline.regress,
+                regression_pb2.RegressionResponse(),
+                lambda served, result: regressor.fill_regression_result(
+                    served.values, result
+                ),
+                trace,
+                deadline,
             ),
-            call_deadline(context),
         ),
     )
 
   async def _examples_api(
-      self, request: Any, run, response: Any, fill, deadline: float | None
+      self,
+      request: Any,
+      run,
+      response: Any,
+      fill,
+      trace: Any = None,
+      deadline: float | None = None,
   ) -> Any:
     """Classify and Regress: Examples in, a result filled into `response`."""
     _check_model_spec(request)
@@ -150,11 +196,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         request.model_spec,
         lambda lookup: _examples(request, lookup),
         GRPC,
+        trace=trace,
         deadline=deadline,
     )
+    start = time.time_ns() if trace is not None else 0
     _echo_spec(response, served.id)
     response.model_spec.signature_name = served.sig.key
     fill(served, response.result)
+    if trace is not None:
+      trace.child("encode", start, time.time_ns())
     return response
 
   async def MultiInference(self, request, context):

@@ -9,9 +9,11 @@ running, and metrics are the pipeline's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 import dataclasses
 import re
+import time
+from typing import Any
 import urllib.parse
 
 from google.protobuf import json_format
@@ -26,6 +28,7 @@ from tensorflow_serving.model_servers import admission
 from tensorflow_serving.model_servers import get_model_metadata_impl
 from tensorflow_serving.model_servers import get_model_status_impl
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
+from tensorflow_serving.model_servers import tracing as tracing_lib
 from tensorflow_serving.model_servers.status_page import routes as status_page
 from tensorflow_serving.model_servers.v2 import repository as v2_repository
 from tensorflow_serving.model_servers.v2 import rest_api as v2_rest_api
@@ -140,6 +143,7 @@ class HttpRestApiHandler:
   ) -> Response:
     """Processes one request from the event loop. Never raises.
 
+    `headers` (lower-case names) are read for a trace's `traceparent`.
     `deadline` (time.monotonic's clock) is when the transport gives up on
     the request: a model run that cannot finish by then is refused early.
     """
@@ -148,7 +152,7 @@ class HttpRestApiHandler:
           method.upper(), path, body, headers, query, deadline
       )
     try:
-      return await self._dispatch(method.upper(), path, body, deadline)
+      return await self._dispatch(method.upper(), path, body, headers, deadline)
     except status.ServingError as exc:
       return error_response(exc)
     except Exception as exc:  # pylint: disable=broad-except
@@ -159,6 +163,7 @@ class HttpRestApiHandler:
       method: str,
       path: str,
       body: bytes | bytearray,
+      headers: Mapping[bytes, bytes] | None,
       deadline: float | None,
   ) -> Response:
     page = status_page.route(self._core, method, path)
@@ -175,10 +180,16 @@ class HttpRestApiHandler:
       off_loop = len(body) > INLINE_BODY_LIMIT_BYTES
       verb = verb.lower()
       if verb == "predict":
-        return await self._predict(spec, body, off_loop, deadline)
-      if verb == "classify":
-        return await self._classify(spec, body, off_loop, deadline)
-      return await self._regress(spec, body, off_loop, deadline)
+        run = self._predict
+      elif verb == "classify":
+        run = self._classify
+      else:
+        run = self._regress
+      return await self._traced(
+          verb.capitalize(),
+          headers,
+          lambda trace: run(spec, body, off_loop, trace, deadline),
+      )
     if method == "GET" and not verb:
       if health:
         return await self._health(health.lower())
@@ -269,11 +280,27 @@ class HttpRestApiHandler:
 
   # --- Model APIs, through the pipeline ---------------------------------------
 
+  def _traced(
+      self,
+      api: str,
+      headers: Mapping[bytes, bytes] | None,
+      make: Callable[[Any], Awaitable[Response]],
+  ) -> Awaitable[Response]:
+    """`make(trace)`, traced when tracing is on and samples this call."""
+    tracing = self._pipeline.tracing
+    if tracing is None:
+      return make(None)
+    trace = tracing.start(api, REST, (headers or {}).items())
+    if trace is None:
+      return make(None)
+    return tracing_lib.traced(trace, make(trace))
+
   async def _predict(
       self,
       spec: model_pb2.ModelSpec,
       body: bytes | bytearray,
       off_loop: bool,
+      trace: Any,
       deadline: float | None,
   ) -> Response:
     served = await self._pipeline.predict(
@@ -281,11 +308,12 @@ class HttpRestApiHandler:
         lambda lookup: predict_request.decode_predict(body, lookup),
         REST,
         off_loop=off_loop,
+        trace=trace,
         deadline=deadline,
     )
-    return Response(
-        200,
-        predict_response.format_predict_response(
+    return _encoded(
+        trace,
+        lambda: predict_response.format_predict_response(
             served.outputs, served.request.request_format
         ),
     )
@@ -295,6 +323,7 @@ class HttpRestApiHandler:
       spec: model_pb2.ModelSpec,
       body: bytes | bytearray,
       off_loop: bool,
+      trace: Any,
       deadline: float | None,
   ) -> Response:
     served = await self._pipeline.classify(
@@ -302,10 +331,14 @@ class HttpRestApiHandler:
         lambda lookup: _examples(body, lookup),
         REST,
         off_loop=off_loop,
+        trace=trace,
         deadline=deadline,
     )
-    return Response(
-        200, example_request.format_classify_response(served.classifications)
+    return _encoded(
+        trace,
+        lambda: example_request.format_classify_response(
+            served.classifications
+        ),
     )
 
   async def _regress(
@@ -313,6 +346,7 @@ class HttpRestApiHandler:
       spec: model_pb2.ModelSpec,
       body: bytes | bytearray,
       off_loop: bool,
+      trace: Any,
       deadline: float | None,
   ) -> Response:
     served = await self._pipeline.regress(
@@ -320,9 +354,12 @@ class HttpRestApiHandler:
         lambda lookup: _examples(body, lookup),
         REST,
         off_loop=off_loop,
+        trace=trace,
         deadline=deadline,
     )
-    return Response(200, example_request.format_regress_response(served.values))
+    return _encoded(
+        trace, lambda: example_request.format_regress_response(served.values)
+    )
 
   async def _metadata(self, spec: model_pb2.ModelSpec) -> Response:
     request = get_model_metadata_pb2.GetModelMetadataRequest(
@@ -400,6 +437,16 @@ def _expect(method: str, expected: str, path: str) -> None:
     raise status.invalid_argument(
         f"{path} takes {expected} requests, not {method}"
     )
+
+
+def _encoded(trace: Any, encode: Callable[[], bytes]) -> Response:
+  """A 200 with `encode()`'s body; its time is the trace's encode span."""
+  if trace is None:
+    return Response(200, encode())
+  start = time.time_ns()
+  body = encode()
+  trace.child("encode", start, time.time_ns())
+  return Response(200, body)
 
 
 def _examples(body: bytes | bytearray, lookup: pipeline_lib.SignatureLookup):

@@ -307,6 +307,50 @@ flags.DEFINE_integer(
     "EXPERIMENTAL: TF Lite interpreters in each pool; a "
     "model runs at most pools x this requests at once.",
 )
+# Tracing (beyond upstream).
+flags.DEFINE_string(
+    "otlp_traces_endpoint",
+    "",
+    "Beyond upstream: export OpenTelemetry traces of Predict, Classify and "
+    "Regress over OTLP/HTTP (protobuf) to this URL, e.g. "
+    "http://collector:4318/v1/traces; empty: no tracing.",
+)
+flags.DEFINE_float(
+    "trace_sampling_ratio",
+    1.0,
+    "Beyond upstream: fraction of new traces sampled (a caller's sampled "
+    "traceparent is always followed).",
+    lower_bound=0.0,
+    upper_bound=1.0,
+)
+# Request logging (beyond upstream: upstream's binary has no log collector).
+flags.DEFINE_integer(
+    "request_log_max_file_bytes",
+    128 << 20,
+    "Beyond upstream: a request log file (logging_config, collector type "
+    "tfrecord) is closed and the next one opened past this size.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "request_log_max_file_age_seconds",
+    3600,
+    "Beyond upstream: ... or once it is this old.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "request_log_queue_max_entries",
+    1024,
+    "Beyond upstream: sampled requests waiting to be written; past it (or "
+    "past --request_log_queue_max_bytes) they are dropped and counted as "
+    "request_log_count{status_code=RESOURCE_EXHAUSTED}.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "request_log_queue_max_bytes",
+    64 << 20,
+    "Beyond upstream: tensor bytes the queued sampled requests may hold.",
+    lower_bound=1,
+)
 flags.DEFINE_bool(
     "enable_profiler",
     True,
@@ -335,6 +379,14 @@ flags.DEFINE_bool(
     "JSON at /v1/status, on the REST port.",
 )
 flags.DEFINE_bool("version", False, "Print the version and exit.")
+flags.DEFINE_enum(
+    "log_format",
+    "text",
+    ["text", "json"],
+    "Beyond upstream: json writes the server's logs as one JSON object per "
+    "line (time, level, message, source, model and version where a line "
+    "names one); TensorFlow's own C++ lines keep their format.",
+)
 # Beyond upstream: several serving processes on one host.
 flags.DEFINE_integer(
     "num_workers",
@@ -393,6 +445,14 @@ def _parse_flags(argv: list[str]) -> list[str]:
   return rest[:1]
 
 
+def _import_tensorflow() -> None:
+  """TensorFlow's import, with a CPU build's cuInit error logged as INFO."""
+  from tensorflow_serving.model_servers import tensorflow_startup  # pylint: disable=g-import-not-at-top
+  from tensorflow_serving.model_servers import version  # pylint: disable=g-import-not-at-top
+
+  tensorflow_startup.import_tensorflow(expect_gpu=version.prefers_gpu())
+
+
 def main(argv: list[str]) -> int:
   del argv
   # First, so that a signal during the imports below is never lost.
@@ -406,6 +466,9 @@ def main(argv: list[str]) -> int:
         file=sys.stderr,
     )
     return 1
+  from tensorflow_serving.util import log_format  # pylint: disable=g-import-not-at-top
+
+  log_format.use(FLAGS.log_format)
   if FLAGS.num_workers != 1 and not FLAGS.version:
     # A supervisor (no TensorFlow), or one of the workers it starts.
     from tensorflow_serving.model_servers.workers import launch  # pylint: disable=g-import-not-at-top
@@ -413,6 +476,8 @@ def main(argv: list[str]) -> int:
     return launch.main(FLAGS)
   # Imports that pull in TensorFlow wait until flags are parsed, so --help and
   # flag errors are instant.
+  if not FLAGS.version:
+    _import_tensorflow()
   from tensorflow_serving.model_servers import server_options  # pylint: disable=g-import-not-at-top
   from tensorflow_serving.model_servers import version  # pylint: disable=g-import-not-at-top
   from tensorflow_serving.util import status  # pylint: disable=g-import-not-at-top

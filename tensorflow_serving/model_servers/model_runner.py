@@ -49,10 +49,12 @@ class ModelRunner:
       sig: Any,
       inputs: Mapping[str, np.ndarray],
       output_filter: Sequence[str] = (),
+      trace: Any = None,
       deadline: float | None = None,
   ) -> dict[str, np.ndarray]:
     """Runs `sig`; UNAVAILABLE if it cannot finish by `deadline`.
 
+    `trace` (a tracing.RequestTrace) gets the batch's queue_wait/batch.
     `deadline` is on time.monotonic's clock (None: the caller has none).
     """
     admission = self.admission
@@ -64,7 +66,7 @@ class ModelRunner:
         return await self.call(bundle.run, sig, inputs, output_filter)
       loop = asyncio.get_running_loop()
       waiter = loop.create_future()
-      self._pending.append((submit, sig, inputs, output_filter, waiter))
+      self._pending.append((submit, sig, inputs, output_filter, waiter, trace))
       if len(self._pending) == 1:
         loop.call_soon(self._submit_pending, loop)
       return await waiter
@@ -73,7 +75,7 @@ class ModelRunner:
 
   def _submit_pending(self, loop: asyncio.AbstractEventLoop) -> None:
     pending, self._pending = self._pending, []
-    for submit, sig, inputs, output_filter, waiter in pending:
+    for submit, sig, inputs, output_filter, waiter, trace in pending:
       if waiter.cancelled():
         continue  # Its deadline passed before it was even enqueued.
       try:
@@ -81,6 +83,9 @@ class ModelRunner:
       except Exception as exc:  # pylint: disable=broad-except
         waiter.set_exception(exc)  # Invalid, oversized, or queue full.
         continue
+      if trace is not None:
+        # Before _link's callback: the spans exist when the waiter resolves.
+        done.add_done_callback(lambda f, t=trace: _trace_batch(f, t))
       _link(loop, done, waiter)
 
   async def call(self, fn, *args):
@@ -104,6 +109,12 @@ class ModelRunner:
       return await waiter
     finally:
       self._calls -= 1
+
+
+def _trace_batch(done: concurrent.futures.Future, trace: Any) -> None:
+  timing = getattr(done, "batch_timing", None)
+  if timing is not None:
+    trace.batch(*timing)
 
 
 def _link(

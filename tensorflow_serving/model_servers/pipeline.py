@@ -6,6 +6,7 @@ Each request goes through the same layers, one function each:
       -> resolve signature (signature.resolve, upstream's message per API)
       -> run (ModelRunner: a batch, or a worker thread)
       -> record metrics (here, once)
+      -> request log (here, once; sampled, queued, written off the request)
 
 A transport only decodes its request into numpy and encodes the result
 (grpc_services.py: protos, http_rest_api_handler.py: JSON). Decoding happens
@@ -33,6 +34,7 @@ from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.core import servable_id as servable_id_lib
 from tensorflow_serving.model_servers import control_plane
 from tensorflow_serving.model_servers import model_runner as model_runner_lib
+from tensorflow_serving.model_servers import prediction_logs
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.servables.tensorflow import classifier
 from tensorflow_serving.servables.tensorflow import example_input
@@ -108,9 +110,11 @@ class _Request:
       "_entrypoint",
       "_handle",
       "_label",
+      "_sig_key",
       "_spec",
       "_start",
       "servable",
+      "trace",
   )
 
   def __init__(
@@ -120,26 +124,37 @@ class _Request:
       api: Api,
       label: str,
       entrypoint: str,
+      trace: Any = None,
   ):
     self._core = core
+    self.trace = trace  # A tracing.RequestTrace when this request is traced.
     self._spec = spec
     self._api = api
     self._label = label  # Upstream's API label: Predict, Classify, Regress.
     self._entrypoint = entrypoint
     self._handle: Any = None
     self.servable: Any = None
+    self._sig_key = ""
     self._start = time.perf_counter()
 
   def __enter__(self) -> _Request:
     return self
 
   def __exit__(self, exc_type, exc, traceback) -> None:
+    version = ""
     if self._handle is not None:
+      version = str(self._handle.id.version)
       self._handle.__exit__(None, None, None)
       self._handle = None
     code = "OK" if exc is None else _code_name(exc)
     metrics.record_request(
-        self._spec.name, self._label, self._entrypoint, code, self._start
+        self._spec.name,
+        self._label,
+        self._entrypoint,
+        code,
+        self._start,
+        version,
+        self._sig_key,
     )
 
   def acquire(self) -> servable_lib.Servable:
@@ -150,7 +165,9 @@ class _Request:
     return self.servable
 
   def signature(self, name: str) -> Signature:
-    return signature_lib.resolve(self.acquire().signatures, name, self._api)
+    sig = signature_lib.resolve(self.acquire().signatures, name, self._api)
+    self._sig_key = sig.key
+    return sig
 
   @property
   def id(self) -> servable_id_lib.ServableId:
@@ -177,6 +194,10 @@ class Pipeline:
     self.runner = runner
     # Reloads and model status: ModelService's, beside (not in) this pipeline.
     self.control = control or control_plane.ControlPlane(core)
+    # Set by the server when --otlp_traces_endpoint is (tracing.Tracing).
+    self.tracing: Any = None
+    # Its `by_model` is empty unless some model has a logging_config.
+    self._logs = core.request_logger
 
   async def predict(
       self,
@@ -186,6 +207,7 @@ class Pipeline:
       off_loop: bool = False,
       label: str = "Predict",
       api: Api | None = None,
+      trace: Any = None,
       deadline: float | None = None,
   ) -> Predicted[D]:
     """Decodes through `decode(lookup)`, runs, and records the metrics.
@@ -202,7 +224,7 @@ class Pipeline:
     # missing one differently there.
     if api is None:
       api = Api.PREDICT_JSON if entrypoint == REST else Api.PREDICT
-    with _Request(self.core, spec, api, label, entrypoint) as request:
+    with _Request(self.core, spec, api, label, entrypoint, trace) as request:
       decoded = await self._decode(decode, request, off_loop)
       outputs = await self._run(
           request,
@@ -211,6 +233,18 @@ class Pipeline:
           decoded.output_filter,
           deadline,
       )
+      if self._logs.by_model:
+        self._logs.log(
+            spec.name,
+            lambda: prediction_logs.PredictEntry(
+                request.id,
+                spec,
+                decoded.sig.key,
+                decoded.inputs,
+                decoded.output_filter,
+                outputs,
+            ),
+        )
       return Predicted(request.id, decoded, outputs)
 
   async def classify(
@@ -219,11 +253,12 @@ class Pipeline:
       decode: ExamplesDecoder,
       entrypoint: str,
       off_loop: bool = False,
+      trace: Any = None,
       deadline: float | None = None,
   ) -> Classified:
     """`decode(lookup)` gives the signature and the serialized Examples."""
     with _Request(
-        self.core, spec, Api.CLASSIFY, "Classify", entrypoint
+        self.core, spec, Api.CLASSIFY, "Classify", entrypoint, trace
     ) as request:
       sig, examples, outputs = await self._run_examples(
           request,
@@ -232,11 +267,15 @@ class Pipeline:
           classifier.prepare_classification,
           deadline,
       )
-      return Classified(
-          request.id,
-          sig,
-          classifier.classifications_from_outputs(len(examples), outputs),
-      )
+      classes = classifier.classifications_from_outputs(len(examples), outputs)
+      if self._logs.by_model:
+        self._logs.log(
+            spec.name,
+            lambda: prediction_logs.ClassifyEntry(
+                request.id, spec, sig.key, examples, classes
+            ),
+        )
+      return Classified(request.id, sig, classes)
 
   async def regress(
       self,
@@ -244,11 +283,12 @@ class Pipeline:
       decode: ExamplesDecoder,
       entrypoint: str,
       off_loop: bool = False,
+      trace: Any = None,
       deadline: float | None = None,
   ) -> Regressed:
     """`decode(lookup)` gives the signature and the serialized Examples."""
     with _Request(
-        self.core, spec, Api.REGRESS, "Regress", entrypoint
+        self.core, spec, Api.REGRESS, "Regress", entrypoint, trace
     ) as request:
       sig, examples, outputs = await self._run_examples(
           request,
@@ -257,9 +297,15 @@ class Pipeline:
           regressor.prepare_regression,
           deadline,
       )
-      return Regressed(
-          request.id, sig, regressor.values_from_outputs(len(examples), outputs)
-      )
+      values = regressor.values_from_outputs(len(examples), outputs)
+      if self._logs.by_model:
+        self._logs.log(
+            spec.name,
+            lambda: prediction_logs.RegressEntry(
+                request.id, spec, sig.key, examples, values
+            ),
+        )
+      return Regressed(request.id, sig, values)
 
   async def multi_inference(
       self, request: inference_pb2.MultiInferenceRequest
@@ -283,6 +329,14 @@ class Pipeline:
           response,
           handle.id.version,
       )
+      served = handle.id
+    if self._logs.by_model:
+      self._logs.log(
+          spec.name,
+          lambda: prediction_logs.MultiInferenceEntry(
+              served, request, response
+          ),
+      )
     metrics.record_example_count(spec.name, _num_examples(request.input))
     return response
 
@@ -292,6 +346,15 @@ class Pipeline:
       request: _Request,
       off_loop: bool,
   ) -> T:
+    trace = request.trace
+    if trace is not None:
+      start = time.time_ns()
+      try:
+        if off_loop:
+          return await self.runner.call(decode, request.signature)
+        return decode(request.signature)
+      finally:
+        trace.child("decode", start, time.time_ns())
     if off_loop:
       return await self.runner.call(decode, request.signature)
     return decode(request.signature)
@@ -328,9 +391,18 @@ class Pipeline:
     """The run itself, timed as upstream's runtime_latency (queueing too)."""
     servable = request.acquire()
     start = time.perf_counter()
-    outputs = await self.runner.run(
-        servable, sig, inputs, output_filter, deadline
-    )
+    trace = request.trace
+    if trace is not None:
+      started = time.time_ns()
+      outputs = await self.runner.run(
+          servable, sig, inputs, output_filter, trace, deadline
+      )
+      trace.child("run", started, time.time_ns())
+      trace.served(request.id.name, request.id.version, sig.key)
+    else:
+      outputs = await self.runner.run(
+          servable, sig, inputs, output_filter, deadline=deadline
+      )
     metrics.record_runtime_latency(
         request.id.name,
         request.label,

@@ -27,6 +27,7 @@ from tensorflow_serving.model_servers import reflection
 from tensorflow_serving.model_servers import rest_server
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.model_servers import shutdown
+from tensorflow_serving.model_servers import tracing
 from tensorflow_serving.model_servers.v2 import grpc_service as v2_grpc_service
 from tensorflow_serving.model_servers.v2 import repository as v2_repository
 from tensorflow_serving.util import status
@@ -88,6 +89,10 @@ class ServerOptions:
   worker: WorkerHooks | None = None
   # The v2 model repository API may load and unload models.
   enable_model_control_api: bool = False
+  # OpenTelemetry traces over OTLP/HTTP to this URL ("" = off), sampling
+  # this fraction of new traces (tracing.py).
+  otlp_traces_endpoint: str = ""
+  trace_sampling_ratio: float = 1.0
 
 
 class WorkerHooks(Protocol):
@@ -175,6 +180,10 @@ class Server:
     self._repository = v2_repository.ModelRepository(
         core, options.enable_model_control_api
     )
+    if options.otlp_traces_endpoint:
+      self.pipeline.tracing = tracing.Tracing(
+          options.otlp_traces_endpoint, options.trace_sampling_ratio
+      )
     self._grpc: grpc_h2_server.Server | None = None
     self._http: rest_server.http1_server.HttpServer | None = None
     self._stop = asyncio.Event()
@@ -406,6 +415,8 @@ class Server:
     # a model is not waited for (the process exits around it).
     self._executor.shutdown(wait=False, cancel_futures=True)
     self.core.stop()
+    if self.pipeline.tracing is not None:
+      self.pipeline.tracing.shutdown()
     logging.info("Model server stopped.")
 
   async def run_until_signalled(self) -> None:

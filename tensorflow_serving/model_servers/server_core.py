@@ -14,6 +14,7 @@ import concurrent.futures
 import dataclasses
 import os
 import threading
+import time
 
 from absl import logging
 
@@ -26,13 +27,17 @@ from tensorflow_serving.core import aspired_version_policy as policy_lib
 from tensorflow_serving.core import aspired_versions_manager
 from tensorflow_serving.core import availability_preserving_policy
 from tensorflow_serving.core import event_bus as event_bus_lib
+from tensorflow_serving.core import log_collector
+from tensorflow_serving.core import request_log_writer
 from tensorflow_serving.core import servable_data as servable_data_lib
 from tensorflow_serving.core import servable_handle
 from tensorflow_serving.core import servable_id as servable_id_lib
 from tensorflow_serving.core import servable_request
 from tensorflow_serving.core import servable_state
 from tensorflow_serving.core import servable_state_monitor
+from tensorflow_serving.core import server_request_logger
 from tensorflow_serving.core import source_adapter as source_adapter_lib
+from tensorflow_serving.core import tfrecord_log_collector
 from tensorflow_serving.resources import (
     resource_tracker as resource_tracker_lib,
 )
@@ -74,6 +79,22 @@ class ServerCoreOptions:
   allow_version_labels: bool = True
   allow_version_labels_for_unavailable_models: bool = False
   servable_versions_always_present: bool = False
+  # Request logging (ModelConfig.logging_config): the collector types a
+  # config may name, the queue's bounds, this process's stream name in log
+  # file names ("" alone, "worker<i>" under --num_workers), and the
+  # MetaGraph tags each log's metadata records.
+  log_collectors: Mapping[str, log_collector.Factory] = dataclasses.field(
+      default_factory=lambda: {
+          tfrecord_log_collector.TYPE: tfrecord_log_collector.factory(
+              tfrecord_log_collector.RotationOptions()
+          )
+      }
+  )
+  request_log_queue: request_log_writer.QueueOptions = dataclasses.field(
+      default_factory=request_log_writer.QueueOptions
+  )
+  request_log_stream: str = ""
+  saved_model_tags: tuple[str, ...] = ("serve",)
 
 
 class ServerCore:
@@ -98,6 +119,9 @@ class ServerCore:
     self.monitor = servable_state_monitor.ServableStateMonitor(self.event_bus)
     # After the monitor's subscription, so it has seen each event first.
     self._loaded_versions = self.event_bus.subscribe(self._count_loaded)
+    # Version -> when its load began (time.monotonic), for load metrics.
+    self._load_started: dict[servable_id_lib.ServableId, float] = {}
+    self._load_metrics = self.event_bus.subscribe(self._record_load)
     budget = None
     if options.total_model_memory_limit_bytes is not None:
       budget = resources.ResourceAllocation(
@@ -121,6 +145,14 @@ class ServerCore:
       )
       self._adapters[platform] = adapter
     self._source: fs_source.FileSystemStoragePathSource | None = None
+    self.request_logger = server_request_logger.ServerRequestLogger(
+        request_log_writer.RequestLogWriter(
+            options.request_log_queue, metrics.record_request_log
+        ),
+        options.log_collectors,
+        options.request_log_stream,
+        options.saved_model_tags,
+    )
     self.manager.start()
 
   # --- Config ---------------------------------------------------------------
@@ -218,6 +250,14 @@ class ServerCore:
         )
       models = list(new_config.model_config_list.config)
       platforms = self._validate(models)
+      # Before anything changes: an unknown collector type fails the config.
+      self.request_logger.update(
+          {
+              m.name: [m.logging_config]
+              for m in models
+              if m.HasField("logging_config")
+          }
+      )
       old_names = set(self._platform_of)
       self._config = ModelServerConfig()
       self._config.CopyFrom(new_config)
@@ -464,11 +504,29 @@ class ServerCore:
     )
     metrics.set_loaded_versions(name, available)
 
+  def _record_load(self, state: servable_state.ServableState) -> None:
+    """Load time (first attempt to AVAILABLE) and failed attempts, per model."""
+    sid, manager_state = state.id, state.manager_state
+    if manager_state == ManagerState.LOADING:
+      if state.health is None:
+        self._load_started.setdefault(sid, time.monotonic())
+      else:
+        metrics.record_model_load_failure(sid.name, state.health.code.name)
+    elif manager_state == ManagerState.AVAILABLE:
+      started = self._load_started.pop(sid, None)
+      if started is not None:
+        metrics.record_model_load(sid.name, (time.monotonic() - started) * 1e6)
+    elif manager_state == ManagerState.END:
+      self._load_started.pop(sid, None)
+      if state.health is not None:
+        metrics.record_model_load_failure(sid.name, state.health.code.name)
+
   def stop(self) -> None:
     """Stops polling, then unloads every servable."""
     if self._source is not None:
       self._source.stop()
     self.manager.stop()
+    self.request_logger.stop()
 
 
 class ConfigWait:

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import time
 
 from absl.testing import absltest
 
+from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 from tensorflow_serving.core import source_adapter
 from tensorflow_serving.core.test_util import fake_loader
+from tensorflow_serving.model_servers import get_model_status_impl
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.util import metrics
 from tensorflow_serving.util import status
@@ -141,6 +145,32 @@ class ServerCoreTest(absltest.TestCase):
       core.reload_config(twice)
     self.assertIn("multiple times", ctx.exception.message)
 
+  def test_logging_config_installs_a_logger_and_unknown_type_fails(self):
+    with_logging = config(a=(make_base(1), None, None))
+    logging_config = with_logging.model_config_list.config[0].logging_config
+    logging_config.log_collector_config.type = "tfrecord"
+    logging_config.log_collector_config.filename_prefix = "/tmp/a"
+    logging_config.sampling_config.sampling_rate = 0.5
+    core = self.create(with_logging)
+    (logger,) = core.request_logger.by_model["a"]
+    self.assertEqual(logger.config, logging_config)
+    unknown = config(a=(make_base(1), None, None), b=(make_base(2), None, None))
+    unknown.model_config_list.config[1].logging_config.CopyFrom(logging_config)
+    collector = unknown.model_config_list.config[1].logging_config
+    collector.log_collector_config.type = "kafka"
+    with self.assertRaises(status.ServingError) as ctx:
+      core.reload_config(unknown)
+    self.assertEqual(ctx.exception.code, status.Code.NOT_FOUND)
+    self.assertEqual(
+        ctx.exception.message,
+        "Cannot find LogCollector::Factory for type: kafka",
+    )
+    # The failed config changed nothing: same models, same logger.
+    self.assertEqual(
+        [m.name for m in core.config.model_config_list.config], ["a"]
+    )
+    self.assertIs(core.request_logger.by_model["a"][0], logger)
+
   def test_failed_initial_load_names_the_version_and_error(self):
     with self.assertRaises(status.ServingError) as ctx:
       self.create(config(m=(make_base(13), None, None)))
@@ -148,10 +178,66 @@ class ServerCoreTest(absltest.TestCase):
         "{name: m version: 13} due to error: corrupt", str(ctx.exception)
     )
 
-  def test_loaded_versions_gauge_follows_the_lifecycle(self):
-    self.create(config(m=(make_base(1, 2), None, [1, 2])))
+  def test_load_retries_show_the_last_error_while_loading(self):
+    core = server_core_lib.ServerCore(
+        server_core_lib.ServerCoreOptions(
+            model_server_config=ModelServerConfig(),
+            platform_adapters={"tensorflow": FakeAdapter},
+            file_system_poll_wait_seconds=1,
+            manage_state_interval_s=0.01,
+            max_num_load_retries=3,
+            load_retry_interval_s=0.5,
+        )
+    )
+    self.addCleanup(core.stop)
+    failures = []
+
+    def reload():
+      try:
+        core.reload_config(config(m=(make_base(13), None, None)))
+      except status.ServingError as exc:
+        failures.append(exc)
+
+    thread = threading.Thread(target=reload, daemon=True)
+    with self.assertLogs("absl", "ERROR"):
+      thread.start()
+      request = get_model_status_pb2.GetModelStatusRequest()
+      request.model_spec.name = "m"
+      seen = []
+      deadline = time.monotonic() + 30
+      while thread.is_alive() and time.monotonic() < deadline:
+        try:
+          (entry,) = get_model_status_impl.get_model_status(
+              core.monitor, request
+          ).model_version_status
+          seen.append(
+              (entry.state, entry.status.error_code, entry.status.error_message)
+          )
+        except status.ServingError:
+          pass  # Not seen by the monitor yet.
+        time.sleep(0.02)
+      thread.join(30)
+    state = get_model_status_pb2.ModelVersionStatus.State
+    retrying = [s for s in seen if s[0] == state.LOADING and s[2]]
+    self.assertNotEmpty(retrying)
+    # Upstream's state and code while retrying; the message says why.
+    self.assertEqual(retrying[0][1], status.Code.OK)
+    self.assertStartsWith(
+        retrying[0][2],
+        "Load attempt 1 of 4 failed, retrying in 0.5 s: DATA_LOSS: corrupt ",
+    )
+    self.assertIn("Load attempt 3 of 4 failed", retrying[-1][2])
+    (entry,) = get_model_status_impl.get_model_status(
+        core.monitor, request
+    ).model_version_status
+    self.assertEqual(entry.state, state.END)
+    self.assertEqual(entry.status.error_code, status.Code.DATA_LOSS)
+    self.assertStartsWith(entry.status.error_message, "corrupt ")
+    self.assertLen(failures, 1)
+    # Every failed attempt is counted: three retried, then the last.
     self.assertIn(
-        ':tensorflow:serving:loaded_versions{model_name="m"} 2.0',
+        ':tensorflow:serving:model_load_failure_count{model_name="m",'
+        'status="DATA_LOSS"} 4.0',
         metrics.exposition().decode(),
     )
 
@@ -210,6 +296,19 @@ class ServerCoreTest(absltest.TestCase):
     self.assertEqual(self.served(core), ["a"])
     with core.get_servable_handle(spec("a")) as handle:
       self.assertEqual(handle.id.version, 1)
+
+  def test_loaded_versions_gauge_follows_the_lifecycle(self):
+    self.create(config(m=(make_base(1, 2), None, [1, 2])))
+    text = metrics.exposition().decode()
+    self.assertIn(
+        ':tensorflow:serving:loaded_versions{model_name="m"} 2.0', text
+    )
+    # Both versions' load times (beyond upstream), none failed.
+    self.assertIn(
+        ':tensorflow:serving:model_load_latency_count{model_name="m"} 2.0',
+        text,
+    )
+    self.assertNotIn("model_load_failure_count{", text)
 
 
 if __name__ == "__main__":

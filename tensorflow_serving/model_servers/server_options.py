@@ -13,6 +13,7 @@ import threading
 
 from absl import logging
 from google.protobuf import text_format
+import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2
 
 from tensorflow_serving.batching import batching_options
@@ -20,7 +21,9 @@ from tensorflow_serving.batching import batching_session
 from tensorflow_serving.batching import prometheus_metrics
 from tensorflow_serving.batching import shared_batch_scheduler
 from tensorflow_serving.core import availability_preserving_policy
+from tensorflow_serving.core import request_log_writer
 from tensorflow_serving.core import resource_preserving_policy
+from tensorflow_serving.core import tfrecord_log_collector
 from tensorflow_serving.model_servers import model_config
 from tensorflow_serving.model_servers import rest_server
 from tensorflow_serving.model_servers import server as server_lib
@@ -147,6 +150,19 @@ def from_flags(
       allow_version_labels_for_unavailable_models=(
           flags.allow_version_labels_for_unavailable_models
       ),
+      log_collectors={
+          tfrecord_log_collector.TYPE: tfrecord_log_collector.factory(
+              tfrecord_log_collector.RotationOptions(
+                  max_file_bytes=flags.request_log_max_file_bytes,
+                  max_file_age_s=flags.request_log_max_file_age_seconds,
+              )
+          )
+      },
+      request_log_queue=request_log_writer.QueueOptions(
+          max_entries=flags.request_log_queue_max_entries,
+          max_bytes=flags.request_log_queue_max_bytes,
+      ),
+      saved_model_tags=tf_config.tags,
   )
   server_options = server_lib.ServerOptions(
       grpc_port=flags.port,
@@ -174,6 +190,8 @@ def from_flags(
       ),
       grpc_http2_engine=flags.grpc_http2_engine,
       model_config_file=flags.model_config_file,
+      otlp_traces_endpoint=flags.otlp_traces_endpoint,
+      trace_sampling_ratio=flags.trace_sampling_ratio,
       model_config_file_poll_wait_seconds=(
           flags.model_config_file_poll_wait_seconds
       ),
@@ -405,6 +423,12 @@ def run(
   # as the process. Freezing it stops every full collection, such as the one
   # each model unload runs to free its graph, from rescanning it with the GIL
   # held: that stalled all requests in flight for ~150 ms per version swap.
+  metrics.set_build_info(
+      version.SERVER_VERSION,
+      version.BUILD_DEVICE,
+      version.COMPILATION_MODE,
+      tf.__version__,
+  )
   gc.collect()
   gc.freeze()
   stop = threading.Event()

@@ -30,6 +30,8 @@ import time
 
 from absl import logging
 
+from tensorflow_serving.util import native_stderr
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 DEFAULT_GRACE_S = 30.0
 # Past the drain: unloading models and closing the process.
@@ -107,6 +109,9 @@ def _start_watchdog(bound_s: float) -> None:
 
 
 def _exit(code: int, line: str) -> None:
+  # A signal during TensorFlow's import (tensorflow_startup) lands while
+  # stderr is captured: give it back first, or the lines would be lost.
+  native_stderr.release()
   logging.warning("%s", line)
   for stream in (sys.stdout, sys.stderr):
     try:

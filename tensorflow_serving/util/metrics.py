@@ -147,6 +147,52 @@ class _Registry:
         "Runs of the wrapped session.",
         ["thread_pool_name"],
     )
+    self.request_log_count = counter(
+        "/tensorflow/serving/request_log_count",
+        "The total number of requests logged from the model server sliced "
+        "down by model_name and status code.",
+        ["model_name", "status_code"],
+    )
+    # Beyond upstream, as new series (upstream's keep their labels, so
+    # dashboards written for upstream keep working).
+    self.version_request_count = counter(
+        "/tensorflow/serving/version_request_count",
+        "Beyond upstream: requests per model version and signature "
+        "(version and signature empty when the request failed before them).",
+        ["model_name", "version", "signature", "API", "entrypoint", "status"],
+    )
+    self.version_request_latency = histogram(
+        "/tensorflow/serving/version_request_latency",
+        "Beyond upstream: wall time (in microseconds) of successful requests "
+        "per model version and signature.",
+        ["model_name", "version", "signature", "API", "entrypoint"],
+    )
+    self.batching_queue_depth = prometheus_client.Gauge(
+        prometheus_name("/tensorflow/serving/batching_session/queue_depth"),
+        "Beyond upstream: tasks waiting in the batch queues.",
+        ["thread_pool_name"],
+        registry=r,
+        multiprocess_mode="livesum",
+    )
+    self.model_load_latency = histogram(
+        "/tensorflow/serving/model_load_latency",
+        "Beyond upstream: wall time (in microseconds) from a version's first "
+        "load attempt to AVAILABLE, warmup and retries included.",
+        ["model_name"],
+    )
+    self.model_load_failure_count = counter(
+        "/tensorflow/serving/model_load_failure_count",
+        "Beyond upstream: failed load attempts (retried or final).",
+        ["model_name", "status"],
+    )
+    self.build_info = prometheus_client.Gauge(
+        prometheus_name("/tensorflow/serving/build_info"),
+        "Beyond upstream: 1, labelled with this server's version, build "
+        "configuration and TensorFlow version.",
+        ["version", "build_device", "compilation_mode", "tensorflow_version"],
+        registry=r,
+        multiprocess_mode="livemax",
+    )
     self.loaded_versions = prometheus_client.Gauge(
         prometheus_name("/tensorflow/serving/loaded_versions"),
         "Beyond upstream: versions currently AVAILABLE, per model.",
@@ -238,19 +284,33 @@ def _child_cache(registry: _Registry, name: str) -> _Children:
 
 
 def record_request(
-    model_name: str, api: str, entrypoint: str, code_name: str, start: float
+    model_name: str,
+    api: str,
+    entrypoint: str,
+    code_name: str,
+    start: float,
+    version: str = "",
+    signature: str = "",
 ) -> None:
   """Counts one request; its latency is recorded on success only, as upstream.
 
   `api` is upstream's label (`Predict`, `Classify`, `Regress`), `entrypoint`
-  `GRPC` or `REST`.
+  `GRPC` or `REST`. The per-version series also get the version served and
+  the signature resolved (empty if the request failed before either).
   """
   m = get()
   _child_cache(m, "request_count").get(model_name, code_name).inc()
+  _child_cache(m, "version_request_count").get(
+      model_name, version, signature, api, entrypoint, code_name
+  ).inc()
   if code_name == "OK":
+    micros = elapsed_us(start)
     _child_cache(m, "request_latency").get(model_name, api, entrypoint).observe(
-        elapsed_us(start)
+        micros
     )
+    _child_cache(m, "version_request_latency").get(
+        model_name, version, signature, api, entrypoint
+    ).observe(micros)
 
 
 def record_runtime_latency(
@@ -267,6 +327,39 @@ def record_example_count(model_name: str, count: int) -> None:
   m = get()
   _child_cache(m, "request_example_counts").get(model_name).observe(count)
   _child_cache(m, "request_example_count_total").get(model_name).inc(count)
+
+
+def record_request_log(model_name: str, code_name: str) -> None:
+  """One sampled request: written (OK), failed, or dropped (queue full)."""
+  _child_cache(get(), "request_log_count").get(model_name, code_name).inc()
+
+
+def record_model_load(model_name: str, micros: float) -> None:
+  """A version became AVAILABLE `micros` after its first load attempt."""
+  _child_cache(get(), "model_load_latency").get(model_name).observe(micros)
+
+
+def record_model_load_failure(model_name: str, code_name: str) -> None:
+  """One failed load attempt (retried or not)."""
+  _child_cache(get(), "model_load_failure_count").get(
+      model_name, code_name
+  ).inc()
+
+
+def batching_queue_depth(thread_pool_name: str) -> Any:
+  """The gauge child counting the pool's queued tasks (inc/dec)."""
+  return get().batching_queue_depth.labels(thread_pool_name)
+
+
+def set_build_info(
+    version: str,
+    build_device: str,
+    compilation_mode: str,
+    tensorflow_version: str,
+) -> None:
+  get().build_info.labels(
+      version, build_device, compilation_mode, tensorflow_version
+  ).set(1)
 
 
 def set_loaded_versions(model_name: str, count: int) -> None:

@@ -43,7 +43,67 @@ class MetricsTest(absltest.TestCase):
         'entrypoint="GRPC",model_name="mnist"} 1.0',
         text,
     )
-    self.assertNotIn('entrypoint="REST"', text)
+    self.assertNotIn(
+        ':tensorflow:serving:request_latency_count{API="predict",'
+        'entrypoint="REST"',
+        text,
+    )
+
+  def test_per_version_and_signature_series(self):
+    metrics.record_request(
+        "m", "Predict", "GRPC", "OK", time.perf_counter(), "3", "sig"
+    )
+    metrics.record_request("m", "Predict", "REST", "NOT_FOUND", 0.0)
+    text = metrics.exposition().decode()
+    self.assertIn(
+        ':tensorflow:serving:version_request_count{API="Predict",'
+        'entrypoint="GRPC",model_name="m",signature="sig",status="OK",'
+        'version="3"} 1.0',
+        text,
+    )
+    self.assertIn(
+        ':tensorflow:serving:version_request_count{API="Predict",'
+        'entrypoint="REST",model_name="m",signature="",status="NOT_FOUND",'
+        'version=""} 1.0',
+        text,
+    )
+    self.assertIn(
+        ':tensorflow:serving:version_request_latency_count{API="Predict",'
+        'entrypoint="GRPC",model_name="m",signature="sig",version="3"} 1.0',
+        text,
+    )
+    # Upstream's series keep their labels.
+    self.assertIn(
+        ':tensorflow:serving:request_count{model_name="m",status="OK"} 1.0',
+        text,
+    )
+
+  def test_build_info_and_load_metrics(self):
+    metrics.set_build_info("0.1.0", "cpu", "opt", "2.21.0")
+    metrics.record_model_load("m", 1500.0)
+    metrics.record_model_load_failure("m", "DATA_LOSS")
+    metrics.batching_queue_depth("pool").set(7)
+    text = metrics.exposition().decode()
+    self.assertIn(
+        ':tensorflow:serving:build_info{build_device="cpu",'
+        'compilation_mode="opt",tensorflow_version="2.21.0",'
+        'version="0.1.0"} 1.0',
+        text,
+    )
+    self.assertIn(
+        ':tensorflow:serving:model_load_latency_count{model_name="m"} 1.0',
+        text,
+    )
+    self.assertIn(
+        ':tensorflow:serving:model_load_failure_count{model_name="m",'
+        'status="DATA_LOSS"} 1.0',
+        text,
+    )
+    self.assertIn(
+        ":tensorflow:serving:batching_session:queue_depth{"
+        'thread_pool_name="pool"} 7.0',
+        text,
+    )
 
   def test_request_model_names_cannot_grow_series_without_bound(self):
     # A client may send any model name; past the cap they share one series.

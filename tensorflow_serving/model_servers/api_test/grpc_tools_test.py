@@ -33,6 +33,7 @@ MAX_TRACE_MS = 5000
 SERVICES = [
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
+    "inference.GRPCInferenceService",
     "tensorflow.ProfilerService",
     "tensorflow.serving.ModelService",
     "tensorflow.serving.PredictionService",

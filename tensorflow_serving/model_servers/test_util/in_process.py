@@ -18,8 +18,11 @@ from absl.testing import absltest
 
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.config import model_server_config_pb2
+from tensorflow_serving.core import request_log_writer
 from tensorflow_serving.core import servable_handle
 from tensorflow_serving.core import servable_id
+from tensorflow_serving.core import server_request_logger
+from tensorflow_serving.core import tfrecord_log_collector
 from tensorflow_serving.model_servers import model_runner
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.servables.tensorflow import saved_model_bundle
@@ -35,6 +38,17 @@ class FakeCore:
     self._servables = servables
     self.specs: list[model_pb2.ModelSpec] = []
     self.config = model_server_config_pb2.ModelServerConfig()
+    # As ServerCore's: a test calls request_logger.update to log a model.
+    self.request_logger = server_request_logger.ServerRequestLogger(
+        request_log_writer.RequestLogWriter(
+            request_log_writer.QueueOptions(), metrics.record_request_log
+        ),
+        {
+            tfrecord_log_collector.TYPE: tfrecord_log_collector.factory(
+                tfrecord_log_collector.RotationOptions()
+            )
+        },
+    )
     for name in servables:
       self.config.model_config_list.config.add(
           name=name, base_path=f"/models/{name}", model_platform="tensorflow"

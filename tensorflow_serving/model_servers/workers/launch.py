@@ -27,6 +27,10 @@ from tensorflow_serving.model_servers.workers import supervisor
 def main(flags) -> int:
   """The supervisor's main, or a worker's when the supervisor started it."""
   if environment.in_worker():
+    from tensorflow_serving.model_servers import tensorflow_startup  # pylint: disable=g-import-not-at-top
+    from tensorflow_serving.model_servers import version  # pylint: disable=g-import-not-at-top
+
+    tensorflow_startup.import_tensorflow(expect_gpu=version.prefers_gpu())
     from tensorflow_serving.model_servers.workers import worker  # pylint: disable=g-import-not-at-top
 
     return worker.serve(flags)

@@ -86,6 +86,8 @@ def _merge_version(
     entries = [*entries, missing]
     states.append(State.START)
   if all(s == states[0] for s in states):
-    return entries[0]
+    return min(entries, key=lambda e: not e.status.error_message)
   behind = [e for e in entries if e.state != State.AVAILABLE]
-  return min(behind, key=lambda e: e.state)
+  # Among the least advanced, one whose load failed and is being retried
+  # (its message says why).
+  return min(behind, key=lambda e: (e.state, not e.status.error_message))

@@ -53,6 +53,24 @@ class MergeTest(absltest.TestCase):
         ),
     )
 
+  def test_a_retrying_workers_load_error_is_shown_while_loading(self):
+    retrying = get_model_status_pb2.GetModelStatusResponse()
+    entry = retrying.model_version_status.add(version=2, state=LOADING)
+    entry.status.error_message = "Load attempt 1 of 6 failed, retrying"
+    for others in ((2, LOADING), (2, AVAILABLE)):
+      merged = model_status.merge(
+          [
+              _reply(others),
+              model_status.Reply(0, "", retrying.SerializeToString()),
+          ]
+      )
+      (version,) = merged.model_version_status
+      self.assertEqual(version.state, LOADING)
+      self.assertEqual(version.status.error_code, 0)
+      self.assertEqual(
+          version.status.error_message, "Load attempt 1 of 6 failed, retrying"
+      )
+
   def test_a_new_version_is_available_only_once_every_worker_has_it(self):
     rolling = [
         _reply((2, AVAILABLE), (1, END)),

@@ -487,6 +487,8 @@ def serve(flags) -> int:
   if config is not None:
     core_options.model_server_config = config
   server_opts.worker = context
+  # One request-log file stream per worker, named after it.
+  core_options.request_log_stream = f"worker{context.index}"
   # The supervisor re-reads --model_config_file for every worker.
   server_opts.model_config_file_poll_wait_seconds = 0
   metrics.set_exposition_source(

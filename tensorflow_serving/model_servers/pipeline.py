@@ -208,6 +208,7 @@ class Pipeline:
       label: str = "Predict",
       api: Api | None = None,
       trace: Any = None,
+      deadline: float | None = None,
   ) -> Predicted[D]:
     """Decodes through `decode(lookup)`, runs, and records the metrics.
 
@@ -216,6 +217,8 @@ class Pipeline:
     metrics' API label: upstream's `Predict`, or another protocol's name
     for the same run (the Open Inference Protocol's `ModelInfer`), and
     `api` words a missing signature (default: upstream's Predict words).
+    `deadline` (time.monotonic's clock) lets a run that cannot finish in
+    time be refused before it queues (admission.py).
     """
     # REST looks the signature up to decode its JSON: upstream words a
     # missing one differently there.
@@ -224,7 +227,11 @@ class Pipeline:
     with _Request(self.core, spec, api, label, entrypoint, trace) as request:
       decoded = await self._decode(decode, request, off_loop)
       outputs = await self._run(
-          request, decoded.sig, decoded.inputs, decoded.output_filter
+          request,
+          decoded.sig,
+          decoded.inputs,
+          decoded.output_filter,
+          deadline,
       )
       if self._logs.by_model:
         self._logs.log(
@@ -247,13 +254,18 @@ class Pipeline:
       entrypoint: str,
       off_loop: bool = False,
       trace: Any = None,
+      deadline: float | None = None,
   ) -> Classified:
     """`decode(lookup)` gives the signature and the serialized Examples."""
     with _Request(
         self.core, spec, Api.CLASSIFY, "Classify", entrypoint, trace
     ) as request:
       sig, examples, outputs = await self._run_examples(
-          request, decode, off_loop, classifier.prepare_classification
+          request,
+          decode,
+          off_loop,
+          classifier.prepare_classification,
+          deadline,
       )
       classes = classifier.classifications_from_outputs(len(examples), outputs)
       if self._logs.by_model:
@@ -272,13 +284,18 @@ class Pipeline:
       entrypoint: str,
       off_loop: bool = False,
       trace: Any = None,
+      deadline: float | None = None,
   ) -> Regressed:
     """`decode(lookup)` gives the signature and the serialized Examples."""
     with _Request(
         self.core, spec, Api.REGRESS, "Regress", entrypoint, trace
     ) as request:
       sig, examples, outputs = await self._run_examples(
-          request, decode, off_loop, regressor.prepare_regression
+          request,
+          decode,
+          off_loop,
+          regressor.prepare_regression,
+          deadline,
       )
       values = regressor.values_from_outputs(len(examples), outputs)
       if self._logs.by_model:
@@ -348,6 +365,7 @@ class Pipeline:
       decode: ExamplesDecoder,
       off_loop: bool,
       prepare: Callable[[Signature], example_input.ExampleSignature],
+      deadline: float | None,
   ) -> tuple[Signature, np.ndarray, dict[str, np.ndarray]]:
     """Classify's and Regress's shared steps: decode, check, count, run."""
     sig, examples = await self._decode(decode, request, off_loop)
@@ -358,6 +376,7 @@ class Pipeline:
         prepared.sig,
         {prepared.input_alias: examples},
         prepared.output_aliases,
+        deadline,
     )
     return sig, examples, outputs
 
@@ -367,6 +386,7 @@ class Pipeline:
       sig: Signature,
       inputs: Mapping[str, np.ndarray],
       output_filter: Sequence[str],
+      deadline: float | None,
   ) -> dict[str, np.ndarray]:
     """The run itself, timed as upstream's runtime_latency (queueing too)."""
     servable = request.acquire()
@@ -375,12 +395,14 @@ class Pipeline:
     if trace is not None:
       started = time.time_ns()
       outputs = await self.runner.run(
-          servable, sig, inputs, output_filter, trace
+          servable, sig, inputs, output_filter, trace, deadline
       )
       trace.child("run", started, time.time_ns())
       trace.served(request.id.name, request.id.version, sig.key)
     else:
-      outputs = await self.runner.run(servable, sig, inputs, output_filter)
+      outputs = await self.runner.run(
+          servable, sig, inputs, output_filter, deadline=deadline
+      )
     metrics.record_runtime_latency(
         request.id.name,
         request.label,

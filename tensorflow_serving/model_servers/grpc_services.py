@@ -24,6 +24,8 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
+from tensorflow_serving.model_servers import access_token
+from tensorflow_serving.model_servers import admission
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.model_servers import tracing as tracing_lib
 from tensorflow_serving.servables.tensorflow import classifier
@@ -37,17 +39,35 @@ GRPC = pipeline_lib.GRPC
 
 
 async def answer(context: Any, work: Awaitable[T]) -> T:
-  """Awaits one RPC's work; a ServingError ends the call with its status."""
+  """Awaits one RPC's work; a ServingError ends the call with its status.
+
+  A refusal under load carries gRPC's server pushback trailer, which a
+  client's retry policy waits for before its next attempt.
+  """
   try:
     return await work
   except status.ServingError as exc:
-    await context.abort(grpc.StatusCode[exc.code.name], exc.message)
+    trailers = ()
+    if exc.retry_after_s is not None:
+      trailers = (
+          (
+              "grpc-retry-pushback-ms",
+              admission.retry_pushback_ms(exc.retry_after_s),
+          ),
+      )
+    await context.abort(grpc.StatusCode[exc.code.name], exc.message, trailers)
   except Exception as exc:  # pylint: disable=broad-except
     logging.exception("Unexpected error in a gRPC call")
     await context.abort(
         grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}"
     )
   raise AssertionError("context.abort returned")  # pragma: no cover
+
+
+def call_deadline(context: Any) -> float | None:
+  """The call's deadline (grpc-timeout) on time.monotonic's clock."""
+  remaining = context.time_remaining()
+  return None if remaining is None else time.monotonic() + remaining
 
 
 def _check_model_spec(request: Any) -> None:
@@ -83,15 +103,21 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     return tracing_lib.traced(trace, make(trace))
 
   async def Predict(self, request, context):
+    deadline = call_deadline(context)
     return await answer(
         context,
         self._traced(
-            context, "Predict", lambda trace: self._predict(request, trace)
+            context,
+            "Predict",
+            lambda trace: self._predict(request, trace, deadline),
         ),
     )
 
   async def _predict(
-      self, request: predict_pb2.PredictRequest, trace: Any = None
+      self,
+      request: predict_pb2.PredictRequest,
+      trace: Any = None,
+      deadline: float | None = None,
   ) -> predict_pb2.PredictResponse:
     _check_model_spec(request)
     served = await self._pipeline.predict(
@@ -100,6 +126,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         GRPC,
         api=pipeline_lib.Api.PREDICT,
         trace=trace,
+        deadline=deadline,
     )
     start = time.time_ns() if trace is not None else 0
     response = predict_pb2.PredictResponse()
@@ -115,6 +142,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     return response
 
   async def Classify(self, request, context):
+    deadline = call_deadline(context)
     return await answer(
         context,
         self._traced(
@@ -128,11 +156,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                     served.classifications, result
                 ),
                 trace,
+                deadline,
             ),
         ),
     )
 
   async def Regress(self, request, context):
+    deadline = call_deadline(context)
     return await answer(
         context,
         self._traced(
@@ -146,12 +176,19 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                     served.values, result
                 ),
                 trace,
+                deadline,
             ),
         ),
     )
 
   async def _examples_api(
-      self, request: Any, run, response: Any, fill, trace: Any = None
+      self,
+      request: Any,
+      run,
+      response: Any,
+      fill,
+      trace: Any = None,
+      deadline: float | None = None,
   ) -> Any:
     """Classify and Regress: Examples in, a result filled into `response`."""
     _check_model_spec(request)
@@ -160,6 +197,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         lambda lookup: _examples(request, lookup),
         GRPC,
         trace=trace,
+        deadline=deadline,
     )
     start = time.time_ns() if trace is not None else 0
     _echo_spec(response, served.id)
@@ -186,10 +224,16 @@ def _examples(request: Any, lookup: pipeline_lib.SignatureLookup):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-  """tensorflow.serving.ModelService."""
+  """tensorflow.serving.ModelService.
 
-  def __init__(self, pipeline: pipeline_lib.Pipeline):
+  With `token` set (beyond upstream, --model_service_token_file), the calls
+  that change what is served need `authorization: Bearer TOKEN` metadata;
+  reading model status stays open, as the REST API's is.
+  """
+
+  def __init__(self, pipeline: pipeline_lib.Pipeline, token: str | None = None):
     self._pipeline = pipeline
+    self._token = access_token.encoded(token)
 
   async def GetModelStatus(self, request, context):
     return await answer(
@@ -198,6 +242,11 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
   async def HandleReloadConfigRequest(self, request, context):
     """Upstream's reload, bounded by the call's deadline (control_plane.py)."""
+    if not access_token.grpc_call_allowed(context, self._token):
+      await context.abort(
+          grpc.StatusCode.UNAUTHENTICATED,
+          access_token.refusal("HandleReloadConfigRequest").message,
+      )
     response = model_management_pb2.ReloadConfigResponse()
     try:
       # As upstream's model_service_impl: only a ModelConfigList is accepted.
@@ -236,12 +285,15 @@ def _time_remaining(context: Any) -> float | None:
 
 
 def add_services(
-    server: Any, pipeline: pipeline_lib.Pipeline, use_tensor_content: bool
+    server: Any,
+    pipeline: pipeline_lib.Pipeline,
+    use_tensor_content: bool,
+    model_service_token: str | None = None,
 ) -> None:
   """Registers both services on a grpc_h2 (or grpc.aio) server."""
   prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
       PredictionService(pipeline, use_tensor_content), server
   )
   model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-      ModelService(pipeline), server
+      ModelService(pipeline, model_service_token), server
   )

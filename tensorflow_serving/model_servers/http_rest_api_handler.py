@@ -23,6 +23,8 @@ import orjson
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_pb2
+from tensorflow_serving.model_servers import access_token
+from tensorflow_serving.model_servers import admission
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.model_servers import tracing as tracing_lib
 from tensorflow_serving.model_servers.status_page import routes as status_page
@@ -72,7 +74,8 @@ class Response:
   status: int
   body: bytes
   content_type: str = "application/json"
-  # Extra header lines (CRLF-terminated), e.g. the v2 binary extension's.
+  # Extra header lines (CRLF-terminated), e.g. the v2 binary extension's,
+  # or Retry-After on a refusal under load.
   headers: bytes = b""
 
 
@@ -91,9 +94,19 @@ def _json(doc: dict) -> bytes:
 
 
 def error_response(exc: status.ServingError) -> Response:
-  """Upstream's error: the HTTP status of the code, `{ "error": ... }`."""
+  """Upstream's error: the HTTP status of the code, `{ "error": ... }`.
+
+  A refusal under load also says when to retry (Retry-After).
+  """
+  headers = b""
+  if exc.retry_after_s is not None:
+    headers = b"Retry-After: %s\r\n" % admission.retry_after_header(
+        exc.retry_after_s
+    ).encode("ascii")
   return Response(
-      status.http_status(exc.code), predict_response.format_error(exc.message)
+      status.http_status(exc.code),
+      predict_response.format_error(exc.message),
+      headers=headers,
   )
 
 
@@ -106,8 +119,11 @@ class HttpRestApiHandler:
       self,
       pipeline: pipeline_lib.Pipeline,
       repository: v2_repository.ModelRepository | None = None,
+      model_service_token: str | None = None,
   ):
     self._pipeline = pipeline
+    # Beyond upstream: v2 repository load/unload need it when set.
+    self._token = access_token.encoded(model_service_token)
     self._v2 = v2_rest_api.RestApi(
         pipeline,
         repository or v2_repository.ModelRepository(pipeline.core, False),
@@ -117,18 +133,23 @@ class HttpRestApiHandler:
       self,
       method: str,
       path: str,
-      body: bytes,
+      body: bytes | bytearray,
       headers: Mapping[bytes, bytes] | None = None,
       query: str = "",
+      deadline: float | None = None,
   ) -> Response:
     """Processes one request from the event loop. Never raises.
 
     `headers` (lower-case names) are read for a trace's `traceparent`.
+    `deadline` (time.monotonic's clock) is when the transport gives up on
+    the request: a model run that cannot finish by then is refused early.
     """
     if path.startswith("/v2"):
-      return await self._handle_v2(method.upper(), path, body, headers, query)
+      return await self._handle_v2(
+          method.upper(), path, body, headers, query, deadline
+      )
     try:
-      return await self._dispatch(method.upper(), path, body, headers)
+      return await self._dispatch(method.upper(), path, body, headers, deadline)
     except status.ServingError as exc:
       return error_response(exc)
     except Exception as exc:  # pylint: disable=broad-except
@@ -138,8 +159,9 @@ class HttpRestApiHandler:
       self,
       method: str,
       path: str,
-      body: bytes,
+      body: bytes | bytearray,
       headers: Mapping[bytes, bytes] | None,
+      deadline: float | None,
   ) -> Response:
     page = status_page.route(self._pipeline.core, method, path)
     if page is not None:
@@ -163,7 +185,7 @@ class HttpRestApiHandler:
       return await self._traced(
           verb.capitalize(),
           headers,
-          lambda trace: run(spec, body, off_loop, trace),
+          lambda trace: run(spec, body, off_loop, trace, deadline),
       )
     if method == "GET" and not verb:
       if health:
@@ -186,10 +208,13 @@ class HttpRestApiHandler:
       body: bytes,
       headers: Mapping[bytes, bytes] | None,
       query: str,
+      deadline: float | None,
   ) -> Response:
     """The Open Inference Protocol; its errors as Triton words their status."""
     try:
-      reply = await self._dispatch_v2(method, path, body, headers or {}, query)
+      reply = await self._dispatch_v2(
+          method, path, body, headers or {}, query, deadline
+      )
     except status.ServingError as exc:
       reply = v2_rest_api.error_reply(exc)
     except Exception as exc:  # pylint: disable=broad-except
@@ -205,6 +230,7 @@ class HttpRestApiHandler:
       body: bytes,
       headers: Mapping[bytes, bytes],
       query: str,
+      deadline: float | None,
   ) -> v2_rest_api.Reply:
     route = _V2_ROUTE_RE.fullmatch(path)
     if route is None:
@@ -218,7 +244,11 @@ class HttpRestApiHandler:
         _expect(method, "POST", path)
         length = headers.get(b"inference-header-content-length")
         return await v2.infer(
-            name, version, body, None if length is None else length.decode()
+            name,
+            version,
+            body,
+            None if length is None else length.decode(),
+            deadline,
         )
       _expect(method, "GET", path)
       if verb == "ready":
@@ -234,7 +264,12 @@ class HttpRestApiHandler:
     if repo_name is not None:
       _expect(method, "POST", path)
       repo_name = urllib.parse.unquote(repo_name)
-      if route.group("repo_verb") == "load":
+      verb = route.group("repo_verb")
+      if self._token is not None and not access_token.bearer_matches(
+          headers.get(b"authorization"), self._token
+      ):
+        raise access_token.refusal(f"The repository's model {verb}")
+      if verb == "load":
         return await v2.repository_load(repo_name, body)
       return await v2.repository_unload(repo_name, body)
     _expect(method, "GET", path)
@@ -258,7 +293,12 @@ class HttpRestApiHandler:
     return tracing_lib.traced(trace, make(trace))
 
   async def _predict(
-      self, spec: model_pb2.ModelSpec, body: bytes, off_loop: bool, trace: Any
+      self,
+      spec: model_pb2.ModelSpec,
+      body: bytes | bytearray,
+      off_loop: bool,
+      trace: Any,
+      deadline: float | None,
   ) -> Response:
     served = await self._pipeline.predict(
         spec,
@@ -267,6 +307,7 @@ class HttpRestApiHandler:
         off_loop=off_loop,
         api=pipeline_lib.Api.PREDICT_JSON,
         trace=trace,
+        deadline=deadline,
     )
     return _encoded(
         trace,
@@ -276,7 +317,12 @@ class HttpRestApiHandler:
     )
 
   async def _classify(
-      self, spec: model_pb2.ModelSpec, body: bytes, off_loop: bool, trace: Any
+      self,
+      spec: model_pb2.ModelSpec,
+      body: bytes | bytearray,
+      off_loop: bool,
+      trace: Any,
+      deadline: float | None,
   ) -> Response:
     served = await self._pipeline.classify(
         spec,
@@ -284,6 +330,7 @@ class HttpRestApiHandler:
         REST,
         off_loop=off_loop,
         trace=trace,
+        deadline=deadline,
     )
     return _encoded(
         trace,
@@ -293,7 +340,12 @@ class HttpRestApiHandler:
     )
 
   async def _regress(
-      self, spec: model_pb2.ModelSpec, body: bytes, off_loop: bool, trace: Any
+      self,
+      spec: model_pb2.ModelSpec,
+      body: bytes | bytearray,
+      off_loop: bool,
+      trace: Any,
+      deadline: float | None,
   ) -> Response:
     served = await self._pipeline.regress(
         spec,
@@ -301,6 +353,7 @@ class HttpRestApiHandler:
         REST,
         off_loop=off_loop,
         trace=trace,
+        deadline=deadline,
     )
     return _encoded(
         trace, lambda: example_request.format_regress_response(served.values)
@@ -408,7 +461,7 @@ def _encoded(trace: Any, encode: Callable[[], bytes]) -> Response:
   return Response(200, body)
 
 
-def _examples(body: bytes, lookup: pipeline_lib.SignatureLookup):
+def _examples(body: bytes | bytearray, lookup: pipeline_lib.SignatureLookup):
   """Upstream's REST order: the whole body first, then the signature."""
   request = example_request.parse_example_request(
       document.decode_json_body(body)

@@ -122,6 +122,35 @@ flags.DEFINE_string(
     "Text-format SSLConfig: serve gRPC over TLS (mTLS with " "client_verify).",
 )
 flags.DEFINE_bool("use_alts_credentials", False, "Not supported.")
+# Beyond upstream, all off by default (docs/hardening.md).
+flags.DEFINE_string(
+    "rest_api_ssl_config_file",
+    "",
+    "Beyond upstream: text-format SSLConfig (as --ssl_config_file) to serve "
+    "the REST API over TLS; empty serves plain HTTP.",
+)
+flags.DEFINE_string(
+    "model_service_token_file",
+    "",
+    "Beyond upstream: a file holding a token that state-changing calls "
+    "(HandleReloadConfigRequest, the v2 repository's load and unload) must "
+    "present as `authorization: Bearer TOKEN`. The environment variable "
+    "TF_SERVING_MODEL_SERVICE_TOKEN does the same when this is empty.",
+)
+flags.DEFINE_bool(
+    "status_page_security_headers",
+    False,
+    "Beyond upstream: send Content-Security-Policy and X-Frame-Options "
+    "with the status page, so other sites cannot frame or inject into it.",
+)
+flags.DEFINE_integer(
+    "max_pending_requests",
+    10000,
+    "Beyond upstream: model runs (queued or running) one serving process "
+    "holds at once; past it requests are refused with UNAVAILABLE / 503 "
+    "and a retry hint. Requests that cannot finish before their deadline "
+    "are refused the same way (docs/hardening.md).",
+)
 flags.DEFINE_string(
     "monitoring_config_file",
     "",
@@ -174,6 +203,35 @@ flags.DEFINE_integer(
     1,
     "Seconds between polls of the base paths for new "
     "versions; 0 polls once, a negative value never polls.",
+)
+# Remote model stores (s3://): see docs/storage.md.
+flags.DEFINE_string(
+    "model_cache_dir",
+    "",
+    "Directory under which s3:// model versions are copied before loading "
+    "(each process uses its own subdirectory); empty: the system temp dir.",
+)
+flags.DEFINE_integer(
+    "model_cache_size_bytes",
+    0,
+    "Most bytes the s3:// version cache may hold; a version that would "
+    "exceed it is not loaded. 0: no limit.",
+)
+flags.DEFINE_float(
+    "model_download_timeout_seconds",
+    600.0,
+    "Wall-clock limit of one attempt at downloading one s3:// version.",
+)
+flags.DEFINE_integer(
+    "model_download_retries",
+    3,
+    "Further attempts after a transient download failure, with back-off "
+    "doubling from 1s.",
+)
+flags.DEFINE_float(
+    "storage_request_timeout_seconds",
+    30.0,
+    "Connect and read timeout of each s3:// request (listings included).",
 )
 flags.DEFINE_integer("max_num_load_retries", 5, "Retries after a failed load.")
 flags.DEFINE_integer(

@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from tensorflow_serving.model_servers import admission as admission_lib
+from tensorflow_serving.util import status
+
 
 class ModelRunner:
   """Awaitable signature runs for the async transports.
@@ -29,8 +32,15 @@ class ModelRunner:
   The wait it adds is one loop turn (tens of microseconds).
   """
 
-  def __init__(self, executor: concurrent.futures.Executor):
+  def __init__(
+      self,
+      executor: concurrent.futures.Executor,
+      admission: admission_lib.Admission | None = None,
+  ):
     self.executor = executor
+    # Every model run passes here: overload is refused before it queues.
+    self.admission = admission or admission_lib.Admission()
+    self._calls = 0  # On the worker pool, waiting or running.
     self._pending: list[tuple[Any, ...]] = []
 
   async def run(
@@ -40,17 +50,28 @@ class ModelRunner:
       inputs: Mapping[str, np.ndarray],
       output_filter: Sequence[str] = (),
       trace: Any = None,
+      deadline: float | None = None,
   ) -> dict[str, np.ndarray]:
-    """`trace` (a tracing.RequestTrace) gets the batch's queue_wait/batch."""
-    loop = asyncio.get_running_loop()
-    submit = getattr(bundle, "submit", None)
-    if submit is None:
-      return await self.call(bundle.run, sig, inputs, output_filter)
-    waiter = loop.create_future()
-    self._pending.append((submit, sig, inputs, output_filter, waiter, trace))
-    if len(self._pending) == 1:
-      loop.call_soon(self._submit_pending, loop)
-    return await waiter
+    """Runs `sig`; UNAVAILABLE if it cannot finish by `deadline`.
+
+    `trace` (a tracing.RequestTrace) gets the batch's queue_wait/batch.
+    `deadline` is on time.monotonic's clock (None: the caller has none).
+    """
+    admission = self.admission
+    ahead = admission.pending
+    admitted_at = admission.admit(deadline)
+    try:
+      submit = getattr(bundle, "submit", None)
+      if submit is None:
+        return await self.call(bundle.run, sig, inputs, output_filter)
+      loop = asyncio.get_running_loop()
+      waiter = loop.create_future()
+      self._pending.append((submit, sig, inputs, output_filter, waiter, trace))
+      if len(self._pending) == 1:
+        loop.call_soon(self._submit_pending, loop)
+      return await waiter
+    finally:
+      admission.finished(admitted_at, ahead)
 
   def _submit_pending(self, loop: asyncio.AbstractEventLoop) -> None:
     pending, self._pending = self._pending, []
@@ -68,10 +89,26 @@ class ModelRunner:
       _link(loop, done, waiter)
 
   async def call(self, fn, *args):
-    """Runs a blocking function on the worker pool."""
-    waiter = asyncio.get_running_loop().create_future()
-    _link(waiter.get_loop(), self.executor.submit(fn, *args), waiter)
-    return await waiter
+    """Runs a blocking function on the worker pool.
+
+    The pool's queue is bounded as the model runs are: past
+    --max_pending_requests calls waiting or running, UNAVAILABLE.
+    """
+    limit = self.admission.max_pending
+    if self._calls >= limit:
+      raise status.ServingError(
+          status.Code.UNAVAILABLE,
+          f"Server overloaded: {self._calls} calls already pending on the "
+          "worker pool (the limit set by --max_pending_requests); retry later",
+          retry_after_s=admission_lib.DEFAULT_RETRY_S,
+      )
+    self._calls += 1
+    try:
+      waiter = asyncio.get_running_loop().create_future()
+      _link(waiter.get_loop(), self.executor.submit(fn, *args), waiter)
+      return await waiter
+    finally:
+      self._calls -= 1
 
 
 def _trace_batch(done: concurrent.futures.Future, trace: Any) -> None:

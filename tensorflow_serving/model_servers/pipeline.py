@@ -221,6 +221,7 @@ class Pipeline:
       label: str = "Predict",
       api: Api = Api.PREDICT,
       trace: Any = None,
+      deadline: float | None = None,
   ) -> Predicted[D]:
     """Decodes through `decode(lookup)`, runs, and records the metrics.
 
@@ -230,12 +231,18 @@ class Pipeline:
     for the same run (the Open Inference Protocol's `ModelInfer`). `api`
     words a missing signature: each transport passes its own (upstream's
     REST handler, which looks the signature up to decode its body, words
-    it as `Api.PREDICT_JSON`).
+    it as `Api.PREDICT_JSON`). `deadline` (time.monotonic's clock) lets a
+    run that cannot finish in time be refused before it queues
+    (admission.py).
     """
     with _Request(self.core, spec, api, label, entrypoint, trace) as request:
       decoded = await self._decode(decode, request, off_loop)
       outputs = await self._run(
-          request, decoded.sig, decoded.inputs, decoded.output_filter
+          request,
+          decoded.sig,
+          decoded.inputs,
+          decoded.output_filter,
+          deadline,
       )
       if self._logs.by_model:
         self._logs.log(
@@ -258,13 +265,18 @@ class Pipeline:
       entrypoint: str,
       off_loop: bool = False,
       trace: Any = None,
+      deadline: float | None = None,
   ) -> Classified:
     """`decode(lookup)` gives the signature and the serialized Examples."""
     with _Request(
         self.core, spec, Api.CLASSIFY, "Classify", entrypoint, trace
     ) as request:
       sig, examples, outputs = await self._run_examples(
-          request, decode, off_loop, classifier.prepare_classification
+          request,
+          decode,
+          off_loop,
+          classifier.prepare_classification,
+          deadline,
       )
       classes = classifier.classifications_from_outputs(len(examples), outputs)
       if self._logs.by_model:
@@ -283,13 +295,18 @@ class Pipeline:
       entrypoint: str,
       off_loop: bool = False,
       trace: Any = None,
+      deadline: float | None = None,
   ) -> Regressed:
     """`decode(lookup)` gives the signature and the serialized Examples."""
     with _Request(
         self.core, spec, Api.REGRESS, "Regress", entrypoint, trace
     ) as request:
       sig, examples, outputs = await self._run_examples(
-          request, decode, off_loop, regressor.prepare_regression
+          request,
+          decode,
+          off_loop,
+          regressor.prepare_regression,
+          deadline,
       )
       values = regressor.values_from_outputs(len(examples), outputs)
       if self._logs.by_model:
@@ -359,6 +376,7 @@ class Pipeline:
       decode: ExamplesDecoder,
       off_loop: bool,
       prepare: Callable[[Signature], example_input.ExampleSignature],
+      deadline: float | None,
   ) -> tuple[Signature, np.ndarray, dict[str, np.ndarray]]:
     """Classify's and Regress's shared steps: decode, check, count, run."""
     sig, examples = await self._decode(decode, request, off_loop)
@@ -369,6 +387,7 @@ class Pipeline:
         prepared.sig,
         {prepared.input_alias: examples},
         prepared.output_aliases,
+        deadline,
     )
     return sig, examples, outputs
 
@@ -378,6 +397,7 @@ class Pipeline:
       sig: Signature,
       inputs: Mapping[str, np.ndarray],
       output_filter: Sequence[str],
+      deadline: float | None,
   ) -> dict[str, np.ndarray]:
     """The run itself, timed as upstream's runtime_latency (queueing too)."""
     servable = request.acquire()
@@ -386,12 +406,14 @@ class Pipeline:
     if trace is not None:
       started = time.time_ns()
       outputs = await self.runner.run(
-          servable, sig, inputs, output_filter, trace
+          servable, sig, inputs, output_filter, trace, deadline
       )
       trace.child("run", started, time.time_ns())
       trace.served(request.id.name, request.id.version, sig.key)
     else:
-      outputs = await self.runner.run(servable, sig, inputs, output_filter)
+      outputs = await self.runner.run(
+          servable, sig, inputs, output_filter, deadline=deadline
+      )
     metrics.record_runtime_latency(
         request.id.name,
         request.label,

@@ -8,9 +8,12 @@ deadline and the CORS headers.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Coroutine
 import dataclasses
 import re
+import ssl
+import time
 from typing import Any
 
 from tensorflow_serving.model_servers import http_rest_api_handler
@@ -38,6 +41,8 @@ class HttpOptions:
   # Serve Prometheus text here when monitoring is enabled.
   prometheus_path: str | None = None
   limits: http1_server.Http1Limits = http1_server.Http1Limits()
+  # Beyond upstream: serve HTTPS (--rest_api_ssl_config_file); None = HTTP.
+  ssl_context: ssl.SSLContext | None = None
 
 
 def error(http_status: int, message: str) -> Response:
@@ -69,9 +74,17 @@ class RestApp:
       return error(404, "Not Found")
     if options.enable_cors and method == "OPTIONS":
       return self._preflight(request)
-    # The one call into the REST API.
+    # The one call into the REST API, with the time the engine gives it
+    # (--rest_api_timeout_in_ms from the request's first byte).
+    deadline = None
+    if options.timeout_s is not None:
+      # Request.started is on the engine's clock, the loop's.
+      loop_now = asyncio.get_running_loop().time()
+      deadline = time.monotonic() + (
+          request.started + options.timeout_s - loop_now
+      )
     return self.handler.handle(
-        method, path, request.body, request.headers, request.query
+        method, path, request.body, request.headers, request.query, deadline
     )
 
   def _preflight(self, request: Request) -> Response:
@@ -101,4 +114,10 @@ def make_server(
     options: HttpOptions = HttpOptions(),
     host: str | None = None,
 ) -> http1_server.HttpServer:
-  return http1_server.HttpServer(app, port, host=host, limits=options.limits)
+  return http1_server.HttpServer(
+      app,
+      port,
+      host=host,
+      limits=options.limits,
+      ssl_context=options.ssl_context,
+  )

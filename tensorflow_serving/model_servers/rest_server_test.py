@@ -33,11 +33,19 @@ class FakeHandler:
 
   def __init__(self):
     self.cancelled: list[str] = []
+    self.deadlines: list[float | None] = []
 
   async def handle(
-      self, method: str, path: str, body: bytes, headers=None, query=""
+      self,
+      method: str,
+      path: str,
+      body: bytes,
+      headers=None,
+      query="",
+      deadline: float | None = None,
   ) -> Response:
     del headers, query  # Unused: the echo is of method, path and body.
+    self.deadlines.append(deadline)
     if path.startswith("/v1/sleep/"):
       try:
         await asyncio.sleep(float(path.rsplit("/", 1)[1]))
@@ -310,6 +318,20 @@ class HttpServerTest(absltest.TestCase):
     self.assertEqual(self.handler.cancelled, ["/v1/sleep/10"])
     self.assertEqual(self.request("GET", "/v1/sleep/0").status, 200)
 
+  def test_the_handler_gets_the_rest_deadline(self):
+    # What lets a model run that cannot finish in time be refused early.
+    self.start(timeout_s=7.0)
+    before = time.monotonic()
+    self.assertEqual(self.request("GET", "/v1/sleep/0").status, 200)
+    (deadline,) = self.handler.deadlines
+    self.assertGreater(deadline, before + 6.0)
+    self.assertLessEqual(deadline, time.monotonic() + 7.0)
+
+  def test_no_rest_timeout_is_no_deadline(self):
+    self.start(timeout_s=None)
+    self.assertEqual(self.request("GET", "/v1/sleep/0").status, 200)
+    self.assertEqual(self.handler.deadlines, [None])
+
   def test_cors(self):
     self.start(enable_cors=True)
     response = self.request(
@@ -350,7 +372,11 @@ class HttpServerTest(absltest.TestCase):
     read_responses(idle, 1)
     busy = self.connect()
     busy.sendall(b"GET /v1/sleep/0.5 HTTP/1.1\r\n\r\n")
-    time.sleep(0.1)
+    # Stop once the handler has it: a request still unread when the server
+    # stops is not in flight (and on a loaded host 0.1 s was not enough).
+    deadline = time.monotonic() + 10
+    while len(self.handler.deadlines) < 2 and time.monotonic() < deadline:
+      time.sleep(0.01)
     stopped = asyncio.run_coroutine_threadsafe(
         self.server.stop(grace_s=10), self.loop
     )

@@ -15,6 +15,7 @@ from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2
 from grpc_health.v1 import health_pb2_grpc
 
+from tensorflow_serving.model_servers import admission
 from tensorflow_serving.model_servers import control_plane
 from tensorflow_serving.model_servers import grpc_services
 from tensorflow_serving.model_servers import http_rest_api_handler
@@ -77,6 +78,13 @@ class ServerOptions:
   )
   # Seconds given to in-flight requests when the server is asked to stop.
   shutdown_grace_s: float = shutdown.DEFAULT_GRACE_S
+  # Model runs one process holds at once, queued or running; past it, and
+  # for runs that cannot meet their deadline, UNAVAILABLE (admission.py).
+  max_pending_requests: int = admission.DEFAULT_MAX_PENDING
+  # Beyond upstream: the token HandleReloadConfigRequest and the v2
+  # repository's load/unload must present (--model_service_token_file or
+  # TF_SERVING_MODEL_SERVICE_TOKEN); None leaves them open, as upstream.
+  model_service_token: str | None = None
   # Set in each process of --num_workers > 1 (model_servers/workers).
   worker: WorkerHooks | None = None
   # The v2 model repository API may load and unload models.
@@ -153,7 +161,14 @@ class Server:
         max_workers=max(1, options.grpc_max_threads),
         thread_name_prefix="request",
     )
-    self._runner = model_runner.ModelRunner(self._executor)
+    self._runner = model_runner.ModelRunner(
+        self._executor,
+        admission.Admission(
+            options.max_pending_requests,
+            # Runs that start at once on a free thread never queue.
+            min_pending_to_shed=options.grpc_max_threads,
+        ),
+    )
     worker = options.worker
     self.control = control_plane.ControlPlane(
         core,
@@ -188,6 +203,7 @@ class Server:
           self._grpc,
           self.pipeline,
           opts.enable_serialization_as_tensor_content,
+          opts.model_service_token,
       )
       services = list(grpc_services.SERVICE_NAMES)
       if self._add_v2_grpc_service():
@@ -232,7 +248,7 @@ class Server:
         )
       else:
         handler = http_rest_api_handler.HttpRestApiHandler(
-            self.pipeline, self._repository
+            self.pipeline, self._repository, opts.model_service_token
         )
         self._http = rest_server.make_server(
             rest_server.make_app(handler, opts.http),
@@ -244,6 +260,8 @@ class Server:
         logging.info(
             "Exporting HTTP/REST API at:localhost:%d ...", opts.rest_api_port
         )
+        if opts.http.ssl_context is not None:
+          logging.info("The HTTP/REST API is served over TLS (HTTPS).")
 
     if opts.model_config_file and opts.model_config_file_poll_wait_seconds > 0:
       self._config_poller = asyncio.create_task(self._poll_model_config())
@@ -261,7 +279,11 @@ class Server:
     try:
       v2_grpc_service.add_service(
           self._grpc,
-          v2_grpc_service.GRPCInferenceService(self.pipeline, self._repository),
+          v2_grpc_service.GRPCInferenceService(
+              self.pipeline,
+              self._repository,
+              self._options.model_service_token,
+          ),
       )
     except ImportError as exc:
       logging.warning(

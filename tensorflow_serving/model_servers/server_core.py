@@ -45,6 +45,7 @@ from tensorflow_serving.resources import resources
 from tensorflow_serving.sources.storage_path import (
     file_system_storage_path_source as fs_source,
 )
+from tensorflow_serving.sources.storage_path.storage import file_systems
 from tensorflow_serving.util import metrics
 from tensorflow_serving.util import status
 
@@ -65,6 +66,10 @@ class ServerCoreOptions:
       str, Callable[[], source_adapter_lib.SourceAdapter]
   ]
   file_system_poll_wait_seconds: int = 30
+  # Remote model stores (s3://) and their local version cache.
+  storage: file_systems.StorageOptions = dataclasses.field(
+      default_factory=file_systems.StorageOptions
+  )
   aspired_version_policy: policy_lib.AspiredVersionPolicy = dataclasses.field(
       default_factory=availability_preserving_policy.AvailabilityPreservingPolicy
   )
@@ -436,7 +441,10 @@ class ServerCore:
       else:
         servable.servable_version_policy.latest.num_versions = 1
     if self._source is None:
-      self._source = fs_source.FileSystemStoragePathSource(source_config)
+      self._source = fs_source.FileSystemStoragePathSource(
+          source_config,
+          file_systems=file_systems.FileSystems(self._options.storage),
+      )
       self._source.set_aspired_versions_callback(self._route)
     else:
       self._source.update_config(source_config)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import gc
+import os
+import ssl
 import sys
 import threading
 
@@ -31,9 +34,12 @@ from tensorflow_serving.model_servers.status_page import routes as status_page
 from tensorflow_serving.servables.tensorflow import device
 from tensorflow_serving.servables.tensorflow import example_input
 from tensorflow_serving.servables.tensorflow import saved_model_loader
+from tensorflow_serving.sources.storage_path.storage import file_systems
+from tensorflow_serving.sources.storage_path.storage import version_cache
 from tensorflow_serving.util import config_protos
 from tensorflow_serving.util import metrics
 from tensorflow_serving.util import status
+from tensorflow_serving.util.net import tls
 from tensorflow_serving.util.net.http1 import server as http1_server
 
 
@@ -135,6 +141,17 @@ def from_flags(
           )
       },
       file_system_poll_wait_seconds=flags.file_system_poll_wait_seconds,
+      storage=file_systems.StorageOptions(
+          cache=version_cache.CacheOptions(
+              root=flags.model_cache_dir,
+              max_bytes=max(0, flags.model_cache_size_bytes),
+              download_timeout_s=max(
+                  0.001, flags.model_download_timeout_seconds
+              ),
+              download_retries=max(0, flags.model_download_retries),
+          ),
+          request_timeout_s=max(0.001, flags.storage_request_timeout_seconds),
+      ),
       aspired_version_policy=policy,
       num_load_threads=flags.num_load_threads,
       num_unload_threads=flags.num_unload_threads,
@@ -198,8 +215,11 @@ def from_flags(
       enable_model_control_api=getattr(
           flags, "enable_model_control_api", False
       ),
+      max_pending_requests=max(1, flags.max_pending_requests),
   )
   _apply_ssl_config(flags, server_options)
+  _apply_rest_ssl_config(flags, server_options)
+  server_options.model_service_token = model_service_token(flags)
   _warn_no_op_flags(flags)
   status_page.configure(
       flags, server_options, workers=getattr(flags, "num_workers", 1) or 1
@@ -321,6 +341,58 @@ def _apply_ssl_config(flags, options: server_lib.ServerOptions) -> None:
   options.ssl_server_cert = ssl.server_cert
   options.ssl_custom_ca = ssl.custom_ca or None
   options.ssl_client_verify = ssl.client_verify
+
+
+# Where the ModelService token comes from when --model_service_token_file is
+# not given.
+MODEL_SERVICE_TOKEN_ENV = "TF_SERVING_MODEL_SERVICE_TOKEN"
+
+
+def model_service_token(flags) -> str | None:
+  """The token state-changing ModelService calls need, or None (open).
+
+  The file's or variable's content, surrounding whitespace stripped; set
+  but empty is an error rather than an open server.
+  """
+  path = flags.model_service_token_file
+  if path:
+    try:
+      with open(path, encoding="utf-8") as f:
+        token = f.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+      raise FlagError(f"Cannot read --model_service_token_file: {exc}") from exc
+    where = f"--model_service_token_file {path}"
+  elif MODEL_SERVICE_TOKEN_ENV in os.environ:
+    token = os.environ[MODEL_SERVICE_TOKEN_ENV].strip()
+    where = MODEL_SERVICE_TOKEN_ENV
+  else:
+    return None
+  if not token:
+    raise FlagError(f"The ModelService token in {where} is empty")
+  return token
+
+
+def _apply_rest_ssl_config(flags, options: server_lib.ServerOptions) -> None:
+  """Beyond upstream: HTTPS on the REST port, from an SSLConfig file."""
+  if not flags.rest_api_ssl_config_file:
+    return
+  try:
+    config = config_protos.parse_text_file(
+        flags.rest_api_ssl_config_file, config_protos.SSLConfig
+    )
+    context = tls.server_context(
+        config.server_cert,
+        config.server_key,
+        config.custom_ca or None,
+        config.client_verify,
+        ["http/1.1"],
+    )
+  except (OSError, text_format.ParseError, ssl.SSLError) as exc:
+    raise FlagError(
+        f"Error in --rest_api_ssl_config_file {flags.rest_api_ssl_config_file}"
+        f": {exc}"
+    ) from exc
+  options.http = dataclasses.replace(options.http, ssl_context=context)
 
 
 # Upstream flags with no effect here: accepted so command lines keep working.

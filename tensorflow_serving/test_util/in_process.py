@@ -135,11 +135,17 @@ class AbortError(Exception):
 class FakeContext:
   """The bit of a grpc.aio ServicerContext the servicers use."""
 
-  def __init__(self):
+  def __init__(self, timeout_s: float | None = None):
     self.code = None
     self.details = ""
+    self.timeout_s = timeout_s
+    self.trailing_metadata: tuple = ()
 
-  async def abort(self, code, details: str):
+  def time_remaining(self) -> float | None:
+    return self.timeout_s
+
+  async def abort(self, code, details: str, trailing_metadata=()):
+    self.trailing_metadata = tuple(trailing_metadata)
     raise AbortError(code, details)
 
   def set_code(self, code) -> None:

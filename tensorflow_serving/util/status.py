@@ -62,10 +62,15 @@ def http_status(code: Code) -> int:
 class ServingError(Exception):
   """A failed operation: canonical code plus a user-facing message."""
 
-  def __init__(self, code: Code, message: str):
+  def __init__(
+      self, code: Code, message: str, retry_after_s: float | None = None
+  ):
     super().__init__(message)
     self.code = Code(code)
     self.message = message
+    # Set on a refusal under load: when the client may try again (gRPC's
+    # grpc-retry-pushback-ms trailer, HTTP's Retry-After).
+    self.retry_after_s = retry_after_s
 
   def __repr__(self) -> str:
     return f"ServingError({self.code.name}, {self.message!r})"

@@ -555,7 +555,9 @@ class RestApiTest(util.ApiTestCase):
       conn.close()
 
   def test_non_api_path_is_404(self):
-    response = self.get("/v2/models/half")
+    # /v2 is the Open Inference Protocol's (beyond upstream); other roots
+    # are not API paths.
+    response = self.get("/v3/models/half")
     self.assertEqual(response.status, 404)
     response = self.get("/index.html")
     self.assertEqual(response.status, 404)

@@ -34,17 +34,11 @@ def _sha256(text: str) -> str:
 
 
 @functools.cache
-def html() -> bytes:
-  """The page, assembled once per process."""
-  template = _read("status.html")
-  style = _read("status.css")
+def content_security_policy() -> str:
+  """The page's policy: its own script and style by hash, requests to self."""
   script = _read("status.js")
-  for mark in (_STYLE_MARK, _SCRIPT_MARK, _CSP_MARK):
-    if template.count(mark) != 1:
-      raise ValueError(f"status.html must hold {mark} exactly once")
-  if "</script" in script.lower() or "</style" in style.lower():
-    raise ValueError("status.js/status.css must not close their element")
-  csp = "; ".join(
+  style = _read("status.css")
+  return "; ".join(
       (
           "default-src 'none'",
           f"script-src {_sha256(script)}",
@@ -55,8 +49,21 @@ def html() -> bytes:
           "form-action 'none'",
       )
   )
+
+
+@functools.cache
+def html() -> bytes:
+  """The page, assembled once per process."""
+  template = _read("status.html")
+  style = _read("status.css")
+  script = _read("status.js")
+  for mark in (_STYLE_MARK, _SCRIPT_MARK, _CSP_MARK):
+    if template.count(mark) != 1:
+      raise ValueError(f"status.html must hold {mark} exactly once")
+  if "</script" in script.lower() or "</style" in style.lower():
+    raise ValueError("status.js/status.css must not close their element")
   page = (
-      template.replace(_CSP_MARK, csp)
+      template.replace(_CSP_MARK, content_security_policy())
       .replace(_STYLE_MARK, style)
       .replace(_SCRIPT_MARK, script)
   )

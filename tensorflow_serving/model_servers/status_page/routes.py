@@ -35,7 +35,9 @@ _PATH_RE = re.compile(r"(/|/status)|(/v1/status)", re.IGNORECASE)
 _LONGEST_PATH = len("/v1/status")
 JSON_CONTENT_TYPE = "application/json"
 
-Answer = tuple[int, bytes, str]
+# HTTP status, body, content type, and header lines of this answer alone
+# (CRLF-terminated).
+Answer = tuple[int, bytes, str, bytes]
 
 
 @dataclasses.dataclass
@@ -46,6 +48,9 @@ class _Settings:
   window_s: float = history.DEFAULT_WINDOW_S
   # Tests sample by hand, at times they choose.
   sample_in_background: bool = True
+  # --status_page_security_headers: the page's policy as a header too, with
+  # what only a header can say (no framing by other sites).
+  security_headers: bool = False
 
 
 _settings = _Settings()
@@ -103,6 +108,9 @@ def configure(
   enabled = bool(getattr(flag_values, "enable_status_page", True))
   with _lock:
     _settings.enabled = enabled
+    _settings.security_headers = bool(
+        getattr(flag_values, "status_page_security_headers", False)
+    )
     _settings.facts = server_facts.from_flags(
         flag_values, server_options, workers=workers
     )
@@ -160,12 +168,20 @@ def route(
 
 def _document_answer(core: server_core_lib.ServerCore) -> Answer:
   doc = _service_for(core).document(core)
-  return 200, orjson.dumps(doc), JSON_CONTENT_TYPE
+  return 200, orjson.dumps(doc), JSON_CONTENT_TYPE, b""
 
 
 def _page_answer() -> Answer:
   try:
-    return 200, page.html(), page.CONTENT_TYPE
+    headers = b""
+    if _settings.security_headers:
+      headers = (
+          b"Content-Security-Policy: %s; frame-ancestors 'none'\r\n"
+          b"X-Frame-Options: DENY\r\n"
+          b"X-Content-Type-Options: nosniff\r\n"
+          b"Referrer-Policy: no-referrer\r\n"
+      ) % page.content_security_policy().encode("ascii")
+    return 200, page.html(), page.CONTENT_TYPE, headers
   except OSError as exc:  # An installation without assets/: say no more.
     raise status.internal(
         "The status page's files are missing from this installation."
@@ -181,6 +197,7 @@ def reset_for_test(
     period_s: float = history.DEFAULT_PERIOD_S,
     window_s: float = history.DEFAULT_WINDOW_S,
     sample_in_background: bool = True,
+    security_headers: bool = False,
 ) -> None:
   """Stops every sampler and restores the defaults."""
   with _lock:
@@ -191,5 +208,6 @@ def reset_for_test(
     _settings.period_s = period_s
     _settings.window_s = window_s
     _settings.sample_in_background = sample_in_background
+    _settings.security_headers = security_headers
   for service in services:
     service.stop()

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from tensorflow_serving.model_servers import access_token
 from tensorflow_serving.model_servers import grpc_services
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.model_servers.v2 import grpc_codec
@@ -32,10 +33,13 @@ class GRPCInferenceService:
       self,
       pipeline: pipeline_lib.Pipeline,
       repository: repository_lib.ModelRepository,
+      token: str | None = None,
   ):
     self._pipeline = pipeline
     self._core = pipeline.core
     self._repository = repository
+    # Beyond upstream: repository load/unload need it when set.
+    self._token = access_token.encoded(token)
 
   async def ServerLive(self, request, context):
     return stubs.service_pb2.ServerLiveResponse(live=True)
@@ -73,9 +77,11 @@ class GRPCInferenceService:
     return grpc_codec.metadata_response(meta)
 
   async def ModelInfer(self, request, context):
-    return await grpc_services.answer(context, self._infer(request))
+    return await grpc_services.answer(
+        context, self._infer(request, grpc_services.call_deadline(context))
+    )
 
-  async def _infer(self, request) -> Any:
+  async def _infer(self, request, deadline: float | None) -> Any:
     spec = inference.model_spec(request.model_name, request.model_version)
     served = await self._pipeline.predict(
         spec,
@@ -83,6 +89,7 @@ class GRPCInferenceService:
         pipeline_lib.GRPC,
         label=inference.API_LABEL,
         api=inference.SIGNATURE_API,
+        deadline=deadline,
     )
     return grpc_codec.encode_infer(
         served.request, served.outputs, served.id.name, served.id.version
@@ -103,7 +110,17 @@ class GRPCInferenceService:
     return response
 
   async def RepositoryModelLoad(self, request, context):
-    return await grpc_services.answer(context, self._load(request))
+    return await grpc_services.answer(
+        context,
+        self._allowed_then(
+            context, "RepositoryModelLoad", lambda: self._load(request)
+        ),
+    )
+
+  async def _allowed_then(self, context, call: str, work) -> Any:
+    if not access_token.grpc_call_allowed(context, self._token):
+      raise access_token.refusal(call)
+    return await work()
 
   async def _load(self, request) -> Any:
     config = None
@@ -124,7 +141,12 @@ class GRPCInferenceService:
     return stubs.service_pb2.RepositoryModelLoadResponse()
 
   async def RepositoryModelUnload(self, request, context):
-    return await grpc_services.answer(context, self._unload(request))
+    return await grpc_services.answer(
+        context,
+        self._allowed_then(
+            context, "RepositoryModelUnload", lambda: self._unload(request)
+        ),
+    )
 
   async def _unload(self, request) -> Any:
     await asyncio.to_thread(self._repository.unload, request.model_name)

@@ -14,6 +14,7 @@ import urllib.parse
 
 import orjson
 
+from tensorflow_serving.model_servers import admission
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.model_servers.v2 import inference
 from tensorflow_serving.model_servers.v2 import repository as repository_lib
@@ -35,8 +36,15 @@ class Reply:
 
 
 def error_reply(exc: status.ServingError) -> Reply:
+  headers = b""
+  if exc.retry_after_s is not None:  # A refusal under load: when to retry.
+    headers = b"Retry-After: %s\r\n" % admission.retry_after_header(
+        exc.retry_after_s
+    ).encode("ascii")
   return Reply(
-      rest_codec.http_status(exc.code), rest_codec.error_body(exc.message)
+      rest_codec.http_status(exc.code),
+      rest_codec.error_body(exc.message),
+      headers=headers,
   )
 
 
@@ -86,6 +94,7 @@ class RestApi:
       version: str | None,
       body: bytes,
       header_length: str | None,
+      deadline: float | None = None,
   ) -> Reply:
     spec = inference.model_spec(name, version)
     served = await self._pipeline.predict(
@@ -95,6 +104,7 @@ class RestApi:
         off_loop=len(body) > INLINE_BODY_LIMIT_BYTES,
         label=inference.API_LABEL,
         api=inference.SIGNATURE_API,
+        deadline=deadline,
     )
     encoded = rest_codec.encode_infer(
         served.request, served.outputs, served.id.name, served.id.version

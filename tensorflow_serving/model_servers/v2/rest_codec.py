@@ -41,6 +41,7 @@ _HTTP_STATUS = {
     status.Code.UNIMPLEMENTED: 501,
     status.Code.DEADLINE_EXCEEDED: 504,
     status.Code.INTERNAL: 500,
+    status.Code.UNAUTHENTICATED: 401,
 }
 
 

@@ -3,6 +3,9 @@
 One server for the whole class; the tests run in their numbered order (the
 last one stops it). Which worker answered is read from prometheus_client's
 per-process files, which the supervisor names in its log.
+S3TwoWorkersTest runs the same tests with the versions in an S3 bucket
+(moto's S3 server on loopback), each worker keeping its own model cache
+under one --model_cache_dir.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from tensorflow_serving.model_servers.integration_test import test_models
 from tensorflow_serving.test_util import binaries
 from tensorflow_serving.test_util import load
 from tensorflow_serving.test_util import model_server
+from tensorflow_serving.test_util import s3_server
 
 MODEL = lifecycle_util.MODEL
 _REQUEST_COUNT = ":tensorflow:serving:request_count"
@@ -62,14 +66,14 @@ HEALTH_TIMEOUT_S = 2.0
 class TwoWorkersTest(absltest.TestCase):
   server: model_server.ModelServer
   base_path: str
-  publisher: test_models.Publisher
+  publisher: test_models.Publisher | s3_server.Publisher
+  extra_args: list[str]
   metrics_dir: str
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.base_path = lifecycle_util.new_base_path()
-    cls.publisher = test_models.Publisher(cls.base_path)
+    cls.set_up_model_store()
     cls.publisher.publish(1)
     cls.publisher.stage(2)
     monitoring = os.path.join(binaries.test_tmpdir(), "monitoring.config")
@@ -81,6 +85,7 @@ class TwoWorkersTest(absltest.TestCase):
             "--num_workers=2",
             f"--monitoring_config_file={monitoring}",
             f"--worker_health_timeout_seconds={HEALTH_TIMEOUT_S}",
+            *cls.extra_args,
         ),
         log_dir=os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR") or None,
     )
@@ -89,6 +94,12 @@ class TwoWorkersTest(absltest.TestCase):
     cls.metrics_dir = re.search(
         r"their metrics are kept in (\S+)\)", cls.server.log()
     ).group(1)
+
+  @classmethod
+  def set_up_model_store(cls) -> None:
+    cls.base_path = lifecycle_util.new_base_path()
+    cls.publisher = test_models.Publisher(cls.base_path)
+    cls.extra_args = []
 
   @classmethod
   def tearDownClass(cls):
@@ -434,6 +445,42 @@ class TwoWorkersTest(absltest.TestCase):
         os.kill(pid, 0)
     self.assertLen(re.findall(r"exited with code 0", self.server.log()), 2)
     self.assertFalse(os.path.exists(self.metrics_dir))
+
+
+class S3TwoWorkersTest(TwoWorkersTest):
+  """The same two workers, their versions in a bucket."""
+
+  @classmethod
+  def set_up_model_store(cls) -> None:
+    cls.store = s3_server.S3Server().start()
+    cls.store.client().create_bucket(Bucket="workers")
+    cls.base_path = f"s3://workers/{MODEL}"
+    cls.publisher = s3_server.Publisher(
+        cls.store, "workers", MODEL, test_models.export_versioned
+    )
+    cls.cache_dir = os.path.join(binaries.test_tmpdir(), "model-cache")
+    cls.extra_args = [f"--model_cache_dir={cls.cache_dir}"]
+    cls.saved_env = dict(os.environ)
+    os.environ.update(cls.store.env())  # Inherited by the server.
+
+  @classmethod
+  def tearDownClass(cls):
+    try:
+      super().tearDownClass()
+    finally:
+      os.environ.clear()
+      os.environ.update(cls.saved_env)
+      cls.store.stop()
+
+  def test_2_a_new_version_reaches_every_worker_as_status_says(self):
+    super().test_2_a_new_version_reaches_every_worker_as_status_says()
+    # Each worker downloaded the version into its own cache directory.
+    caches = glob.glob(
+        os.path.join(self.cache_dir, "tfs-cache-*", "s3", "workers", MODEL)
+    )
+    self.assertLen(caches, 2)
+    for cache in caches:
+      self.assertEqual(os.listdir(cache), ["2"])
 
 
 class ConfigFileTest(absltest.TestCase):

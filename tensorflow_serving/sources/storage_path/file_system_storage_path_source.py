@@ -22,11 +22,9 @@ documented choices:
 from __future__ import annotations
 
 from collections.abc import Iterable
-import os
 import re
 import threading
 import time
-from typing import Protocol
 
 from absl import logging
 
@@ -34,6 +32,8 @@ from tensorflow_serving.config import file_system_storage_path_source_pb2
 from tensorflow_serving.core import servable_data
 from tensorflow_serving.core import servable_id
 from tensorflow_serving.core import source
+from tensorflow_serving.sources.storage_path.storage import file_system
+from tensorflow_serving.sources.storage_path.storage import file_systems
 from tensorflow_serving.util import status
 
 FileSystemStoragePathSourceConfig = (
@@ -86,60 +86,27 @@ def join_path(base: str, child: str) -> str:
   return base + "/" + child
 
 
-class FileSystem(Protocol):
-  """The little file-system surface the source needs, injectable for tests.
+# The file-system surface, kept importable from here for callers and tests.
+FileSystem = file_system.FileSystem
+GFileSystem = file_system.GFileSystem
+LocalFileSystem = file_system.LocalFileSystem
 
-  Methods raise an exception (any kind) on access errors; its message ends up
-  in the logged poll error.
+
+class _PollError(status.ServingError):
+  """A listing failure, and whether its file system wants it logged once.
+
+  Upstream logs a failed listing at every poll; that stays so for the file
+  systems upstream serves. Object stores, polled over the network, log each
+  distinct failure once (repeats at vlog 1) and their recovery once.
   """
 
-  def exists(self, path: str) -> bool:
-    ...
-
-  def listdir(self, path: str) -> list[str]:
-    ...
-
-  def isdir(self, path: str) -> bool:
-    ...
+  def __init__(self, message: str, log_once: bool):
+    super().__init__(status.Code.INVALID_ARGUMENT, message)
+    self.log_once = log_once
 
 
-class GFileSystem:
-  """Default file system: tf.io.gfile, so every TF file-system URI works.
-
-  TensorFlow is imported on first use, keeping this module cheap to import.
-  """
-
-  def __init__(self):
-    self._gfile = None
-
-  def _io(self):
-    if self._gfile is None:
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-      self._gfile = tf.io.gfile
-    return self._gfile
-
-  def exists(self, path: str) -> bool:
-    return self._io().exists(path)
-
-  def listdir(self, path: str) -> list[str]:
-    return self._io().listdir(path)
-
-  def isdir(self, path: str) -> bool:
-    return self._io().isdir(path)
-
-
-class LocalFileSystem:
-  """Plain os-based file system, for local paths without importing TF."""
-
-  def exists(self, path: str) -> bool:
-    return os.path.exists(path)
-
-  def listdir(self, path: str) -> list[str]:
-    return os.listdir(path)
-
-  def isdir(self, path: str) -> bool:
-    return os.path.isdir(path)
+def _default_file_systems() -> file_systems.FileSystems:
+  return file_systems.FileSystems()
 
 
 def _policy_choice(servable: ServableToMonitor) -> str:
@@ -174,14 +141,33 @@ class FileSystemStoragePathSource(source.Source[StoragePath]):
   Polling starts once both a config and the callback are set: every
   `file_system_poll_wait_seconds` when positive, exactly once (on a thread)
   when zero, never when negative (then call `poll_once()` yourself).
+
+  Each base path's file system is picked by its URI scheme (`file_systems`),
+  unless one `file_system` is injected for all. Versions of a remote store
+  are copied to a local cache before they are aspired, so the aspired path
+  is always loadable; a version that cannot be copied is not aspired this
+  round and the servable's previous versions stay aspired. Such failures,
+  and failed listings of an object store, are logged once per distinct
+  message (and their recovery once); other failed listings at every poll,
+  as upstream logs them.
   """
 
   def __init__(
       self,
       config: FileSystemStoragePathSourceConfig | None = None,
       file_system: FileSystem | None = None,
+      file_systems: file_systems.FileSystems | None = None,
   ):
-    self._fs: FileSystem = file_system or GFileSystem()
+    self._fs: FileSystem | None = file_system
+    # Owned: stop() closes it (removing the version cache).
+    self._file_systems = file_systems or _default_file_systems()
+    # Servable name -> {aspired remote-or-local version path: its fs}.
+    self._aspired_paths: dict[str, dict[str, FileSystem]] = {}
+    # Failure key -> the message last logged for it.
+    self._reported: dict[str, str] = {}
+    # Bumped by every update_config(), so a poll that listed under an older
+    # config is redone instead of emitted.
+    self._generation = 0
     # Reentrant so that a callback may call back into update_config().
     self._lock = threading.RLock()
     self._config: FileSystemStoragePathSourceConfig | None = None
@@ -220,7 +206,9 @@ class FileSystemStoragePathSource(source.Source[StoragePath]):
       if self._callback is not None and self._config is not None:
         for name in self._deleted_servables(self._config, new_config):
           self._callback(name, [])
+          self._release_unaspired(name, {})
       self._config = new_config
+      self._generation += 1
       self._maybe_start_polling()
 
   def set_aspired_versions_callback(
@@ -247,31 +235,69 @@ class FileSystemStoragePathSource(source.Source[StoragePath]):
 
     Any file-system error aborts the whole round before any callback runs
     (raised as ServingError), so a transient outage never unloads models.
+    Listing and downloading run outside the lock, so a slow store never
+    holds up update_config() or stop(); if the config changed meanwhile,
+    the round is redone against the new one.
     """
-    with self._lock:
-      if self._callback is None:
-        raise status.failed_precondition(
-            "poll_once() needs set_aspired_versions_callback() first"
-        )
-      if self._config is None:
-        raise status.failed_precondition("poll_once() needs a config first")
-      versions_by_name = self.poll_file_system(self._config)
-      for name, versions in versions_by_name.items():
-        if not versions and self._config.servable_versions_always_present:
-          logging.error(
-              "Refusing to unload all versions for Servable: %s", name
+    while True:
+      with self._lock:
+        if self._callback is None:
+          raise status.failed_precondition(
+              "poll_once() needs set_aspired_versions_callback() first"
           )
+        if self._config is None:
+          raise status.failed_precondition("poll_once() needs a config first")
+        config = self._config
+        generation = self._generation
+      updates = self._poll_and_localize(config)
+      with self._lock:
+        if self._stop_event.is_set() and self._stopped:
+          return
+        if generation != self._generation:
           continue
-        for version in versions:
-          logging.vlog(
-              1,
-              "File-system polling update: Servable:%s; Servable path: %s; "
-              "Polling frequency: %d",
-              version.id,
-              version.data,
-              self._config.file_system_poll_wait_seconds,
-          )
-        self._callback(name, versions)
+        for name, (versions, sources) in updates.items():
+          for version in versions:
+            logging.vlog(
+                1,
+                "File-system polling update: Servable:%s; Servable path: %s; "
+                "Polling frequency: %d",
+                version.id,
+                version.data,
+                config.file_system_poll_wait_seconds,
+            )
+          self._callback(name, versions)
+          self._release_unaspired(name, sources)
+        return
+
+  def _poll_and_localize(
+      self, config: FileSystemStoragePathSourceConfig
+  ) -> dict[
+      str,
+      tuple[
+          list[servable_data.ServableData[StoragePath]], dict[str, FileSystem]
+      ],
+  ]:
+    """Per servable to update: its loadable versions and their file systems.
+
+    A servable whose versions cannot all be made local is left out (its
+    previous aspired set stays), with the failure logged once.
+    """
+    updates = {}
+    for name, versions in self.poll_file_system(config).items():
+      if not versions and config.servable_versions_always_present:
+        logging.error("Refusing to unload all versions for Servable: %s", name)
+        continue
+      try:
+        updates[name] = self._localize(versions)
+      except Exception as e:  # pylint: disable=broad-except
+        self._report(
+            name,
+            f"Not updating the versions of servable {name}: "
+            f"{status.from_exception(e).message}",
+        )
+        continue
+      self._recovered(name)
+    return updates
 
   def poll_file_system(
       self, config: FileSystemStoragePathSourceConfig
@@ -284,12 +310,15 @@ class FileSystemStoragePathSource(source.Source[StoragePath]):
 
   def stop(self) -> None:
     """Stops polling and joins the poll thread; safe to call repeatedly."""
+    # Set before taking the lock, which a poll holds while it downloads.
+    self._stop_event.set()
     with self._lock:
       self._stopped = True
-      self._stop_event.set()
       thread = self._thread
     if thread is not None and thread is not threading.current_thread():
       thread.join()
+    with self._lock:
+      self._file_systems.close()
 
   # -- Internals -------------------------------------------------------------
 
@@ -321,12 +350,16 @@ class FileSystemStoragePathSource(source.Source[StoragePath]):
       start = time.monotonic()
       try:
         self.poll_once()
+        self._recovered("")
       except status.ServingError as e:
-        logging.error(
+        message = (
             "FileSystemStoragePathSource encountered a filesystem access "
-            "error: %s",
-            e.message,
+            f"error: {e.message}"
         )
+        if isinstance(e, _PollError) and not e.log_once:
+          logging.error("%s", message)  # Every poll, as upstream.
+        else:
+          self._report("", message)
       except Exception as e:  # pylint: disable=broad-except
         # A failing callback must not kill polling for good.
         logging.exception("FileSystemStoragePathSource poll failed: %s", e)
@@ -335,25 +368,72 @@ class FileSystemStoragePathSource(source.Source[StoragePath]):
       ):
         return
 
+  def _fs_for(self, path: str) -> FileSystem:
+    if self._fs is not None:
+      return self._fs
+    return self._file_systems.for_path(path)
+
+  def _report(self, key: str, message: str) -> None:
+    """Logs a failure once; repeats of the same message go to vlog(1)."""
+    if self._reported.get(key) == message:
+      logging.vlog(1, "%s", message)
+      return
+    self._reported[key] = message
+    logging.error("%s", message)
+
+  def _recovered(self, key: str) -> None:
+    message = self._reported.pop(key, None)
+    if message is not None:
+      logging.info("Recovered from: %s", message)
+
+  def _localize(
+      self, versions: list[servable_data.ServableData[StoragePath]]
+  ) -> tuple[
+      list[servable_data.ServableData[StoragePath]], dict[str, FileSystem]
+  ]:
+    """Versions with loadable (local) paths, and each one's file system."""
+    out = []
+    sources: dict[str, FileSystem] = {}
+    for version in versions:
+      fs = self._fs_for(version.data)
+      local = fs.local_path(version.data, self._stop_event)
+      sources[version.data] = fs
+      out.append(servable_data.ServableData.of(version.id, local))
+    return out, sources
+
+  def _release_unaspired(
+      self, name: str, aspired: dict[str, FileSystem]
+  ) -> None:
+    """Lets file systems drop copies of versions no longer aspired."""
+    previous = self._aspired_paths.get(name, {})
+    for path, fs in previous.items():
+      if path not in aspired:
+        try:
+          fs.release(path)
+        except Exception as e:  # pylint: disable=broad-except
+          logging.warning("Could not release %s: %s", path, e)
+    if aspired:
+      self._aspired_paths[name] = dict(aspired)
+    else:
+      self._aspired_paths.pop(name, None)
+
   def _list_children(self, servable: ServableToMonitor) -> list[str]:
-    """Direct children of the base path, sorted and de-duplicated."""
+    """Version candidates under the base path, sorted and de-duplicated."""
     base = servable.base_path
+    fs = self._fs_for(base)
     try:
-      exists = self._fs.exists(base)
-      error = "" if exists else f"NOT_FOUND: {base}; No such file or directory"
-    except Exception as e:  # pylint: disable=broad-except
-      error = str(e) or type(e).__name__
-    if error:
-      raise status.invalid_argument(
+      children = fs.version_children(base)
+    except FileNotFoundError as e:
+      raise _PollError(
           f"Could not find base path {base} for servable "
-          f"{servable.servable_name} with error {error}"
-      )
-    try:
-      children = self._fs.listdir(base)
+          f"{servable.servable_name} with error {e}",
+          fs.log_errors_once,
+      ) from e
     except Exception as e:  # pylint: disable=broad-except
-      raise status.invalid_argument(
+      raise _PollError(
           f"Could not list base path {base} for servable "
-          f"{servable.servable_name} with error {e}"
+          f"{servable.servable_name} with error {e}",
+          fs.log_errors_once,
       ) from e
     # Object stores may list all descendants: keep the first component.
     return sorted({child.split("/", 1)[0] for child in children} - {""})
@@ -363,10 +443,11 @@ class FileSystemStoragePathSource(source.Source[StoragePath]):
   ) -> list[servable_data.ServableData[StoragePath]] | None:
     """Checks `<base>/<v>` directly; None when any needs a directory listing."""
     found = []
+    fs = self._fs_for(servable.base_path)
     for version in sorted(set(wanted)):
       path = join_path(servable.base_path, str(version))
       try:
-        if not self._fs.exists(path):
+        if not fs.exists(path):
           return None
       except Exception:  # pylint: disable=broad-except
         return None
@@ -400,8 +481,9 @@ class FileSystemStoragePathSource(source.Source[StoragePath]):
       else:
         # The base path must still exist so an outage aborts the round.
         fast = None
+        fs = self._fs_for(servable.base_path)
         try:
-          if self._fs.exists(servable.base_path):
+          if fs.cheap_exists and fs.exists(servable.base_path):
             fast = self._specific_fast_path(servable, wanted)
         except Exception:  # pylint: disable=broad-except
           fast = None

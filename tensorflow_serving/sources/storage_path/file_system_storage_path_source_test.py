@@ -16,6 +16,12 @@ from tensorflow_serving.core import servable_id
 from tensorflow_serving.sources.storage_path import (
     file_system_storage_path_source as fssps,
 )
+from tensorflow_serving.sources.storage_path.storage import file_system
+from tensorflow_serving.sources.storage_path.storage import remote_file_system
+from tensorflow_serving.sources.storage_path.storage import version_cache
+from tensorflow_serving.sources.storage_path.storage.test_util import (
+    memory_store,
+)
 from tensorflow_serving.util import status
 
 Config = fssps.FileSystemStoragePathSourceConfig
@@ -263,7 +269,7 @@ class PolicyTest(SourceTestBase):
 
   def test_uri_join(self):
 
-    class FakeFs:
+    class FakeFs(file_system.DirectoryFileSystem):
 
       def exists(self, path):
         return path == "gs://bucket/m"
@@ -596,6 +602,97 @@ class PollingThreadTest(SourceTestBase):
     source.poll_once()
     self.assertEqual(other.calls, [])
     self.assertLen(recorder.calls, 2)
+
+
+class RemoteStoreTest(absltest.TestCase):
+  """An object-store base path: one listing per poll, versions cached."""
+
+  BASE = "s3://bkt/models/m"
+
+  def setUp(self):
+    super().setUp()
+    self.store = memory_store.MemoryStore()
+    self.cache = version_cache.VersionCache(
+        version_cache.CacheOptions(
+            root=self.create_tempdir().full_path, download_retries=0
+        )
+    )
+    fs = remote_file_system.RemoteFileSystem(self.store, self.cache)
+    self.source = fssps.FileSystemStoragePathSource(
+        _config(f"""servables {{ servable_name: 'm' base_path: '{self.BASE}'
+                      servable_version_policy {{ latest {{ num_versions: 1 }} }}
+                    }}
+                    file_system_poll_wait_seconds: -1"""),
+        file_system=fs,
+    )
+    self.addCleanup(self.source.stop)
+    self.addCleanup(self.cache.close)
+    self.recorder = Recorder()
+    self.source.set_aspired_versions_callback(self.recorder)
+
+  def put(self, version: int, **kwargs) -> None:
+    memory_store.put_version(self.store, "bkt", "models/m", version, **kwargs)
+
+  def aspired(self) -> list[tuple[int, str]]:
+    return [(v.id.version, v.data) for v in self.recorder.calls[-1][1]]
+
+  def test_versions_are_aspired_from_the_cache_after_one_listing(self):
+    self.put(1)
+    self.source.poll_once()
+    local = os.path.join(self.cache.directory, "s3/bkt/models/m/1")
+    self.assertEqual(self.aspired(), [(1, local)])
+    self.assertEqual(self.store.list_calls, 1)
+    reads = self.store.read_calls
+    self.source.poll_once()
+    self.assertEqual(self.store.list_calls, 2)  # One listing per poll ...
+    self.assertEqual(self.store.read_calls, reads)  # ... nothing re-read.
+
+  def test_incomplete_version_waits(self):
+    self.put(1)
+    self.put(2, complete=False)
+    self.source.poll_once()
+    self.assertEqual([v for v, _ in self.aspired()], [1])
+    self.put(2)
+    self.source.poll_once()
+    self.assertEqual([v for v, _ in self.aspired()], [2])
+
+  def test_unaspired_version_leaves_the_cache(self):
+    self.put(1)
+    self.source.poll_once()
+    v1 = self.aspired()[0][1]
+    self.put(2)
+    self.source.poll_once()
+    self.assertEqual([v for v, _ in self.aspired()], [2])
+    self.assertFalse(os.path.exists(v1))
+
+  def test_failed_download_keeps_previous_versions_and_logs_once(self):
+    self.put(1)
+    self.source.poll_once()
+    self.put(2)
+    self.store.fail_reads = [
+        memory_store.StoreError("AccessDenied: no read for you")
+        for _ in range(2)
+    ]
+    with self.assertLogs("absl", level="ERROR") as logs:
+      self.source.poll_once()
+      self.source.poll_once()
+    self.assertLen(self.recorder.calls, 1)  # v1 stays aspired.
+    errors = [m for m in logs.output if "AccessDenied" in m]
+    self.assertLen(errors, 1)
+    self.assertIn(
+        "Not updating the versions of servable m: AccessDenied: no read for"
+        " you",
+        errors[0],
+    )
+    with self.assertLogs("absl", level="INFO") as logs:
+      self.source.poll_once()  # The store recovers.
+    self.assertEqual([v for v, _ in self.aspired()], [2])
+    self.assertIn("Recovered from: Not updating", "\n".join(logs.output))
+
+  def test_missing_bucket_aborts_round(self):
+    with self.assertRaisesRegex(status.ServingError, "NoSuchBucket: bkt"):
+      self.source.poll_once()
+    self.assertEqual(self.recorder.calls, [])
 
 
 if __name__ == "__main__":

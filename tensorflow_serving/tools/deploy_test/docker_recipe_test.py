@@ -29,6 +29,7 @@ from packaging import requirements as pkg_requirements
 
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
 from tensorflow_serving.test_util import binaries
+from tensorflow_serving.test_util import s3_server
 from tensorflow_serving.tools.deploy_test import recipes
 
 UPSTREAM_ARGV = [
@@ -311,6 +312,78 @@ class EntrypointTest(absltest.TestCase):
     # drains and exits 0 (a shell in between would not pass it on).
     self.assertIn("Model server stopped.", log)
     self.assertEqual(returncode, 0, log)
+
+
+def _s3_example_env() -> dict[str, str]:
+  """The `-e NAME=VALUE` pairs of the Dockerfile's S3 `docker run` example."""
+  text = recipes.read(recipes.DOCKERFILE)
+  example = text[text.index("# Serve s3://") :]
+  example = example[: example.index("\n#\n")]
+  return dict(
+      pair.split("=", 1) for pair in re.findall(r"-e (\S+=\S+)", example)
+  )
+
+
+class S3ExampleTest(absltest.TestCase):
+
+  def test_serves_from_an_s3_server_with_keys_from_a_credentials_file(self):
+    env = _s3_example_env()
+    self.assertEqual(
+        sorted(env),
+        [
+            "AWS_REGION",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "MODEL_BASE_PATH",
+            "MODEL_NAME",
+            "S3_ENDPOINT",
+            "S3_USE_HTTPS",
+        ],
+    )
+    work = binaries.test_tmpdir()
+    export = os.path.join(work, "export")
+    half_plus_two.export_versions(export, [1])
+    # IAM enforced: only the keys in the credentials file are accepted.
+    with s3_server.S3Server(work, auth=True) as store:
+      bucket = env["MODEL_BASE_PATH"].removeprefix("s3://")
+      store.client().create_bucket(Bucket=bucket)
+      store.upload_tree(
+          os.path.join(export, "1"), bucket, f"{env['MODEL_NAME']}/1"
+      )
+      keys = store.env()
+      credentials = os.path.join(work, "aws_credentials")
+      with open(credentials, "w", encoding="utf-8") as f:
+        f.write(
+            "[default]\n"
+            f"aws_access_key_id = {keys['AWS_ACCESS_KEY_ID']}\n"
+            f"aws_secret_access_key = {keys['AWS_SECRET_ACCESS_KEY']}\n"
+        )
+      # The secret's mount point and the store's address, made local.
+      env["AWS_SHARED_CREDENTIALS_FILE"] = credentials
+      env["S3_ENDPOINT"] = f"127.0.0.1:{store.port}"
+      grpc_port = binaries.pick_unused_port()
+      rest_port = binaries.pick_unused_port()
+      server = recipes.start_entrypoint(
+          env,
+          [
+              f"--port={grpc_port}",
+              f"--rest_api_port={rest_port}",
+              f"--model_cache_dir={os.path.join(work, 'cache')}",
+          ],
+          work,
+          grpc_port,
+          rest_port,
+      )
+      try:
+        server.wait_until_serving()
+        request = urllib.request.Request(
+            f"{server.rest_url}/v1/models/{env['MODEL_NAME']}:predict",
+            data=json.dumps({"instances": [1.0, 2.0]}).encode(),
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+          self.assertEqual(json.load(response), {"predictions": [2.5, 3.0]})
+      finally:
+        returncode = server.stop()
+    self.assertEqual(returncode, 0, server.log())
 
 
 if __name__ == "__main__":

@@ -37,15 +37,16 @@ from tensorflow_serving.model_servers import version
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
 from tensorflow_serving.test_util import binaries
 from tensorflow_serving.test_util import model_server
+from tensorflow_serving.test_util import s3_server
 from tensorflow_serving.tools.deploy_test import recipes
 
 UNREADY_TIMEOUT_S = 30.0
 
 
-def _objects() -> dict[str, dict[str, Any]]:
+def _objects(subdir: str = "") -> dict[str, dict[str, Any]]:
   """Every manifest's objects by kind (one of each)."""
   objects: dict[str, dict[str, Any]] = {}
-  directory = recipes.path(recipes.KUBERNETES_DIR)
+  directory = os.path.join(recipes.path(recipes.KUBERNETES_DIR), subdir)
   for name in sorted(os.listdir(directory)):
     if name.endswith(".yaml"):
       with open(os.path.join(directory, name), encoding="utf-8") as f:
@@ -66,12 +67,12 @@ def _comments() -> str:
   return "\n".join(parts)
 
 
-def _pod_spec() -> dict[str, Any]:
-  return _objects()["Deployment"]["spec"]["template"]["spec"]
+def _pod_spec(subdir: str = "") -> dict[str, Any]:
+  return _objects(subdir)["Deployment"]["spec"]["template"]["spec"]
 
 
-def _container() -> dict[str, Any]:
-  (container,) = _pod_spec()["containers"]
+def _container(subdir: str = "") -> dict[str, Any]:
+  (container,) = _pod_spec(subdir)["containers"]
   return container
 
 
@@ -242,6 +243,7 @@ class ManifestsMatchTheServerTest(absltest.TestCase):
     self.assertEqual(_parse_server_flags(suggested), [])
     schemes = set(re.findall(r"\b([a-z][a-z0-9]*)://", comments))
     self.assertEqual(schemes, {"gs"})
+    # gs:// is one of TensorFlow's own; s3:// has its own variant (below).
     self.assertContainsSubset(schemes, tf.io.gfile.get_registered_schemes())
 
   def test_probes_name_container_ports(self):
@@ -399,6 +401,131 @@ class KServeRuntimeTest(absltest.TestCase):
     finally:
       returncode = server.stop()
     self.assertEqual(returncode, 0, server.log())
+
+
+class S3VariantTest(absltest.TestCase):
+  """s3/: the same pod with models from an S3-compatible store."""
+
+  SUBDIR = "s3"
+
+  def secret(self) -> dict[str, Any]:
+    return _objects(self.SUBDIR)["Secret"]
+
+  def pod_env(self, secret_values: bool) -> dict[str, str]:
+    """The container's env; secretKeyRef values resolved from the Secret."""
+    env = {}
+    data = self.secret()["stringData"]
+    for entry in _container(self.SUBDIR)["env"]:
+      if "value" in entry:
+        env[entry["name"]] = entry["value"]
+      elif secret_values:
+        env[entry["name"]] = data[entry["valueFrom"]["secretKeyRef"]["key"]]
+    return env
+
+  def test_same_pod_as_the_volume_deployment_but_for_storage(self):
+    main, s3 = _container(), _container(self.SUBDIR)
+    for field in (
+        "image",
+        "ports",
+        "startupProbe",
+        "readinessProbe",
+        "livenessProbe",
+        "lifecycle",
+        "resources",
+        "securityContext",
+    ):
+      self.assertEqual(s3[field], main[field], field)
+    self.assertEqual(
+        _pod_spec(self.SUBDIR)["securityContext"],
+        _pod_spec()["securityContext"],
+    )
+    self.assertEqual(
+        _objects(self.SUBDIR)["Deployment"]["metadata"],
+        _objects()["Deployment"]["metadata"],
+    )
+
+  def test_credentials_come_from_the_secret(self):
+    secret = self.secret()
+    refs = {}
+    for entry in _container(self.SUBDIR)["env"]:
+      if entry["name"].startswith("AWS_") and "KEY" in entry["name"]:
+        self.assertNotIn("value", entry, entry["name"])
+        ref = entry["valueFrom"]["secretKeyRef"]
+        self.assertEqual(ref["name"], secret["metadata"]["name"])
+        refs[entry["name"]] = ref["key"]
+    self.assertEqual(
+        sorted(refs), ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+    )
+    self.assertContainsSubset(refs.values(), secret["stringData"])
+
+  def test_command_line_parses_and_caches_on_the_scratch_volume(self):
+    argv = recipes.record_entrypoint(
+        self.pod_env(secret_values=True),
+        _container(self.SUBDIR)["args"],
+        binaries.test_tmpdir(),
+    ).argv
+    self.assertEqual(_parse_server_flags(argv), [])
+    flags = server_main.FLAGS
+    self.assertTrue(flags.model_base_path.startswith("s3://"))
+    self.assertTrue(flags.enable_grpc_healthcheck_service)
+    mounts = {
+        m["name"]: m["mountPath"]
+        for m in _container(self.SUBDIR)["volumeMounts"]
+    }
+    volumes = {v["name"]: v for v in _pod_spec(self.SUBDIR)["volumes"]}
+    self.assertEqual(mounts["model-cache"], flags.model_cache_dir)
+    limit = volumes["model-cache"]["emptyDir"]["sizeLimit"]
+    self.assertTrue(limit.endswith("Gi"), limit)
+    # The cache stays under the volume's limit (the kubelet would evict).
+    self.assertGreater(flags.model_cache_size_bytes, 0)
+    self.assertLess(flags.model_cache_size_bytes, int(limit[:-2]) << 30)
+
+  def test_probes_against_a_server_reading_an_s3_server(self):
+    container = _container(self.SUBDIR)
+    env = self.pod_env(secret_values=True)
+    work = binaries.test_tmpdir()
+    export = os.path.join(work, "export")
+    half_plus_two.export_versions(export, [1])
+    with s3_server.S3Server(work) as store:
+      bucket = env["MODEL_BASE_PATH"].removeprefix("s3://").split("/")[0]
+      store.client().create_bucket(Bucket=bucket)
+      store.upload_tree(
+          os.path.join(export, "1"), bucket, f"{env['MODEL_NAME']}/1"
+      )
+      # The cluster's store address stands for this loopback server; the
+      # Secret's placeholder keys are what the pod would read.
+      env["S3_ENDPOINT"] = f"127.0.0.1:{store.port}"
+      grpc_port = binaries.pick_unused_port()
+      rest_port = binaries.pick_unused_port()
+      local = {
+          _container_ports()["grpc"]: grpc_port,
+          _container_ports()["http"]: rest_port,
+      }
+      args = [
+          a for a in container["args"] if not a.startswith("--model_cache_dir")
+      ]
+      server = recipes.start_entrypoint(
+          env,
+          [
+              *args,
+              f"--model_cache_dir={os.path.join(work, 'cache')}",
+              "--file_system_poll_wait_seconds=1",
+              f"--port={grpc_port}",
+              f"--rest_api_port={rest_port}",
+          ],
+          work,
+          grpc_port,
+          rest_port,
+      )
+      try:
+        server.wait_until_serving()
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+          self.assertTrue(_run_probe(container[kind], local), kind)
+      finally:
+        returncode = server.stop()
+    log = server.log()
+    self.assertIn(f"Downloaded s3://{bucket}/{env['MODEL_NAME']}/1", log)
+    self.assertEqual(returncode, 0, log)
 
 
 if __name__ == "__main__":

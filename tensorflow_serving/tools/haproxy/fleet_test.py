@@ -6,6 +6,8 @@ replica gets calls of one gRPC channel; a new version is published and
 every replica takes it with no failed request; one replica is killed with
 SIGKILL (the balancer routes around it, and retries what it had in flight)
 and brought back. The tests run in their numbered order on one fleet.
+S3FleetTest runs the same tests with the versions in an S3 bucket (moto's
+S3 server on loopback): every replica serves the same versions from it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tensorflow_serving.model_servers.integration_test import test_models
 from tensorflow_serving.test_util import binaries
 from tensorflow_serving.test_util import load
 from tensorflow_serving.test_util import model_server
+from tensorflow_serving.test_util import s3_server
 
 MODEL = lifecycle_util.MODEL
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "haproxy.cfg")
@@ -36,7 +39,11 @@ X = 1.0
 
 
 def _start_replica(
-    base_path: str, grpc_port: int, rest_port: int, log_dir: str
+    base_path: str,
+    grpc_port: int,
+    rest_port: int,
+    log_dir: str,
+    env: dict[str, str],
 ) -> model_server.ModelServer:
   log_path = os.path.join(log_dir, f"replica_{grpc_port}.log")
   with open(log_path, "ab") as log:
@@ -50,7 +57,7 @@ def _start_replica(
         ),
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=binaries.subprocess_env(),
+        env={**binaries.subprocess_env(), **env},
     )
   return model_server.ModelServer(proc, grpc_port, rest_port, log_path)
 
@@ -68,6 +75,7 @@ def _check_rest(reply: dict) -> str | None:
 
 class FleetTest(absltest.TestCase):
   replicas: list[model_server.ModelServer]
+  replica_env: dict[str, str]
   haproxy: subprocess.Popen
 
   @classmethod
@@ -76,8 +84,7 @@ class FleetTest(absltest.TestCase):
     cls.log_dir = (
         os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR") or binaries.test_tmpdir()
     )
-    cls.base_path = lifecycle_util.new_base_path()
-    cls.publisher = test_models.Publisher(cls.base_path)
+    cls.replica_env = cls.set_up_model_store()
     cls.publisher.publish(1)
     cls.publisher.stage(2)
     cls.replicas = [
@@ -86,6 +93,7 @@ class FleetTest(absltest.TestCase):
             binaries.pick_unused_port(),
             binaries.pick_unused_port(),
             cls.log_dir,
+            cls.replica_env,
         )
         for _ in range(REPLICAS)
     ]
@@ -121,6 +129,13 @@ class FleetTest(absltest.TestCase):
         "every replica UP in HAProxy",
         interval_s=0.2,
     )
+
+  @classmethod
+  def set_up_model_store(cls) -> dict[str, str]:
+    """Sets base_path and publisher; returns the replicas' extra env."""
+    cls.base_path = lifecycle_util.new_base_path()
+    cls.publisher = test_models.Publisher(cls.base_path)
+    return {}
 
   @classmethod
   def tearDownClass(cls):
@@ -249,7 +264,11 @@ class FleetTest(absltest.TestCase):
       ok_while_down = grpc_load.ok, rest_load.ok
       # Back on the same ports, as a restarted pod or service would be.
       revived = _start_replica(
-          self.base_path, victim.grpc_port, victim.rest_port, self.log_dir
+          self.base_path,
+          victim.grpc_port,
+          victim.rest_port,
+          self.log_dir,
+          self.replica_env,
       )
       self.replicas[1] = revived
       revived.wait_until_serving()
@@ -294,6 +313,25 @@ class FleetTest(absltest.TestCase):
       self.assertGreater(
           after[(backend, "replica2")], before[(backend, "replica2")], backend
       )
+
+
+class S3FleetTest(FleetTest):
+  """The same fleet, its versions in a bucket instead of a shared path."""
+
+  @classmethod
+  def set_up_model_store(cls) -> dict[str, str]:
+    cls.store = s3_server.S3Server(cls.log_dir).start()
+    cls.store.client().create_bucket(Bucket="fleet")
+    cls.base_path = f"s3://fleet/{MODEL}"
+    cls.publisher = s3_server.Publisher(
+        cls.store, "fleet", MODEL, test_models.export_versioned
+    )
+    return cls.store.env()
+
+  @classmethod
+  def tearDownClass(cls):
+    super().tearDownClass()
+    cls.store.stop()
 
 
 if __name__ == "__main__":

@@ -10,17 +10,21 @@ way rapidjson prints them, as upstream's messages do.
 from __future__ import annotations
 
 import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 import json
 import math
 import re
 from typing import Any
 
+import numpy as np
 import orjson
 import rapidjson
 
 from tensorflow_serving.util import status
+from tensorflow_serving.util.json_tensor import squeeze
 
+# Where a byte of a squeezed body is in the body received.
+OffsetMap = Callable[[int], int]
 B64_KEY = "b64"
 BYTES_SUFFIX = "_bytes"
 INT64_MIN = -(1 << 63)
@@ -39,7 +43,9 @@ class JsonDocument(dict):
 
   __slots__ = ("_body", "_may_contain_bools")
 
-  def __init__(self, doc: dict[str, Any], body: bytes | str | None = None):
+  def __init__(
+      self, doc: dict[str, Any], body: bytes | bytearray | str | None = None
+  ):
     super().__init__(doc)
     self._body = body
     self._may_contain_bools: bool | None = None
@@ -129,11 +135,14 @@ def b64_decode(value: dict[str, Any]) -> bytes:
 _RAPIDJSON_ERROR = re.compile(r"Parse error at offset (\d+): (.*)", re.DOTALL)
 
 
-def _parse_error(body: bytes | str) -> str:
+def _parse_error(
+    body: bytes | bytearray | str, original_offset: OffsetMap | None = None
+) -> str:
   """Upstream's message for a body that is not JSON, in rapidjson's words.
 
   Only reached on the error path: python-rapidjson reparses the body to
-  name the error and its offset exactly as upstream's rapidjson does.
+  name the error and its offset exactly as upstream's rapidjson does
+  (`original_offset` maps it back when the body was squeezed).
   """
   try:
     # Native numbers, as C++ rapidjson: no double holds 10**400.
@@ -141,7 +150,10 @@ def _parse_error(body: bytes | str) -> str:
   except rapidjson.JSONDecodeError as exc:
     match = _RAPIDJSON_ERROR.fullmatch(str(exc))
     if match:
-      return f"JSON Parse error: {match.group(2)} at offset: {match.group(1)}"
+      offset = int(match.group(1))
+      if original_offset is not None:
+        offset = original_offset(offset)
+      return f"JSON Parse error: {match.group(2)} at offset: {offset}"
     return f"JSON Parse error: {exc}"
   except (ValueError, RecursionError) as exc:
     return f"JSON Parse error: {exc}"
@@ -169,14 +181,58 @@ def _json_float(text: str) -> float:
   return value
 
 
-def decode_json_body(body: bytes | str) -> JsonDocument:
+# Bodies at least this large are checked for being only whitespace before
+# any parser sees them (smaller ones parse in well under a millisecond).
+BLANK_CHECK_MIN_BYTES = 1 << 20
+_BLANK_CHECK_STEP = 16 << 20
+
+
+def check_not_blank(body: bytes | bytearray | str) -> None:
+  """Refuses a large body of JSON whitespace alone, as rapidjson words it.
+
+  Every JSON parser here walks whitespace with the GIL held, ~1 s per
+  256 MiB for orjson and rapidjson each, and some copy the body first, so
+  a gigabyte of spaces stalled every other request for many seconds. numpy
+  scans it in steps with the GIL released (~60 ms per GiB) and stops at the
+  first byte that could start a value.
+  """
+  if len(body) < BLANK_CHECK_MIN_BYTES or isinstance(body, str):
+    return
+  data = np.frombuffer(body, np.uint8)
+  for start in range(0, data.size, _BLANK_CHECK_STEP):
+    step = data[start : start + _BLANK_CHECK_STEP]
+    if step.max() > 0x20:
+      return
+    if step.min() == 0x20:
+      continue  # Spaces alone.
+    if (
+        (step != 0x20) & (step != 0x0A) & (step != 0x0D) & (step != 0x09)
+    ).any():
+      return  # A control character: the parsers word that error.
+  raise status.invalid_argument(
+      f"JSON Parse error: The document is empty. at offset: {len(body)}"
+  )
+
+
+def decode_json_body(
+    body: bytes | bytearray | str,
+    original_offset: OffsetMap | None = None,
+    squeeze_first: bool = True,
+) -> JsonDocument:
   """Parses a request body, which must be a JSON object.
 
   NaN, Infinity and -Infinity are accepted, as upstream's rapidjson parser
-  (kParseNanAndInfFlag) does.
+  (kParseNanAndInfFlag) does. A large body that is mostly whitespace is
+  squeezed first (squeeze.py) unless `squeeze_first` is False (the caller
+  did, and passes `original_offset`).
   """
   if not body:
     raise status.invalid_argument("JSON Parse error: The document is empty")
+  check_not_blank(body)
+  if squeeze_first:
+    squeezed = squeeze.squeeze(body)
+    if squeezed is not None:
+      body, original_offset = squeezed.body, squeezed.original_offset
   try:
     doc = orjson.loads(body)
   except orjson.JSONDecodeError:
@@ -184,7 +240,9 @@ def decode_json_body(body: bytes | str) -> JsonDocument:
       # Knows NaN/Infinity and integers beyond 64 bits; orjson does not.
       doc = json.loads(body, parse_int=_json_int, parse_float=_json_float)
     except (_NumberTooBigError, ValueError, RecursionError):
-      raise status.invalid_argument(_parse_error(body)) from None
+      raise status.invalid_argument(
+          _parse_error(body, original_offset)
+      ) from None
   if not isinstance(doc, dict):
     raise status.invalid_argument(f"JSON Value: {json_str(doc)} Is not object")
   return JsonDocument(doc, body)

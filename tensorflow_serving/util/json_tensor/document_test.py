@@ -7,6 +7,7 @@ import math
 from absl.testing import absltest
 
 from tensorflow_serving.util.json_tensor import document
+from tensorflow_serving.util.json_tensor import predict_request
 from tensorflow_serving.util.json_tensor.test_util import json_cases
 
 
@@ -22,6 +23,29 @@ class DecodeBodyTest(json_cases.ErrorAssertions):
     self.assert_error(
         lambda: document.decode_json_body(b"  \n"),
         "JSON Parse error: The document is empty. at offset: 3",
+    )
+
+  def test_large_blank_body_is_refused_as_rapidjson_words_it(self):
+    # Past BLANK_CHECK_MIN_BYTES numpy answers, in the parsers' words.
+    size = document.BLANK_CHECK_MIN_BYTES + 3
+    for body in (b" " * size, bytearray(b"\r\n\t ") * (size // 4)):
+      for decode in (
+          document.decode_json_body,
+          lambda b: predict_request.decode_predict(b, self.fail),
+      ):
+        self.assert_error(
+            lambda decode=decode, body=body: decode(body),
+            f"JSON Parse error: The document is empty. at offset: {len(body)}",
+        )
+
+  def test_large_body_with_a_value_after_blanks_parses(self):
+    body = bytearray(b" ") * document.BLANK_CHECK_MIN_BYTES
+    body += b'{"instances": [1.0]}'
+    self.assertEqual(document.decode_json_body(body), {"instances": [1.0]})
+    # A control character among the blanks is the parser's error to word.
+    self.assert_error(
+        lambda: document.decode_json_body(body.replace(b"{", b"\x01{")),
+        f"JSON Parse error: Invalid value. at offset: {len(body) - 20}",
     )
 
   def test_malformed(self):

@@ -36,6 +36,7 @@ import simdjson
 
 from tensorflow_serving.util import status
 from tensorflow_serving.util.json_tensor import document
+from tensorflow_serving.util.json_tensor import squeeze
 from tensorflow_serving.util.json_tensor import targets as targets_lib
 
 ROW = "row"
@@ -74,7 +75,7 @@ class DecodedPredict:
 
 
 def decode_predict(
-    body: bytes, lookup: Callable[[str], SignatureLike]
+    body: bytes | bytearray, lookup: Callable[[str], SignatureLike]
 ) -> DecodedPredict:
   """Parses a predict body against the signature it names.
 
@@ -83,13 +84,18 @@ def decode_predict(
   is called once the body is known to be JSON, as upstream calls its
   GetInfoMap callback.
   """
+  document.check_not_blank(body)
+  original_offset = None
+  squeezed = squeeze.squeeze(body)
+  if squeezed is not None:
+    body, original_offset = squeezed.body, squeezed.original_offset
   simple = parse_simple_predict(body)
   if simple is not None:
     sig = lookup(simple.signature_name)
     inputs = simple_predict_inputs(simple, sig.inputs)
     if inputs is not None:
       return DecodedPredict(sig, inputs, simple.request_format)
-  doc = document.decode_json_body(body)
+  doc = document.decode_json_body(body, original_offset, squeeze_first=False)
   sig = lookup(document.get_signature_name(doc))
   inputs, request_format = parse_predict_inputs(doc, sig.inputs)
   return DecodedPredict(sig, inputs, request_format)
@@ -155,6 +161,7 @@ _SIMPLE_KEYS = (
 )
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _parsers = threading.local()
+_KEEP_PARSER_MAX_BYTES = 16 << 20
 
 
 class SimplePredict(NamedTuple):
@@ -170,7 +177,7 @@ class SimplePredict(NamedTuple):
   values: np.ndarray
 
 
-def parse_simple_predict(body: bytes) -> SimplePredict | None:
+def parse_simple_predict(body: bytes | bytearray) -> SimplePredict | None:
   """The common body `{"instances"|"inputs": [[numbers...], ...]}`, or None.
 
   orjson plus np.array builds and then reads back one Python float per
@@ -182,7 +189,7 @@ def parse_simple_predict(body: bytes) -> SimplePredict | None:
   never changes.
   """
   parser = getattr(_parsers, "parser", None)
-  if parser is None:
+  if parser is None or len(body) > _KEEP_PARSER_MAX_BYTES:
     parser = _parsers.parser = simdjson.Parser()
   try:
     return _simple_predict(parser, body)
@@ -190,11 +197,18 @@ def parse_simple_predict(body: bytes) -> SimplePredict | None:
     return None
   except RuntimeError:
     # Objects from a failed parse still pinned the parser; start afresh.
-    _parsers.parser = simdjson.Parser()
+    _parsers.parser = None
     return None
+  finally:
+    if len(body) > _KEEP_PARSER_MAX_BYTES:
+      # A parser keeps buffers as large as the largest body it parsed, one
+      # per worker thread: past this size they go with the request.
+      _parsers.parser = None
 
 
-def _simple_predict(parser: Any, body: bytes) -> SimplePredict | None:
+def _simple_predict(
+    parser: Any, body: bytes | bytearray
+) -> SimplePredict | None:
   doc = parser.parse(body)
   if not isinstance(doc, simdjson.Object):
     return None

@@ -35,28 +35,37 @@ def inflate(data: bytes, wbits: int, limit: int) -> bytes:
 
 
 async def inflate_async(
-    data: bytes, wbits: int, limit: int, step: int = 1 << 20
-) -> bytes:
-  """As `inflate`, yielding to the loop after each `step` bytes of output."""
+    data: bytes | bytearray, wbits: int, limit: int, step: int = 1 << 20
+) -> bytes | bytearray:
+  """As `inflate`, yielding to the loop after each `step` bytes of output.
+
+  Output of more than one step grows one bytearray in place: a list of
+  steps joined at the end would hold the inflated body twice.
+  """
   inflater = zlib.decompressobj(wbits)
-  parts = []
-  size = 0
+  out: bytes | bytearray = b""
   pending = data
   while True:
     chunk = inflater.decompress(pending, step)
-    size += len(chunk)
-    if size > limit:
-      raise TooLarge(limit)
-    parts.append(chunk)
+    out = _grown(out, chunk, limit)
     pending = inflater.unconsumed_tail
     if inflater.eof or not (pending or len(chunk) == step):
       break
     await asyncio.sleep(0)
   if not inflater.eof:
-    chunk = inflater.flush()
-    size += len(chunk)
-    if size > limit:
-      raise TooLarge(limit)
-    parts.append(chunk)
+    out = _grown(out, inflater.flush(), limit)
   _check_end(inflater)
-  return parts[0] if len(parts) == 1 else b"".join(parts)
+  return out
+
+
+def _grown(
+    out: bytes | bytearray, chunk: bytes, limit: int
+) -> bytes | bytearray:
+  if len(out) + len(chunk) > limit:
+    raise TooLarge(limit)
+  if not out:
+    return chunk
+  if not isinstance(out, bytearray):
+    out = bytearray(out)
+  out += chunk
+  return out

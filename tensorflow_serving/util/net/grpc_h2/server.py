@@ -32,7 +32,6 @@ import socket
 import ssl
 import stat
 import struct
-import tempfile
 import time
 from typing import Any
 
@@ -40,6 +39,7 @@ from absl import logging
 import grpc
 
 from tensorflow_serving.util.net import budget as budget_lib
+from tensorflow_serving.util.net import tls
 from tensorflow_serving.util.net.grpc_h2 import calls as calls_lib
 from tensorflow_serving.util.net.grpc_h2 import connection as connection_lib
 from tensorflow_serving.util.net.grpc_h2 import events as ev
@@ -298,25 +298,9 @@ def ssl_server_context(
     require_client_auth: bool,
 ) -> ssl.SSLContext:
   """A TLS server context from PEM text, negotiating `h2` as gRPC needs."""
-  context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-  context.minimum_version = ssl.TLSVersion.TLSv1_2
-  # load_cert_chain reads only files: the PEM goes through a private one.
-  with tempfile.TemporaryDirectory() as private_dir:
-    path = os.path.join(private_dir, "server.pem")
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as pem:
-      pem.write(cert_chain + "\n" + private_key)
-    context.load_cert_chain(path)
-  if root_certificates:
-    context.load_verify_locations(cadata=root_certificates)
-  context.verify_mode = (
-      ssl.CERT_REQUIRED
-      if require_client_auth
-      else ssl.CERT_OPTIONAL
-      if root_certificates
-      else ssl.CERT_NONE
+  return tls.server_context(
+      cert_chain, private_key, root_certificates, require_client_auth, ["h2"]
   )
-  context.set_alpn_protocols(["h2"])
-  return context
 
 
 class Server:

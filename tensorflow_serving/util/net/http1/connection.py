@@ -70,7 +70,9 @@ class Request:
   path: str
   # Lower-cased names; the last value of a repeated header wins.
   headers: dict[bytes, bytes]
-  body: bytes
+  # A body that arrived in several reads is a bytearray: joining its
+  # pieces at the end would hold the body twice, for a moment, on the loop.
+  body: bytes | bytearray
   keep_alive: bool = True
   http_10: bool = False
   # When its first byte arrived (the glue's clock): the deadline counts
@@ -162,7 +164,9 @@ class Http1Connection:
     self._url_size = 0
     self._header_size = 0
     self._headers: dict[bytes, bytes] = {}
-    self._body: list[bytes] = []
+    # The body being received: its first piece as is (most bodies come in
+    # one read), then one bytearray that grows in place.
+    self._body: bytes | bytearray = b""
     self._body_size = 0
     self.reading = False  # between a request's first byte and its end
     self.headers_done = False
@@ -200,7 +204,7 @@ class Http1Connection:
     if self._body_size:
       self._budget.release(self._body_size)
       self._body_size = 0
-    self._body = []
+    self._body = b""
 
   def _reject(self, status: int, message: str) -> None:
     self._rejection = Rejected(
@@ -222,7 +226,7 @@ class Http1Connection:
     self._url_size = 0
     self._header_size = 0
     self._headers = {}
-    self._body = []
+    self._body = b""
     self._body_size = 0
     self.reading = True
     self.headers_done = False
@@ -268,20 +272,27 @@ class Http1Connection:
     if self._body_size > self._limits.max_body_bytes:
       self._reject(413, self._too_large())
     self._budget.add(size)
-    self._body.append(body)
+    held = self._body
+    if not held:
+      self._body = body
+    elif isinstance(held, bytearray):
+      held += body
+    else:
+      grown = bytearray(held)
+      grown += body
+      self._body = grown
 
   def on_message_complete(self) -> None:
     self.expect_continue = False  # The body came regardless.
     self.reading = False
     parser = self._parser
-    body = self._body
     target = b"".join(self._url)
     self._events.append(
         Request(
             parser.get_method().decode("ascii", "replace"),
             request_path(target),
             self._headers,
-            body[0] if len(body) == 1 else b"".join(body),
+            self._body,
             parser.should_keep_alive(),
             parser.get_http_version() == "1.0",
             self.message_started,
@@ -289,7 +300,7 @@ class Http1Connection:
             target.partition(b"?")[2].decode("utf-8", "replace"),
         )
     )
-    self._body = []
+    self._body = b""
     self._body_size = 0
 
   # The budget.

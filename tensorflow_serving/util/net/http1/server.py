@@ -19,6 +19,7 @@ import collections
 from collections.abc import Awaitable, Callable, Sequence
 import dataclasses
 import socket
+import ssl
 from typing import Any, Protocol
 import zlib
 
@@ -37,7 +38,11 @@ _WARN_EVERY_S = 5.0
 
 
 class Response(Protocol):
-  """What routing returns (any object with these, e.g. a dataclass)."""
+  """What routing returns (any object with these, e.g. a dataclass).
+
+  It may also have `headers`: header lines for this response alone (bytes,
+  CRLF-terminated; e.g. Retry-After).
+  """
 
   status: int
   body: bytes
@@ -214,7 +219,7 @@ class _Connection(asyncio.Protocol):
       return await _awaitable(self._app.route(request))
     limit = self._server.limits.max_body_bytes
     try:
-      request.body = await inflate.inflate_async(body, wbits, limit)
+      inflated = await inflate.inflate_async(body, wbits, limit)
     except inflate.TooLarge:
       return self._app.error(
           413, f"Request body larger than {limit} bytes once decompressed"
@@ -223,6 +228,10 @@ class _Connection(asyncio.Protocol):
       return self._app.error(
           400, f"Cannot decode {encoding.decode()} request body: {exc}"
       )
+    # The inflated body counts against the budget too, until answered.
+    self._server.budget.add(len(inflated))
+    request.held += len(inflated)
+    request.body = inflated
     return await _awaitable(self._app.route(request))
 
   def _on_done(self, task: asyncio.Future) -> None:
@@ -367,6 +376,13 @@ class _Connection(asyncio.Protocol):
       self._task.cancel()
 
 
+def _encode_headers(headers: Sequence[tuple[str, str]]) -> bytes:
+  return b"".join(
+      b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1"))
+      for name, value in headers
+  )
+
+
 async def _awaitable(result) -> Response:
   if asyncio.iscoroutine(result):
     return await result
@@ -376,7 +392,9 @@ async def _awaitable(result) -> Response:
 class HttpServer:
   """Listens on `port` and serves `app` on each connection.
 
-  `host` None means all interfaces (IPv4 and IPv6).
+  `host` None means all interfaces (IPv4 and IPv6). With `ssl_context`
+  every connection is TLS (HTTPS); its handshake must end within the header
+  timeout.
   """
 
   def __init__(
@@ -385,14 +403,13 @@ class HttpServer:
       port: int | None,
       host: str | None = None,
       limits: Http1Limits = connection_lib.DEFAULT_LIMITS,
+      ssl_context: ssl.SSLContext | None = None,
   ):
     """Port None binds nothing: it serves on add_listening_socket's only."""
     self.app = app
     self.limits = limits
-    self.extra_headers = b"".join(
-        b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1"))
-        for name, value in app.extra_headers
-    )
+    self._ssl = ssl_context
+    self.extra_headers = _encode_headers(app.extra_headers)
     self.budget = budget_lib.Budget(limits.max_server_buffer_bytes)
     self.loop: asyncio.AbstractEventLoop | None = None
     self._port = port
@@ -429,6 +446,7 @@ class HttpServer:
           port=self._port,
           reuse_address=True,
           backlog=4096,  # asyncio's 100 lets a connection flood crowd out others
+          **self._tls(),
       )
     self._sweeper = self.loop.call_later(self._sweep_every_s, self._sweep)
 
@@ -439,8 +457,18 @@ class HttpServer:
     bound.
     """
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _Connection(self), sock=sock)
+    server = await loop.create_server(
+        lambda: _Connection(self), sock=sock, **self._tls()
+    )
     self._adopted[sock.fileno()] = server
+
+  def _tls(self) -> dict[str, Any]:
+    if self._ssl is None:
+      return {}
+    return {
+        "ssl": self._ssl,
+        "ssl_handshake_timeout": self.limits.header_timeout_s,
+    }
 
   def remove_listening_socket(self, sock: socket.socket) -> None:
     """Stops accepting on a socket of add_listening_socket; closes it."""

@@ -157,6 +157,36 @@ class EngineTest(absltest.TestCase):
     sock.sendall(b"POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\nok")
     self.assertEqual(read_response(sock)[0], 200)
 
+  def test_body_in_many_reads_arrives_whole(self):
+    self.start()
+    sock = self.connect()
+    sock.sendall(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for _ in range(64):
+      sock.sendall(b"1000\r\n" + b"z" * 4096 + b"\r\n")
+      time.sleep(0.001)
+    sock.sendall(b"0\r\n\r\n")
+    status, _, body = read_response(sock)
+    self.assertEqual(status, 200)
+    self.assertEqual(json.loads(body), {"size": 64 * 4096})
+    self.assertEqual(self.server.budget.used, 0)
+
+  def test_inflated_body_counts_against_the_budget_until_answered(self):
+    self.start()
+    packed = gzip.compress(b"\0" * (4 << 20))
+    sock = self.connect()
+    sock.sendall(
+        b"POST /sleep/0.5 HTTP/1.1\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(packed) + packed
+    )
+    deadline = time.monotonic() + 5
+    while self.server.budget.used < (4 << 20) and time.monotonic() < deadline:
+      time.sleep(0.01)
+    self.assertEqual(self.server.budget.used, len(packed) + (4 << 20))
+    status, _, body = read_response(sock)
+    self.assertEqual(status, 200)
+    self.assertEqual(json.loads(body), {"size": 4 << 20})
+    self.assertEqual(self.server.budget.used, 0)
+
   def test_slow_headers_are_408(self):
     self.start(header_timeout_s=0.3)
     sock = self.connect()

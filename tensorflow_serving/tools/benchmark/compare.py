@@ -6,7 +6,8 @@ checked against), then for each server configuration starts the server on
 free loopback ports, waits until a real Predict succeeds, loads it with each
 client at each --concurrency (one load_test process per client), and stops
 it. Then a num_batch_threads sweep of the batched rows. Prints Markdown
-tables and the targets of issue 12, each a ratio within this one run.
+tables and the throughput targets (targets.py), each a ratio within this one
+run.
 
   bazel run -c opt //tensorflow_serving/tools/benchmark:compare -- \
       --duration=10 --runs=3 --out=/tmp/tf_serving_benchmark.md
@@ -118,7 +119,7 @@ flags.DEFINE_list(
     "--server_args=--tensorflow_intra_op_parallelism=1",
 )
 # Batching parameters for ours (a BatchingParameters text proto): as a user
-# would first configure it (issue 12).
+# would first configure it.
 flags.DEFINE_integer("max_batch_size", 32, "BatchingParameters field.")
 flags.DEFINE_integer(
     "batch_timeout_micros",

@@ -12,7 +12,7 @@ exported MNIST model, the closed-loop load generator, answers checked.
       --baseline_binary=/path/to/main/bazel-bin/tensorflow_serving/model_servers/tensorflow_model_server
 
 Prints each round's req/s, then per variant the median and its ratio to
-`native` (the decision rule of issue 10: adopt h2 if it costs < 15%).
+`native` (the decision rule: adopt h2 only if it costs less than 15%).
 """
 
 from __future__ import annotations

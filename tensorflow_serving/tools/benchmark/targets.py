@@ -1,4 +1,4 @@
-"""The throughput targets (issue 12), each judged from one run's rows alone.
+"""The throughput targets, each judged from one run's rows alone.
 
 The host is noisy (rows move by tens of percent between runs), so every
 target is a ratio between rows of the same run, or a bound on a number the
@@ -17,7 +17,7 @@ from tensorflow_serving.tools.benchmark import rows as rows_lib
 
 GRPC_CLIENTS = ("grpcio", "h2load")
 REST_CLIENTS = ("wrk",)
-# Bounds (issue 12, "Targets").
+# The bounds the server is held to.
 BATCHED_VS_NAIVE = 4.0
 BATCHED_VS_IN_PROCESS = 1.5
 UNBATCHED_VS_NAIVE = 1.3
@@ -113,7 +113,7 @@ def evaluate(
     concurrency: Sequence[int],
     sweep: Sequence[rows_lib.Row] = (),
 ) -> list[Verdict]:
-  """Every target of issue 12, judged from this run's rows."""
+  """Every throughput target, judged from this run's rows."""
   judge = _Judge(rows)
   top = 32 if 32 in concurrency else max(concurrency)
   present = {row.client for row in rows}

@@ -73,6 +73,10 @@ class Size:
     )
 
 
+# How long one send may wait for a server that is not reading.
+_SEND_TIMEOUT_S = 5.0
+
+
 class RawH2:
   """A client speaking raw frames, reading what the server answers."""
 
@@ -96,6 +100,10 @@ class RawH2:
     if self.closed:
       return False
     try:
+      # poll() leaves a 0.1 ms timeout on the socket: a server that is
+      # briefly not reading (its write side backed up) must not read as a
+      # closed connection.
+      self.sock.settimeout(_SEND_TIMEOUT_S)
       self.sock.sendall(data)
       return True
     except OSError:

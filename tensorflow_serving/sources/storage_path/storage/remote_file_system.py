@@ -11,6 +11,7 @@ half-uploaded version must not be aspired and then fail to load.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 
 from absl import logging
@@ -21,6 +22,8 @@ from tensorflow_serving.sources.storage_path.storage import version_cache
 _SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 _TFLITE_FILE = "model.tflite"
 _VARIABLES_DIR = "variables/"
+_VARIABLES_INDEX = "variables/variables.index"
+_VARIABLES_SHARD = re.compile(r"variables/variables\.data-(\d+)-of-(\d+)$")
 
 
 def split_uri(uri: str) -> tuple[str, str, str]:
@@ -39,8 +42,24 @@ def is_complete(relative_names: set[str]) -> bool:
   if _TFLITE_FILE in relative_names:
     return True
   has_graph = any(name in relative_names for name in _SAVED_MODEL_FILES)
-  has_variables = any(n.startswith(_VARIABLES_DIR) for n in relative_names)
-  return has_graph and has_variables
+  return has_graph and _checkpoint_complete(relative_names)
+
+
+def _checkpoint_complete(relative_names: set[str]) -> bool:
+  """The variables' index and every data shard it is split into are listed.
+
+  Something under `variables/` is not enough: objects are uploaded one by
+  one, and a version caught between its index and its data (or between two
+  shards) would be copied incomplete and fail every load retry.
+  """
+  if _VARIABLES_INDEX not in relative_names:
+    return False
+  shards: dict[int, set[int]] = {}
+  for name in relative_names:
+    match = _VARIABLES_SHARD.match(name)
+    if match:
+      shards.setdefault(int(match.group(2)), set()).add(int(match.group(1)))
+  return any(found == set(range(total)) for total, found in shards.items())
 
 
 class RemoteFileSystem:

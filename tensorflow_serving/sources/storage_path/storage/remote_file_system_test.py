@@ -19,6 +19,11 @@ def _put_version(store, version, *, complete=True, payload=b"w" * 100):
   store.put("bkt", f"models/m/{version}/saved_model.pb", b"graph")
   if complete:
     store.put("bkt", f"models/m/{version}/variables/variables.index", payload)
+    store.put(
+        "bkt",
+        f"models/m/{version}/variables/variables.data-00000-of-00001",
+        b"",
+    )
 
 
 class RemoteFileSystemTest(absltest.TestCase):
@@ -36,6 +41,22 @@ class RemoteFileSystemTest(absltest.TestCase):
     self.cache = cache
     self.stop = threading.Event()
     return remote_file_system.RemoteFileSystem(self.store, cache)
+
+  def test_complete_means_graph_index_and_every_shard(self):
+    graph, index = "saved_model.pb", "variables/variables.index"
+    shard = "variables/variables.data-{:05d}-of-00002".format
+    self.assertTrue(
+        remote_file_system.is_complete({graph, index, shard(0), shard(1)})
+    )
+    # Caught mid-upload: one shard, no index, or no graph yet.
+    self.assertFalse(remote_file_system.is_complete({graph, index, shard(0)}))
+    self.assertFalse(
+        remote_file_system.is_complete({graph, shard(0), shard(1)})
+    )
+    self.assertFalse(
+        remote_file_system.is_complete({index, shard(0), shard(1)})
+    )
+    self.assertTrue(remote_file_system.is_complete({"model.tflite"}))
 
   def test_split_uri(self):
     self.assertEqual(

@@ -61,7 +61,11 @@ def put_version(
     complete: bool = True,
     payload: bytes = b"w" * 100,
 ) -> None:
-  """A 5-byte saved_model.pb and, when complete, a variables/ file."""
+  """A 5-byte saved_model.pb and, when complete, its variables' index
+  (`payload`) and one empty data shard."""
   store.put(bucket, f"{base}/{version}/saved_model.pb", b"graph")
   if complete:
     store.put(bucket, f"{base}/{version}/variables/variables.index", payload)
+    store.put(
+        bucket, f"{base}/{version}/variables/variables.data-00000-of-00001", b""
+    )

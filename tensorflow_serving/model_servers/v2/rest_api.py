@@ -49,6 +49,11 @@ def error_reply(exc: status.ServingError) -> Reply:
 
 
 _EMPTY = Reply(200, b"")
+# The protocol's health responses: the status code is the answer, and the
+# body is the spec's `{"live": $bool}` / `{"ready": $bool}` object, which
+# KServe's own REST client parses (tritonclient reads the code only).
+_LIVE = Reply(200, b'{"live":true}')
+_READY = Reply(200, b'{"ready":true}')
 
 
 class RestApi:
@@ -67,9 +72,11 @@ class RestApi:
     return Reply(200, rest_codec.server_metadata_doc())
 
   def health(self, kind: str) -> Reply:
+    if kind == "live":
+      return _LIVE
+    if inference.server_ready(self._core):
+      return _READY
     # Triton answers "not ready" with 400 and no body.
-    if kind == "live" or inference.server_ready(self._core):
-      return _EMPTY
     return Reply(400, b"")
 
   def model_ready(self, name: str, version: str | None) -> Reply:

@@ -398,7 +398,6 @@ class SupervisorTest(absltest.TestCase):
               )
           ],
       )
-      self.assertEqual(h.supervisor.models.record.overrides["m9"], b"model m9")
       h.supervisor.stop()
       await h.run
 

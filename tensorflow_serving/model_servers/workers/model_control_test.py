@@ -27,6 +27,7 @@ from tritonclient import grpc as triton_grpc
 from tritonclient import utils as triton_utils
 
 from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import model_management_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.model_servers.integration_test import lifecycle_util
@@ -75,12 +76,13 @@ def _grpc_predict(address: str, model: str) -> tuple[str, float | None]:
 
 class ModelControlWorkersTest(absltest.TestCase):
   server: model_server.ModelServer
+  base_path: str
   metrics_dir: str
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    base_path = lifecycle_util.new_base_path()
+    cls.base_path = base_path = lifecycle_util.new_base_path()
     test_models.Publisher(base_path).publish(1)
     cls.loaded_base = os.path.join(binaries.test_tmpdir(), LOADED)
     test_models.Publisher(cls.loaded_base).publish(5)
@@ -290,7 +292,44 @@ class ModelControlWorkersTest(absltest.TestCase):
         (200, {"predictions": [2.0]}),
     )
 
-  def test_5_sigterm_stops_every_worker(self):
+  def test_5_a_whole_config_reload_forgets_the_apis_loads_everywhere(self):
+    status, _ = _rest(
+        self.server.rest_port,
+        "POST",
+        f"/v2/repository/models/{LOADED}/load",
+        {"parameters": {"config": {"base_path": self.loaded_base}}},
+    )
+    self.assertEqual(status, 200)
+    self.assert_served_by_every_worker(LOADED, 6.0)
+    request = model_management_pb2.ReloadConfigRequest()
+    request.config.model_config_list.config.add(
+        name=MODEL, base_path=self.base_path, model_platform="tensorflow"
+    )
+    with grpc.insecure_channel(self.server.grpc_address) as channel:
+      response = model_service_pb2_grpc.ModelServiceStub(
+          channel
+      ).HandleReloadConfigRequest(request, timeout=120)
+    self.assertEqual(response.status.error_code, 0)
+
+    # Upstream's whole-config semantics: LOADED is no longer configured (a
+    # reload returns once added models load, not once removed ones unload).
+    def gone() -> bool:
+      return all(
+          _rest(
+              self.server.rest_port,
+              "POST",
+              f"/v1/models/{LOADED}:predict",
+              {"instances": [1.0]},
+          )[0]
+          == 404
+          for _ in range(_CONNECTIONS)
+      )
+
+    lifecycle_util.wait_for(gone, 60, f"{LOADED} unloaded everywhere", 0.2)
+    self.assert_gone_from_every_worker(LOADED)
+    self.assert_served_by_every_worker(MODEL, 2.0)
+
+  def test_6_sigterm_stops_every_worker(self):
     self.server.proc.send_signal(signal.SIGTERM)
     self.assertEqual(self.server.proc.wait(60), 0)
     self.assertLen(re.findall(r"exited with code 0", self.server.log()), 2)

@@ -1,4 +1,5 @@
-"""Config reloads and model status, kept apart from the data plane.
+"""Config reloads, per-model loads and unloads, and model status, kept apart
+from the data plane.
 
 Upstream's HandleReloadConfigRequest holds a gRPC thread and ServerCore's
 config mutex until every model the new config adds is AVAILABLE, with no
@@ -15,6 +16,10 @@ and later reloads queue behind it. Here a reload has two steps:
 
 Past the bound the config stays in force (as upstream's would) and the
 call ends with DEADLINE_EXCEEDED naming the models still awaited and why.
+
+The per-model control API (the v2 repository's load and unload) takes the
+same two steps, on the same thread and within the same bounds, so it is
+ordered with reloads and never holds a thread while a model loads.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import concurrent.futures
 from typing import Any, Protocol
 
 from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.config import model_server_config_pb2
 from tensorflow_serving.model_servers import get_model_status_impl
 from tensorflow_serving.model_servers import server_core as server_core_lib
 
@@ -37,11 +43,22 @@ class ModelManagement(Protocol):
   """ModelService's calls when they must span more than this process.
 
   model_servers/workers gives one to each of its worker processes, so that a
-  reload reaches every worker and a status answers for all of them. Both
-  are awaited on the event loop and must hold no thread while they wait.
+  reload, a model's load or unload reaches every worker before it returns,
+  and a status answers for all of them. All are awaited on the event loop
+  and must hold no thread while they wait.
   """
 
   async def reload_config(self, config: Any, timeout_s: float | None) -> None:
+    ...
+
+  async def load_model(
+      self,
+      model: model_server_config_pb2.ModelConfig,
+      timeout_s: float | None,
+  ) -> None:
+    ...
+
+  async def unload_model(self, name: str, timeout_s: float | None) -> None:
     ...
 
   async def get_model_status(
@@ -56,6 +73,15 @@ def bound(
   """The tighter of the caller's deadline and the server's maximum."""
   bounds = [b for b in (caller_timeout_s, server_max_s) if b is not None]
   return min(bounds) if bounds else None
+
+
+class Waitable(Protocol):
+  """What applying a change returns: ServerCore's ConfigWait or UnloadWait."""
+
+  future: concurrent.futures.Future
+
+  def timed_out(self, timeout_s: float | None) -> Exception:
+    ...
 
 
 def _withdraw(applied: concurrent.futures.Future) -> None:
@@ -103,11 +129,53 @@ class ControlPlane:
     `keep_model_overrides`: see ServerCore.apply_config (a polled file keeps
     what the per-model control API changed).
     """
+    return await self._apply_then_await(
+        lambda: self.core.apply_config(config, keep_model_overrides),
+        timeout_s,
+    )
+
+  async def load_model(
+      self,
+      resolve: Callable[[], model_server_config_pb2.ModelConfig],
+      timeout_s: float | None = None,
+  ) -> None:
+    """Serves the model `resolve()` names; returns once it is available.
+
+    `resolve` (which may read the file system and this core's config) runs
+    on the control thread. Bounded as reload_config; past the bound the
+    model goes on loading.
+    """
+    limit = bound(timeout_s, self.reload_timeout_s)
+    if self._management is not None:
+      loop = asyncio.get_running_loop()
+      start = loop.time()
+      model = await asyncio.wrap_future(self._executor.submit(resolve))
+      left = None if limit is None else max(0.0, limit - (loop.time() - start))
+      await self._management.load_model(model, left)
+      return
+    await self._apply_then_await(
+        lambda: self.core.apply_model_load(resolve()), limit
+    )
+
+  async def unload_model(
+      self, name: str, timeout_s: float | None = None
+  ) -> None:
+    """Stops serving `name`; returns once every version has unloaded."""
+    limit = bound(timeout_s, self.reload_timeout_s)
+    if self._management is not None:
+      await self._management.unload_model(name, limit)
+      return
+    await self._apply_then_await(
+        lambda: self.core.apply_model_unload(name), limit
+    )
+
+  async def _apply_then_await(
+      self, apply: Callable[[], Waitable], timeout_s: float | None
+  ) -> Any:
+    """Runs `apply` on the control thread, then awaits its wait's future."""
     loop = asyncio.get_running_loop()
     start = loop.time()
-    applied = self._executor.submit(
-        self.core.apply_config, config, keep_model_overrides
-    )
+    applied = self._executor.submit(apply)
     try:
       wait = await asyncio.wrap_future(applied)
     except asyncio.CancelledError:

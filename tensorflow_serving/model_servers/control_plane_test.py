@@ -3,6 +3,7 @@
 A reload naming a model with no version answers within its bound, naming the
 model; an abandoned wait leaves no notification behind; a later reload
 applies while an earlier one still waits; status needs no request thread.
+The per-model control API's loads and unloads take the same path.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import threading
 import time
 
 from absl.testing import absltest
@@ -134,6 +136,82 @@ class ControlPlaneTest(absltest.TestCase):
     with self.assertRaises(status.ServingError) as caught:
       asyncio.run(control.reload_config(config(m="relative")))
     self.assertEqual(caught.exception.code, status.Code.INVALID_ARGUMENT)
+
+  def model(self, name: str, base: str) -> model_server_config_pb2.ModelConfig:
+    return model_server_config_pb2.ModelConfig(
+        name=name, base_path=base, model_platform="tensorflow"
+    )
+
+  def test_load_and_unload_apply_on_the_control_thread_and_return_done(self):
+    control = control_plane.ControlPlane(self.core, reload_timeout_s=30)
+    threads = []
+
+    def resolve():
+      threads.append(threading.current_thread().name)
+      return self.model("b", make_base(2))
+
+    asyncio.run(control.load_model(resolve))
+    self.assertIn("b", self.core.monitor.get_available_servable_names())
+    self.assertLen(threads, 1)
+    self.assertStartsWith(threads[0], "control")
+    asyncio.run(control.unload_model("b"))
+    # Returned once every version of b was unloaded.
+    self.assertEqual(
+        self.core.monitor.get_live_servable_states().get("b"), None
+    )
+    self.assertEqual(
+        [m.name for m in self.core.config.model_config_list.config], ["m"]
+    )
+    self.assertEqual(self.pending_notifications(), 0)
+
+  def test_a_versionless_load_answers_within_the_callers_deadline(self):
+    control = control_plane.ControlPlane(self.core, reload_timeout_s=60)
+    started = time.monotonic()
+    with self.assertRaises(status.ServingError) as caught:
+      asyncio.run(control.load_model(lambda: self.model("g", self.empty), 0.2))
+    self.assertBetween(time.monotonic() - started, 0.2, 3.0)
+    self.assertEqual(caught.exception.code, status.Code.DEADLINE_EXCEEDED)
+    self.assertIn(
+        f"g (no version directory found under base path {self.empty})",
+        caught.exception.message,
+    )
+    # Withdrawn; the model stays configured and loads once it has a version.
+    self.assertEqual(self.pending_notifications(), 0)
+    self.assertIn(
+        "g", [m.name for m in self.core.config.model_config_list.config]
+    )
+
+  def test_a_load_and_unload_of_the_server_maximum(self):
+    control = control_plane.ControlPlane(self.core, reload_timeout_s=0.2)
+    with self.assertRaises(status.ServingError) as caught:
+      asyncio.run(control.load_model(lambda: self.model("g", self.empty)))
+    self.assertIn("within 0.2 s", caught.exception.message)
+    with self.assertRaises(status.ServingError) as caught:
+      asyncio.run(control.unload_model("never"))
+    self.assertEqual(caught.exception.code, status.Code.NOT_FOUND)
+
+  def test_a_load_is_ordered_after_an_earlier_reload_and_not_held_by_it(self):
+    control = control_plane.ControlPlane(self.core, reload_timeout_s=None)
+
+    async def scenario():
+      stuck = asyncio.create_task(
+          control.reload_config(config(m=self.base, g=self.empty))
+      )
+      await asyncio.sleep(0.1)
+      await asyncio.wait_for(
+          control.load_model(lambda: self.model("b", make_base(3))), 5
+      )
+      self.assertFalse(stuck.done())
+      stuck.cancel()
+      with self.assertRaises(asyncio.CancelledError):
+        await stuck
+
+    asyncio.run(scenario())
+    # The load came after the reload: both are in force.
+    self.assertEqual(
+        [m.name for m in self.core.config.model_config_list.config],
+        ["m", "g", "b"],
+    )
 
   def test_status_is_read_on_the_loop(self):
     control = control_plane.ControlPlane(self.core)

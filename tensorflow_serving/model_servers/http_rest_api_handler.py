@@ -270,8 +270,8 @@ class HttpRestApiHandler:
       ):
         raise access_token.refusal(f"The repository's model {verb}")
       if verb == "load":
-        return await v2.repository_load(repo_name, body)
-      return await v2.repository_unload(repo_name, body)
+        return await v2.repository_load(repo_name, body, deadline)
+      return await v2.repository_unload(repo_name, body, deadline)
     _expect(method, "GET", path)
     return v2.server_metadata()
 

@@ -178,9 +178,10 @@ flags.DEFINE_float(
     "model_config_reload_timeout_seconds",
     600.0,
     "Beyond upstream (which waits without limit): the longest a config "
-    "reload (HandleReloadConfigRequest, a --model_config_file poll) waits "
-    "for its new models when the caller set no shorter deadline; past it "
-    "the config stays applied and the call answers DEADLINE_EXCEEDED. "
+    "reload (HandleReloadConfigRequest, a --model_config_file poll) or a "
+    "v2 repository load or unload waits for its models when the caller set "
+    "no shorter deadline; past it the change stays applied and the call "
+    "answers DEADLINE_EXCEEDED. "
     "0: no limit.",
     lower_bound=0.0,
 )
@@ -486,15 +487,6 @@ def main(argv: list[str]) -> int:
   del argv
   # First, so that a signal during the imports below is never lost.
   shutdown.install(FLAGS.shutdown_grace_seconds)
-  if FLAGS.num_workers != 1 and FLAGS.enable_model_control_api:
-    # A load must reach every worker before it answers, and polled config
-    # files are the supervisor's: not implemented across workers yet.
-    print(
-        "Failed to start server. Error: INVALID_ARGUMENT: "
-        "--enable_model_control_api needs --num_workers=1",
-        file=sys.stderr,
-    )
-    return 1
   from tensorflow_serving.util import log_format  # pylint: disable=g-import-not-at-top
 
   log_format.use(FLAGS.log_format)

@@ -178,7 +178,7 @@ class Server:
     self.control.ready_check = self.ready_problem
     self.pipeline = pipeline_lib.Pipeline(core, self._runner, self.control)
     self._repository = v2_repository.ModelRepository(
-        core, options.enable_model_control_api
+        core, options.enable_model_control_api, self.control
     )
     if options.otlp_traces_endpoint:
       self.pipeline.tracing = tracing.Tracing(

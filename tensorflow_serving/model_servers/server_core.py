@@ -99,6 +99,12 @@ class ServerCoreOptions:
       default_factory=request_log_writer.QueueOptions
   )
   request_log_stream: str = ""
+  # The per-model control API's changes to start with, on top of
+  # model_server_config (name -> its config, or None: unloaded); a restarted
+  # --num_workers worker gets the ones its siblings applied.
+  model_overrides: Mapping[str, model_server_config_pb2.ModelConfig | None] = (
+      dataclasses.field(default_factory=dict)
+  )
   saved_model_tags: tuple[str, ...] = ("serve",)
 
 
@@ -184,9 +190,14 @@ class ServerCore:
     the wait (retry back-offs included).
     """
     options = self._options
+    with self._config_lock:
+      self._overrides = dict(options.model_overrides)
+      self._api_configs.update(
+          (name, m) for name, m in self._overrides.items() if m is not None
+      )
     self.manager.set_num_load_threads(options.num_initial_load_threads)
     try:
-      self.reload_config(options.model_server_config)
+      self.reload_config(options.model_server_config, keep_model_overrides=True)
     finally:
       self.manager.set_num_load_threads(options.num_load_threads)
 
@@ -313,13 +324,20 @@ class ServerCore:
           return m
     return None
 
-  def load_model(
-      self, model: model_server_config_pb2.ModelConfig, timeout_s: float
-  ) -> None:
-    """Serves `model` (added, or its config replaced); waits until loaded.
+  def model_overrides(
+      self,
+  ) -> dict[str, model_server_config_pb2.ModelConfig | None]:
+    """The per-model control API's changes on top of the whole config."""
+    with self._config_lock:
+      return dict(self._overrides)
 
-    Raises the load's failure, or DEADLINE_EXCEEDED after `timeout_s` (the
-    model then goes on loading).
+  def apply_model_load(
+      self, model: model_server_config_pb2.ModelConfig
+  ) -> ConfigWait:
+    """Serves `model` (added, or its config replaced) now; quick.
+
+    The returned wait ends once the model is available, or with its load's
+    failure. Validation errors raise here and change nothing.
     """
     with self._config_lock:
       previous = dict(self._overrides)
@@ -330,13 +348,23 @@ class ServerCore:
         self._overrides = previous
         raise
       self._api_configs[model.name] = model
-    ConfigWait(self, [model]).result(timeout_s)
+    return ConfigWait(self, [model])
 
-  def unload_model(self, name: str, timeout_s: float) -> None:
-    """Stops serving `name`; waits until every version has unloaded.
+  def load_model(
+      self, model: model_server_config_pb2.ModelConfig, timeout_s: float
+  ) -> None:
+    """`apply_model_load`, then blocks until loaded (a thread's wait).
 
-    Unloading waits for requests holding a version; after `timeout_s` this
-    raises DEADLINE_EXCEEDED and the unload goes on.
+    Raises the load's failure, or DEADLINE_EXCEEDED after `timeout_s` (the
+    model then goes on loading).
+    """
+    self.apply_model_load(model).result(timeout_s)
+
+  def apply_model_unload(self, name: str) -> UnloadWait:
+    """Stops serving `name` now; the wait ends once every version unloaded.
+
+    NOT_FOUND when `name` is not served. Unloading waits for requests that
+    hold a version, so the wait may take as long as they do.
     """
     with self._config_lock:
       served = {m.name for m in self._config.model_config_list.config}
@@ -344,19 +372,14 @@ class ServerCore:
         raise status.not_found(f"Model {name} is not being served")
       self._overrides[name] = None
       self._apply_config(self._base_config)
-    live = [
-        ServableRequest.specific(name, version)
-        for version in self.monitor.get_live_servable_states().get(name, {})
-    ]
-    if not live:
-      return
-    ok, _ = self.monitor.wait_until_servables_reach_state(
-        live, ManagerState.END, timeout_s
-    )
-    if not ok:
-      raise status.deadline_exceeded(
-          f"Model {name} is still unloading after {timeout_s:g} s"
-      )
+    return UnloadWait(self, name)
+
+  def unload_model(self, name: str, timeout_s: float) -> None:
+    """`apply_model_unload`, then blocks until unloaded (a thread's wait).
+
+    After `timeout_s` this raises DEADLINE_EXCEEDED and the unload goes on.
+    """
+    self.apply_model_unload(name).result(timeout_s)
 
   def _validate(self, models) -> dict[str, str]:
     platforms: dict[str, str] = {}
@@ -635,6 +658,54 @@ class ConfigWait:
         )
       parts.append(f"{name} ({why})")
     return ", ".join(parts) or "none"
+
+
+class UnloadWait:
+  """Waits for every live version of one model to unload (END).
+
+  The same shape as ConfigWait: `future` for an event loop, `result` for a
+  thread, and cancelling withdraws the monitor notification.
+  """
+
+  def __init__(self, core: ServerCore, name: str) -> None:
+    self.name = name
+    self.future: concurrent.futures.Future[None] = concurrent.futures.Future()
+    live = [
+        ServableRequest.specific(name, version)
+        for version in core.monitor.get_live_servable_states().get(name, {})
+    ]
+    if not live:
+      self.future.set_result(None)
+      return
+    forget = core.monitor.notify_when_servables_reach_state(
+        live, ManagerState.END, self._on_reached
+    )
+    self.future.add_done_callback(lambda f: forget() if f.cancelled() else None)
+
+  def _on_reached(self, ok: bool, states) -> None:
+    del ok, states  # END is the only state left to reach.
+    try:
+      self.future.set_result(None)
+    except concurrent.futures.InvalidStateError:
+      pass  # Cancelled meanwhile: nobody waits any more.
+
+  def result(self, timeout_s: float | None) -> None:
+    try:
+      self.future.result(timeout_s)
+    except concurrent.futures.TimeoutError:
+      raise self.timed_out(timeout_s) from None
+
+  def timed_out(self, timeout_s: float | None) -> status.ServingError:
+    """Withdraws the wait; the DEADLINE_EXCEEDED to answer."""
+    error = self.timed_out_error(timeout_s)
+    self.future.cancel()
+    return error
+
+  def timed_out_error(self, timeout_s: float | None) -> status.ServingError:
+    bound = "in time" if timeout_s is None else f"after {timeout_s:g} s"
+    return status.deadline_exceeded(
+        f"Model {self.name} is still unloading {bound}"
+    )
 
 
 def _is_absolute_or_uri(path: str) -> bool:

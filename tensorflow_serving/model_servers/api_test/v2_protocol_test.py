@@ -31,8 +31,6 @@ from tritonclient.grpc import service_pb2_grpc
 from tensorflow_serving.apis import model_management_pb2
 from tensorflow_serving.model_servers.api_test import api_test_util as util
 from tensorflow_serving.model_servers.api_test import test_models
-from tensorflow_serving.test_util import binaries
-from tensorflow_serving.test_util import model_server
 
 HALF = test_models.HALF
 DTYPES = test_models.DTYPES
@@ -565,21 +563,6 @@ class ModelControlOffTest(util.ApiTestCase):
         [{"name": HALF, "version": "1", "state": "READY", "reason": ""}],
     )
     self.assertTrue(http.is_model_ready(HALF))
-
-  def test_refused_with_several_workers(self):
-    proc = subprocess.run(
-        model_server.server_command(
-            ["--num_workers=2", "--enable_model_control_api", "--port=0"]
-        ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=binaries.subprocess_env(),
-    )
-    self.assertEqual(proc.returncode, 1)
-    self.assertIn(
-        "--enable_model_control_api needs --num_workers=1", proc.stderr
-    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ unknown method. A ServingError ends the call with its code and message.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import grpc
@@ -113,7 +112,7 @@ class GRPCInferenceService:
     return await grpc_services.answer(
         context,
         self._allowed_then(
-            context, "RepositoryModelLoad", lambda: self._load(request)
+            context, "RepositoryModelLoad", lambda: self._load(request, context)
         ),
     )
 
@@ -122,7 +121,7 @@ class GRPCInferenceService:
       raise access_token.refusal(call)
     return await work()
 
-  async def _load(self, request) -> Any:
+  async def _load(self, request, context) -> Any:
     config = None
     if "config" in request.parameters:
       param = request.parameters["config"]
@@ -136,20 +135,24 @@ class GRPCInferenceService:
             "The 'config' parameter must be a string holding a ModelConfig "
             "in JSON form"
         )
-    # A load can take minutes: off the request pool, on the control plane's.
-    await asyncio.to_thread(self._repository.load, request.model_name, config)
+    # Bounded by the call's deadline, as HandleReloadConfigRequest.
+    await self._repository.load(
+        request.model_name, config, context.time_remaining()
+    )
     return stubs.service_pb2.RepositoryModelLoadResponse()
 
   async def RepositoryModelUnload(self, request, context):
     return await grpc_services.answer(
         context,
         self._allowed_then(
-            context, "RepositoryModelUnload", lambda: self._unload(request)
+            context,
+            "RepositoryModelUnload",
+            lambda: self._unload(request, context),
         ),
     )
 
-  async def _unload(self, request) -> Any:
-    await asyncio.to_thread(self._repository.unload, request.model_name)
+  async def _unload(self, request, context) -> Any:
+    await self._repository.unload(request.model_name, context.time_remaining())
     return stubs.service_pb2.RepositoryModelUnloadResponse()
 
 

@@ -9,7 +9,11 @@ until a HandleReloadConfigRequest replaces the whole config (upstream's
 semantics), which forgets them. Upstream exposes no unauthenticated state
 change, so loads and unloads are refused unless the server was started with
 --enable_model_control_api; the index is read-only and always answers.
-Blocking calls: run them off the event loop.
+
+Loads and unloads go through the control plane (control_plane.py), as
+reloads do: applied one at a time on its thread, awaited holding none,
+bounded by the caller's deadline and --model_config_reload_timeout_seconds,
+and under --num_workers applied by every worker before they return.
 """
 
 from __future__ import annotations
@@ -21,13 +25,11 @@ from google.protobuf import json_format
 
 from tensorflow_serving.config import model_server_config_pb2
 from tensorflow_serving.core import servable_state
+from tensorflow_serving.model_servers import control_plane as control_plane_lib
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.util import status
 
 ManagerState = servable_state.ManagerState
-# How long a load or unload call waits before answering DEADLINE_EXCEEDED
-# (the change itself goes on).
-DEFAULT_TIMEOUT_S = 300.0
 DISABLED_MESSAGE = (
     "The model control API is off: start the server with "
     "--enable_model_control_api to load and unload models"
@@ -57,11 +59,13 @@ class ModelRepository:
       self,
       core: server_core_lib.ServerCore,
       enabled: bool,
-      timeout_s: float = DEFAULT_TIMEOUT_S,
+      control: control_plane_lib.ControlPlane | None = None,
   ):
+    if enabled and control is None:
+      raise ValueError("An enabled model repository needs the control plane")
     self._core = core
     self.enabled = enabled
-    self._timeout_s = timeout_s
+    self._control = control
 
   def index(self, ready_only: bool = False) -> list[IndexEntry]:
     """Every version the server knows of, configured models first."""
@@ -81,9 +85,27 @@ class ModelRepository:
         entries.append(IndexEntry(name, str(version), word, reason))
     return entries
 
-  def load(self, name: str, config_json: str | dict | None) -> None:
-    """Serves `name` with `config_json` (a ModelConfig), or its known config."""
+  async def load(
+      self,
+      name: str,
+      config_json: str | dict | None,
+      timeout_s: float | None = None,
+  ) -> None:
+    """Serves `name` with `config_json` (a ModelConfig), or its known config.
+
+    Returns once it is available (in every worker); `timeout_s` is the
+    caller's deadline, if any.
+    """
     self._check_enabled()
+    assert self._control is not None
+    await self._control.load_model(
+        lambda: self._resolve(name, config_json), timeout_s
+    )
+
+  def _resolve(
+      self, name: str, config_json: str | dict | None
+  ) -> model_server_config_pb2.ModelConfig:
+    """The ModelConfig a load serves (on the control thread: it reads disk)."""
     if config_json is None:
       known = self._core.known_model_config(name)
       if known is None:
@@ -105,11 +127,13 @@ class ModelRepository:
           f"The base_path {model.base_path} of model {name} is not a "
           "directory"
       )
-    self._core.load_model(model, self._timeout_s)
+    return model
 
-  def unload(self, name: str) -> None:
+  async def unload(self, name: str, timeout_s: float | None = None) -> None:
+    """Stops serving `name`; returns once unloaded (in every worker)."""
     self._check_enabled()
-    self._core.unload_model(name, self._timeout_s)
+    assert self._control is not None
+    await self._control.unload_model(name, timeout_s)
 
   def _check_enabled(self) -> None:
     if not self.enabled:

@@ -8,8 +8,8 @@ with the HTTP status Triton gives the same failure.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import time
 import urllib.parse
 
 import orjson
@@ -145,19 +145,30 @@ class RestApi:
         ),
     )
 
-  async def repository_load(self, name: str, body: bytes) -> Reply:
+  async def repository_load(
+      self, name: str, body: bytes, deadline: float | None = None
+  ) -> Reply:
+    """Answers once the model serves; `deadline` is the REST request's."""
     doc = rest_codec.parse_json(body, "model load request")
     params = doc.get("parameters") or {}
     if not isinstance(params, dict):
       raise status.invalid_argument("parameters must be a JSON object")
-    # A load can take minutes: off the request pool, on the control plane's.
-    await asyncio.to_thread(self._repository.load, name, params.get("config"))
+    await self._repository.load(
+        name, params.get("config"), _time_left(deadline)
+    )
     return _EMPTY
 
-  async def repository_unload(self, name: str, body: bytes) -> Reply:
+  async def repository_unload(
+      self, name: str, body: bytes, deadline: float | None = None
+  ) -> Reply:
     rest_codec.parse_json(body, "model unload request")
-    await asyncio.to_thread(self._repository.unload, name)
+    await self._repository.unload(name, _time_left(deadline))
     return _EMPTY
+
+
+def _time_left(deadline: float | None) -> float | None:
+  """Seconds until `deadline` (time.monotonic's clock), never negative."""
+  return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _query_parameter(query: str, key: str) -> str:

@@ -11,18 +11,10 @@ It holds the listening sockets (sockets.py, one per slot and port) and tells
 every serving worker which slots to accept on: its own, and those of slots
 whose worker is not serving, so no connection waits for a dead one.
 
-Through the channels it also keeps the workers' model set coherent:
-
-- a reload (a worker's HandleReloadConfigRequest, or a new read of
-  --model_config_file) goes to every live worker, the first error comes
-  back, and the call ends when all of them answered or its bound passed
-  (then the workers still waiting for its models are told to stop and say
-  what they awaited); reloads are sent in arrival order and none waits for
-  an earlier one's models; a worker started while
-  a reload is in flight gets it too, and one started later starts with the
-  newest config that any worker accepted;
-- a GetModelStatus is asked of every serving worker and the answers merged
-  (model_status.py) by the worker that was asked.
+What the workers serve is kept coherent by config_broadcast.py, which
+reaches them through this supervisor's channels: it answers their reloads,
+per-model loads and unloads and status requests, polls --model_config_file,
+and holds the record of the model set a new worker starts with.
 
 It also pings every worker (health_timeout_s): a worker's event loop
 answers, so a stopped or wedged worker is killed and replaced, not only a
@@ -47,17 +39,11 @@ import time
 
 from absl import logging
 
-from tensorflow_serving.model_servers import model_config
 from tensorflow_serving.model_servers.workers import channel
+from tensorflow_serving.model_servers.workers import config_broadcast
 from tensorflow_serving.model_servers.workers import environment
 from tensorflow_serving.model_servers.workers import metrics_view
 from tensorflow_serving.model_servers.workers import sockets
-
-_OK = 0
-_DEADLINE_EXCEEDED = 4
-_UNAVAILABLE = 14
-# How long workers get to answer a reload's cancel_apply.
-_CANCEL_ANSWER_S = 2.0
 
 
 @dataclasses.dataclass
@@ -125,38 +111,23 @@ class _Slot:
     return self.proc.pid if self.proc else None
 
 
-class _Broadcast:
-  """A config on its way to every worker; new workers are added as they start."""
-
-  def __init__(self, seq: int, payload: bytes):
-    self.seq = seq
-    self.payload = payload
-    # Slot index -> (the apply's call id, its reply).
-    self.replies: dict[int, tuple[int, asyncio.Future]] = {}
-    self.changed = asyncio.Event()
-
-
 class Supervisor:
   """Runs `options.num_workers` workers until asked to stop."""
 
   def __init__(self, options: Options):
     self._o = options
     self._slots = [_Slot(i) for i in range(options.num_workers)]
-    self._config = options.initial_config
     self._ids = itertools.count(1)
+    # The workers' model set: changes to it, and what a new worker serves.
+    self.models = config_broadcast.ModelConfigBroadcast(
+        self, options.initial_config, options.status_timeout_s
+    )
     self._stop = asyncio.Event()
     self._kill_now = asyncio.Event()
     self._stopping = False
     self._ever_served = False
     self._all_serving_logged = False
     self._exit_code = 0
-    # Reloads in flight, oldest first. Each worker applies them in the order
-    # they were sent (one channel, one apply thread), so none waits for an
-    # earlier one's models; the newest accepted config is what a new worker
-    # starts with.
-    self._broadcasts: list[_Broadcast] = []
-    self._seqs = itertools.count(1)
-    self._config_seq = 0
     self._tasks: set[asyncio.Task] = set()
 
   # --- Running ----------------------------------------------------------------
@@ -175,7 +146,12 @@ class Supervisor:
           self._o.model_config_file
           and self._o.model_config_file_poll_wait_seconds > 0
       ):
-        self._start_task(self._poll_model_config())
+        self._start_task(
+            self.models.poll_model_config(
+                self._o.model_config_file,
+                self._o.model_config_file_poll_wait_seconds,
+            )
+        )
       await self._stop.wait()
     finally:
       await self._shutdown()
@@ -246,14 +222,8 @@ class Supervisor:
     slot.ready, slot.ready_at, slot.listening = False, None, [slot.index]
     slot.answering = asyncio.Event()
     slot.started_at = time.monotonic()
-    config = self._config
-    writer.write(
-        channel.encode(
-            {"type": "hello", "has_config": config is not None}, config or b""
-        )
-    )
-    for broadcast in self._broadcasts:
-      self._add_to_broadcast(broadcast, slot)
+    writer.write(channel.encode(*self.models.hello()))
+    self.models.worker_started(slot.index)
     logging.info(
         "Started model server worker %d (pid %d).", slot.index, proc.pid
     )
@@ -393,14 +363,15 @@ class Supervisor:
         future = slot.pending.pop(header.get("id"), None)
         if future is not None and not future.done():
           future.set_result((header, payload))
-      elif kind == "reload":
-        self._start_task(
-            self._answer_reload(
-                slot, proc, header["id"], payload, header.get("timeout_s")
-            )
+      elif kind == "accepted":
+        self.models.accepted(header)
+      elif kind in ("reload", "status"):
+        answer = (
+            self.models.answer_change
+            if kind == "reload"
+            else self.models.answer_status
         )
-      elif kind == "status":
-        self._start_task(self._answer_status(slot, proc, header["id"], payload))
+        self._start_task(answer(header, payload, self._replier(slot, proc)))
       else:
         logging.warning("Unexpected %r from worker %d", kind, slot.index)
 
@@ -445,16 +416,36 @@ class Supervisor:
     if slot.proc is proc and slot.writer is not None:
       slot.writer.write(channel.encode(header, payload))
 
-  def _request(
-      self, slot: _Slot, header: channel.Header, payload: bytes
-  ) -> asyncio.Future:
-    """Asks a worker; the future ends with (header, payload), None if it died."""
-    return self._call(slot, header, payload)[1]
+  # --- config_broadcast.Workers ----------------------------------------------
+
+  def live_slots(self) -> list[int]:
+    return [s.index for s in self._slots if s.writer is not None]
+
+  def serving_slots(self) -> list[int]:
+    return [s.index for s in self._slots if s.ready and s.writer is not None]
+
+  def call_worker(
+      self, index: int, header: channel.Header, payload: bytes
+  ) -> tuple[int, asyncio.Future]:
+    return self._call(self._slots[index], header, payload)
+
+  def tell_worker(self, index: int, header: channel.Header) -> None:
+    slot = self._slots[index]
+    self._send(slot, slot.proc, header)
+
+  def _replier(
+      self, slot: _Slot, proc: asyncio.subprocess.Process
+  ) -> config_broadcast.Reply:
+    """Answers this process (not a replacement in its slot)."""
+    return lambda header, payload: self._send(slot, proc, header, payload)
 
   def _call(
       self, slot: _Slot, header: channel.Header, payload: bytes
   ) -> tuple[int, asyncio.Future]:
-    """`_request`, with the call's id (to cancel it, or withdraw it)."""
+    """Asks a worker; the future ends with (header, payload), None if it died.
+
+    Returns the call's id with it (to cancel it, or withdraw it).
+    """
     future = asyncio.get_running_loop().create_future()
     call_id = next(self._ids)
     if slot.writer is None:
@@ -513,176 +504,6 @@ class Supervisor:
         return
       if taken_over:
         self._on_ready(slot)
-
-  # --- Reloads ----------------------------------------------------------------
-
-  async def _answer_reload(
-      self,
-      slot: _Slot,
-      proc,
-      call_id: int,
-      payload: bytes,
-      timeout_s: float | None,
-  ) -> None:
-    code, message = await self.reload(payload, timeout_s)
-    self._send(
-        slot,
-        proc,
-        {
-            "type": "reload_done",
-            "id": call_id,
-            "code": code,
-            "message": message,
-        },
-    )
-
-  def _add_to_broadcast(self, broadcast: _Broadcast, slot: _Slot) -> None:
-    broadcast.replies[slot.index] = self._call(
-        slot, {"type": "apply"}, broadcast.payload
-    )
-    broadcast.changed.set()
-
-  async def reload(
-      self, payload: bytes, timeout_s: float | None = None
-  ) -> tuple[int, str]:
-    """Applies a serialized ModelServerConfig in every worker.
-
-    Returns (code, message): the first error by worker index, else OK. A
-    worker that dies meanwhile is not waited for: its replacement starts with
-    the config if any worker accepted it. Past `timeout_s` the workers are
-    told to stop waiting for the new models, and say which they awaited.
-    """
-    broadcast = _Broadcast(next(self._seqs), payload)
-    self._broadcasts.append(broadcast)
-    loop = asyncio.get_running_loop()
-    deadline = None if timeout_s is None else loop.time() + timeout_s
-    try:
-      for slot in self._slots:
-        if slot.writer is not None:
-          self._add_to_broadcast(broadcast, slot)
-      timed_out = not await self._replies(broadcast, deadline)
-    finally:
-      self._broadcasts.remove(broadcast)
-    if timed_out:
-      # Each worker answers a cancel at once with what it still awaits.
-      for index, (call_id, future) in broadcast.replies.items():
-        if not future.done():
-          self._send(
-              self._slots[index],
-              self._slots[index].proc,
-              {"type": "cancel_apply", "id": call_id, "timeout_s": timeout_s},
-          )
-      await self._replies(broadcast, loop.time() + _CANCEL_ANSWER_S)
-    replies = []
-    for index in sorted(broadcast.replies):
-      future = broadcast.replies[index][1]
-      if future.done() and future.result() is not None:
-        replies.append(future.result()[0])
-    if (
-        any(r.get("applied") for r in replies)
-        and broadcast.seq > self._config_seq
-    ):
-      self._config, self._config_seq = payload, broadcast.seq
-    for reply in replies:
-      if reply.get("code"):
-        return int(reply["code"]), str(reply.get("message", ""))
-    if timed_out:
-      return _DEADLINE_EXCEEDED, (
-          f"The model server workers did not answer within {timeout_s:g} s."
-      )
-    if not replies:
-      return _UNAVAILABLE, "No model server worker could apply the config."
-    return _OK, ""
-
-  async def _replies(
-      self, broadcast: _Broadcast, deadline: float | None
-  ) -> bool:
-    """Waits until every worker asked answered; False at the deadline."""
-    loop = asyncio.get_running_loop()
-    while True:
-      pending = [f for _, f in broadcast.replies.values() if not f.done()]
-      if not pending:
-        return True
-      remaining = None if deadline is None else deadline - loop.time()
-      if remaining is not None and remaining <= 0:
-        return False
-      broadcast.changed.clear()
-      changed = asyncio.ensure_future(broadcast.changed.wait())
-      await asyncio.wait(
-          [*pending, changed],
-          timeout=remaining,
-          return_when=asyncio.FIRST_COMPLETED,
-      )
-      changed.cancel()
-
-  async def _poll_model_config(self) -> None:
-    """Re-reads --model_config_file for every worker, as one server does.
-
-    As there, each poll waits for its new models one period at most and
-    reports a model still awaited once (server.py).
-    """
-    loop = asyncio.get_running_loop()
-    path = self._o.model_config_file
-    period = self._o.model_config_file_poll_wait_seconds
-    reported = ""
-    while True:
-      await asyncio.sleep(period)
-      try:
-        config = await loop.run_in_executor(
-            None, model_config.parse_model_server_config, path
-        )
-      except (OSError, model_config.ConfigError) as exc:
-        logging.error("Failed to read ModelServerConfig file: %s", exc)
-        continue
-      code, message = await self.reload(config.SerializeToString(), period)
-      if code == _OK:
-        reported = ""
-      elif code != _DEADLINE_EXCEEDED:
-        logging.error(
-            "PollFilesystemAndReloadConfig failed to ReloadConfig: %s", message
-        )
-      elif message != reported:
-        reported = message
-        logging.warning("Polling %s goes on meanwhile: %s", path, message)
-
-  # --- Status -----------------------------------------------------------------
-
-  async def _answer_status(
-      self, slot: _Slot, proc, call_id: int, payload: bytes
-  ) -> None:
-    asked = {
-        s.index: self._request(s, {"type": "states"}, payload)
-        for s in self._slots
-        if s.ready and s.writer is not None
-    }
-    if asked:
-      await asyncio.wait(asked.values(), timeout=self._o.status_timeout_s)
-    replies, parts = [], []
-    for index in sorted(asked):
-      future = asked[index]
-      if not future.done():
-        logging.warning("Worker %d did not answer GetModelStatus.", index)
-        future.cancel()
-        continue
-      if future.result() is None:
-        continue
-      header, body = future.result()
-      replies.append(
-          [int(header.get("code", 0)), str(header.get("message", ""))]
-      )
-      parts.append(body)
-    sizes, blob = channel.join(parts)
-    self._send(
-        slot,
-        proc,
-        {
-            "type": "status_done",
-            "id": call_id,
-            "replies": replies,
-            "sizes": sizes,
-        },
-        blob,
-    )
 
 
 def _signal(proc: asyncio.subprocess.Process, sig: int) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from absl.testing import absltest
 
+from tensorflow_serving.model_servers.workers import config_broadcast
 from tensorflow_serving.model_servers.workers import supervisor
 from tensorflow_serving.model_servers.workers.test_util import fake_worker
 
@@ -173,7 +174,7 @@ class SupervisorTest(absltest.TestCase):
       )
       await h.start()
       started = time.monotonic()
-      code, message = await h.supervisor.reload(b"config 2")
+      code, message = await h.supervisor.models.reload(b"config 2")
       # It waited for the slowest worker, and reports worker 1's error.
       self.assertGreaterEqual(time.monotonic() - started, 0.5)
       self.assertEqual((code, message), (3, "bad config"))
@@ -198,7 +199,9 @@ class SupervisorTest(absltest.TestCase):
           restart_delays_s=(0.0,),
       )
       await h.start()
-      self.assertEqual(await h.supervisor.reload(b"config 2"), (3, "invalid"))
+      self.assertEqual(
+          await h.supervisor.models.reload(b"config 2"), (3, "invalid")
+      )
       os.kill(h.supervisor.pids()[0], signal.SIGKILL)
       await h.until(lambda: len(h.events("hello")) == 3, "a restart")
       self.assertEqual(
@@ -211,10 +214,13 @@ class SupervisorTest(absltest.TestCase):
 
   def test_a_worker_started_during_a_reload_gets_it_before_it_is_done(self):
     async def scenario():
-      h = _Harness({"apply_delay_s": {"0": 2.0}}, restart_delays_s=(0.0,))
+      # Neither worker has said whether it took the config when worker 1 dies.
+      h = _Harness(
+          {"apply_delay_s": {"0": 2.0, "1": 1.0}}, restart_delays_s=(0.0,)
+      )
       await h.start()
-      reload = asyncio.create_task(h.supervisor.reload(b"config 2"))
-      await h.until(lambda: h.events("apply"), "worker 1 applied")
+      reload = asyncio.create_task(h.supervisor.models.reload(b"config 2"))
+      await asyncio.sleep(0.2)
       os.kill(h.supervisor.pids()[1], signal.SIGKILL)
       self.assertEqual(await reload, (0, ""))
       # The replacement started from the old config and was sent the new one.
@@ -228,12 +234,92 @@ class SupervisorTest(absltest.TestCase):
 
     asyncio.run(scenario())
 
+  def test_a_worker_started_after_a_worker_took_a_change_starts_with_it(self):
+    async def scenario():
+      # Worker 0 takes it at once and loads its models for 2 s.
+      h = _Harness({"load_delay_s": {"0": 2.0}}, restart_delays_s=(0.0,))
+      await h.start()
+      reload = asyncio.create_task(h.supervisor.models.reload(b"config 2"))
+      await h.until(lambda: h.events("apply"), "worker 1 applied")
+      os.kill(h.supervisor.pids()[1], signal.SIGKILL)
+      self.assertEqual(await reload, (0, ""))
+      hellos = h.events("hello")
+      self.assertLen(hellos, 3)
+      self.assertEqual(hellos[-1]["config"], "config 2")
+      # Its hello held the change: it is not sent again.
+      self.assertNotIn(hellos[-1]["pid"], [e["pid"] for e in h.events("apply")])
+      h.supervisor.stop()
+      await h.run
+
+    asyncio.run(scenario())
+
+  def test_loads_and_unloads_reach_every_worker_and_outlive_a_restart(self):
+    async def scenario():
+      # The whole config's models load slowly; the later load's at once.
+      h = _Harness(
+          {"load_delay_s": {"0": 1.0, "1": 1.0}},
+          initial_config=b"config 1",
+          restart_delays_s=(0.0,),
+      )
+      await h.start()
+      models = h.supervisor.models
+      load = config_broadcast.Change(config_broadcast.LOAD, b"model b", "b")
+      unload = config_broadcast.Change(config_broadcast.UNLOAD, name="a")
+      reload = asyncio.create_task(models.reload(b"config 2"))
+      await asyncio.sleep(0.1)
+      self.assertEqual(await models.apply(load), (0, ""))
+      self.assertEqual(await models.apply(unload), (0, ""))
+      self.assertEqual(await reload, (0, ""))
+      self.assertCountEqual(
+          [(e["index"], e["op"], e["name"]) for e in h.events("apply")],
+          [
+              (i, op, name)
+              for i in (0, 1)
+              for op, name in (("config", ""), ("load", "b"), ("unload", "a"))
+          ],
+      )
+      # The record holds them in the order they were sent, though the
+      # reload finished last: a restarted worker serves config 2, b, not a.
+      os.kill(h.supervisor.pids()[0], signal.SIGKILL)
+      await h.until(lambda: len(h.events("hello")) == 3, "a restart")
+      hello = h.events("hello")[-1]
+      self.assertEqual(hello["config"], "config 2")
+      self.assertEqual(hello["overrides"], {"b": "model b", "a": None})
+      # A polled file keeps them; a whole reload from a worker forgets them.
+      self.assertEqual(
+          await models.reload(b"config 3", keep_overrides=True), (0, "")
+      )
+      self.assertEqual(
+          models.record,
+          config_broadcast.Record(b"config 3", {"b": b"model b", "a": None}),
+      )
+      self.assertEqual(await models.reload(b"config 4"), (0, ""))
+      self.assertEqual(models.record, config_broadcast.Record(b"config 4"))
+      h.supervisor.stop()
+      await h.run
+
+    asyncio.run(scenario())
+
+  def test_a_refused_load_is_not_recorded_and_its_error_comes_back(self):
+    async def scenario():
+      h = _Harness({"apply": {"0": [5, "not served", False]}})
+      await h.start()
+      unload = config_broadcast.Change(config_broadcast.UNLOAD, name="x")
+      self.assertEqual(
+          await h.supervisor.models.apply(unload), (5, "not served")
+      )
+      self.assertEqual(h.supervisor.models.record.overrides, {})
+      h.supervisor.stop()
+      await h.run
+
+    asyncio.run(scenario())
+
   def test_a_reload_past_its_bound_asks_the_workers_what_they_await(self):
     async def scenario():
-      h = _Harness({"apply_delay_s": {"1": 30.0}})
+      h = _Harness({"load_delay_s": {"1": 30.0}})
       await h.start()
       started = time.monotonic()
-      code, message = await h.supervisor.reload(b"config 2", 0.5)
+      code, message = await h.supervisor.models.reload(b"config 2", 0.5)
       # Worker 1 answers the cancel with what it still awaits; worker 0,
       # which applied at once, is not asked.
       self.assertBetween(time.monotonic() - started, 0.5, 3.0)
@@ -278,10 +364,15 @@ class SupervisorTest(absltest.TestCase):
 
     asyncio.run(scenario())
 
-  def test_status_and_reload_asked_by_a_worker_cover_all(self):
+  def test_status_reload_and_load_asked_by_a_worker_cover_all(self):
     async def scenario():
       h = _Harness(
-          {"ask_status": "0", "ask_reload": "0", "start_delay_s": {"0": 0.5}}
+          {
+              "ask_status": "0",
+              "ask_reload": "0",
+              "ask_load": "1",
+              "start_delay_s": {"0": 0.5},
+          }
       )
       await h.start()
       done = await h.until(lambda: h.events("status_done"), "a status")
@@ -290,9 +381,23 @@ class SupervisorTest(absltest.TestCase):
       self.assertEqual(done[0]["replies"], [[0, ""], [0, ""]])
       self.assertEqual(sorted(e["index"] for e in h.events("states")), [0, 1])
       self.assertEqual({e["request"] for e in h.events("states")}, {"model m"})
-      reloaded = await h.until(lambda: h.events("reload_done"), "a reload")
-      self.assertEqual(reloaded[0]["code"], 0)
-      self.assertEqual(sorted(e["index"] for e in h.events("apply")), [0, 1])
+      done = await h.until(
+          lambda: len(h.events("reload_done")) == 2 and h.events("reload_done"),
+          "a reload and a load",
+      )
+      self.assertEqual([e["code"] for e in done], [0, 0])
+      applies = [(e["index"], e["op"], e["config"]) for e in h.events("apply")]
+      self.assertCountEqual(
+          applies,
+          [
+              (i, op, payload)
+              for i in (0, 1)
+              for op, payload in (
+                  ("config", "config from a worker"),
+                  ("load", "model m9"),
+              )
+          ],
+      )
       h.supervisor.stop()
       await h.run
 

@@ -6,9 +6,10 @@ and event loop) with four differences:
 - it binds no port: it accepts on the sockets the supervisor bound
   (sockets.py), on its own slot's and, while other slots have no serving
   worker, on theirs too;
-- HandleReloadConfigRequest and GetModelStatus go through the supervisor to
-  every worker (supervisor.py, model_status.py), and --model_config_file is
-  polled by the supervisor for all of them;
+- HandleReloadConfigRequest, the per-model control API's loads and unloads,
+  and GetModelStatus go through the supervisor to every worker
+  (config_broadcast.py, model_status.py), and --model_config_file is polled
+  by the supervisor for all of them;
 - a Prometheus scrape on any worker sums every worker's values
   (metrics_view.py);
 - TensorFlow's thread pools and the request pool are sized for its share of
@@ -45,6 +46,7 @@ from tensorflow_serving.model_servers import get_model_status_impl
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.model_servers import server_options
 from tensorflow_serving.model_servers.workers import channel
+from tensorflow_serving.model_servers.workers import config_broadcast
 from tensorflow_serving.model_servers.workers import environment
 from tensorflow_serving.model_servers.workers import metrics_view
 from tensorflow_serving.model_servers.workers import model_status
@@ -53,6 +55,8 @@ from tensorflow_serving.util import metrics
 from tensorflow_serving.util import status
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
+ModelConfig = model_server_config_pb2.ModelConfig
+Overrides = dict[str, ModelConfig | None]
 # A GetModelStatus asks every worker, each within the supervisor's 5 s.
 _STATUS_TIMEOUT_S = 30.0
 # What a reload's answer may take beyond its bound (the supervisor's round
@@ -94,11 +98,13 @@ class WorkerContext:
     # and swapping sources can touch the file system).
     self._core: server_core_lib.ServerCore | None = None
     self._core_lock = threading.Lock()
-    self._queued: list[tuple[int, bytes]] = []
+    self._queued: list[tuple[channel.Header, bytes]] = []
     self._applies: queue.Queue = queue.Queue()
-    # Applied configs whose new models are still awaited, by call id; and
-    # the answer for those the supervisor gave up on.
-    self._waits: dict[int, server_core_lib.ConfigWait] = {}
+    # Applied changes whose models are still awaited (loaded, or unloaded),
+    # by call id; and the answer for those the supervisor gave up on.
+    self._waits: dict[
+        int, server_core_lib.ConfigWait | server_core_lib.UnloadWait
+    ] = {}
     self._gave_up: dict[int, status.ServingError] = {}
     self._waits_lock = threading.Lock()
 
@@ -120,15 +126,23 @@ class WorkerContext:
         },
     )
 
-  def receive_hello(self) -> ModelServerConfig | None:
-    """The config to start with (None: the flags'), sent before anything."""
+  def receive_hello(self) -> tuple[ModelServerConfig | None, Overrides]:
+    """What to serve, sent before anything: the config (None: the flags'),
+    and the per-model control API's changes on top of it."""
     message = channel.read_blocking(self._sock)
     if message is None or message[0]["type"] != "hello":
       raise channel.ChannelError("the supervisor sent no hello")
-    header, payload = message
-    return (
-        ModelServerConfig.FromString(payload) if header["has_config"] else None
+    record = config_broadcast.read_hello(*message)
+    config = (
+        None
+        if record.config is None
+        else ModelServerConfig.FromString(record.config)
     )
+    overrides = {
+        name: None if model is None else ModelConfig.FromString(model)
+        for name, model in record.overrides.items()
+    }
+    return config, overrides
 
   def start(self) -> None:
     threading.Thread(
@@ -150,7 +164,7 @@ class WorkerContext:
     """
     with self._core_lock:
       self._core = core
-      drained = [self._enqueue_apply(i, p) for i, p in self._queued]
+      drained = [self._enqueue_apply(h, p) for h, p in self._queued]
       self._queued.clear()
     concurrent.futures.wait(drained)
     return _Management(self)
@@ -248,9 +262,9 @@ class WorkerContext:
       elif kind == "apply":
         with self._core_lock:
           if self._core is None:
-            self._queued.append((header["id"], payload))
+            self._queued.append((header, payload))
           else:
-            self._enqueue_apply(header["id"], payload)
+            self._enqueue_apply(header, payload)
       elif kind == "cancel_apply":
         self._cancel_apply(header["id"], header.get("timeout_s"))
       elif kind == "ping":
@@ -275,40 +289,58 @@ class WorkerContext:
     logging.error("The model server supervisor is gone: stopping.")
     os.kill(os.getpid(), signal.SIGTERM)
 
-  def _enqueue_apply(self, call_id: int, payload: bytes):
+  def _enqueue_apply(self, header: channel.Header, payload: bytes):
     done: concurrent.futures.Future = concurrent.futures.Future()
-    self._applies.put((call_id, payload, done))
+    self._applies.put((header, payload, done))
     return done
 
   def _apply_loop(self) -> None:
     while True:
-      call_id, payload, done = self._applies.get()
+      header, payload, done = self._applies.get()
       try:
-        self._apply(call_id, payload)
+        self._apply(header, payload)
       finally:
         done.set_result(None)
 
-  def _apply(self, call_id: int, payload: bytes) -> None:
-    """Applies in order; answers once the added models load (or fail).
+  def _apply(self, header: channel.Header, payload: bytes) -> None:
+    """Applies in order; answers once the change's models load (or fail).
 
     Only applying holds this thread: the wait is a monitor notification, so
     a config whose model never gets a version delays no later apply. The
-    supervisor bounds the wait and sends cancel_apply past it.
+    supervisor bounds the wait and sends cancel_apply past it. Right after
+    applying it says whether the change is in force here, which settles the
+    supervisor's record of the model set in the order changes were sent.
     """
+    call_id = header["id"]
     core = self._core
-    config = ModelServerConfig.FromString(payload)
-    # A polled --model_config_file comes back every period unchanged.
-    changed = core.config != config
+    before = core.config
     try:
-      wait = core.apply_config(config)
+      wait = self._change(core, header, payload)
     except Exception as exc:  # pylint: disable=broad-except
-      self._answer_apply(call_id, changed, core.config == config, exc)
+      self._send({"type": "accepted", "id": call_id, "in_force": False})
+      self._answer_apply(call_id, True, False, exc)
       return
-    in_force = core.config == config
+    self._send({"type": "accepted", "id": call_id, "in_force": True})
+    # A polled --model_config_file comes back every period unchanged.
+    changed = core.config != before
     with self._waits_lock:
       self._waits[call_id] = wait
     wait.future.add_done_callback(
-        lambda f: self._applied(call_id, changed, in_force, f)
+        lambda f: self._applied(call_id, changed, True, f)
+    )
+
+  @staticmethod
+  def _change(
+      core: server_core_lib.ServerCore, header: channel.Header, payload: bytes
+  ) -> server_core_lib.ConfigWait | server_core_lib.UnloadWait:
+    op = header.get("op", config_broadcast.CONFIG)
+    if op == config_broadcast.LOAD:
+      return core.apply_model_load(ModelConfig.FromString(payload))
+    if op == config_broadcast.UNLOAD:
+      return core.apply_model_unload(header["name"])
+    return core.apply_config(
+        ModelServerConfig.FromString(payload),
+        bool(header.get("keep_overrides")),
     )
 
   def _applied(
@@ -414,6 +446,31 @@ class _Management:
     if header["code"]:
       raise status.ServingError(status.Code(header["code"]), header["message"])
 
+  async def load_model(self, model: ModelConfig, timeout_s: float | None):
+    await self._change(
+        {"op": config_broadcast.LOAD, "name": model.name},
+        model.SerializeToString(),
+        timeout_s,
+    )
+
+  async def unload_model(self, name: str, timeout_s: float | None) -> None:
+    await self._change(
+        {"op": config_broadcast.UNLOAD, "name": name}, b"", timeout_s
+    )
+
+  async def _change(
+      self, change: channel.Header, payload: bytes, timeout_s: float | None
+  ) -> None:
+    """Every worker applies it before this returns (or its error raises)."""
+    # As reload_config: the supervisor bounds the wait itself.
+    header, _ = await self._context.call_async(
+        {"type": "reload", **change, "timeout_s": timeout_s},
+        payload,
+        None if timeout_s is None else timeout_s + _CHANNEL_SLACK_S,
+    )
+    if header["code"]:
+      raise status.ServingError(status.Code(header["code"]), header["message"])
+
   async def get_model_status(
       self, request: get_model_status_pb2.GetModelStatusRequest
   ) -> get_model_status_pb2.GetModelStatusResponse:
@@ -467,7 +524,7 @@ def divide_thread_pools(flags, count: int) -> dict[str, int]:
 def serve(flags) -> int:
   """main's path in a worker process; returns the exit code."""
   context = WorkerContext.from_environment()
-  config = context.receive_hello()
+  config, overrides = context.receive_hello()
   context.start()
   changed = divide_thread_pools(flags, context.count)
   try:
@@ -486,6 +543,8 @@ def serve(flags) -> int:
   )
   if config is not None:
     core_options.model_server_config = config
+  # What the per-model control API loaded or unloaded in the other workers.
+  core_options.model_overrides = overrides
   server_opts.worker = context
   # One request-log file stream per worker, named after it.
   core_options.request_log_stream = f"worker{context.index}"

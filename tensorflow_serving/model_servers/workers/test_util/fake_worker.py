@@ -17,6 +17,7 @@ import threading
 import time
 
 from tensorflow_serving.model_servers.workers import channel
+from tensorflow_serving.model_servers.workers import config_broadcast
 from tensorflow_serving.model_servers.workers import environment
 
 
@@ -38,10 +39,14 @@ def main() -> int:
   else:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
   sock = socket.socket(fileno=int(os.environ[environment.WORKER_FD]))
-  header, payload = channel.read_blocking(sock)
+  record = config_broadcast.read_hello(*channel.read_blocking(sock))
   event(
       "hello",
-      config=payload.decode() if header["has_config"] else None,
+      config=None if record.config is None else record.config.decode(),
+      overrides={
+          name: None if model is None else model.decode()
+          for name, model in record.overrides.items()
+      },
       metrics_dir=os.environ.get(environment.METRICS_DIR),
   )
   if index in behaviour.get("fail_start", {}):
@@ -52,12 +57,23 @@ def main() -> int:
     with send_lock:
       sock.sendall(channel.encode(reply, body))
 
-  def apply(call_id: int, config: bytes) -> None:
-    time.sleep(behaviour.get("apply_delay_s", {}).get(index, 0.0))
+  def apply(header: dict, config: bytes) -> None:
+    call_id = header["id"]
     code, message, applied = behaviour.get("apply", {}).get(
         index, [0, "", True]
     )
-    event("apply", config=config.decode())
+    # As a worker: it applies the change (apply_delay_s), says whether it
+    # took it, waits for the change's models (load_delay_s) and answers.
+    time.sleep(behaviour.get("apply_delay_s", {}).get(index, 0.0))
+    send({"type": "accepted", "id": call_id, "in_force": applied})
+    time.sleep(behaviour.get("load_delay_s", {}).get(index, 0.0))
+    event(
+        "apply",
+        config=config.decode(),
+        op=header["op"],
+        name=header["name"],
+        keep_overrides=header["keep_overrides"],
+    )
     send(
         {
             "type": "applied",
@@ -77,9 +93,7 @@ def main() -> int:
         return
       header, body = message
       if header["type"] == "apply":
-        threading.Thread(
-            target=apply, args=(header["id"], body), daemon=True
-        ).start()
+        threading.Thread(target=apply, args=(header, body), daemon=True).start()
       elif header["type"] == "ping":
         if index not in behaviour.get("ignore_ping", []):
           send({"type": "pong", "id": header["id"]})
@@ -123,6 +137,11 @@ def main() -> int:
     send({"type": "status", "id": 1}, b"model m")
   if index == behaviour.get("ask_reload"):
     send({"type": "reload", "id": 2}, b"config from a worker")
+  if index == behaviour.get("ask_load"):
+    send(
+        {"type": "reload", "id": 3, "op": "load", "name": "m9"},
+        b"model m9",
+    )
   stop.wait()
   event("stopped")
   return 0

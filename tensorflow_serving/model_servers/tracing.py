@@ -33,8 +33,8 @@ SDK is imported only when tracing is on.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 import collections
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 import threading
 import time
 from typing import Any, TypeVar
@@ -128,12 +128,14 @@ class RequestTrace:
     self.children.append(
         ("queue_wait", enqueue_ns + offset, start_ns + offset, None)
     )
-    self.children.append((
-        "batch",
-        start_ns + offset,
-        end_ns + offset,
-        {_PREFIX + "batch_size": batch_size},
-    ))
+    self.children.append(
+        (
+            "batch",
+            start_ns + offset,
+            end_ns + offset,
+            {_PREFIX + "batch_size": batch_size},
+        )
+    )
 
   def served(self, model: str, version: int, signature: str) -> None:
     self.attributes[_PREFIX + "model"] = model
@@ -167,9 +169,11 @@ class Tracing:
     # pylint: enable=g-import-not-at-top
 
     self._propagator = tracecontext.TraceContextTextMapPropagator()
-    self._sampler = sampling.ParentBased(
-        sampling.TraceIdRatioBased(sampling_ratio)
-    )
+    # ParentBased over this ratio: a new trace's decision is the ratio
+    # sampler's, asked directly (ParentBased would look for a current span,
+    # which a request here never has).
+    self._root_sampler = sampling.TraceIdRatioBased(sampling_ratio)
+    self._sampler = sampling.ParentBased(self._root_sampler)
     self._ids = id_generator.RandomIdGenerator()
     self.resource = resources.Resource.create({"service.name": SERVICE_NAME})
     # Batch timings are time.monotonic_ns; spans want the epoch.
@@ -226,7 +230,8 @@ class Tracing:
         if parent_span is not None
         else self._ids.generate_trace_id()
     )
-    result = self._sampler.should_sample(parent, trace_id, api)
+    sampler = self._sampler if parent is not None else self._root_sampler
+    result = sampler.should_sample(parent, trace_id, api)
     if not result.decision.is_sampled():
       return None
     attributes = dict(result.attributes) if result.attributes else {}

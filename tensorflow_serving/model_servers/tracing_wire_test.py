@@ -64,14 +64,19 @@ class TracingWireTest(absltest.TestCase):
     self.assertLen(got, 5 + 2 + 1)
     self.assertEqual(got[0].parent_span_id.hex(), PARENT[36:52])
     self.assertEqual(got[0].trace_state, "vendor=a,other=b")
-    self.assertEqual([s.name for s in got[1:5]], ["decode", "queue_wait", "batch", "run"])
+    self.assertEqual(
+        [s.name for s in got[1:5]], ["decode", "queue_wait", "batch", "run"]
+    )
     self.assertEqual(got[7].status.code, got[7].status.STATUS_CODE_ERROR)
     self.assertEqual(got[7].status.message, "INVALID_ARGUMENT")
 
   def test_a_full_queue_drops_whole_traces(self):
     exporter = in_memory_span_exporter.InMemorySpanExporter()
     small = tracing.Tracing(
-        "unused", 1.0, export_interval_ms=60000, exporter=exporter,
+        "unused",
+        1.0,
+        export_interval_ms=60000,
+        exporter=exporter,
         max_queued_traces=2,
     )
     for _ in range(5):

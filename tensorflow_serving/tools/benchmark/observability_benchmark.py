@@ -106,7 +106,10 @@ def _server_args(
       )
     args.append(f"--model_config_file={config}")
   if ratio is not None:
-    args += [f"--otlp_traces_endpoint={endpoint}", f"--trace_sampling_ratio={ratio}"]
+    args += [
+        f"--otlp_traces_endpoint={endpoint}",
+        f"--trace_sampling_ratio={ratio}",
+    ]
   return args
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+import struct
 import threading
 import time
 from typing import Any, TypeVar
@@ -65,6 +66,15 @@ _KIND_SERVER = 2
 _STATUS_ERROR = 2
 _FLAGS_HAS_IS_REMOTE = 0x100
 _FLAGS_IS_REMOTE = 0x200
+# Span's fixed-layout fields: trace_id (16 bytes), span_id and parent_span_id
+# (8 bytes each), start and end times (fixed64); ScopeSpans.spans' tag.
+_TRACE_ID_TAG = proto_wire.tag(1, proto_wire.LEN) + proto_wire.varint(16)
+_SPAN_ID_TAG = proto_wire.tag(2, proto_wire.LEN) + proto_wire.varint(8)
+_PARENT_ID_TAG = proto_wire.tag(4, proto_wire.LEN) + proto_wire.varint(8)
+_START_TAG = 7 << 3 | proto_wire.FIXED64
+_END_TAG = 8 << 3 | proto_wire.FIXED64
+_TIMES = struct.Struct("<BQBQ")
+_SPAN_TAG = proto_wire.tag(2, proto_wire.LEN)
 
 
 class RequestTrace:
@@ -383,11 +393,15 @@ def readable_spans(tracing: Tracing, batch: Sequence[RequestTrace]) -> list:
 class SpanEncoder:
   """Ended traces as an OTLP ExportTraceServiceRequest, in wire format.
 
-  The resource and scope are encoded once; each span is its fields' bytes
-  joined, with the attribute keys pre-encoded. The result parses to what
-  the SDK's encoder (opentelemetry.exporter.otlp.proto.common) gives for
-  the same spans as ReadableSpans; tracing_wire_test checks that.
+  The resource and scope are encoded once, and so are the fields every span
+  of a kind shares; attributes are encoded once per distinct (key, value)
+  (models, versions, signatures and codes repeat). The result parses to
+  what the SDK's encoder (opentelemetry.exporter.otlp.proto.common) gives
+  for the same spans as ReadableSpans; tracing_wire_test checks that.
   """
+
+  # Bound on the attribute cache (distinct key/value pairs), cleared past it.
+  MAX_CACHED_ATTRIBUTES = 4096
 
   def __init__(self, resource: Any, new_span_id: Callable[[], int]):
     """`new_span_id` makes the children's span ids (they get theirs here,
@@ -402,14 +416,19 @@ class SpanEncoder:
     )
     # ScopeSpans.scope: InstrumentationScope{name}.
     self._scope = w.length_delimited(1, w.string(1, SERVICE_NAME))
-    self._keys: dict[str, bytes] = {}
+    self._new_span_id = new_span_id
     self._names: dict[str, bytes] = {}
+    self._attributes: dict[tuple[str, Any], bytes] = {}
+    unset_status = w.length_delimited(15, b"")
+    local = w.fixed32(16, _FLAGS_HAS_IS_REMOTE)
+    remote = w.fixed32(16, _FLAGS_HAS_IS_REMOTE | _FLAGS_IS_REMOTE)
+    # What follows the attributes: status and flags.
+    self._ok_local = unset_status + local
+    self._ok_remote = unset_status + remote
+    self._local = local
+    self._remote = remote
     self._server = w.uint(6, _KIND_SERVER)
     self._internal = w.uint(6, _KIND_INTERNAL)
-    self._unset_status = w.length_delimited(15, b"")
-    self._local_flags = w.fixed32(16, _FLAGS_HAS_IS_REMOTE)
-    self._remote_flags = w.fixed32(16, _FLAGS_HAS_IS_REMOTE | _FLAGS_IS_REMOTE)
-    self._new_span_id = new_span_id
 
   def _name(self, name: str) -> bytes:
     encoded = self._names.get(name)
@@ -417,96 +436,98 @@ class SpanEncoder:
       encoded = self._names[name] = proto_wire.string(5, name)
     return encoded
 
-  def span(
+  def _attribute(self, key: str, value: Any) -> bytes:
+    """Span.attributes' entry (field 9) for one key and value."""
+    cache = self._attributes
+    item = (key, type(value), value)
+    encoded = cache.get(item)  # type: ignore[call-overload]
+    if encoded is None:
+      if len(cache) >= self.MAX_CACHED_ATTRIBUTES:
+        cache.clear()
+      encoded = proto_wire.length_delimited(9, _key_value_body(key, value))
+      cache[item] = encoded  # type: ignore[index]
+    return encoded
+
+  def _span(
       self,
-      trace_id: bytes,
+      head: bytes,
       span_id: int,
-      trace_state: bytes,
       parent_span_id: int,
-      parent_remote: bool,
       name: str,
       kind: bytes,
       start_ns: int,
       end_ns: int,
       attributes: Mapping[str, Any] | None,
-      status_: bytes,
+      tail: bytes,
   ) -> bytes:
-    """One Span message (without its field tag)."""
-    w = proto_wire
+    """One ScopeSpans.spans field: Span{...} with its tag and length.
+
+    `head` is the trace's trace_id (and trace_state) fields, `tail` the
+    status and flags fields.
+    """
     parts = [
-        trace_id,
-        w.length_delimited(2, span_id.to_bytes(8, "big")),
-        trace_state,
+        head,
+        _SPAN_ID_TAG,
+        span_id.to_bytes(8, "big"),
     ]
     if parent_span_id:
-      parts.append(w.length_delimited(4, parent_span_id.to_bytes(8, "big")))
+      parts += (_PARENT_ID_TAG, parent_span_id.to_bytes(8, "big"))
     parts += (
         self._name(name),
         kind,
-        w.fixed64(7, start_ns),
-        w.fixed64(8, end_ns),
+        _TIMES.pack(_START_TAG, start_ns, _END_TAG, end_ns),
     )
     if attributes:
-      parts.append(
-          b"".join(
-              w.length_delimited(9, _key_value_body(k, v, self._keys))
-              for k, v in attributes.items()
-          )
-      )
-    parts.append(status_)
-    parts.append(self._remote_flags if parent_remote else self._local_flags)
-    return b"".join(parts)
+      attribute = self._attribute
+      parts += [attribute(k, v) for k, v in attributes.items()]
+    parts.append(tail)
+    body = b"".join(parts)
+    return _SPAN_TAG + proto_wire.varint(len(body)) + body
 
   def request(self, batch: Sequence[RequestTrace]) -> bytes:
     """The ExportTraceServiceRequest of `batch`."""
     w = proto_wire
     new_id = self._new_span_id
+    span = self._span
     spans = []
     for t in batch:
-      trace_id = w.length_delimited(1, t.trace_id.to_bytes(16, "big"))
+      head = _TRACE_ID_TAG + t.trace_id.to_bytes(16, "big")
       state = t.trace_state.to_header() if t.trace_state else ""
-      trace_state = w.string(3, state) if state else b""
+      if state:
+        head += w.string(3, state)
       if t.code == "OK":
-        status_ = self._unset_status
+        tail = self._ok_remote if t.parent_remote else self._ok_local
       else:
-        status_ = w.length_delimited(
+        tail = w.length_delimited(
             15, w.string(2, t.code) + w.uint(3, _STATUS_ERROR)
-        )
+        ) + (self._remote if t.parent_remote else self._local)
       spans.append(
-          w.length_delimited(
-              2,
-              self.span(
-                  trace_id,
-                  t.span_id,
-                  trace_state,
-                  t.parent_span_id,
-                  t.parent_remote,
-                  t.name,
-                  self._server,
-                  t.start_ns,
-                  t.end_ns,
-                  t.attributes,
-                  status_,
-              ),
+          span(
+              head,
+              t.span_id,
+              t.parent_span_id,
+              t.name,
+              self._server,
+              t.start_ns,
+              t.end_ns,
+              t.attributes,
+              tail,
           )
       )
+      internal = self._internal
+      ok_local = self._ok_local
       for name, start_ns, end_ns, attributes in t.children:
         spans.append(
-            w.length_delimited(
-                2,
-                self.span(
-                    trace_id,
-                    new_id(),
-                    trace_state,
-                    t.span_id,
-                    False,
-                    name,
-                    self._internal,
-                    start_ns,
-                    end_ns,
-                    attributes,
-                    self._unset_status,
-                ),
+            span(
+                head,
+                new_id(),
+                t.span_id,
+                name,
+                internal,
+                start_ns,
+                end_ns,
+                attributes,
+                ok_local,
             )
         )
     scope_spans = w.length_delimited(2, self._scope + b"".join(spans))

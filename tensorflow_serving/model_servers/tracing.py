@@ -192,6 +192,7 @@ class Tracing:
     self._max_queued = max_queued_traces
     self._queue: collections.deque[RequestTrace] = collections.deque()
     self.dropped = 0  # Traces dropped because the queue was full.
+    self._reported_dropped = 0
     self._wake = threading.Event()
     self._stopping = False
     self._last_warning = -float("inf")
@@ -293,6 +294,9 @@ class Tracing:
         while self._queue and len(batch) < MAX_EXPORT_TRACES:
           batch.append(self._queue.popleft())
         self._export(batch)
+      if self.dropped != self._reported_dropped:
+        self._reported_dropped = self.dropped
+        self._warn("Trace export queue full")
       if stopping:
         return
 
@@ -315,7 +319,8 @@ class Tracing:
       self._warn(f"Exporting {len(batch)} traces failed")
 
   def _warn(self, message: str) -> None:
-    """One warning a minute at most: an unreachable collector fails all."""
+    """One warning a minute at most: an unreachable collector fails every
+    export, and a full queue drops every trace."""
     now = time.monotonic()
     if now - self._last_warning >= 60.0:
       self._last_warning = now

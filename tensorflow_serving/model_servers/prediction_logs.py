@@ -136,6 +136,12 @@ _REQUEST_SPEC, _INPUTS, _OUTPUT_FILTER = 1, 2, 3  # PredictRequest
 _OUTPUTS, _RESPONSE_SPEC = 1, 2  # PredictResponse
 _SPEC_NAME, _SPEC_VERSION, _SPEC_SIGNATURE = 1, 2, 3  # ModelSpec
 _MAP_KEY, _MAP_VALUE = 1, 2  # A map entry
+_PREDICT_LOG_TAG = proto_wire.tag(_PREDICT_LOG, proto_wire.LEN)
+_REQUEST_TAG = proto_wire.tag(_REQUEST, proto_wire.LEN)
+_RESPONSE_TAG = proto_wire.tag(_RESPONSE, proto_wire.LEN)
+_REQUEST_SPEC_TAG = proto_wire.tag(_REQUEST_SPEC, proto_wire.LEN)
+_INPUTS_TAG = proto_wire.tag(_INPUTS, proto_wire.LEN)
+_OUTPUTS_TAG = proto_wire.tag(_OUTPUTS, proto_wire.LEN)
 
 
 # TensorProto's dtype, tensor_shape and tensor_content; TensorShapeProto's
@@ -158,26 +164,30 @@ def _tensor_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
   )
 
 
-def _tensor_bytes(value: np.ndarray) -> bytes:
-  """What ndarray_to_tensor_proto(value, use_tensor_content=True) encodes.
+def _tensor_parts(value: np.ndarray, parts: list[bytes]) -> int:
+  """Appends what ndarray_to_tensor_proto(value, use_tensor_content=True)
+  encodes to `parts`; returns its length.
 
   Numbers and bools are written here (their tensor_content is the array's
   little-endian bytes); strings and the rest go through tensor_codec.
   """
   dtype = value.dtype
   if dtype.kind not in "biufc":
-    return tensor_codec.ndarray_to_tensor_proto(
+    encoded = tensor_codec.ndarray_to_tensor_proto(
         value, use_tensor_content=True
     ).SerializeToString()
+    parts.append(encoded)
+    return len(encoded)
   header = _tensor_header(dtype, value.shape)
   if not value.size:
-    return header
+    parts.append(header)
+    return len(header)
   if dtype.byteorder == ">":
     value = value.astype(dtype.newbyteorder("<"))
   content = value.tobytes()
-  return b"".join(
-      (header, _CONTENT_TAG, proto_wire.varint(len(content)), content)
-  )
+  length = proto_wire.varint(len(content))
+  parts += (header, _CONTENT_TAG, length, content)
+  return len(header) + 1 + len(length) + len(content)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -188,23 +198,24 @@ def _map_key(alias: str) -> bytes:
   )
 
 
-def _tensor_map(field: int, tensors: Mapping[str, np.ndarray]) -> bytes:
-  """map<string, TensorProto> entries, one field each."""
-  w = proto_wire
-  tag = w.tag(field, w.LEN)
-  parts = []
+def _tensor_map(
+    tag: bytes, tensors: Mapping[str, np.ndarray], parts: list[bytes]
+) -> int:
+  """Appends map<string, TensorProto> entries (one `tag` field each) to
+  `parts`; returns their length."""
+  varint = proto_wire.varint
+  total = 0
   for alias, value in tensors.items():
     key = _map_key(alias)
-    tensor = _tensor_bytes(value)
-    length = w.varint(len(tensor))
-    parts += (
-        tag,
-        w.varint(len(key) + len(length) + len(tensor)),
-        key,
-        length,
-        tensor,
-    )
-  return b"".join(parts)
+    tensor: list[bytes] = []
+    tensor_length = _tensor_parts(value, tensor)
+    value_length = varint(tensor_length)
+    entry_length = len(key) + len(value_length) + tensor_length
+    entry_prefix = varint(entry_length)
+    parts += (tag, entry_prefix, key, value_length)
+    parts += tensor
+    total += len(tag) + len(entry_prefix) + entry_length
+  return total
 
 
 @functools.lru_cache(maxsize=1024)
@@ -223,29 +234,55 @@ def _served_spec_bytes(served: servable_id_lib.ServableId, signature: str):
 def _predict_log_bytes(
     entry: PredictEntry, metadata: logging_pb2.LogMetadata
 ) -> bytes:
-  """PredictEntry.message(metadata), serialized, without building it."""
+  """PredictEntry.message(metadata), serialized, without building it.
+
+  The parts are gathered with their lengths and joined once, so the
+  tensors' bytes are copied once.
+  """
   w = proto_wire
+  varint = w.varint
   spec = entry.spec
   if spec.signature_name != entry.signature:
     spec = model_pb2.ModelSpec()
     _request_spec(spec, entry.spec, entry.signature)
-  request = [w.length_delimited(_REQUEST_SPEC, spec.SerializeToString())]
-  request.append(_tensor_map(_INPUTS, entry.inputs))
+  spec_bytes = spec.SerializeToString()
+  spec_length = varint(len(spec_bytes))
+  request = [_REQUEST_SPEC_TAG, spec_length, spec_bytes]
+  request_length = 1 + len(spec_length) + len(spec_bytes)
+  request_length += _tensor_map(_INPUTS_TAG, entry.inputs, request)
   for name in entry.output_filter:
-    request.append(w.string(_OUTPUT_FILTER, name))
+    field = w.string(_OUTPUT_FILTER, name)
+    request.append(field)
+    request_length += len(field)
   served = _served_spec_bytes(entry.served, entry.signature)
-  response = _tensor_map(_OUTPUTS, entry.outputs) + w.length_delimited(
-      _RESPONSE_SPEC, served
-  )
-  log = w.length_delimited(_REQUEST, b"".join(request)) + w.length_delimited(
-      _RESPONSE, response
+  response: list[bytes] = []
+  response_length = _tensor_map(_OUTPUTS_TAG, entry.outputs, response)
+  served_field = w.length_delimited(_RESPONSE_SPEC, served)
+  response.append(served_field)
+  response_length += len(served_field)
+  request_prefix = varint(request_length)
+  response_prefix = varint(response_length)
+  log_length = (
+      2
+      + len(request_prefix)
+      + request_length
+      + len(response_prefix)
+      + response_length
   )
   # metadata has no model_spec of its own (RequestLogger.metadata): the
   # served one goes first, as field order has it.
   meta = w.length_delimited(1, served) + metadata.SerializeToString()
-  return w.length_delimited(_LOG_METADATA, meta) + w.length_delimited(
-      _PREDICT_LOG, log
-  )
+  parts = [
+      w.length_delimited(_LOG_METADATA, meta),
+      _PREDICT_LOG_TAG,
+      varint(log_length),
+      _REQUEST_TAG,
+      request_prefix,
+  ]
+  parts += request
+  parts += (_RESPONSE_TAG, response_prefix)
+  parts += response
+  return b"".join(parts)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -34,6 +34,12 @@ def varint(value: int) -> bytes:
     value += 1 << 64
   if value < 0x80:
     return _SMALL[value]
+  if value < 0x4000:
+    return bytes(((value & 0x7F) | 0x80, value >> 7))
+  if value < 0x200000:
+    return bytes(
+        ((value & 0x7F) | 0x80, ((value >> 7) & 0x7F) | 0x80, value >> 14)
+    )
   out = bytearray()
   while value >= 0x80:
     out.append((value & 0x7F) | 0x80)
@@ -43,12 +49,13 @@ def varint(value: int) -> bytes:
 
 
 def tag(field_number: int, wire_type: int) -> bytes:
-  return varint((field_number << 3) | wire_type)
+  key = (field_number << 3) | wire_type
+  return _SMALL[key] if key < 0x80 else varint(key)
 
 
 def length_delimited(field_number: int, data: bytes) -> bytes:
   """A bytes, string or embedded message field (its data already encoded)."""
-  return b"".join((tag(field_number, LEN), varint(len(data)), data))
+  return tag(field_number, LEN) + varint(len(data)) + data
 
 
 def string(field_number: int, value: str) -> bytes:

@@ -11,7 +11,20 @@ from tensorflow_serving.util import proto_wire
 class ProtoWireTest(absltest.TestCase):
 
   def test_varint_fields_match_the_library(self):
-    for value in (1, 127, 128, 300, 2**31, 2**63 - 1, -1, -(2**63)):
+    for value in (
+        1,
+        127,
+        128,
+        300,
+        16383,
+        16384,
+        2**21 - 1,
+        2**21,
+        2**31,
+        2**63 - 1,
+        -1,
+        -(2**63),
+    ):
       self.assertEqual(
           proto_wire.uint(1, value),
           wrappers_pb2.Int64Value(value=value).SerializeToString(),

@@ -423,6 +423,7 @@ class SpanEncoder:
     self._scope = w.length_delimited(1, w.string(1, SERVICE_NAME))
     self._new_span_id = new_span_id
     self._names: dict[str, bytes] = {}
+    self._children: dict[str, bytes] = {}
     self._attributes: dict[tuple[str, Any], bytes] = {}
     unset_status = w.length_delimited(15, b"")
     local = w.fixed32(16, _FLAGS_HAS_IS_REMOTE)
@@ -439,6 +440,13 @@ class SpanEncoder:
     encoded = self._names.get(name)
     if encoded is None:
       encoded = self._names[name] = proto_wire.string(5, name)
+    return encoded
+
+  def _child_middle(self, name: str) -> bytes:
+    """A child span's name and kind fields."""
+    encoded = self._children.get(name)
+    if encoded is None:
+      encoded = self._children[name] = self._name(name) + self._internal
     return encoded
 
   def _attribute(self, key: str, value: Any) -> bytes:
@@ -519,22 +527,27 @@ class SpanEncoder:
               tail,
           )
       )
-      internal = self._internal
-      ok_local = self._ok_local
+      # Children share the head, the parent (this span) and, but for the
+      # batch's size, their name, kind, status and flags.
+      parent = _PARENT_ID_TAG + t.span_id.to_bytes(8, "big")
+      varint = w.varint
       for name, start_ns, end_ns, attributes in t.children:
-        spans.append(
-            span(
+        middle = self._child_middle(name)
+        body = b"".join(
+            (
                 head,
-                new_id(),
-                t.span_id,
-                name,
-                internal,
-                start_ns,
-                end_ns,
-                attributes,
-                ok_local,
+                _SPAN_ID_TAG,
+                new_id().to_bytes(8, "big"),
+                parent,
+                middle,
+                _TIMES.pack(_START_TAG, start_ns, _END_TAG, end_ns),
+                b"".join([self._attribute(k, v) for k, v in attributes.items()])
+                if attributes
+                else b"",
+                self._ok_local,
             )
         )
+        spans.append(_SPAN_TAG + varint(len(body)) + body)
     scope_spans = w.length_delimited(2, self._scope + b"".join(spans))
     resource_spans = self._resource + scope_spans + self._resource_schema
     return w.length_delimited(1, resource_spans)

@@ -7,6 +7,7 @@ MNIST model, h2load for gRPC and wrk for REST, answers checked):
   off      no logging_config, no --otlp_traces_endpoint
   full     logging_config sampling_rate 1.0, tracing at ratio 1.0
   sampled  logging_config sampling_rate 0.01, tracing off
+  logging, tracing: each half of `full` alone (not in the default run)
 
 Traces go to an OTLP/HTTP sink this driver runs on loopback (it reads each
 export and answers 200, as a collector would, without decoding it); logs go
@@ -36,9 +37,20 @@ from absl import flags
 
 from tensorflow_serving.tools.benchmark import compare
 
+# Setting -> (logging sampling_rate or None, trace ratio or None).
+SETTINGS = {
+    "off": (None, None),
+    "full": (1.0, 1.0),
+    "sampled": (0.01, None),
+    # Each half of `full` alone (--settings=off,logging,tracing).
+    "logging": (1.0, None),
+    "tracing": (None, 1.0),
+}
 flags.DEFINE_integer("rounds", 1, "Rounds; each runs every setting once.")
 flags.DEFINE_list(
-    "settings", ["off", "full", "sampled"], "Settings: off, full, sampled."
+    "settings",
+    ["off", "full", "sampled"],
+    f"Settings, of {list(SETTINGS)}.",
 )
 flags.DEFINE_list(
     "obs_configs",
@@ -47,12 +59,6 @@ flags.DEFINE_list(
 )
 FLAGS = flags.FLAGS
 
-# Setting -> (logging sampling_rate or None, trace ratio or None).
-SETTINGS = {
-    "off": (None, None),
-    "full": (1.0, 1.0),
-    "sampled": (0.01, None),
-}
 TARGETS = {"full": 0.8, "sampled": 0.97}
 
 

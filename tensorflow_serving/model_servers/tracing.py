@@ -405,8 +405,10 @@ class SpanEncoder:
   for the same spans as ReadableSpans; tracing_wire_test checks that.
   """
 
-  # Bound on the attribute cache (distinct key/value pairs), cleared past it.
+  # Bounds on the caches (distinct key/value pairs; distinct trace shapes),
+  # each cleared past its bound.
   MAX_CACHED_ATTRIBUTES = 4096
+  MAX_CACHED_TEMPLATES = 1024
 
   def __init__(self, resource: Any, new_span_id: Callable[[], int]):
     """`new_span_id` makes the children's span ids (they get theirs here,
@@ -423,7 +425,7 @@ class SpanEncoder:
     self._scope = w.length_delimited(1, w.string(1, SERVICE_NAME))
     self._new_span_id = new_span_id
     self._names: dict[str, bytes] = {}
-    self._children: dict[str, bytes] = {}
+    self._templates: dict[tuple, tuple[bytes, ...]] = {}
     self._attributes: dict[tuple[str, Any], bytes] = {}
     unset_status = w.length_delimited(15, b"")
     local = w.fixed32(16, _FLAGS_HAS_IS_REMOTE)
@@ -442,13 +444,6 @@ class SpanEncoder:
       encoded = self._names[name] = proto_wire.string(5, name)
     return encoded
 
-  def _child_middle(self, name: str) -> bytes:
-    """A child span's name and kind fields."""
-    encoded = self._children.get(name)
-    if encoded is None:
-      encoded = self._children[name] = self._name(name) + self._internal
-    return encoded
-
   def _attribute(self, key: str, value: Any) -> bytes:
     """Span.attributes' entry (field 9) for one key and value."""
     cache = self._attributes
@@ -461,93 +456,107 @@ class SpanEncoder:
       cache[item] = encoded  # type: ignore[index]
     return encoded
 
-  def _span(
-      self,
-      head: bytes,
-      span_id: int,
-      parent_span_id: int,
-      name: str,
-      kind: bytes,
-      start_ns: int,
-      end_ns: int,
-      attributes: Mapping[str, Any] | None,
-      tail: bytes,
-  ) -> bytes:
-    """One ScopeSpans.spans field: Span{...} with its tag and length.
+  def _template(self, t: RequestTrace, state: str) -> tuple[bytes, ...]:
+    """The bytes of `t`'s spans around their ids and times.
 
-    `head` is the trace's trace_id (and trace_state) fields, `tail` the
-    status and flags fields.
+    Ids and times are fixed width, so every trace with the same names,
+    attributes, status and parent kind encodes to the same bytes around
+    them: these constants, between which `request` puts each trace's
+    values (see `_values` for their order).
     """
-    parts = [
-        head,
-        _SPAN_ID_TAG,
-        span_id.to_bytes(8, "big"),
-    ]
-    if parent_span_id:
-      parts += (_PARENT_ID_TAG, parent_span_id.to_bytes(8, "big"))
-    parts += (
-        self._name(name),
-        kind,
-        _TIMES.pack(_START_TAG, start_ns, _END_TAG, end_ns),
-    )
-    if attributes:
-      attribute = self._attribute
-      parts += [attribute(k, v) for k, v in attributes.items()]
-    parts.append(tail)
-    body = b"".join(parts)
-    return _SPAN_TAG + proto_wire.varint(len(body)) + body
+    w = proto_wire
+    state_field = w.string(3, state) if state else b""
+    if t.code == "OK":
+      tail = self._ok_remote if t.parent_remote else self._ok_local
+    else:
+      tail = w.length_delimited(
+          15, w.string(2, t.code) + w.uint(3, _STATUS_ERROR)
+      ) + (self._remote if t.parent_remote else self._local)
+    # bytes, or an int: the width of a value put there per trace.
+    segments: list[bytes | int] = []
+
+    def span(has_parent, name, kind, attributes, tail):
+      body: list[bytes | int] = [
+          _TRACE_ID_TAG,
+          16,
+          state_field + _SPAN_ID_TAG,
+          8,
+      ]
+      if has_parent:
+        body += (_PARENT_ID_TAG, 8)
+      body += (self._name(name) + kind, _TIMES.size)
+      attributes = b"".join(
+          self._attribute(k, v) for k, v in (attributes or {}).items()
+      )
+      body.append(attributes + tail)
+      length = sum(x if isinstance(x, int) else len(x) for x in body)
+      segments.append(_SPAN_TAG + w.varint(length))
+      segments.extend(body)
+
+    span(bool(t.parent_span_id), t.name, self._server, t.attributes, tail)
+    for name, _, _, attributes in t.children:
+      span(True, name, self._internal, attributes, self._ok_local)
+    constants = []
+    run = b""
+    for segment in segments:
+      if isinstance(segment, int):
+        constants.append(run)
+        run = b""
+      else:
+        run += segment
+    constants.append(run)
+    return tuple(constants)
+
+  def _values(self, t: RequestTrace) -> list[bytes]:
+    """`t`'s ids and times, in the order of `_template`'s gaps."""
+    trace_id = t.trace_id.to_bytes(16, "big")
+    span_id = t.span_id.to_bytes(8, "big")
+    pack = _TIMES.pack
+    values = [trace_id, span_id]
+    if t.parent_span_id:
+      values.append(t.parent_span_id.to_bytes(8, "big"))
+    values.append(pack(_START_TAG, t.start_ns, _END_TAG, t.end_ns))
+    new_id = self._new_span_id
+    for _, start_ns, end_ns, _ in t.children:
+      values += (
+          trace_id,
+          new_id().to_bytes(8, "big"),
+          span_id,
+          pack(_START_TAG, start_ns, _END_TAG, end_ns),
+      )
+    return values
 
   def request(self, batch: Sequence[RequestTrace]) -> bytes:
     """The ExportTraceServiceRequest of `batch`."""
     w = proto_wire
-    new_id = self._new_span_id
-    span = self._span
+    templates = self._templates
     spans = []
     for t in batch:
-      head = _TRACE_ID_TAG + t.trace_id.to_bytes(16, "big")
       state = t.trace_state.to_header() if t.trace_state else ""
-      if state:
-        head += w.string(3, state)
-      if t.code == "OK":
-        tail = self._ok_remote if t.parent_remote else self._ok_local
-      else:
-        tail = w.length_delimited(
-            15, w.string(2, t.code) + w.uint(3, _STATUS_ERROR)
-        ) + (self._remote if t.parent_remote else self._local)
-      spans.append(
-          span(
-              head,
-              t.span_id,
-              t.parent_span_id,
-              t.name,
-              self._server,
-              t.start_ns,
-              t.end_ns,
-              t.attributes,
-              tail,
-          )
+      key = (
+          t.name,
+          bool(t.parent_span_id),
+          t.parent_remote,
+          state,
+          t.code,
+          tuple((k, type(v), v) for k, v in t.attributes.items()),
+          tuple(
+              (c[0], tuple((k, type(v), v) for k, v in c[3].items()))
+              if c[3]
+              else c[0]
+              for c in t.children
+          ),
       )
-      # Children share the head, the parent (this span) and, but for the
-      # batch's size, their name, kind, status and flags.
-      parent = _PARENT_ID_TAG + t.span_id.to_bytes(8, "big")
-      varint = w.varint
-      for name, start_ns, end_ns, attributes in t.children:
-        middle = self._child_middle(name)
-        body = b"".join(
-            (
-                head,
-                _SPAN_ID_TAG,
-                new_id().to_bytes(8, "big"),
-                parent,
-                middle,
-                _TIMES.pack(_START_TAG, start_ns, _END_TAG, end_ns),
-                b"".join([self._attribute(k, v) for k, v in attributes.items()])
-                if attributes
-                else b"",
-                self._ok_local,
-            )
-        )
-        spans.append(_SPAN_TAG + varint(len(body)) + body)
+      constants = templates.get(key)
+      if constants is None:
+        if len(templates) >= self.MAX_CACHED_TEMPLATES:
+          templates.clear()
+        constants = templates[key] = self._template(t, state)
+      values = self._values(t)
+      parts: list[bytes] = [b""] * (len(constants) + len(values))
+      parts[0::2] = constants
+      parts[1::2] = values
+      spans.append(b"".join(parts))
     scope_spans = w.length_delimited(2, self._scope + b"".join(spans))
     resource_spans = self._resource + scope_spans + self._resource_schema
     return w.length_delimited(1, resource_spans)

@@ -49,7 +49,10 @@ class TracingWireTest(absltest.TestCase):
     return out
 
   def test_wire_bytes_parse_to_the_sdk_encoding(self):
-    traces = self.traces()
+    # The second three have the first three's shapes (the encoder reuses
+    # their bytes) with their own ids and times.
+    traces = self.traces() + self.traces()
+    traces[3].children[0] = ("decode", 11, 12**15, None)
     encoder = tracing.SpanEncoder(self.tracing.resource, ids())
     ours = trace_service_pb2.ExportTraceServiceRequest.FromString(
         encoder.request(traces)
@@ -61,7 +64,7 @@ class TracingWireTest(absltest.TestCase):
     # And what a receiver sees: five spans of the first trace, the remote
     # parent kept, the error status on the failed one.
     got = ours.resource_spans[0].scope_spans[0].spans
-    self.assertLen(got, 5 + 2 + 1)
+    self.assertLen(got, 2 * (5 + 2 + 1))
     self.assertEqual(got[0].parent_span_id.hex(), PARENT[36:52])
     self.assertEqual(got[0].trace_state, "vendor=a,other=b")
     self.assertEqual(
@@ -69,6 +72,8 @@ class TracingWireTest(absltest.TestCase):
     )
     self.assertEqual(got[7].status.code, got[7].status.STATUS_CODE_ERROR)
     self.assertEqual(got[7].status.message, "INVALID_ARGUMENT")
+    self.assertNotEqual(got[13].trace_id, got[5].trace_id)
+    self.assertEqual(got[9].end_time_unix_nano, 12**15)
 
   def test_a_full_queue_drops_whole_traces(self):
     exporter = in_memory_span_exporter.InMemorySpanExporter()

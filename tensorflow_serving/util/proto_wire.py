@@ -8,8 +8,8 @@ wire format (varints, tags, length-delimited and fixed-width fields); each
 caller writes its own messages and tests them against the protobuf
 library's own serialization (parsed back and compared).
 
-Fields are emitted as proto3 does: a zero scalar or an empty string is left
-out by the helpers named `*_field` only where the caller asks for it.
+Every helper writes its field, zero or empty too: leaving out proto3's
+defaults (and keeping a oneof member's zero) is the caller's choice.
 """
 
 from __future__ import annotations

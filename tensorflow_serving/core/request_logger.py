@@ -59,16 +59,24 @@ class RequestLogger:
     self._tags = tuple(saved_model_tags)
     # random.random is thread-safe (one generator shared by the process).
     self._random = random.random
+    self._metadata: LogMetadata | None = None  # The last second's.
 
   def sample(self) -> bool:
     """True with probability sampling_rate (upstream's uniform sampler)."""
     return self._random() < self._rate
 
   def metadata(self, timestamp_s: float | None = None) -> LogMetadata:
-    """LogMetadata with this config's sampling config and the model's tags."""
-    metadata = LogMetadata(
-        sampling_config=self.config.sampling_config,
-        timestamp_secs=int(time.time() if timestamp_s is None else timestamp_s),
-    )
-    metadata.saved_model_tags.extend(self._tags)
+    """LogMetadata with this config's sampling config and the model's tags.
+
+    Shared by the entries of one second (the writer thread logs thousands a
+    second): read it, do not modify it.
+    """
+    secs = int(time.time() if timestamp_s is None else timestamp_s)
+    metadata = self._metadata
+    if metadata is None or metadata.timestamp_secs != secs:
+      metadata = LogMetadata(
+          sampling_config=self.config.sampling_config, timestamp_secs=secs
+      )
+      metadata.saved_model_tags.extend(self._tags)
+      self._metadata = metadata
     return metadata

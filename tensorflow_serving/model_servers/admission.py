@@ -27,7 +27,9 @@ end just in time misses by any noise, and is capacity spent for nothing);
 it costs no throughput, since the queue still never runs dry.
 
 `max_pending` bounds the queue whatever the deadlines: past it a run is
-refused the same way.
+refused the same way. `shed_by_deadline=False` (--shed_by_deadline=false)
+keeps only that bound: runs queue until their deadline as upstream's do,
+which is what the overload benchmark compares against.
 """
 
 from __future__ import annotations
@@ -67,8 +69,10 @@ class Admission:
       max_pending: int = DEFAULT_MAX_PENDING,
       min_pending_to_shed: int = 1,
       clock: Callable[[], float] = time.monotonic,
+      shed_by_deadline: bool = True,
   ):
     self.max_pending = max_pending
+    self.shed_by_deadline = shed_by_deadline
     self.min_pending_to_shed = max(1, min_pending_to_shed)
     self._clock = clock
     self.pending = 0
@@ -104,7 +108,11 @@ class Admission:
           "limit set by --max_pending_requests); retry later",
           retry_after_s=self._retry_after_s(pending),
       )
-    if deadline is not None and pending >= self.min_pending_to_shed:
+    if (
+        self.shed_by_deadline
+        and deadline is not None
+        and pending >= self.min_pending_to_shed
+    ):
       expected = self.estimate_s(pending)
       if expected is not None and expected > HEADROOM * (deadline - now):
         self.shed += 1

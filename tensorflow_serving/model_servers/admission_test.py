@@ -91,6 +91,15 @@ class AdmissionRuleTest(absltest.TestCase):
     with self.assertRaises(status.ServingError):
       gate.admit(clock.now + 0.001)
 
+  def test_without_shedding_by_deadline_only_max_pending_refuses(self):
+    gate, clock = self.measured(shed_by_deadline=False, max_pending=10)
+    for _ in range(10):
+      gate.admit(clock.now + 0.001)  # Cannot finish in time; queued.
+    self.assertEqual((gate.pending, gate.shed), (10, 0))
+    with self.assertRaises(status.ServingError) as refused:
+      gate.admit(clock.now + 10.0)
+    self.assertIn("--max_pending_requests", refused.exception.message)
+
   def test_max_pending_bounds_the_queue_without_deadlines(self):
     gate = admission.Admission(max_pending=3, clock=FakeClock())
     for _ in range(3):

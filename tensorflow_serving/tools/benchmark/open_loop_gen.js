@@ -1,0 +1,272 @@
+// Open-loop (and closed-loop) Predict load from one cheap Node.js process.
+//
+// A Python client spends a core on a few thousand calls a second, so it
+// cannot offer a server several times its capacity from a 2-core host; Node's
+// http2 and http modules (nghttp2 and llhttp underneath) cost a few
+// microseconds a call. Only built-in modules are used.
+//
+// Usage: node open_loop_gen.js CONFIG_JSON
+//
+// CONFIG_JSON names:
+//   protocol     "grpc" (HTTP/2, pre-framed PredictRequest bodies) or "rest"
+//                (HTTP/1.1 keep-alive, JSON bodies)
+//   host, port, path
+//   bodies       file of bodies, each a 4-byte big-endian length + bytes
+//   mode         "open": call i is due at start + i / rate, whatever the
+//                answers; "closed": `concurrency` loops, each sending its
+//                next call when the last one is answered
+//   rate, duration_s, concurrency, warmup_s (closed: not recorded)
+//   deadline_ms  each call's deadline, counted from when it was due:
+//                grpc-timeout carries what is left of it when sent; at the
+//                deadline the client gives up (RST_STREAM CANCEL, or the
+//                HTTP/1.1 connection is closed), as a real client does
+//                (0: no deadline, closed mode only)
+//   connections  gRPC: HTTP/2 connections the calls are spread over;
+//                REST: most sockets open at once
+//   records      output file: one line per call,
+//                "due_us lag_us latency_us outcome", where lag is how late
+//                the call left after it was due (the client falling behind)
+//                and latency runs from due to the answer
+//
+// Outcomes: ok, shed (UNAVAILABLE / 503 carrying a retry hint), shed_nohint
+// (the same without one), deadline (DEADLINE_EXCEEDED / 504 / 408),
+// timeout (the client's own deadline passed first), grpc_N, http_N, bad
+// (answered OK without a body), net_ERRCODE.
+//
+// On exit it prints one JSON line: the client's CPU seconds and counts.
+
+'use strict';
+
+const fs = require('fs');
+const http = require('http');
+const http2 = require('http2');
+
+function readBodies(path) {
+  const data = fs.readFileSync(path);
+  const bodies = [];
+  for (let at = 0; at < data.length;) {
+    const size = data.readUInt32BE(at);
+    bodies.push(data.subarray(at + 4, at + 4 + size));
+    at += 4 + size;
+  }
+  if (!bodies.length) throw new Error(`no bodies in ${path}`);
+  return bodies;
+}
+
+function nowUs() {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+// One call on one of the HTTP/2 connections; done(outcome) once.
+function grpcSender(cfg, bodies) {
+  const sessions = [];
+  for (let i = 0; i < cfg.connections; i++) {
+    const session = http2.connect(`http://${cfg.host}:${cfg.port}`, {
+      settings: {initialWindowSize: 1 << 20},
+    });
+    session.on('error', () => {});
+    sessions.push(session);
+  }
+  let next = 0;
+  const send = (index, remainingMs, done) => {
+    const session = sessions[next];
+    next = (next + 1) % sessions.length;
+    const headers = {
+      ':method': 'POST',
+      ':path': cfg.path,
+      'content-type': 'application/grpc',
+      'te': 'trailers',
+    };
+    if (remainingMs > 0) headers['grpc-timeout'] = `${Math.max(1, Math.floor(remainingMs))}m`;
+    let stream;
+    try {
+      stream = session.request(headers);
+    } catch (err) {
+      done(`net_${err.code || 'request'}`);
+      return () => {};
+    }
+    let grpcStatus = null;
+    let hint = false;
+    let bytes = 0;
+    let finished = false;
+    const finish = (outcome) => {
+      if (finished) return;
+      finished = true;
+      done(outcome);
+    };
+    const readStatus = (h) => {
+      if (h['grpc-status'] !== undefined) grpcStatus = Number(h['grpc-status']);
+      if (h['grpc-retry-pushback-ms'] !== undefined) hint = true;
+    };
+    stream.on('response', readStatus);  // trailers-only answers end here
+    stream.on('trailers', readStatus);
+    stream.on('data', (chunk) => { bytes += chunk.length; });
+    stream.on('error', (err) => finish(`net_${err.code || 'stream'}`));
+    stream.on('close', () => {
+      if (grpcStatus === null) finish(`net_${stream.rstCode === undefined ? 'closed' : 'rst' + stream.rstCode}`);
+      else if (grpcStatus === 0) finish(bytes > 5 ? 'ok' : 'bad');
+      else if (grpcStatus === 14) finish(hint ? 'shed' : 'shed_nohint');
+      else if (grpcStatus === 4) finish('deadline');
+      else finish(`grpc_${grpcStatus}`);
+    });
+    stream.end(bodies[index % bodies.length]);
+    return () => {
+      if (!finished) {
+        finished = true;
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+      }
+    };
+  };
+  const close = () => sessions.forEach((s) => s.destroy());
+  return {send, close};
+}
+
+function restSender(cfg, bodies) {
+  const agent = new http.Agent({
+    keepAlive: true,
+    maxSockets: cfg.connections,
+    maxFreeSockets: cfg.connections,
+  });
+  const send = (index, remainingMs, done) => {
+    const body = bodies[index % bodies.length];
+    let finished = false;
+    const finish = (outcome) => {
+      if (finished) return;
+      finished = true;
+      done(outcome);
+    };
+    const req = http.request({
+      agent,
+      host: cfg.host,
+      port: cfg.port,
+      method: 'POST',
+      path: cfg.path,
+      headers: {'Content-Type': 'application/json', 'Content-Length': body.length},
+    }, (res) => {
+      let bytes = 0;
+      res.on('data', (chunk) => { bytes += chunk.length; });
+      res.on('end', () => {
+        const code = res.statusCode;
+        if (code === 200) finish(bytes > 0 ? 'ok' : 'bad');
+        else if (code === 503) finish(res.headers['retry-after'] ? 'shed' : 'shed_nohint');
+        else if (code === 504 || code === 408) finish('deadline');
+        else finish(`http_${code}`);
+      });
+      res.on('error', (err) => finish(`net_${err.code || 'response'}`));
+    });
+    req.on('error', (err) => finish(`net_${err.code || 'request'}`));
+    req.end(body);
+    return () => {
+      if (!finished) {
+        finished = true;
+        req.destroy();
+      }
+    };
+  };
+  const close = () => agent.destroy();
+  return {send, close};
+}
+
+function main() {
+  const cfg = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+  const bodies = readBodies(cfg.bodies);
+  const sender = cfg.protocol === 'grpc' ? grpcSender(cfg, bodies) : restSender(cfg, bodies);
+  const deadlineUs = cfg.deadline_ms * 1000;
+  const lines = [];
+  let outstanding = 0;
+  let start = 0;
+  let stopped = false;
+  const cpuBefore = process.cpuUsage();
+
+  // Sends call `index`, due at `dueUs`; calls after(…) when it is answered.
+  const call = (index, dueUs, record, after) => {
+    const sentUs = nowUs();
+    const lagUs = sentUs - dueUs;
+    outstanding++;
+    let timer = null;
+    const done = (outcome) => {
+      if (timer) clearTimeout(timer);
+      outstanding--;
+      if (record) lines.push(`${dueUs - start} ${lagUs} ${nowUs() - dueUs} ${outcome}`);
+      if (after) after();
+    };
+    const remainingMs = deadlineUs ? (deadlineUs - lagUs) / 1000 : 0;
+    if (deadlineUs && remainingMs <= 0) {
+      // The client itself let the whole deadline pass before sending.
+      outstanding--;
+      if (record) lines.push(`${dueUs - start} ${lagUs} ${lagUs} timeout`);
+      if (after) after();
+      return;
+    }
+    const cancel = sender.send(index, remainingMs, done);
+    if (deadlineUs) {
+      timer = setTimeout(() => {
+        timer = null;
+        cancel();
+        done('timeout');
+      }, remainingMs);
+    }
+  };
+
+  const finish = () => {
+    const waitEnd = () => {
+      if (outstanding > 0) {
+        setTimeout(waitEnd, 20);
+        return;
+      }
+      sender.close();
+      fs.writeFileSync(cfg.records, lines.length ? lines.join('\n') + '\n' : '');
+      const cpu = process.cpuUsage(cpuBefore);
+      console.log(JSON.stringify({
+        calls: lines.length,
+        cpu_s: (cpu.user + cpu.system) / 1e6,
+      }));
+    };
+    waitEnd();
+  };
+
+  const begin = () => {
+    start = nowUs();
+    if (cfg.mode === 'open') {
+      const count = Math.max(1, Math.round(cfg.rate * cfg.duration_s));
+      const stepUs = 1e6 / cfg.rate;
+      let index = 0;
+      // Every turn sends whatever has fallen due; a timer per call would
+      // cost more than the call.
+      const tick = () => {
+        const now = nowUs();
+        while (index < count && start + index * stepUs <= now) {
+          call(index, Math.round(start + index * stepUs), true, null);
+          index++;
+        }
+        if (index < count) {
+          const waitMs = (start + index * stepUs - nowUs()) / 1000;
+          if (waitMs >= 1) setTimeout(tick, Math.floor(waitMs));
+          else setImmediate(tick);
+        } else {
+          finish();
+        }
+      };
+      tick();
+    } else {
+      const warmupUs = cfg.warmup_s * 1e6;
+      const endUs = start + warmupUs + cfg.duration_s * 1e6;
+      let index = 0;
+      const loop = () => {
+        if (stopped) return;
+        const now = nowUs();
+        if (now >= endUs) {
+          stopped = true;
+          finish();
+          return;
+        }
+        call(index++, now, now >= start + warmupUs, () => setImmediate(loop));
+      };
+      for (let i = 0; i < cfg.concurrency; i++) loop();
+    }
+  };
+  // Connections settle (HTTP/2 SETTINGS exchanged) before the clock starts.
+  setTimeout(begin, 300);
+}
+
+main();

@@ -8,12 +8,14 @@ the stub's slow answer is many deadlines late.
 
 from __future__ import annotations
 
+from concurrent import futures
 import http.server
 import os
 import threading
 import time
 
 from absl.testing import absltest
+import grpc
 
 from tensorflow_serving.tools.benchmark import open_loop_node
 
@@ -49,6 +51,29 @@ class _Stub(http.server.BaseHTTPRequestHandler):
 
   def log_message(self, *args):  # pylint: disable=arguments-differ
     pass
+
+
+class _GrpcStub:
+  """Answers /a.B/Predict by the message the generator sent."""
+
+  def __init__(self):
+    self.time_remaining: list[float | None] = []
+
+  def __call__(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+    self.time_remaining.append(context.time_remaining())
+    if request == b"slow":
+      time.sleep(_SLOW_S)
+      return b"late"
+    if request == b"shed":
+      context.set_trailing_metadata((("grpc-retry-pushback-ms", "100"),))
+      context.abort(grpc.StatusCode.UNAVAILABLE, "overloaded")
+    if request == b"bare":
+      context.abort(grpc.StatusCode.UNAVAILABLE, "overloaded")
+    if request == b"late":
+      context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline")
+    if request == b"bad":
+      context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad")
+    return b"scores"
 
 
 class SummarizeTest(absltest.TestCase):
@@ -164,6 +189,49 @@ class GeneratorTest(absltest.TestCase):
     )
     self.assertGreater(level.ok, 0)
     self.assertEqual(level.sent, level.ok)
+
+
+class GrpcGeneratorTest(absltest.TestCase):
+
+  def test_grpc_status_from_trailers_and_grpc_timeout_sent(self):
+    stub = _GrpcStub()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "a.B", {"Predict": grpc.unary_unary_rpc_method_handler(stub)}
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    self.addCleanup(server.stop, None)
+    work = self.create_tempdir().full_path
+    bodies = os.path.join(work, "bodies.bin")
+    kinds = [b"ok", b"shed", b"bare", b"late", b"bad", b"slow"]
+    open_loop_node.write_bodies(
+        bodies, [open_loop_node.grpc_frame(k) for k in kinds]
+    )
+    level = open_loop_node.run(
+        open_loop_node.Target(
+            "grpc", "127.0.0.1", port, "/a.B/Predict", bodies, 2
+        ),
+        os.path.join(work, "open"),
+        mode="open",
+        rate_per_s=60,
+        duration_s=0.5,
+        deadline_ms=300,
+    )
+    self.assertEqual(level.sent, 30)
+    self.assertEqual(level.ok + level.ok_late, 5)
+    self.assertEqual((level.shed, level.shed_no_hint), (5, 5))
+    self.assertEqual(level.timed_out, 10)  # DEADLINE_EXCEEDED and the slow
+    self.assertEqual(level.errors, {"grpc_3": 5})
+    # Every call carried a grpc-timeout no longer than its deadline.
+    self.assertLen(stub.time_remaining, 30)
+    for remaining in stub.time_remaining:
+      self.assertIsNotNone(remaining)
+      self.assertLessEqual(remaining, 0.3)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@
 //                REST: most sockets open at once
 //   records      output file: one line per call,
 //                "due_us lag_us latency_us outcome", where lag is how late
-//                the call left after it was due (the client falling behind)
+//                the call left after it was due (the client falling behind,
+//                or, for REST, waiting for a free socket past `connections`)
 //                and latency runs from due to the answer
 //
 // Outcomes: ok, shed (UNAVAILABLE / 503 carrying a retry hint), shed_nohint
@@ -68,7 +69,7 @@ function grpcSender(cfg, bodies) {
     sessions.push(session);
   }
   let next = 0;
-  const send = (index, remainingMs, done) => {
+  const send = (index, remainingMs, done, wired) => {
     const session = sessions[next];
     next = (next + 1) % sessions.length;
     const headers = {
@@ -109,6 +110,7 @@ function grpcSender(cfg, bodies) {
       else if (grpcStatus === 4) finish('deadline');
       else finish(`grpc_${grpcStatus}`);
     });
+    wired(nowUs());
     stream.end(bodies[index % bodies.length]);
     return () => {
       if (!finished) {
@@ -127,7 +129,7 @@ function restSender(cfg, bodies) {
     maxSockets: cfg.connections,
     maxFreeSockets: cfg.connections,
   });
-  const send = (index, remainingMs, done) => {
+  const send = (index, remainingMs, done, wired) => {
     const body = bodies[index % bodies.length];
     let finished = false;
     const finish = (outcome) => {
@@ -155,6 +157,7 @@ function restSender(cfg, bodies) {
       res.on('error', (err) => finish(`net_${err.code || 'response'}`));
     });
     req.on('error', (err) => finish(`net_${err.code || 'request'}`));
+    req.on('socket', () => wired(nowUs()));
     req.end(body);
     return () => {
       if (!finished) {
@@ -180,10 +183,11 @@ function main() {
 
   // Sends call `index`, due at `dueUs`; calls after(…) when it is answered.
   const call = (index, dueUs, record, after) => {
-    const sentUs = nowUs();
-    const lagUs = sentUs - dueUs;
+    let lagUs = nowUs() - dueUs;
     outstanding++;
     let timer = null;
+    // When the call is handed to a connection (REST: may wait for a socket).
+    const wired = (atUs) => { lagUs = Math.max(lagUs, atUs - dueUs); };
     const done = (outcome) => {
       if (timer) clearTimeout(timer);
       outstanding--;
@@ -198,7 +202,7 @@ function main() {
       if (after) after();
       return;
     }
-    const cancel = sender.send(index, remainingMs, done);
+    const cancel = sender.send(index, remainingMs, done, wired);
     if (deadlineUs) {
       timer = setTimeout(() => {
         timer = null;

@@ -52,8 +52,18 @@ flags.DEFINE_float("capacity_duration", 5.0, "Seconds of the closed loop.")
 flags.DEFINE_integer("capacity_concurrency", 64, "Closed loop's calls.")
 flags.DEFINE_float("deadline_ms", 500.0, "Each call's deadline.")
 flags.DEFINE_float("pause", 1.0, "Seconds between loads (queues drain).")
-flags.DEFINE_integer("grpc_connections", 4, "HTTP/2 connections (gRPC).")
-flags.DEFINE_integer("rest_connections", 2000, "Most sockets open (REST).")
+flags.DEFINE_integer(
+    "grpc_connections",
+    64,
+    "HTTP/2 connections (gRPC); 256 streams each, enough for every call "
+    "a queueing server holds at 5x.",
+)
+flags.DEFINE_integer(
+    "rest_connections",
+    8000,
+    "Most sockets open (REST; one call each at a time). A call waiting "
+    "for one counts as sent late.",
+)
 flags.DEFINE_string("model_base_path", "", "Exported MNIST (default: export).")
 flags.DEFINE_string("mnist_dir", "/tmp", "Where the MNIST data set is.")
 flags.DEFINE_integer("num_images", 100, "Distinct images sent.")

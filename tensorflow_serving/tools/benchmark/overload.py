@@ -36,6 +36,7 @@ from absl import flags
 
 from tensorflow_serving.tools.benchmark import load_config
 from tensorflow_serving.tools.benchmark import open_loop_node
+from tensorflow_serving.tools.benchmark import probes
 from tensorflow_serving.tools.benchmark import processes
 from tensorflow_serving.tools.benchmark import workload
 
@@ -83,6 +84,7 @@ class Row:
   capacity_per_s: float
   multiple: float  # of capacity; 0 for the closed loop itself
   level: open_loop_node.Level
+  server_cpu_s: float  # the server's CPU over the level (and its drain)
 
 
 def goodput_share(row: Row) -> float:
@@ -98,11 +100,12 @@ def markdown(rows: Sequence[Row], deadline_ms: float) -> str:
       "504 or no answer by the deadline, plus OK answers after it. p50/p99: "
       "answers within the deadline, from when the call was due. Client: "
       "the generator's CPU seconds, and calls it sent > 10 ms late "
-      "(a row marked ! did not offer its rate).",
+      "(a row marked ! did not offer its rate). Server: its CPU seconds.",
       "",
       "| API | batching | shedding | offered | offered/s | goodput/s |"
-      " % of C | shed | timed out | errors | p50 ms | p99 ms | client |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+      " % of C | shed | timed out | errors | p50 ms | p99 ms | client |"
+      " server |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for row in rows:
     level = row.level
@@ -125,6 +128,7 @@ def markdown(rows: Sequence[Row], deadline_ms: float) -> str:
         f" {lat.get('p50', float('nan')):.1f} |"
         f" {lat.get('p99', float('nan')):.1f} |"
         f" {level.client_cpu_s:.1f} s, {level.late_sent:,} late{mark} |"
+        f" {row.server_cpu_s:.1f} s |"
     )
   return "\n".join(out) + "\n"
 
@@ -185,7 +189,7 @@ class Driver:
 
   @contextlib.contextmanager
   def serve(self, model: str, batching: str, shedding: str):
-    """A server on free ports until the block ends: (grpc_port, rest_port)."""
+    """A server until the block ends: (grpc_port, rest_port, pid)."""
     f = flags.FLAGS
     grpc_port = processes.pick_unused_port()
     rest_port = processes.pick_unused_port()
@@ -227,7 +231,7 @@ class Driver:
           lambda: processes.grpc_predict_probe(f"127.0.0.1:{grpc_port}", body),
           180,
       )
-      yield grpc_port, rest_port
+      yield grpc_port, rest_port, server.pid
     finally:
       _log(f"{label}: stopped (exit {server.stop()})")
 
@@ -248,9 +252,10 @@ class Driver:
     )
 
   def capacity(
-      self, target: open_loop_node.Target, tag: str
-  ) -> open_loop_node.Level:
+      self, target: open_loop_node.Target, pid: int, tag: str
+  ) -> tuple[open_loop_node.Level, float]:
     f = flags.FLAGS
+    cpu = probes.process_tree_cpu_s(pid) or 0.0
     level = open_loop_node.run(
         target,
         self._path(f"capacity_{tag}"),
@@ -260,16 +265,18 @@ class Driver:
         concurrency=f.capacity_concurrency,
         warmup_s=1.0,
     )
+    cpu = (probes.process_tree_cpu_s(pid) or 0.0) - cpu
     _log(f"{tag}: capacity {level.goodput_per_s:,.0f}/s")
-    return level
+    return level, cpu
 
   def levels(
-      self, target: open_loop_node.Target, capacity: float, tag: str
-  ) -> list[tuple[float, open_loop_node.Level]]:
+      self, target: open_loop_node.Target, capacity: float, pid: int, tag: str
+  ) -> list[tuple[float, open_loop_node.Level, float]]:
     f = flags.FLAGS
     out = []
     for multiple in (float(m) for m in f.multiples):
       time.sleep(f.pause)
+      cpu = probes.process_tree_cpu_s(pid) or 0.0
       level = open_loop_node.run(
           target,
           self._path(f"open_{tag}_{multiple:g}x"),
@@ -278,13 +285,14 @@ class Driver:
           duration_s=f.duration,
           deadline_ms=f.deadline_ms,
       )
+      cpu = (probes.process_tree_cpu_s(pid) or 0.0) - cpu
       _log(
           f"{tag} {multiple:g}x: offered {level.offered_per_s:,.0f}/s,"
           f" goodput {level.goodput_per_s:,.0f}/s, shed {level.shed:,},"
           f" timed out {level.timed_out + level.ok_late:,},"
           f" late sent {level.late_sent:,}"
       )
-      out.append((multiple, level))
+      out.append((multiple, level, cpu))
     return out
 
 
@@ -297,19 +305,29 @@ def run(work_dir: str) -> list[Row]:
     for batching in f.batching:
       capacities: dict[str, float] = {}
       for shedding in f.shedding:
-        with driver.serve(model, batching, shedding) as ports:
+        with driver.serve(model, batching, shedding) as (grpc, rest, pid):
           for protocol in f.protocols:
-            port = ports[0] if protocol == "grpc" else ports[1]
+            port = grpc if protocol == "grpc" else rest
             target = driver.target(protocol, port)
             tag = f"{protocol}_batching_{batching}_{shedding}"
             if protocol not in capacities:
-              closed = driver.capacity(target, tag)
+              closed, cpu = driver.capacity(target, pid, tag)
               capacities[protocol] = closed.goodput_per_s
-              rows.append(Row(protocol, batching, shedding, 0, 0, closed))
+              rows.append(Row(protocol, batching, shedding, 0, 0, closed, cpu))
             capacity = capacities[protocol]
-            for multiple, level in driver.levels(target, capacity, tag):
+            for multiple, level, cpu in driver.levels(
+                target, capacity, pid, tag
+            ):
               rows.append(
-                  Row(protocol, batching, shedding, capacity, multiple, level)
+                  Row(
+                      protocol,
+                      batching,
+                      shedding,
+                      capacity,
+                      multiple,
+                      level,
+                      cpu,
+                  )
               )
   order = {p: i for i, p in enumerate(f.protocols)}
   rows.sort(key=lambda r: order[r.protocol])  # stable: grouped by API

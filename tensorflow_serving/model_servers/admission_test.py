@@ -80,6 +80,16 @@ class AdmissionRuleTest(absltest.TestCase):
     gate.admit(clock.now + 0.76)
     self.assertEqual(gate.pending, 6)
 
+  def test_check_refuses_as_admit_would_without_admitting(self):
+    gate, clock = self.measured()
+    for _ in range(5):
+      gate.admit(None)
+    with self.assertRaises(status.ServingError):
+      gate.check(clock.now + 0.74)
+    gate.check(clock.now + 0.76)
+    gate.check(None)
+    self.assertEqual((gate.pending, gate.shed), (5, 1))
+
   def test_no_deadline_or_nothing_queued_is_never_refused(self):
     gate, clock = self.measured(min_pending_to_shed=3)
     gate.admit(None)

@@ -133,6 +133,16 @@ def markdown(rows: Sequence[Row], deadline_ms: float) -> str:
   return "\n".join(out) + "\n"
 
 
+def _config(protocol: str, num_images: int) -> load_config.LoadConfig:
+  """What the bodies are built from (the generator is the client)."""
+  return load_config.LoadConfig(
+      server="",
+      protocol=protocol,
+      mnist_dir=flags.FLAGS.mnist_dir,
+      num_images=num_images,
+  )
+
+
 def _log(message: str) -> None:
   print(f"[overload {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -171,9 +181,7 @@ class Driver:
     """The body file for `protocol`, written once."""
     if protocol not in self._bodies:
       f = flags.FLAGS
-      config = load_config.LoadConfig(
-          protocol=protocol, mnist_dir=f.mnist_dir, num_images=f.num_images
-      )
+      config = _config(protocol, f.num_images)
       images = workload.load_images(config)
       if protocol == "grpc":
         bodies = [
@@ -222,9 +230,7 @@ class Driver:
     self._stack.callback(server.stop)
     _log(f"{label}: pid {server.pid}: {' '.join(argv)}")
     try:
-      config = load_config.LoadConfig(
-          protocol="grpc", mnist_dir=f.mnist_dir, num_images=1
-      )
+      config = _config("grpc", 1)
       body = workload.grpc_body(config, workload.load_images(config)[0])
       processes.wait_until(
           server,
@@ -245,7 +251,7 @@ class Driver:
         path=(
             load_config.PREDICT_METHOD
             if grpc
-            else load_config.LoadConfig().rest_path
+            else _config(protocol, 1).rest_path
         ),
         bodies_file=self.bodies(protocol),
         connections=f.grpc_connections if grpc else f.rest_connections,

@@ -32,7 +32,8 @@
 // Outcomes: ok, shed (UNAVAILABLE / 503 carrying a retry hint), shed_nohint
 // (the same without one), deadline (DEADLINE_EXCEEDED / 504 / 408),
 // timeout (the client's own deadline passed first), grpc_N, http_N, bad
-// (answered OK without a body), net_ERRCODE.
+// (answered OK without a body), net_ERRCODE, client_full (not sent: every
+// HTTP/2 connection had as many calls open as the server allows).
 //
 // On exit it prints one JSON line: the client's CPU seconds and counts.
 
@@ -68,10 +69,28 @@ function grpcSender(cfg, bodies) {
     session.on('error', () => {});
     sessions.push(session);
   }
+  const inFlight = sessions.map(() => 0);
   let next = 0;
+  // The next connection with a free stream under the server's
+  // MAX_CONCURRENT_STREAMS, or -1: a call beyond them would wait inside
+  // the client, unseen, so it is not sent and is recorded as `client_full`.
+  const pick = () => {
+    for (let tries = 0; tries < sessions.length; tries++) {
+      const i = next;
+      next = (next + 1) % sessions.length;
+      const limit = sessions[i].remoteSettings ? sessions[i].remoteSettings.maxConcurrentStreams : 100;
+      if (inFlight[i] < limit) return i;
+    }
+    return -1;
+  };
   const send = (index, remainingMs, done, wired) => {
-    const session = sessions[next];
-    next = (next + 1) % sessions.length;
+    const slot = pick();
+    if (slot < 0) {
+      done('client_full');
+      return () => {};
+    }
+    const session = sessions[slot];
+    inFlight[slot]++;
     const headers = {
       ':method': 'POST',
       ':path': cfg.path,
@@ -90,7 +109,15 @@ function grpcSender(cfg, bodies) {
     let hint = false;
     let bytes = 0;
     let finished = false;
+    let open = true;
+    const release = () => {
+      if (open) {
+        open = false;
+        inFlight[slot]--;
+      }
+    };
     const finish = (outcome) => {
+      release();
       if (finished) return;
       finished = true;
       done(outcome);
@@ -115,7 +142,7 @@ function grpcSender(cfg, bodies) {
     return () => {
       if (!finished) {
         finished = true;
-        stream.close(http2.constants.NGHTTP2_CANCEL);
+        stream.close(http2.constants.NGHTTP2_CANCEL);  // 'close' releases
       }
     };
   };
@@ -244,9 +271,10 @@ function main() {
           index++;
         }
         if (index < count) {
+          // Never spin: a turn at most every millisecond sends all that is
+          // due, and the CPU stays with the server.
           const waitMs = (start + index * stepUs - nowUs()) / 1000;
-          if (waitMs >= 1) setTimeout(tick, Math.floor(waitMs));
-          else setImmediate(tick);
+          setTimeout(tick, Math.max(1, Math.floor(waitMs)));
         } else {
           finish();
         }

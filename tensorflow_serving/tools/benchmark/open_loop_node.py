@@ -25,6 +25,8 @@ SHED = "shed"  # UNAVAILABLE / 503 with a retry hint
 SHED_NO_HINT = "shed_nohint"
 DEADLINE = "deadline"  # the server said DEADLINE_EXCEEDED / 504 / 408
 TIMEOUT = "timeout"  # the client's deadline passed with no answer
+# Not sent: every connection had all the streams the server allows open.
+CLIENT_FULL = "client_full"
 # A call that left more than this after it was due means the client fell
 # behind its schedule: the load it offered was less than it says.
 LATE_SEND_US = 10_000
@@ -54,7 +56,7 @@ class Level:
   shed_no_hint: int
   timed_out: int  # the server's deadline answer or the client's timeout
   errors: dict[str, int]
-  late_sent: int  # calls the client itself sent late
+  late_sent: int  # calls the client itself sent late (or could not send)
   max_lag_ms: float
   goodput_per_s: float
   latency_ms: dict[str, float] | None  # of the calls answered OK in time
@@ -116,7 +118,9 @@ def summarize(
       timed_out += 1
     else:
       errors[r.outcome] = errors.get(r.outcome, 0) + 1
-  late_sent = sum(1 for r in records if r.lag_us > LATE_SEND_US)
+  late_sent = sum(
+      1 for r in records if r.lag_us > LATE_SEND_US or r.outcome == CLIENT_FULL
+  )
   return Level(
       offered_per_s=offered_per_s,
       duration_s=duration_s,

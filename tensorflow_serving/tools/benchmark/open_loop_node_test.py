@@ -96,20 +96,21 @@ class SummarizeTest(absltest.TestCase):
             "5000 0 500000 timeout",
             "6000 0 2000 deadline",
             "7000 0 2000 http_400",
+            "8000 0 0 client_full",
             "",
         ]
     )
-    level = open_loop_node.summarize(records, 8.0, 1.0, deadline_ms=500)
-    self.assertEqual(level.sent, 8)
+    level = open_loop_node.summarize(records, 9.0, 1.0, deadline_ms=500)
+    self.assertEqual(level.sent, 9)
     self.assertEqual((level.ok, level.ok_late), (2, 1))
     self.assertEqual((level.shed, level.shed_no_hint), (1, 1))
     self.assertEqual(level.timed_out, 2)
-    self.assertEqual(level.errors, {"http_400": 1})
+    self.assertEqual(level.errors, {"http_400": 1, "client_full": 1})
     self.assertEqual(level.goodput_per_s, 2.0)
-    self.assertEqual(level.late_sent, 1)
+    self.assertEqual(level.late_sent, 2)
     self.assertEqual(level.max_lag_ms, 20.0)
     self.assertAlmostEqual(level.latency_ms["max"], 400.0)
-    self.assertFalse(level.valid)  # 1 of 8 calls left late
+    self.assertFalse(level.valid)  # 2 of 9 calls left late or not at all
 
   def test_no_deadline_counts_every_ok(self):
     records = open_loop_node.parse_records(["0 0 9000000 ok"])

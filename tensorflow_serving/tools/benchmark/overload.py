@@ -55,9 +55,9 @@ flags.DEFINE_float("deadline_ms", 500.0, "Each call's deadline.")
 flags.DEFINE_float("pause", 1.0, "Seconds between loads (queues drain).")
 flags.DEFINE_integer(
     "grpc_connections",
-    64,
-    "HTTP/2 connections (gRPC); 256 streams each, enough for every call "
-    "a queueing server holds at 5x.",
+    8,
+    "HTTP/2 connections (gRPC). A call finding every one at the server's "
+    "MAX_CONCURRENT_STREAMS is not sent and counts as sent late",
 )
 flags.DEFINE_integer(
     "rest_connections",
@@ -85,6 +85,7 @@ class Row:
   multiple: float  # of capacity; 0 for the closed loop itself
   level: open_loop_node.Level
   server_cpu_s: float  # the server's CPU over the level (and its drain)
+  other_cpu_s: float  # the host's busy CPU less the server's and client's
 
 
 def goodput_share(row: Row) -> float:
@@ -100,12 +101,13 @@ def markdown(rows: Sequence[Row], deadline_ms: float) -> str:
       "504 or no answer by the deadline, plus OK answers after it. p50/p99: "
       "answers within the deadline, from when the call was due. Client: "
       "the generator's CPU seconds, and calls it sent > 10 ms late "
-      "(a row marked ! did not offer its rate). Server: its CPU seconds.",
+      "(a row marked ! did not offer its rate). Server: its CPU seconds. "
+      "Others: CPU seconds the host spent on anything else meanwhile.",
       "",
       "| API | batching | shedding | offered | offered/s | goodput/s |"
       " % of C | shed | timed out | errors | p50 ms | p99 ms | client |"
-      " server |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+      " server | others |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for row in rows:
     level = row.level
@@ -128,7 +130,7 @@ def markdown(rows: Sequence[Row], deadline_ms: float) -> str:
         f" {lat.get('p50', float('nan')):.1f} |"
         f" {lat.get('p99', float('nan')):.1f} |"
         f" {level.client_cpu_s:.1f} s, {level.late_sent:,} late{mark} |"
-        f" {row.server_cpu_s:.1f} s |"
+        f" {row.server_cpu_s:.1f} s | {row.other_cpu_s:.1f} s |"
     )
   return "\n".join(out) + "\n"
 
@@ -145,6 +147,21 @@ def _config(protocol: str, num_images: int) -> load_config.LoadConfig:
 
 def _log(message: str) -> None:
   print(f"[overload {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _measured(pid: int, generate) -> tuple[open_loop_node.Level, float, float]:
+  """generate()'s level, the server's CPU, and everyone else's meanwhile."""
+  server = probes.process_tree_cpu_s(pid) or 0.0
+  host = probes.host_cpu_ticks()
+  began = time.monotonic()
+  level = generate()
+  wall = time.monotonic() - began
+  server = (probes.process_tree_cpu_s(pid) or 0.0) - server
+  after = probes.host_cpu_ticks()
+  busy = 0.0
+  if host and after:
+    busy = probes.host_cpu_split(host, after)["busy_pct"] / 100 * wall
+  return level, server, max(0.0, busy - server - level.client_cpu_s)
 
 
 class Driver:
@@ -259,46 +276,49 @@ class Driver:
 
   def capacity(
       self, target: open_loop_node.Target, pid: int, tag: str
-  ) -> tuple[open_loop_node.Level, float]:
+  ) -> tuple[open_loop_node.Level, float, float]:
     f = flags.FLAGS
-    cpu = probes.process_tree_cpu_s(pid) or 0.0
-    level = open_loop_node.run(
-        target,
-        self._path(f"capacity_{tag}"),
-        mode="closed",
-        duration_s=f.capacity_duration,
-        deadline_ms=0,
-        concurrency=f.capacity_concurrency,
-        warmup_s=1.0,
+    measured = _measured(
+        pid,
+        lambda: open_loop_node.run(
+            target,
+            self._path(f"capacity_{tag}"),
+            mode="closed",
+            duration_s=f.capacity_duration,
+            deadline_ms=0,
+            concurrency=f.capacity_concurrency,
+            warmup_s=1.0,
+        ),
     )
-    cpu = (probes.process_tree_cpu_s(pid) or 0.0) - cpu
-    _log(f"{tag}: capacity {level.goodput_per_s:,.0f}/s")
-    return level, cpu
+    _log(f"{tag}: capacity {measured[0].goodput_per_s:,.0f}/s")
+    return measured
 
   def levels(
       self, target: open_loop_node.Target, capacity: float, pid: int, tag: str
-  ) -> list[tuple[float, open_loop_node.Level, float]]:
+  ) -> list[tuple[float, open_loop_node.Level, float, float]]:
     f = flags.FLAGS
     out = []
     for multiple in (float(m) for m in f.multiples):
       time.sleep(f.pause)
-      cpu = probes.process_tree_cpu_s(pid) or 0.0
-      level = open_loop_node.run(
-          target,
-          self._path(f"open_{tag}_{multiple:g}x"),
-          mode="open",
-          rate_per_s=multiple * capacity,
-          duration_s=f.duration,
-          deadline_ms=f.deadline_ms,
+      level, server, others = _measured(
+          pid,
+          lambda m=multiple: open_loop_node.run(
+              target,
+              self._path(f"open_{tag}_{m:g}x"),
+              mode="open",
+              rate_per_s=m * capacity,
+              duration_s=f.duration,
+              deadline_ms=f.deadline_ms,
+          ),
       )
-      cpu = (probes.process_tree_cpu_s(pid) or 0.0) - cpu
       _log(
           f"{tag} {multiple:g}x: offered {level.offered_per_s:,.0f}/s,"
           f" goodput {level.goodput_per_s:,.0f}/s, shed {level.shed:,},"
           f" timed out {level.timed_out + level.ok_late:,},"
-          f" late sent {level.late_sent:,}"
+          f" late sent {level.late_sent:,}, CPU server {server:.1f} s"
+          f" client {level.client_cpu_s:.1f} s others {others:.1f} s"
       )
-      out.append((multiple, level, cpu))
+      out.append((multiple, level, server, others))
     return out
 
 
@@ -317,11 +337,13 @@ def run(work_dir: str) -> list[Row]:
             target = driver.target(protocol, port)
             tag = f"{protocol}_batching_{batching}_{shedding}"
             if protocol not in capacities:
-              closed, cpu = driver.capacity(target, pid, tag)
+              closed, cpu, others = driver.capacity(target, pid, tag)
               capacities[protocol] = closed.goodput_per_s
-              rows.append(Row(protocol, batching, shedding, 0, 0, closed, cpu))
+              rows.append(
+                  Row(protocol, batching, shedding, 0, 0, closed, cpu, others)
+              )
             capacity = capacities[protocol]
-            for multiple, level, cpu in driver.levels(
+            for multiple, level, cpu, others in driver.levels(
                 target, capacity, pid, tag
             ):
               rows.append(
@@ -333,6 +355,7 @@ def run(work_dir: str) -> list[Row]:
                       multiple,
                       level,
                       cpu,
+                      others,
                   )
               )
   order = {p: i for i, p in enumerate(f.protocols)}

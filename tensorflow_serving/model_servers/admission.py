@@ -107,8 +107,8 @@ class Admission:
     """Raises what `admit` would, admitting nothing.
 
     Called before a request body is decoded: under overload most requests
-    are refused, and decoding each first made refusing cost a good share
-    of serving.
+    are refused, and decoding each first spends CPU that serving needs on
+    bodies that are thrown away.
     """
     self._refuse_if_late(self._clock(), deadline)
 

@@ -80,6 +80,16 @@ class AdmissionRuleTest(absltest.TestCase):
     gate.admit(clock.now + 0.76)
     self.assertEqual(gate.pending, 6)
 
+  def test_check_refuses_as_admit_would_without_admitting(self):
+    gate, clock = self.measured()
+    for _ in range(5):
+      gate.admit(None)
+    with self.assertRaises(status.ServingError):
+      gate.check(clock.now + 0.74)
+    gate.check(clock.now + 0.76)
+    gate.check(None)
+    self.assertEqual((gate.pending, gate.shed), (5, 1))
+
   def test_no_deadline_or_nothing_queued_is_never_refused(self):
     gate, clock = self.measured(min_pending_to_shed=3)
     gate.admit(None)
@@ -90,6 +100,15 @@ class AdmissionRuleTest(absltest.TestCase):
     self.assertEqual(gate.shed, 0)
     with self.assertRaises(status.ServingError):
       gate.admit(clock.now + 0.001)
+
+  def test_without_shedding_by_deadline_only_max_pending_refuses(self):
+    gate, clock = self.measured(shed_by_deadline=False, max_pending=10)
+    for _ in range(10):
+      gate.admit(clock.now + 0.001)  # Cannot finish in time; queued.
+    self.assertEqual((gate.pending, gate.shed), (10, 0))
+    with self.assertRaises(status.ServingError) as refused:
+      gate.admit(clock.now + 10.0)
+    self.assertIn("--max_pending_requests", refused.exception.message)
 
   def test_max_pending_bounds_the_queue_without_deadlines(self):
     gate = admission.Admission(max_pending=3, clock=FakeClock())

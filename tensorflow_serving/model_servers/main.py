@@ -151,6 +151,14 @@ flags.DEFINE_integer(
     "and a retry hint. Requests that cannot finish before their deadline "
     "are refused the same way (docs/hardening.md).",
 )
+flags.DEFINE_bool(
+    "shed_by_deadline",
+    True,
+    "Beyond upstream: refuse (UNAVAILABLE / 503 with a retry hint) a model "
+    "run that cannot finish before its deadline once runs queue. false: "
+    "queue it until its deadline passes, as upstream does (still bounded "
+    "by --max_pending_requests).",
+)
 flags.DEFINE_string(
     "monitoring_config_file",
     "",

@@ -236,6 +236,7 @@ class Pipeline:
     (admission.py).
     """
     with _Request(self.core, spec, api, label, entrypoint, trace) as request:
+      self.runner.admission.check(deadline)  # Refusing needs no decoding.
       decoded = await self._decode(decode, request, off_loop)
       outputs = await self._run(
           request,
@@ -379,6 +380,7 @@ class Pipeline:
       deadline: float | None,
   ) -> tuple[Signature, np.ndarray, dict[str, np.ndarray]]:
     """Classify's and Regress's shared steps: decode, check, count, run."""
+    self.runner.admission.check(deadline)
     sig, examples = await self._decode(decode, request, off_loop)
     prepared = prepare(sig)
     metrics.record_example_count(request.id.name, len(examples))

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import concurrent.futures
 import dataclasses
 import threading
+import time
 import types
 
 from absl.testing import absltest
@@ -274,6 +275,35 @@ class PipelineTest(absltest.TestCase):
     self.predict(decode, off_loop=False)
     self.assertIsNot(threads[0], threading.main_thread())
     self.assertIs(threads[1], threading.main_thread())
+
+  def test_overload_is_refused_before_the_body_is_decoded(self):
+    runner = model_runner.ModelRunner(self.executor)
+    gate = runner.admission
+    gate.cost_s = gate.service_s = 0.1  # As if measured: 0.1 s a run.
+    gate.pending = 5  # 0.6 s of work ahead of the next run.
+    decoded = []
+
+    def decode(lookup):
+      decoded.append(1)
+      return predict_decoder()(lookup)
+
+    pipeline = pipeline_lib.Pipeline(self.core, runner)  # type: ignore[arg-type]
+    with self.assertRaises(status.ServingError) as refused:
+      asyncio.run(
+          pipeline.predict(
+              spec(), decode, "GRPC", deadline=time.monotonic() + 0.5
+          )
+      )
+    self.assertEqual(refused.exception.code, status.Code.UNAVAILABLE)
+    self.assertEqual(decoded, [])
+    self.assertEqual(self.core.released, self.core.taken)
+    gate.pending = 0
+    asyncio.run(
+        pipeline.predict(
+            spec(), decode, "GRPC", deadline=time.monotonic() + 0.5
+        )
+    )
+    self.assertEqual(decoded, [1])
 
   # Upstream's messages, per API.
 

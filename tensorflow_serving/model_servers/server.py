@@ -81,6 +81,8 @@ class ServerOptions:
   # Model runs one process holds at once, queued or running; past it, and
   # for runs that cannot meet their deadline, UNAVAILABLE (admission.py).
   max_pending_requests: int = admission.DEFAULT_MAX_PENDING
+  # False: only max_pending_requests refuses; late runs queue (upstream).
+  shed_by_deadline: bool = True
   # Beyond upstream: the token HandleReloadConfigRequest and the v2
   # repository's load/unload must present (--model_service_token_file or
   # TF_SERVING_MODEL_SERVICE_TOKEN); None leaves them open, as upstream.
@@ -167,6 +169,7 @@ class Server:
             options.max_pending_requests,
             # Runs that start at once on a free thread never queue.
             min_pending_to_shed=options.grpc_max_threads,
+            shed_by_deadline=options.shed_by_deadline,
         ),
     )
     worker = options.worker

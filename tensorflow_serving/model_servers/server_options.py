@@ -216,6 +216,7 @@ def from_flags(
           flags, "enable_model_control_api", False
       ),
       max_pending_requests=max(1, flags.max_pending_requests),
+      shed_by_deadline=flags.shed_by_deadline,
   )
   _apply_ssl_config(flags, server_options)
   _apply_rest_ssl_config(flags, server_options)

@@ -375,7 +375,7 @@ class Runner:
       rest_port: int,
       threads: int,
   ) -> list[str]:
-    if config.server == "ours":
+    if config.ours:
       argv = (
           [self._o.server_binary]
           if self._o.server_binary

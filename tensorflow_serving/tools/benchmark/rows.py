@@ -26,6 +26,11 @@ class ServerConfig:
   peer: str = ""
 
   @property
+  def ours(self) -> bool:
+    """Whether this is our model server (on either API)."""
+    return self.server.split()[0] == "ours"
+
+  @property
   def batching_label(self) -> str:
     return {True: "on", False: "off", None: "-"}[self.batching]
 

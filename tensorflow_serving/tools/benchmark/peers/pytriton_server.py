@@ -67,21 +67,32 @@ def main() -> None:
       metrics_address="127.0.0.1",
       metrics_port=args.metrics_port,
   )
-  with pytriton.triton.Triton(config=config) as server:
-    server.bind(
-        model_name=args.model_name,
-        infer_func=[infer] * args.instances,
-        inputs=[_spec_tensor(k, s) for k, s in inputs.items()],
-        outputs=[_spec_tensor(k, s) for k, s in outputs.items()],
-        config=pytriton.model_config.ModelConfig(
-            max_batch_size=args.max_batch_size,
-            batcher=pytriton.model_config.DynamicBatcher(
-                max_queue_delay_microseconds=args.max_queue_delay_us
+  # The Python backend's stub sometimes finds its handshake socket not yet
+  # listening on a busy host ("Connection refused" as the model loads):
+  # start afresh, as a user's supervisor would.
+  for attempt in range(1, 4):
+    try:
+      with pytriton.triton.Triton(config=config) as server:
+        server.bind(
+            model_name=args.model_name,
+            infer_func=[infer] * args.instances,
+            inputs=[_spec_tensor(k, s) for k, s in inputs.items()],
+            outputs=[_spec_tensor(k, s) for k, s in outputs.items()],
+            config=pytriton.model_config.ModelConfig(
+                max_batch_size=args.max_batch_size,
+                batcher=pytriton.model_config.DynamicBatcher(
+                    max_queue_delay_microseconds=args.max_queue_delay_us
+                ),
             ),
-        ),
-        strict=True,
-    )
-    server.serve()
+            strict=True,
+        )
+        server.serve()
+
+      return
+    except Exception:  # pylint: disable=broad-except
+      if attempt == 3:
+        raise
+      logging.exception("PyTriton did not start (try %d of 3)", attempt)
 
 
 if __name__ == "__main__":

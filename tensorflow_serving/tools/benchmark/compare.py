@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +39,7 @@ from absl import app
 from absl import flags
 
 from tensorflow_serving.tools.benchmark import load_config
+from tensorflow_serving.tools.benchmark import peer_servers
 from tensorflow_serving.tools.benchmark import processes
 from tensorflow_serving.tools.benchmark import report as report_lib
 from tensorflow_serving.tools.benchmark import rows as rows_lib
@@ -47,8 +49,15 @@ from tensorflow_serving.tools.benchmark import workload
 _BENCH = "tensorflow_serving/tools/benchmark"
 _BASELINES = _BENCH + "/baselines"
 CONFIGS = rows_lib.CONFIGS
+ALL_CONFIGS = rows_lib.ALL_CONFIGS
 
-flags.DEFINE_list("configs", list(CONFIGS), "Server configurations to run.")
+flags.DEFINE_list(
+    "configs",
+    list(CONFIGS),
+    "Server configurations to run, of "
+    f"{list(ALL_CONFIGS)} (the v2 ones: ours on the v2 protocol and the "
+    "peers, loaded with wrk and h2load).",
+)
 flags.DEFINE_list(
     "concurrency",
     ["1", "8", "32"],
@@ -255,9 +264,9 @@ class Options:
     return [c for c in given if c in judged] or list(given[:1])
 
   def validate(self) -> None:
-    unknown = [name for name in self.configs if name not in CONFIGS]
+    unknown = [name for name in self.configs if name not in ALL_CONFIGS]
     if unknown:
-      raise ValueError(f"unknown configs {unknown}; known: {list(CONFIGS)}")
+      raise ValueError(f"unknown configs {unknown}; known: {list(ALL_CONFIGS)}")
     for protocol in load_config.PROTOCOLS:
       bad = [
           c
@@ -366,7 +375,7 @@ class Runner:
       rest_port: int,
       threads: int,
   ) -> list[str]:
-    if config.server == "ours":
+    if config.ours:
       argv = (
           [self._o.server_binary]
           if self._o.server_binary
@@ -403,6 +412,8 @@ class Runner:
     lconfig = load_config.LoadConfig(
         server=address,
         protocol=config.protocol,
+        api=config.api,
+        signature_name=_signature_of(config),
         num_images=1,
         mnist_dir=self._o.mnist_dir,
     )
@@ -410,11 +421,13 @@ class Runner:
       self._images = workload.load_images(lconfig)
     image = self._images[0]
     if config.protocol == "grpc":
-      body = workload.grpc_body(lconfig, image)
-      return lambda: processes.grpc_predict_probe(address, body)
-    body = workload.rest_body(lconfig, image)
+      body = workload.grpc_request_body(lconfig, image)
+      method = lconfig.grpc_method
+      return lambda: processes.grpc_predict_probe(address, body, method=method)
+    body, headers = workload.rest_request(lconfig, image)
     url = f"http://{address}{lconfig.rest_path}"
-    return lambda: processes.rest_predict_probe(url, body)
+    key = "predictions" if config.api == "predict" else "outputs"
+    return lambda: processes.rest_predict_probe(url, body, headers, key)
 
   def _load_test(
       self,
@@ -433,6 +446,8 @@ class Runner:
     ) + [
         f"--server={address}",
         f"--protocol={config.protocol}",
+        f"--api={config.api}",
+        f"--signature_name={_signature_of(config)}",
         f"--client={client}",
         f"--concurrency={','.join(map(str, concurrency))}",
         f"--duration={o.duration_s}",
@@ -475,12 +490,24 @@ class Runner:
     address = f"127.0.0.1:{port}"
     label = self.label(config, threads)
     try:
-      argv = self._server_argv(config, model, grpc_port, rest_port, threads)
+      env = None
+      if config.peer:
+        peer = peer_servers.launch(
+            config.peer,
+            model,
+            grpc_port,
+            rest_port,
+            self._path(f"peer_{label}{suffix}"),
+        )
+        argv, env = peer.argv, peer.env
+        self._log(f"{label}: {peer.settings}")
+      else:
+        argv = self._server_argv(config, model, grpc_port, rest_port, threads)
       server = processes.Child(
-          config.name, argv, self._path(f"server_{label}{suffix}.log")
+          config.name, argv, self._path(f"server_{label}{suffix}.log"), env
       )
       self._log(f"{label}: pid {server.pid}: {' '.join(argv)}")
-    except OSError as exc:
+    except (OSError, subprocess.SubprocessError) as exc:
       raise ServerStartError(f"could not start: {exc}") from exc
     self._stack.callback(server.stop)
     try:
@@ -555,6 +582,20 @@ class Runner:
       for row in rows:
         row.failure = str(exc)
     return rows
+
+
+def _signature_of(config: rows_lib.ServerConfig) -> str:
+  # The peers serve the one signature as the model; ours is asked for it.
+  return "" if config.peer else "predict_images"
+
+
+def _clients(
+    config: rows_lib.ServerConfig, clients: Sequence[str]
+) -> list[str]:
+  """The given clients that can send config.api's requests."""
+  if config.api == "predict":
+    return list(clients)
+  return [c for c in clients if c in load_config.V2_CLIENTS]
 
 
 class ServerStartError(Exception):
@@ -637,19 +678,19 @@ def run_once(options: Options, work_dir: str, index: int = 0) -> Report:
         order.reverse()
       suffix = run_suffix + (f"_r{attempt + 1}" if options.repeats > 1 else "")
       for name in order:
-        config = CONFIGS[name]
+        config = ALL_CONFIGS[name]
         for row in runner.server_rows(
             config,
             model,
             expected,
             suffix,
-            options.clients_of(config.protocol),
+            _clients(config, options.clients_of(config.protocol)),
             options.concurrency,
             options.batch_threads,
         ):
           runs.setdefault(row.key, []).append(row)
     rows = [rows_lib.best(attempts) for attempts in runs.values()]
-    order = {name: i for i, name in enumerate(CONFIGS)}
+    order = {name: i for i, name in enumerate(ALL_CONFIGS)}
     rows.sort(
         key=lambda r: (
             order[r.config.name],
@@ -660,9 +701,9 @@ def run_once(options: Options, work_dir: str, index: int = 0) -> Report:
     sweep: list[rows_lib.Row] = []
     for threads in options.sweep_num_batch_threads:
       for name in options.sweep_configs:
-        if name not in options.configs or not CONFIGS[name].batching:
+        if name not in options.configs or not ALL_CONFIGS[name].batching:
           continue
-        config = CONFIGS[name]
+        config = ALL_CONFIGS[name]
         sweep += runner.server_rows(
             config,
             model,

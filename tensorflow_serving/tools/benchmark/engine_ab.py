@@ -89,6 +89,7 @@ def main(argv: list[str]) -> int:
     )
   variants = _variants()
   rates: dict[tuple[str, str, str, int], list[float]] = {}
+  cpu: dict[tuple[str, str, str, int], list[float]] = {}
   for round_index in range(FLAGS.rounds):
     order = variants if round_index % 2 == 0 else variants[::-1]
     for variant in order:
@@ -103,17 +104,21 @@ def main(argv: list[str]) -> int:
         rps = (row.summary or {}).get("throughput_rps")
         key = (variant.name, row.config.name, row.client, row.concurrency)
         rates.setdefault(key, []).append(rps or 0.0)
+        us = (row.summary or {}).get("server_cpu_us_per_request")
+        if us is not None:
+          cpu.setdefault(key, []).append(us)
         print(
             f"round {round_index + 1} {variant.name:7s} {row.config.name} "
-            f"{row.client} c={row.concurrency}: {rps or 0:.0f} req/s"
+            f"{row.client} c={row.concurrency}: {rps or 0:.0f} req/s, "
+            f"server {us or 0:.0f} us/req"
             + (f" (failed: {row.failure})" if row.failure else ""),
             flush=True,
         )
   print(
       "\n| variant | config | client | concurrency | req/s per round | median |"
-      " vs native |"
+      " vs native | server us/req (median) |"
   )
-  print("|---|---|---|---|---|---|---|")
+  print("|---|---|---|---|---|---|---|---|")
   for (name, config, client, concurrency), values in sorted(rates.items()):
     median = statistics.median(values)
     native = rates.get(("native", config, client, concurrency))
@@ -123,9 +128,11 @@ def main(argv: list[str]) -> int:
         else "-"
     )
     rounds = ", ".join(f"{v:.0f}" for v in values)
+    us = cpu.get((name, config, client, concurrency))
+    us_text = f"{statistics.median(us):.0f}" if us else "-"
     print(
         f"| {name} | {config} | {client} | {concurrency} | {rounds} |"
-        f" {median:.0f} | {ratio} |"
+        f" {median:.0f} | {ratio} | {us_text} |"
     )
   return 0
 

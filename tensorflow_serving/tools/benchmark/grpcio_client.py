@@ -93,10 +93,11 @@ def generic_calls(
     channels: Sequence[grpc.Channel],
 ) -> Calls:
   """grpcio's generic unary call: serialized requests, raw answers."""
+  checker = workload_lib.Checker(config, work)
   return Calls(
-      [channel.unary_unary(load_config.PREDICT_METHOD) for channel in channels],
+      [channel.unary_unary(config.grpc_method) for channel in channels],
       work.bodies,
-      workload_lib.Checker(config, work).grpc,
+      checker.grpc if config.api == "predict" else checker.v2_grpc,
   )
 
 

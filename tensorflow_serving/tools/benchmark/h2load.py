@@ -1,7 +1,7 @@
 """gRPC load with h2load (`h2load -cC -mM`), nghttp2's C HTTP/2 client.
 
 h2load knows no gRPC, but a unary call is a POST: every request carries one
-image's PredictRequest in gRPC's 5-byte framing, with `content-type:
+image's PredictRequest (or v2 ModelInferRequest) in gRPC's 5-byte framing, with `content-type:
 application/grpc` and `te: trailers`. A first run warms up; the measured run
 (`-D`) writes a per-request log for the latency percentiles.
 
@@ -131,7 +131,8 @@ def _probe_message_size(
   """
   checker = workload_lib.Checker(config, work)
   with grpc.insecure_channel(config.server) as channel:
-    call = channel.unary_unary(load_config.PREDICT_METHOD)
+    call = channel.unary_unary(config.grpc_method)
+    check = checker.grpc if config.api == "predict" else checker.v2_grpc
     for _ in range(3):
       try:
         raw = call(body, timeout=config.timeout_s)
@@ -139,7 +140,7 @@ def _probe_message_size(
         kind = f"probe: {exc.code().name}"  # pytype: disable=attribute-error
         errors[kind] = errors.get(kind, 0) + 1
         continue
-      error = checker.grpc(0, raw)
+      error = check(0, raw)
       if error is not None:
         errors[f"probe: {error}"] = errors.get(f"probe: {error}", 0) + 1
       return 5 + len(raw)
@@ -179,7 +180,7 @@ def run(
         "h2load is not installed (apt-get install nghttp2-client)"
     )
   images = workload_lib.load_images(config)[:1]
-  body = workload_lib.grpc_body(config, images[0])
+  body = workload_lib.grpc_request_body(config, images[0])
   work = workload_lib.Workload(
       images,
       [body],
@@ -211,7 +212,7 @@ def run(
       ]
       if log:
         argv.append(f"--log-file={log_path}")
-      argv.append(f"http://{config.server}{load_config.PREDICT_METHOD}")
+      argv.append(f"http://{config.server}{config.grpc_method}")
       out = subprocess.run(
           argv,
           check=False,

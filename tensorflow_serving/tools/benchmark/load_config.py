@@ -9,7 +9,14 @@ from __future__ import annotations
 import dataclasses
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
+V2_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 PROTOCOLS = ("grpc", "rest")
+# What a request carries: upstream's Predict, the Open Inference Protocol
+# (v2: raw_input_contents over gRPC, JSON tensors over REST) or v2 REST with
+# the binary tensor data extension (the image as 3136 bytes after the JSON).
+APIS = ("predict", "v2", "v2_binary")
+# The clients that speak each API other than Predict (users' C clients).
+V2_CLIENTS = ("wrk", "h2load")
 # The clients of each API; the first is the default. grpcio and h2load are
 # the gRPC clients users measure with, wrk the REST one; raw (this
 # project's light asyncio clients), grpcio_aio and aiohttp are extras.
@@ -36,7 +43,10 @@ class LoadConfig:
   concurrency: int = 1
   duration_s: float = 10.0
   warmup_s: float = 2.0
+  api: str = "predict"
   model_name: str = "mnist"
+  # v2 requests name it as the `signature_name` parameter; "" sends none
+  # (servers that know one signature per model).
   signature_name: str = "predict_images"
   input_name: str = "images"
   output_name: str = "scores"
@@ -68,6 +78,12 @@ class LoadConfig:
           f"--client for {self.protocol} must be one of "
           f"{CLIENTS[self.protocol]}"
       )
+    if self.api not in APIS:
+      raise ValueError(f"--api must be one of {APIS}")
+    if self.api != "predict" and self.client_name not in V2_CLIENTS:
+      raise ValueError(f"--api={self.api} is sent by {V2_CLIENTS} only")
+    if self.api == "v2_binary" and self.protocol != "rest":
+      raise ValueError("--api=v2_binary is a REST extension")
     if self.event_loop not in EVENT_LOOPS:
       raise ValueError(f"--event_loop must be one of {EVENT_LOOPS}")
     if self.concurrency < 1 or self.processes < 1 or self.grpc_channels < 1:
@@ -96,7 +112,13 @@ class LoadConfig:
 
   @property
   def rest_path(self) -> str:
-    return f"/v1/models/{self.model_name}:predict"
+    if self.api == "predict":
+      return f"/v1/models/{self.model_name}:predict"
+    return f"/v2/models/{self.model_name}/infer"
+
+  @property
+  def grpc_method(self) -> str:
+    return PREDICT_METHOD if self.api == "predict" else V2_INFER_METHOD
 
   def streams_of(self, worker: int) -> int:
     """How many of the concurrent streams worker `worker` drives."""

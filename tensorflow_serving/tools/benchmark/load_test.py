@@ -39,6 +39,13 @@ flags.DEFINE_list(
 )
 flags.DEFINE_float("duration", 10.0, "Seconds measured (0: --max_requests).")
 flags.DEFINE_float("warmup", 2.0, "Seconds of load before measuring.")
+flags.DEFINE_enum(
+    "api",
+    "predict",
+    load_config.APIS,
+    "What requests carry: upstream's Predict, the v2 protocol, or v2 REST "
+    "with the binary tensor data extension (v2 APIs: wrk and h2load only).",
+)
 flags.DEFINE_string("model_name", "mnist", "Model to call.")
 flags.DEFINE_string("signature_name", "predict_images", "Signature to call.")
 flags.DEFINE_string("input_name", "images", "Input tensor of the signature.")
@@ -112,6 +119,7 @@ def config_from_flags(concurrency: int) -> load_config.LoadConfig:
       concurrency=concurrency,
       duration_s=FLAGS.duration,
       warmup_s=FLAGS.warmup,
+      api=FLAGS.api,
       model_name=FLAGS.model_name,
       signature_name=FLAGS.signature_name,
       input_name=FLAGS.input_name,

@@ -13,6 +13,7 @@ from unittest import mock
 from absl.testing import absltest
 from aiohttp import web
 import numpy as np
+from tritonclient.grpc import service_pb2
 
 from tensorflow_serving.tools.benchmark import closed_loop
 from tensorflow_serving.tools.benchmark import load_config
@@ -71,9 +72,114 @@ class ConfigTest(absltest.TestCase):
         dict(client="h2load", duration_s=0, max_requests=10),
         dict(client="h2load", concurrency=4, processes=2),
         dict(client="grpcio", concurrency=4, processes=2),
+        dict(api="v3"),
+        dict(api="v2", client="grpcio"),
+        dict(api="v2", protocol="rest", client="raw"),
+        dict(api="v2_binary", client="h2load"),
     ):
       with self.subTest(bad=bad), self.assertRaises(ValueError):
         load_config.LoadConfig(server="h:1", **bad).validate()
+
+  def test_v2_paths(self):
+    config = load_config.LoadConfig(server="h:1", api="v2", client="h2load")
+    config.validate()
+    self.assertEqual(config.rest_path, "/v2/models/mnist/infer")
+    self.assertEqual(config.grpc_method, load_config.V2_INFER_METHOD)
+
+
+class V2BodiesTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.image = np.arange(784, dtype=np.float32) / 784
+
+  def test_json(self):
+    config = load_config.LoadConfig(server="h:1", protocol="rest", api="v2")
+    body, headers = workload.rest_request(config, self.image)
+    self.assertEqual(headers, {"Content-Type": "application/json"})
+    request = json.loads(body)
+    self.assertEqual(
+        request["parameters"], {"signature_name": "predict_images"}
+    )
+    (tensor,) = request["inputs"]
+    self.assertEqual(tensor["shape"], [1, 784])
+    self.assertEqual(tensor["datatype"], "FP32")
+    np.testing.assert_array_equal(tensor["data"], self.image)
+
+  def test_binary(self):
+    config = load_config.LoadConfig(
+        server="h:1", protocol="rest", api="v2_binary", signature_name=""
+    )
+    body, headers = workload.rest_request(config, self.image)
+    length = int(headers["Inference-Header-Content-Length"])
+    header = json.loads(body[:length])
+    self.assertNotIn("parameters", header)  # no signature_name: none sent
+    self.assertEqual(
+        header["inputs"][0]["parameters"], {"binary_data_size": 3136}
+    )
+    np.testing.assert_array_equal(
+        np.frombuffer(body[length:], "<f4"), self.image
+    )
+
+  def test_grpc(self):
+    config = load_config.LoadConfig(server="h:1", api="v2", client="h2load")
+    request = service_pb2.ModelInferRequest.FromString(
+        workload.grpc_request_body(config, self.image)
+    )
+    self.assertEqual(request.model_name, "mnist")
+    self.assertEqual(
+        request.parameters["signature_name"].string_param, "predict_images"
+    )
+    self.assertEqual(list(request.inputs[0].shape), [1, 784])
+    np.testing.assert_array_equal(
+        np.frombuffer(request.raw_input_contents[0], "<f4"), self.image
+    )
+
+  def test_checks(self):
+    expected = np.eye(10, dtype=np.float32)[:1]
+    work = workload.Workload(np.zeros((1, 784), np.float32), [b""], expected)
+    checker = workload.Checker(
+        load_config.LoadConfig(server="h:1", check=True), work
+    )
+    self.assertIsNone(checker.v2_grpc(0, _v2_grpc_answer(expected[0])))
+    self.assertIsNone(checker.v2_grpc(0, _v2_grpc_answer(expected[0], False)))
+    self.assertEqual(
+        checker.v2_grpc(0, _v2_grpc_answer(expected[0][::-1])), "wrong_answer"
+    )
+    self.assertEqual(checker.v2_grpc(0, b"\xff"), "malformed")
+    self.assertIsNone(checker.v2_rest(0, _v2_rest_answer(expected[0])))
+    self.assertEqual(
+        checker.v2_rest(0, _v2_rest_answer(expected[0][:5])), "malformed"
+    )
+    self.assertEqual(checker.v2_rest(0, b'{"error": "x"}'), "malformed")
+
+
+def _v2_grpc_answer(scores: np.ndarray, raw: bool = True) -> bytes:
+  response = service_pb2.ModelInferResponse(model_name="mnist")
+  tensor = response.outputs.add(name="scores", datatype="FP32")
+  tensor.shape.extend([1, len(scores)])
+  if raw:
+    response.raw_output_contents.append(np.asarray(scores, "<f4").tobytes())
+  else:
+    tensor.contents.fp32_contents.extend(scores.tolist())
+  return response.SerializeToString()
+
+
+def _v2_rest_answer(scores: np.ndarray) -> bytes:
+  return json.dumps(
+      {
+          "model_name": "mnist",
+          "model_version": "1",
+          "outputs": [
+              {
+                  "name": "scores",
+                  "shape": [1, len(scores)],
+                  "datatype": "FP32",
+                  "data": [float(v) for v in scores],
+              }
+          ],
+      }
+  ).encode()
 
 
 class CheckerTest(absltest.TestCase):
@@ -174,8 +280,23 @@ class _FakeServers:
         response.force_close()  # Connection: close, then hang up.
       return response
 
+    async def v2_rest(request: web.Request) -> web.Response:
+      if self._maybe_fail():
+        return web.json_response({"error": "boom"}, status=500)
+      body = await request.read()
+      length = request.headers.get("Inference-Header-Content-Length")
+      if length is None:
+        image = np.asarray(json.loads(body)["inputs"][0]["data"], np.float32)
+      else:
+        image = np.frombuffer(body[int(length) :], "<f4")
+      return web.Response(
+          body=_v2_rest_answer(_scores_for(image)),
+          content_type="application/json",
+      )
+
     app = web.Application()
     app.router.add_post("/v1/models/mnist:predict", rest)
+    app.router.add_post("/v2/models/mnist/infer", v2_rest)
     self.runner = web.AppRunner(app, access_log=None)
     await self.runner.setup()
     site = web.TCPSite(self.runner, "127.0.0.1", 0)
@@ -193,12 +314,27 @@ class _FakeServers:
       entry = b"\x0a\x06scores\x12" + bytes([len(tensor)]) + tensor
       return b"\x0a" + bytes([len(entry)]) + entry
 
+    async def model_infer(raw: bytes, context: Any) -> bytes:
+      if self._maybe_fail():
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "full")
+      request = service_pb2.ModelInferRequest.FromString(raw)
+      image = np.frombuffer(request.raw_input_contents[0], "<f4")
+      return _v2_grpc_answer(_scores_for(image))
+
     self.grpc_server = grpc.aio.server()
     self.grpc_server.add_generic_rpc_handlers(
         (
             grpc.method_handlers_generic_handler(
                 "tensorflow.serving.PredictionService",
                 {"Predict": grpc.unary_unary_rpc_method_handler(predict)},
+            ),
+            grpc.method_handlers_generic_handler(
+                "inference.GRPCInferenceService",
+                {
+                    "ModelInfer": grpc.unary_unary_rpc_method_handler(
+                        model_infer
+                    )
+                },
             ),
         )
     )
@@ -400,6 +536,24 @@ class ClientsTest(absltest.TestCase):
     self.assertGreater(errors["no_message"], 0)
     self.assertGreater(errors["grpcio check: RESOURCE_EXHAUSTED"], 0)
     self.assertLess(summary["ok"], summary["requests"])
+
+  def test_v2_with_wrk_and_h2load(self):
+    for protocol, client, api in (
+        ("rest", "wrk", "v2"),
+        ("rest", "wrk", "v2_binary"),
+        ("grpc", "h2load", "v2"),
+    ):
+      with self.subTest(api=api, client=client):
+        summary = loadgen.run(self._timed(protocol, client, api=api))
+        self.assertEqual(summary["errors"], 0, summary["errors_by_status"])
+        self.assertGreater(summary["ok"], 10)
+    # Another image's scores fail every answer, in both clients' checks.
+    np.save(self.expected_path, self.expected[::-1])
+    summary = loadgen.run(self._timed("rest", "wrk", api="v2_binary"))
+    self.assertEqual(summary["ok"], 0)
+    self.assertEqual(list(summary["errors_by_status"]), ["wrong_answer"])
+    summary = loadgen.run(self._timed("grpc", "h2load", api="v2"))
+    self.assertEqual(summary["errors_by_status"]["probe: wrong_answer"], 1)
 
   def test_h2load_wrong_answers_are_reported(self):
     np.save(self.expected_path, self.expected[::-1])

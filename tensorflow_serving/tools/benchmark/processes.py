@@ -127,11 +127,14 @@ def run_to_completion(
 
 
 def grpc_predict_probe(
-    address: str, body: bytes, timeout_s: float = 2.0
+    address: str,
+    body: bytes,
+    timeout_s: float = 2.0,
+    method: str = load_config.PREDICT_METHOD,
 ) -> str | None:
-  """None when a Predict with `body` succeeds, else why not."""
+  """None when a call of `method` (Predict) with `body` succeeds."""
   with grpc.insecure_channel(address) as channel:
-    call = channel.unary_unary(load_config.PREDICT_METHOD)
+    call = channel.unary_unary(method)
     try:
       call(body, timeout=timeout_s)
     except grpc.RpcError as exc:
@@ -141,16 +144,20 @@ def grpc_predict_probe(
 
 
 def rest_predict_probe(
-    url: str, body: bytes, timeout_s: float = 2.0
+    url: str,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    key: str = "predictions",
+    timeout_s: float = 2.0,
 ) -> str | None:
-  """None when POSTing `body` to `url` answers 200 with predictions."""
+  """None when POSTing `body` to `url` answers 200 with `key` (JSON)."""
   request = urllib.request.Request(
-      url, data=body, headers={"Content-Type": "application/json"}
+      url, data=body, headers=headers or {"Content-Type": "application/json"}
   )
   try:
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
-      if "predictions" not in json.loads(response.read()):
-        return "no predictions in the response"
+      if key not in json.loads(response.read()):
+        return f"no {key} in the response"
   except urllib.error.HTTPError as exc:
     return f"HTTP {exc.code}: {exc.read()[:200]!r}"
   except (OSError, ValueError, TypeError) as exc:

@@ -46,7 +46,7 @@ from tensorflow_serving.tools.benchmark import rows as rows_lib
 flags.DEFINE_list(
     "profile_configs",
     ["ours_grpc", "ours_grpc_batching", "ours_rest", "ours_rest_batching"],
-    f"Server configurations to profile, of {list(compare.CONFIGS)}.",
+    f"Server configurations to profile, of {list(compare.ALL_CONFIGS)}.",
 )
 flags.DEFINE_integer("profile_concurrency", 32, "Requests in flight.")
 flags.DEFINE_string("grpc_client", "h2load", "Client for gRPC rows.")
@@ -286,7 +286,7 @@ def main(argv: list[str]) -> None:
     options.in_process_duration_s = 0
   except (ValueError, FileNotFoundError) as exc:
     raise app.UsageError(str(exc)) from exc
-  unknown = [c for c in FLAGS.profile_configs if c not in compare.CONFIGS]
+  unknown = [c for c in FLAGS.profile_configs if c not in compare.ALL_CONFIGS]
   if unknown:
     raise app.UsageError(f"unknown configs {unknown}")
   cwd = os.environ.get("BUILD_WORKING_DIRECTORY", os.getcwd())
@@ -303,7 +303,7 @@ def main(argv: list[str]) -> None:
       model = runner.export_model()
       _, expected = runner.in_process(model, "")
       for name in FLAGS.profile_configs:
-        config = compare.CONFIGS[name]
+        config = compare.ALL_CONFIGS[name]
         client = (
             FLAGS.grpc_client
             if config.protocol == "grpc"

@@ -30,14 +30,17 @@ How each row is loaded and checked:
   with `tf.make_tensor_proto`) in its own process, one channel, N calls in
   flight. Every answer's scores are compared with the in-process ones.
 - **h2load**: `h2load -c1 -mN` posting one image's gRPC-framed
-  PredictRequest (`content-type: application/grpc`, `te: trailers`).
+  PredictRequest (`content-type: application/grpc`, `te: trailers`); on
+  the v2 rows a ModelInferRequest with the image in `raw_input_contents`.
   h2load sees only HTTP status, so besides its counts (all done, all 2xx)
   the DATA bytes it received must be one full answer per request, and the
   grpcio client checks 4N answers (at least 64) on the same settings
   before and after each run.
-- **wrk**: `wrk -t1 -cN` with a Lua script posting one image's JSON; its
-  `response` hook checks every answer: status 200, exactly 10 scores, each
-  within 1e-4 of the in-process ones.
+- **wrk**: `wrk -t1 -cN` with a Lua script posting one image's JSON (v2
+  rows: the v2 JSON body, or with the binary tensor data extension the JSON
+  header then the image's 3136 bytes); its `response` hook checks every
+  answer: status 200, exactly 10 scores, each within 1e-4 of the
+  in-process ones.
 - **own (raw)**: this project's light asyncio clients (a hint of what the
   server does when the generator costs almost nothing, not a result);
   every answer checked.

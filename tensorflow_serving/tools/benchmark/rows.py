@@ -19,6 +19,16 @@ class ServerConfig:
   server: str
   protocol: str
   batching: bool | None  # None: the server has no such option.
+  # What the requests carry (load_config.APIS).
+  api: str = "predict"
+  # A peer server started from its own venv (peer_servers.py), or "" for
+  # ours and the baselines.
+  peer: str = ""
+
+  @property
+  def ours(self) -> bool:
+    """Whether this is our model server (on either API)."""
+    return self.server.split()[0] == "ours"
 
   @property
   def batching_label(self) -> str:
@@ -36,6 +46,40 @@ CONFIGS = {
         ServerConfig("fastapi", "FastAPI+uvicorn", "rest", None),
     )
 }
+# The Open Inference Protocol (v2) rows: ours, and the servers a v2 user would
+# otherwise run for a TensorFlow model, each on its own v2 endpoints with its
+# dynamic batching on. Loaded with wrk and h2load only.
+V2_CONFIGS = {
+    c.name: c
+    for c in (
+        ServerConfig(
+            "ours_v2_grpc_batching", "ours v2 raw", "grpc", True, "v2"
+        ),
+        ServerConfig(
+            "ours_v2_rest_batching", "ours v2 JSON", "rest", True, "v2"
+        ),
+        ServerConfig(
+            "ours_v2_binary_rest_batching",
+            "ours v2 binary",
+            "rest",
+            True,
+            "v2_binary",
+        ),
+        ServerConfig(
+            "mlserver_grpc", "MLServer 1.7.1 v2", "grpc", True, "v2", "mlserver"
+        ),
+        ServerConfig(
+            "mlserver_rest", "MLServer 1.7.1 v2", "rest", True, "v2", "mlserver"
+        ),
+        ServerConfig(
+            "pytriton_grpc", "PyTriton 0.7 v2", "grpc", True, "v2", "pytriton"
+        ),
+        ServerConfig(
+            "pytriton_rest", "PyTriton 0.7 v2", "rest", True, "v2", "pytriton"
+        ),
+    )
+}
+ALL_CONFIGS = {**CONFIGS, **V2_CONFIGS}
 # The baseline each of our configurations is judged against.
 BASELINE_OF = {"grpc": "naive_grpc", "rest": "fastapi"}
 # Rows measured while other processes used more than this much CPU (in % of

@@ -28,6 +28,13 @@ REST_BATCHED_P99_MS = 20.0
 THREADS_WITHIN = 0.9  # every num_batch_threads >= 90% of the best
 GRPC_CPU_US = 120.0
 REST_CPU_US = 200.0
+# The Open Inference Protocol (v2) on the same server, against upstream's
+# API, and upstream's API against the v2 peers (their best settings).
+V2_GRPC_VS_PREDICT = 1.0
+V2_REST_VS_PREDICT = 0.9
+V2_BINARY_VS_PREDICT = 1.2
+VS_V2_PEERS = 4.0
+_PEER_NAMES = {"mlserver": "MLServer", "pytriton": "PyTriton"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,9 +210,56 @@ def evaluate(
         "us",
         "<=",
     )
+  _v2(judge, rows, top)
   _threads(judge, sweep)
   _correct(judge, list(rows) + list(sweep))
   return judge.out
+
+
+def _v2(judge: _Judge, rows: Sequence[rows_lib.Row], top: int) -> None:
+  """The v2 rows' targets, judged where the run has the v2 rows."""
+  names = {row.config.name for row in rows}
+  for name, base, bound, what in (
+      (
+          "ours_v2_grpc_batching",
+          "ours_grpc_batching",
+          V2_GRPC_VS_PREDICT,
+          "v2 gRPC raw contents vs gRPC Predict",
+      ),
+      (
+          "ours_v2_rest_batching",
+          "ours_rest_batching",
+          V2_REST_VS_PREDICT,
+          "v2 REST JSON vs REST Predict",
+      ),
+      (
+          "ours_v2_binary_rest_batching",
+          "ours_rest_batching",
+          V2_BINARY_VS_PREDICT,
+          "v2 REST binary extension vs REST Predict",
+      ),
+  ):
+    if name in names:
+      client = "h2load" if name.endswith("grpc_batching") else "wrk"
+      judge.ratio(
+          f"{what}, batched at {top} [{client}]",
+          (name, client, top),
+          (base, client, top),
+          bound,
+      )
+  for peer, label in _PEER_NAMES.items():
+    for protocol, ours, client in (
+        ("grpc", "ours_grpc_batching", "h2load"),
+        ("rest", "ours_rest_batching", "wrk"),
+    ):
+      if f"{peer}_{protocol}" in names:
+        judge.ratio(
+            f"{'gRPC' if protocol == 'grpc' else 'REST'} Predict batched vs "
+            f"{label} v2 at {top} [{client}]",
+            (ours, client, top),
+            (f"{peer}_{protocol}", client, top),
+            VS_V2_PEERS,
+        )
 
 
 def _p50_below(

@@ -25,7 +25,7 @@ _IN_PROCESS = {"throughput_rps": 2500.0}
 
 
 def _row(name, client, c, rate, **summary):
-  config = rows.CONFIGS[name]
+  config = rows.ALL_CONFIGS[name]
   base = {
       "throughput_rps": rate,
       "errors": 0,
@@ -90,6 +90,39 @@ class TargetsTest(absltest.TestCase):
     self.assertFalse(any("[raw]" in target for target in verdicts))
     line = verdicts["gRPC batched vs naive grpc.aio at 32 [grpcio]"].line
     self.assertIn("4200 / 1000 req/s = 4.20x (target >= 4x)", line)
+
+  def test_v2_rows(self):
+    # Only judged where the run has them.
+    self.assertFalse(any("v2" in t for t in _verdicts(_rows(), _sweep())))
+    rates = dict(_PASSING)
+    # At 32: v2 gRPC 4400 (= Predict's h2load row), JSON 3600 (>= 0.9 x
+    # 4000), binary 4700 (< 1.2 x 4000), MLServer 500 and 1200 (ours
+    # 4400 / 4000 over them: 8.8x, 3.3x), PyTriton 1000 and 900.
+    rates[("ours_v2_grpc_batching", "h2load")] = (1, 1, 4400)
+    rates[("ours_v2_rest_batching", "wrk")] = (1, 1, 3600)
+    rates[("ours_v2_binary_rest_batching", "wrk")] = (1, 1, 4700)
+    rates[("mlserver_grpc", "h2load")] = (1, 1, 500)
+    rates[("mlserver_rest", "wrk")] = (1, 1, 1200)
+    rates[("pytriton_grpc", "h2load")] = (1, 1, 1000)
+    rates[("pytriton_rest", "wrk")] = (1, 1, 900)
+    verdicts = _verdicts(_rows(rates), _sweep())
+    v2 = {t: v.verdict for t, v in verdicts.items() if "v2" in t}
+    self.assertEqual(
+        v2,
+        {
+            "v2 gRPC raw contents vs gRPC Predict, batched at 32 [h2load]": (
+                "PASS"
+            ),
+            "v2 REST JSON vs REST Predict, batched at 32 [wrk]": "PASS",
+            "v2 REST binary extension vs REST Predict, batched at 32 [wrk]": (
+                "FAIL"
+            ),
+            "gRPC Predict batched vs MLServer v2 at 32 [h2load]": "PASS",
+            "REST Predict batched vs MLServer v2 at 32 [wrk]": "FAIL",
+            "gRPC Predict batched vs PyTriton v2 at 32 [h2load]": "PASS",
+            "REST Predict batched vs PyTriton v2 at 32 [wrk]": "PASS",
+        },
+    )
 
   def test_each_bound(self):
     rates = dict(_PASSING)

@@ -13,7 +13,9 @@ import dataclasses
 import json
 from typing import Any
 
+from google.protobuf import message as message_lib
 import numpy as np
+from tritonclient.grpc import service_pb2
 
 from tensorflow_serving.example import mnist_input_data
 from tensorflow_serving.tools.benchmark import load_config
@@ -60,6 +62,81 @@ def grpc_body(config: load_config.LoadConfig, image: np.ndarray) -> bytes:
   )
 
 
+def _v2_input(config: load_config.LoadConfig, image: np.ndarray) -> dict:
+  return {
+      "name": config.input_name,
+      "shape": [1, int(image.size)],
+      "datatype": "FP32",
+  }
+
+
+def _v2_request(config: load_config.LoadConfig, tensor: dict) -> dict:
+  request: dict[str, Any] = {"inputs": [tensor]}
+  if config.signature_name:
+    request["parameters"] = {"signature_name": config.signature_name}
+  return request
+
+
+def v2_rest_request(
+    config: load_config.LoadConfig, image: np.ndarray
+) -> tuple[bytes, dict[str, str]]:
+  """A v2 REST infer body and its headers: JSON data, or binary data.
+
+  With the binary tensor data extension the JSON header names the tensor's
+  byte size and the raw little-endian floats follow it; the
+  Inference-Header-Content-Length header says where the JSON ends.
+  """
+  tensor = _v2_input(config, image)
+  if config.api != "v2_binary":
+    tensor["data"] = image.tolist()
+    body = json.dumps(_v2_request(config, tensor)).encode()
+    return body, {"Content-Type": "application/json"}
+  data = np.ascontiguousarray(image, "<f4").tobytes()
+  tensor["parameters"] = {"binary_data_size": len(data)}
+  header = json.dumps(_v2_request(config, tensor)).encode()
+  return header + data, {
+      "Content-Type": "application/octet-stream",
+      "Inference-Header-Content-Length": str(len(header)),
+  }
+
+
+def rest_request(
+    config: load_config.LoadConfig, image: np.ndarray
+) -> tuple[bytes, dict[str, str]]:
+  """The body and headers of one REST request of config.api."""
+  if config.api == "predict":
+    return rest_body(config, image), {"Content-Type": "application/json"}
+  return v2_rest_request(config, image)
+
+
+def v2_grpc_body(config: load_config.LoadConfig, image: np.ndarray) -> bytes:
+  """A serialized ModelInferRequest: the image in raw_input_contents."""
+  request = service_pb2.ModelInferRequest(model_name=config.model_name)
+  tensor = request.inputs.add()
+  tensor.name = config.input_name
+  tensor.datatype = "FP32"
+  tensor.shape.extend([1, int(image.size)])
+  if config.signature_name:
+    request.parameters["signature_name"].string_param = config.signature_name
+  request.raw_input_contents.append(
+      np.ascontiguousarray(image, "<f4").tobytes()
+  )
+  return request.SerializeToString()
+
+
+def grpc_request_body(
+    config: load_config.LoadConfig, image: np.ndarray
+) -> bytes:
+  """The serialized request of config.api (Predict or ModelInfer)."""
+  if config.api == "predict":
+    return grpc_body(config, image)
+  return v2_grpc_body(config, image)
+
+
+def _rest_body(config: load_config.LoadConfig, image: np.ndarray) -> bytes:
+  return rest_request(config, image)[0]
+
+
 def grpc_frame(message: bytes) -> bytes:
   """gRPC's length-prefixed framing of one uncompressed message."""
   return b"\x00" + len(message).to_bytes(4, "big") + message
@@ -86,7 +163,7 @@ def load_expected(
 
 def build_workload(config: load_config.LoadConfig) -> Workload:
   images = load_images(config)
-  encode = grpc_body if config.protocol == "grpc" else rest_body
+  encode = grpc_request_body if config.protocol == "grpc" else _rest_body
   return Workload(
       images,
       [encode(config, image) for image in images],
@@ -105,6 +182,7 @@ class Checker:
   def __init__(self, config: load_config.LoadConfig, workload: Workload):
     self._size = config.output_size
     self._read_output = wire.OutputReader(config.output_name)
+    self._name = config.output_name
     self._check = config.check
     n = len(workload.bodies)
     if workload.expected is not None:
@@ -146,6 +224,39 @@ class Checker:
     if not self._check:
       return None
     return self._compare(index, np.frombuffer(values, dtype="<f4"))
+
+  def v2_grpc(self, index: int, raw: bytes) -> ErrorKind:
+    """Checks a serialized ModelInferResponse (raw or typed contents)."""
+    try:
+      response = service_pb2.ModelInferResponse.FromString(raw)
+    except message_lib.DecodeError:
+      return "malformed"
+    for i, tensor in enumerate(response.outputs):
+      if tensor.name != self._name:
+        continue
+      if tensor.datatype != "FP32":
+        return "malformed"
+      if response.raw_output_contents:
+        if i >= len(response.raw_output_contents):
+          return "malformed"
+        values = response.raw_output_contents[i]
+        if len(values) % 4:
+          return "malformed"
+        return self.scores(index, np.frombuffer(values, "<f4"))
+      return self.scores(
+          index, np.asarray(tensor.contents.fp32_contents, np.float32)
+      )
+    return "malformed"
+
+  def v2_rest(self, index: int, body: bytes) -> ErrorKind:
+    """Checks a v2 REST infer answer with JSON data."""
+    try:
+      for tensor in _json_loads(body)["outputs"]:
+        if tensor["name"] == self._name:
+          return self.scores(index, np.asarray(tensor["data"], np.float32))
+    except (ValueError, KeyError, TypeError):
+      return "malformed"
+    return "malformed"
 
   def rest(self, index: int, body: bytes) -> ErrorKind:
     """Checks a REST Predict body (row format)."""

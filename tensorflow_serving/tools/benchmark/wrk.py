@@ -1,12 +1,14 @@
 """REST load with wrk (`wrk -tT -cN`), the C client REST users measure with.
 
-wrk posts one image's JSON body on every request (a Lua script builds it),
-warms up in a first run and measures in a second. Every answer is checked
-in the script's `response` hook: status 200, a `predictions` body, exactly
-`output_size` numbers, each within SCORE_TOLERANCE of the in-process scores
-of that image (or, without them, of the first answer). One image, because a
-wrk thread's hook cannot tell which of its connections' requests a response
-answers; the Python clients round-robin the test set instead.
+wrk posts one image's body on every request (a Lua script builds it: JSON,
+or for the v2 binary extension JSON then the raw floats), warms up in a
+first run and measures in a second. Every answer is checked in the script's
+`response` hook: status 200, a `predictions` body (v2: a `data` array),
+exactly `output_size` numbers, each within SCORE_TOLERANCE of the
+in-process scores of that image (or, without them, of the first answer).
+One image, because a wrk thread's hook cannot tell which of its
+connections' requests a response answers; the Python clients round-robin
+the test set instead.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from tensorflow_serving.tools.benchmark import workload
 # Filled in by script(): the body file, the path, the expected scores (a Lua
 # table, or nil to learn them from the first answer) and the tolerance.
 _SCRIPT = r"""
-local body_path, path, expected, tolerance, size = %(args)s
+local body_path, path, headers, marker, expected, tolerance, size = %(args)s
 local request_bytes
 local threads = {}
 -- Globals, so that done() can read each thread's with thread:get().
@@ -41,8 +43,7 @@ function init(args)
   local f = assert(io.open(body_path, "rb"))
   local body = f:read("*a")
   f:close()
-  request_bytes = wrk.format("POST", path,
-                             {["Content-Type"] = "application/json"}, body)
+  request_bytes = wrk.format("POST", path, headers, body)
 end
 
 function request()
@@ -54,12 +55,17 @@ function response(status, headers, body)
     bad_status = bad_status + 1
     return
   end
-  if not string.find(body, '"predictions"', 1, true) then
+  -- The scores are the numbers in the first [...] after the marker.
+  local at = string.find(body, marker, 1, true)
+  local open = at and string.find(body, "[", at, true)
+  local close = open and string.find(body, "]", open, true)
+  if not close then
     malformed = malformed + 1
     return
   end
   local values, k = {}, 0
-  for token in string.gmatch(body, "%%-?%%d[%%d%%.eE%%+%%-]*") do
+  local scores = string.sub(body, open, close)
+  for token in string.gmatch(scores, "%%-?%%d[%%d%%.eE%%+%%-]*") do
     k = k + 1
     values[k] = tonumber(token)
     if values[k] == nil or k > size then
@@ -105,9 +111,16 @@ end
 """
 
 
+def _lua_string(text: str) -> str:
+  # JSON's string escapes for ASCII text are valid Lua.
+  return json.dumps(text)
+
+
 def script(
     body_path: str,
     path: str,
+    headers: dict[str, str],
+    marker: str,
     expected: list[float] | None,
     tolerance: float,
     size: int,
@@ -118,10 +131,19 @@ def script(
       if expected is None
       else "{" + ", ".join(repr(float(v)) for v in expected) + "}"
   )
+  header_table = (
+      "{"
+      + ", ".join(
+          f"[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items()
+      )
+      + "}"
+  )
   args = ", ".join(
       (
-          json.dumps(body_path),
-          json.dumps(path),
+          _lua_string(body_path),
+          _lua_string(path),
+          header_table,
+          _lua_string(marker),
           table,
           repr(tolerance),
           str(size),
@@ -142,14 +164,17 @@ def run(
   expected = workload.load_expected(config, 1) if config.check else None
   with tempfile.TemporaryDirectory(prefix="load_test_wrk_") as tmp:
     body_path = os.path.join(tmp, "body.json")
+    body, headers = workload.rest_request(config, image[0])
     with open(body_path, "wb") as f:
-      f.write(workload.rest_body(config, image[0]))
+      f.write(body)
     script_path = os.path.join(tmp, "predict.lua")
     with open(script_path, "w", encoding="utf-8") as f:
       f.write(
           script(
               body_path,
               config.rest_path,
+              headers,
+              '"predictions"' if config.api == "predict" else '"data"',
               None if expected is None else expected[0].tolist(),
               load_config.SCORE_TOLERANCE,
               config.output_size,

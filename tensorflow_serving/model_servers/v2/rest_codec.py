@@ -21,7 +21,6 @@ import orjson
 from tensorflow_serving.model_servers.v2 import datatypes
 from tensorflow_serving.model_servers.v2 import inference
 from tensorflow_serving.servables.tensorflow import signature as signature_lib
-from tensorflow_serving.util import gil_held_numpy
 from tensorflow_serving.util import status
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -254,7 +253,7 @@ def json_tensor(
   if parsed.size != count:
     raise _count_error(where, shape, count, parsed.size)
   if parsed.dtype != dtype:
-    converted = gil_held_numpy.astype(parsed, dtype)
+    converted = parsed.astype(dtype)
     if dtype.kind in ("u", "i") and not np.array_equal(converted, parsed):
       raise status.invalid_argument(
           f"{where}: a value is out of the range of {datatype}"

@@ -34,7 +34,6 @@ from typing import Any, Literal, NamedTuple, Protocol
 import numpy as np
 import simdjson
 
-from tensorflow_serving.util import gil_held_numpy
 from tensorflow_serving.util import status
 from tensorflow_serving.util.json_tensor import document
 from tensorflow_serving.util.json_tensor import squeeze
@@ -246,7 +245,7 @@ def _simple_predict(
   ) != brackets + signature_name.count("["):
     return None
   # Integers past float32's exact range keep the general path's checks.
-  if not gil_held_numpy.abs_all_at_most(values, targets_lib.TARGETS[1].high):
+  if not np.abs(values).max() <= targets_lib.TARGETS[1].high:
     return None
   return SimplePredict(signature_name, request_format, values.reshape(shape))
 
@@ -261,7 +260,7 @@ def simple_predict_inputs(
   target = targets_lib.target_for_spec(spec)
   if target.dtype not in _FAST_DTYPES:
     return None
-  return {name: gil_held_numpy.astype(simple.values, target.dtype)}
+  return {name: simple.values.astype(target.dtype)}
 
 
 # -- Value conversion ---------------------------------------------------------

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import time
+import weakref
 
 from absl.testing import absltest
 
@@ -89,6 +92,42 @@ class HttpRestApiHandlerTest(in_process.HalfPlusTwoTestCase):
     )
     self.assertEqual(status, 200)
     self.assertEqual(body["predictions"], [0.5 * v + 2 for v in values])
+
+  def test_a_large_body_is_freed_with_its_answer_not_by_a_collection(self):
+    # A reference cycle through an error's traceback kept a refused body
+    # alive until the next full collection, so a second large body found
+    # the first still held: growth of two bodies where the budget counts one.
+
+    class Body(bytearray):  # bytearray itself takes no weak references
+      pass
+
+    padding = b" " * (2 << 20)
+    cases = [
+        (padding, 400),  # whitespace alone: refused before any parser
+        (b'{"instances": [' + padding + b"2.0]}", 200),
+        (b"{" + padding + b"}x", 400),  # parse error, on the error path
+        (b'{"instances": [1.0, "x"]}' + padding, 400),  # a decode error
+    ]
+    gc.disable()
+    try:
+      for raw, want in cases:
+        body = Body(raw)
+        freed = weakref.ref(body)
+        response = in_process.run(
+            self.handler.handle("POST", "/v1/models/half:predict", body)
+        )
+        del body
+        self.assertEqual(response.status, want, response.body)
+        # The pool's thread lets go of its job just after handing the
+        # answer over; a moment, not a collection.
+        until = time.monotonic() + 2.0
+        while freed() is not None and time.monotonic() < until:
+          time.sleep(0.01)
+        self.assertTrue(
+            freed() is None, f"body held after {response.body[:80]!r}"
+        )
+    finally:
+      gc.enable()
 
   def test_classify_and_regress(self):
     self.assertEqual(

@@ -60,6 +60,7 @@ class ModelRunner:
     admission = self.admission
     ahead = admission.pending
     admitted_at = admission.admit(deadline)
+    waiter = None
     try:
       submit = getattr(bundle, "submit", None)
       if submit is None:
@@ -72,6 +73,7 @@ class ModelRunner:
       return await waiter
     finally:
       admission.finished(admitted_at, ahead)
+      del waiter  # As in `call`: no cycle keeps the inputs alive.
 
   def _submit_pending(self, loop: asyncio.AbstractEventLoop) -> None:
     pending, self._pending = self._pending, []
@@ -103,12 +105,16 @@ class ModelRunner:
           retry_after_s=admission_lib.DEFAULT_RETRY_S,
       )
     self._calls += 1
+    waiter = asyncio.get_running_loop().create_future()
     try:
-      waiter = asyncio.get_running_loop().create_future()
       _link(waiter.get_loop(), self.executor.submit(fn, *args), waiter)
       return await waiter
     finally:
       self._calls -= 1
+      # An error's traceback holds this frame, and the waiter holds the
+      # error: a cycle that only a full collection frees, keeping `args`
+      # (a request body of any size) alive until one runs.
+      del waiter
 
 
 def _trace_batch(done: concurrent.futures.Future, trace: Any) -> None:
@@ -130,7 +136,7 @@ def _link(
   it.
   """
 
-  def deliver() -> None:
+  def deliver(done: concurrent.futures.Future) -> None:
     if waiter.cancelled():
       return
     if done.cancelled():
@@ -142,5 +148,9 @@ def _link(
     else:
       waiter.set_result(done.result())
 
-  done.add_done_callback(lambda _: loop.call_soon_threadsafe(deliver))
+  # `done` keeps its callbacks after calling them: were `deliver` to close
+  # over `done`, the two would form a cycle holding the result or error
+  # (and through an error's traceback, the request) until a full
+  # collection.
+  done.add_done_callback(lambda d: loop.call_soon_threadsafe(deliver, d))
   waiter.add_done_callback(lambda w: done.cancel() if w.cancelled() else None)

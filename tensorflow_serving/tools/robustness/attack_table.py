@@ -1,15 +1,20 @@
-r"""The attacks at full size against the production defaults; prints the
+r"""The attacks at full size against the production engines; prints the
 attack table (RSS growth, legit failures, slowest legit call, refusal).
 
   bazel run -c opt //tensorflow_serving/tools/robustness:attack_table -- \
-      --out=/tmp/attack_table.md
+      --budgets=small --out=/tmp/attack_table_small.md
+  bazel run -c opt //tensorflow_serving/tools/robustness:attack_table -- \
+      --budgets=default --out=/tmp/attack_table_default.md
 
 The server runs with its defaults except the idle timeouts (handshake and
 REST header timeout 5 s, so the idle-connection row ends in seconds, not
-minutes) and the budgets, set as a memory-conscious deployment would (256 MiB
-per gRPC connection and REST body, 1 GiB per server; the defaults, 4 GiB,
-admit every message upstream admits); --server_args adds or overrides flags. Takes a few minutes and a
-few GB of memory on the attacker's side at most.
+minutes) and, with --budgets=small, the budgets, set as a memory-conscious
+deployment would (256 MiB per gRPC connection and REST body, 1 GiB per
+server). With --budgets=default they are the defaults (4 GiB per API,
+messages and bodies up to 2 GiB-1, admitting every message upstream admits),
+and the bombs, the endless body and the held message grow to pass those
+limits. --server_args adds or overrides flags. Takes a few minutes and a few
+GB of memory on the attacker's side at most.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ from tensorflow_serving.tools.robustness import attacks
 from tensorflow_serving.tools.robustness import cases
 from tensorflow_serving.tools.robustness import harness
 
+flags.DEFINE_enum(
+    "budgets",
+    "small",
+    ["small", "default"],
+    "The server's memory budgets: a small host's, or the defaults.",
+)
 flags.DEFINE_list("server_args", [], "Extra flags for the target server.")
 flags.DEFINE_list("only", [], "Run only attacks whose name contains these.")
 flags.DEFINE_bool("small", False, "The test suite's sizes (a smoke run).")
@@ -33,7 +44,11 @@ FLAGS = flags.FLAGS
 
 _CONNECTION_BUDGET = 256 << 20
 _SERVER_BUDGET = 1 << 30
-_DEFAULT_ARGS = (
+_TIMEOUT_ARGS = (
+    "--grpc_channel_arguments=grpc.server_handshake_timeout_ms=5000",
+    "--rest_api_header_timeout_ms=5000",
+)
+_SMALL_HOST_ARGS = (
     "--grpc_channel_arguments=grpc.server_handshake_timeout_ms=5000,"
     f"grpc.tf_serving.max_connection_buffer_bytes={_CONNECTION_BUDGET},"
     f"grpc.tf_serving.max_server_buffer_bytes={_SERVER_BUDGET}",
@@ -41,8 +56,26 @@ _DEFAULT_ARGS = (
     f"--rest_api_max_body_bytes={_CONNECTION_BUDGET}",
     f"--rest_api_max_buffer_bytes={_SERVER_BUDGET}",
 )
-# A message just under the per-connection budget.
-_HELD = _CONNECTION_BUDGET - 1024
+# The largest message and body the defaults allow (upstream's 2 GiB-1).
+_DEFAULT_MESSAGE_LIMIT = (1 << 31) - 1
+
+
+def _setup(size: attacks.Size) -> tuple[tuple[str, ...], int, attacks.Size]:
+  """The server's flags, the held message's size, and the attack sizes."""
+  if FLAGS.budgets == "small":
+    # A message just under the per-connection budget.
+    return _SMALL_HOST_ARGS, _CONNECTION_BUDGET - 1024, size
+  if FLAGS.small:
+    return _TIMEOUT_ARGS, _DEFAULT_MESSAGE_LIMIT, size
+  # Past the 2 GiB-1 limits, so each gets its refusal: bombs inflating to
+  # ~3 GiB and a 3 GiB endless body.
+  return (
+      _TIMEOUT_ARGS,
+      _DEFAULT_MESSAGE_LIMIT,
+      dataclasses.replace(
+          size, grpc_bomb=3 << 20, rest_bomb=3 << 20, rest_chunked=3 << 30
+      ),
+  )
 
 
 def main(argv) -> int:
@@ -58,11 +91,12 @@ def main(argv) -> int:
   if size.idle_connections > room:
     print(f"idle connections capped at {room} (RLIMIT_NOFILE)", file=sys.stderr)
     size = dataclasses.replace(size, idle_connections=room)
-  target = harness.Target([*_DEFAULT_ARGS, *FLAGS.server_args])
+  server_args, held, size = _setup(size)
+  target = harness.Target([*server_args, *FLAGS.server_args])
   rows = []
   ok = True
   try:
-    for case in cases.cases(idle_wait_s=15.0, held_message_bytes=_HELD):
+    for case in cases.cases(idle_wait_s=15.0, held_message_bytes=held):
       if FLAGS.only and not any(word in case.name for word in FLAGS.only):
         continue
       print(f"running: {case.name}", file=sys.stderr, flush=True)

@@ -35,6 +35,26 @@ class InflateTest(absltest.TestCase):
         data,
     )
 
+  def test_large_output_grows_one_buffer_in_steps(self):
+    # Many input slices and output steps, every byte where it belongs.
+    data = bytes(range(256)) * 8000 + b"\0" * (3 << 20)
+    packed = gzip.compress(data)
+    for result in (
+        inflate.inflate(packed, 31, len(data), step=1 << 16),
+        asyncio.run(inflate.inflate_async(packed, 31, len(data), step=4096)),
+    ):
+      self.assertIsInstance(result, bytearray)
+      self.assertEqual(result, data)
+    with self.assertRaises(inflate.TooLarge):
+      inflate.inflate(packed, 31, len(data) - 1, step=1 << 16)
+
+  def test_empty_and_trailing_bytes(self):
+    self.assertEqual(inflate.inflate(gzip.compress(b""), 31, 10), b"")
+    # Bytes after the stream's end are ignored, as zlib.decompressobj does.
+    self.assertEqual(
+        inflate.inflate(zlib.compress(b"abc") + b"junk", 15, 10), b"abc"
+    )
+
   def test_truncated_stream_is_an_error(self):
     packed = gzip.compress(b"x" * 1000)[:-6]
     with self.assertRaises(zlib.error):

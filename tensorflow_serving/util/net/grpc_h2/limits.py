@@ -33,8 +33,8 @@ class GrpcLimits:
   # finished, plus responses a slow reader has not taken). Past it the
   # server stops granting flow-control window; a single message that could
   # never fit is refused with RESOURCE_EXHAUSTED. The default holds one
-  # message of max_receive_message_length even compressed (inflation peaks
-  # at twice its output), as upstream's server accepts it.
+  # message of max_receive_message_length even compressed (the compressed
+  # message and what it inflates to), as upstream's server accepts it.
   max_connection_buffer_bytes: int = 4 << 30
   # The same, summed over every connection of the server.
   max_server_buffer_bytes: int = 4 << 30
@@ -99,8 +99,8 @@ class GrpcLimits:
   def max_inflated_bytes(self) -> int:
     """The largest a compressed message may inflate to.
 
-    Half the budget: zlib holds its output twice at the end (its blocks and
-    the joined result), so the peak stays within the budget.
+    Half the budget: inflation holds its output once (inflate.py), so the
+    inflated message, the compressed one and its parse fit the budget.
     """
     return min(
         self.max_receive_message_length,

@@ -396,11 +396,15 @@ class H2Connection:
         (name[:64], value[:64], len(value))
         for name, value in table.dynamic_entries
     ]
-    logging.warning(
+    # Once per connection, and at most once a minute across connections:
+    # a peer that means it must not fill the log.
+    logging.log_every_n_seconds(
+        logging.WARNING,
         "HTTP/2 request :path %r does not start with '/'; header block "
         "(%d bytes, hex, first 2048): %s; HPACK dynamic table after it "
         "(maxsize %d, %d entries before it; name, value, value length, "
         "newest first): %r",
+        60,
         path[:256],
         len(block),
         block[:2048].hex(),

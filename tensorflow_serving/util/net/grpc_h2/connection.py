@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 import time
 
+from absl import logging
 import hpack
 
 from tensorflow_serving.util.net import rate
@@ -100,6 +101,7 @@ class H2Connection:
         max_header_list_size=limits.max_decoded_header_bytes
     )
     self._neutral_blocks: dict[bytes, tuple[list, int]] = {}
+    self._bad_path_logged = False
     self._encoded: dict[tuple, bytes] = {}
     self._buffer = b""
     self._preface = False
@@ -358,6 +360,13 @@ class H2Connection:
       raise _ConnectionFailedError(fr.COMPRESSION_ERROR, str(exc)) from exc
     # Header-list size as HTTP/2 counts it (RFC 9113 section 6.5.2).
     size = sum(len(name) + len(value) + 32 for name, value in headers)
+    if not self._bad_path_logged:
+      # Only here, where a block is decoded: a reused one was checked then.
+      for name, value in headers:
+        if name == b":path":
+          if value[:1] != b"/":
+            self._log_bad_path(block, value, before[0])
+          break
     decoded = (headers, size)
     entries = table.dynamic_entries
     after = (len(entries), table.maxsize, entries[0] if entries else None)
@@ -373,6 +382,36 @@ class H2Connection:
     else:
       self._neutral_blocks.clear()
     return decoded
+
+  def _log_bad_path(self, block: bytes, path: bytes, entries_before: int):
+    """Logs what decoded to a `:path` that no client sends (once).
+
+    Such a request fails UNIMPLEMENTED ("Method not found"); the block's
+    bytes and the dynamic table tell whether the client encoded it so or
+    the decoding went wrong.
+    """
+    self._bad_path_logged = True
+    table = self._decoder.header_table
+    entries = [
+        (name[:64], value[:64], len(value))
+        for name, value in table.dynamic_entries
+    ]
+    # Once per connection, and at most once a minute across connections:
+    # a peer that means it must not fill the log.
+    logging.log_every_n_seconds(
+        logging.WARNING,
+        "HTTP/2 request :path %r does not start with '/'; header block "
+        "(%d bytes, hex, first 2048): %s; HPACK dynamic table after it "
+        "(maxsize %d, %d entries before it; name, value, value length, "
+        "newest first): %r",
+        60,
+        path[:256],
+        len(block),
+        block[:2048].hex(),
+        table.maxsize,
+        entries_before,
+        entries[:128],
+    )
 
   def _on_control(
       self,

@@ -6,6 +6,7 @@ limits and abuse budgets of limits.py, and flow control both ways.
 
 from __future__ import annotations
 
+from absl import logging
 from absl.testing import absltest
 from absl.testing import parameterized
 import hpack
@@ -337,6 +338,32 @@ class HeaderCacheTest(absltest.TestCase):
     self.assertEqual(paths[-1], b"/a.B/C")
     # The reference-only blocks are reused (no pure-Python decode).
     self.assertNotEmpty(core._neutral_blocks)  # pylint: disable=protected-access
+
+  def test_a_path_without_slash_is_logged_once_with_its_block(self):
+    core = connection.H2Connection(limits_lib.GrpcLimits(), clock=FakeClock())
+    core.initiate_connection(1 << 20)
+    core.receive_data(fr.PREFACE + fr.settings({}))
+    encoder = hpack.Encoder()
+    block = encoder.encode([(":method", "POST"), (":path", "a.B/C")])
+    with self.assertLogs(level="WARNING") as logs:
+      events = core.receive_data(fr.header_frames(1, block, True, 16384))
+      # Another connection-wide bad block logs nothing more.
+      core.receive_data(
+          fr.header_frames(3, encoder.encode([(":path", "d.E/F")]), True, 16384)
+      )
+      logging.warning("end of test")
+    # The request still goes on (to its UNIMPLEMENTED answer).
+    self.assertEqual(dict(events[0].headers)[b":path"], b"a.B/C")
+    self.assertLen(logs.output, 2)
+    self.assertIn(block.hex(), logs.output[0])
+    self.assertIn("b':path', b'a.B/C'", logs.output[0])
+
+  def test_a_path_with_slash_logs_nothing(self):
+    core = connection.H2Connection(limits_lib.GrpcLimits(), clock=FakeClock())
+    core.initiate_connection(1 << 20)
+    core.receive_data(fr.PREFACE + fr.settings({}))
+    with self.assertNoLogs(level="WARNING"):
+      core.receive_data(fr.header_frames(1, REQUEST, True, 16384))
 
 
 if __name__ == "__main__":

@@ -11,10 +11,13 @@ import subprocess
 import tempfile
 import threading
 import time
+from unittest import mock
 
 from absl.testing import absltest
 import grpc
+import hpack
 
+from tensorflow_serving.util.net.grpc_h2 import connection
 from tensorflow_serving.util.net.grpc_h2 import frames as fr
 from tensorflow_serving.util.net.grpc_h2 import limits as grpc_limits
 from tensorflow_serving.util.net.grpc_h2 import server as grpc_h2_server
@@ -628,6 +631,87 @@ class TransportOptionsTest(absltest.TestCase):
       with self.assertRaises(grpc.RpcError) as cm:
         _method(channel, "Echo")(b"tls", timeout=10)
       self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+
+
+class SharedConnectionTest(absltest.TestCase):
+  """Two grpcio channels on one connection, as the model server's tests.
+
+  grpcio shares a connection (and so one HPACK table) between channels with
+  equal arguments: a burst of calls whose deadlines expire client-side on
+  one, a steady stream on the other. No call may reach a method other than
+  the one it named, and every header block the native core decodes (reused
+  or not) must equal what a fresh hpack.Decoder decodes from its bytes.
+  """
+
+  def test_interleaved_channels_decode_as_hpack_does(self):
+    decoded = []  # (block, headers) in the order the server decoded them
+    real = connection.H2Connection._decode_headers  # pylint: disable=protected-access
+
+    def recording(core, block):
+      result = real(core, block)
+      decoded.append((block, list(result[0])))
+      return result
+
+    patcher = mock.patch.object(
+        connection.H2Connection, "_decode_headers", recording
+    )
+    patcher.start()
+    self.addCleanup(patcher.stop)
+    cores = []
+    real_init = connection.H2Connection.__init__
+
+    def counting(core, *args, **kwargs):
+      cores.append(core)
+      real_init(core, *args, **kwargs)
+
+    init_patcher = mock.patch.object(
+        connection.H2Connection, "__init__", counting
+    )
+    init_patcher.start()
+    self.addCleanup(init_patcher.stop)
+    server = _ServerThread(_Handlers())
+    self.addCleanup(server.close)
+    codes: list[grpc.StatusCode] = []
+    stop = threading.Event()
+
+    def probe():
+      with grpc.insecure_channel(server.target) as channel:
+        echo = _method(channel, "Echo")
+        while not stop.is_set():
+          try:
+            echo(b"p", timeout=10)
+          except grpc.RpcError as exc:
+            codes.append(exc.code())
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+      with grpc.insecure_channel(server.target) as channel:
+        slow = _method(channel, "Slow")
+        for _ in range(3):
+          calls = [
+              slow.future(b"0.3", timeout=0.1 if i < 40 else None)
+              for i in range(50)
+          ]
+          for call in calls:
+            try:
+              call.result(timeout=30)
+            except grpc.RpcError as exc:
+              codes.append(exc.code())
+          for timeout in (10, 5, None):
+            self.assertEqual(slow(b"0", timeout=timeout), b"late")
+    finally:
+      stop.set()
+      prober.join(30)
+    self.assertNotIn(grpc.StatusCode.UNIMPLEMENTED, codes)
+    self.assertIn(grpc.StatusCode.DEADLINE_EXCEEDED, codes)
+    self.assertLen(cores, 1)  # the channels shared the connection
+    reference = hpack.Decoder(max_header_list_size=1 << 20)
+    self.assertGreater(len(decoded), 150)
+    for block, headers in decoded:
+      self.assertEqual(headers, list(reference.decode(block, raw=True)))
+      path = dict(headers).get(b":path", b"/")
+      self.assertTrue(path.startswith(b"/"), path)
 
 
 if __name__ == "__main__":

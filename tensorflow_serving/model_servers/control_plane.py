@@ -1,5 +1,5 @@
-"""Config reloads, per-model loads and unloads, and model status, kept apart
-from the data plane.
+"""Config reloads and per-model loads and unloads, kept apart from the data
+plane.
 
 Upstream's HandleReloadConfigRequest holds a gRPC thread and ServerCore's
 config mutex until every model the new config adds is AVAILABLE, with no
@@ -31,7 +31,6 @@ from typing import Any, Protocol
 
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
-from tensorflow_serving.model_servers import get_model_status_impl
 from tensorflow_serving.model_servers import server_core as server_core_lib
 
 # The server's longest wait for a reload's models when the caller set no
@@ -90,7 +89,11 @@ def _withdraw(applied: concurrent.futures.Future) -> None:
 
 
 class ControlPlane:
-  """Reloads and GetModelStatus for one server, off the request threads."""
+  """Config reloads for one server, off the request threads.
+
+  Model status is read through model_view.ModelView, over the same
+  ModelManagement when there are workers.
+  """
 
   def __init__(
       self,
@@ -191,14 +194,6 @@ class ControlPlane:
     except TimeoutError:
       raise wait.timed_out(timeout_s) from None
     return wait
-
-  async def get_model_status(
-      self, request: get_model_status_pb2.GetModelStatusRequest
-  ) -> get_model_status_pb2.GetModelStatusResponse:
-    """GetModelStatus (gRPC and REST): the monitor read, or the workers'."""
-    if self._management is not None:
-      return await self._management.get_model_status(request)
-    return get_model_status_impl.get_model_status(self.core.monitor, request)
 
   def stop(self) -> None:
     """Drops applies not yet started; never waits for the one running."""

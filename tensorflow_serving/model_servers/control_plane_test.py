@@ -2,8 +2,9 @@
 
 A reload naming a model with no version answers within its bound, naming the
 model; an abandoned wait leaves no notification behind; a later reload
-applies while an earlier one still waits; status needs no request thread.
-The per-model control API's loads and unloads take the same path.
+applies while an earlier one still waits; status (model_view) needs no
+request thread. The per-model control API's loads and unloads take the same
+path.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from tensorflow_serving.core import source_adapter
 from tensorflow_serving.core.test_util import fake_loader
 from tensorflow_serving.model_servers import control_plane
+from tensorflow_serving.model_servers import model_view
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.util import metrics
 from tensorflow_serving.util import status
@@ -214,11 +216,21 @@ class ControlPlaneTest(absltest.TestCase):
     )
 
   def test_status_is_read_on_the_loop(self):
-    control = control_plane.ControlPlane(self.core)
+    view = model_view.ModelView(self.core)
     request = get_model_status_pb2.GetModelStatusRequest()
     request.model_spec.name = "m"
-    response = asyncio.run(control.get_model_status(request))
+    response = asyncio.run(view.get_model_status(request))
     self.assertEqual(response.model_version_status[0].version, 1)
+
+  def test_every_configured_model_has_a_status_even_with_no_version(self):
+    self.core.apply_config(config(m=self.base, e=self.empty)).future.cancel()
+    view = model_view.ModelView(self.core)
+    statuses = asyncio.run(view.statuses())
+    self.assertEqual([name for name, _ in statuses], ["m", "e"])
+    self.assertEqual(
+        [v.version for v in statuses[0][1].model_version_status], [1]
+    )
+    self.assertEmpty(statuses[1][1].model_version_status)
 
 
 if __name__ == "__main__":

@@ -237,7 +237,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
   async def GetModelStatus(self, request, context):
     return await answer(
-        context, self._pipeline.control.get_model_status(request)
+        context, self._pipeline.models.get_model_status(request)
     )
 
   async def HandleReloadConfigRequest(self, request, context):

@@ -31,6 +31,7 @@ from tensorflow_serving.model_servers.status_page import page
 from tensorflow_serving.model_servers.status_page import routes
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
 from tensorflow_serving.test_util import binaries
+from tensorflow_serving.test_util import in_process
 from tensorflow_serving.test_util import model_server
 
 TOKEN = "s3cret-token"
@@ -250,17 +251,22 @@ class TokenSourceTest(absltest.TestCase):
 
 class StatusPageHeadersTest(absltest.TestCase):
 
-  def tearDown(self):
-    routes.reset_for_test()
-    super().tearDown()
+  def answer(self, options: routes.StatusPageOptions, path: str):
+    core = in_process.FakeCore({})
+    pipeline = in_process.make_pipeline(core)
+    return in_process.run(
+        routes.StatusPage(pipeline, options).route("GET", path)()
+    )
 
   def test_off_by_default_on_when_asked(self):
-    routes.reset_for_test()
-    status, _, content_type, headers = routes.route(None, "GET", "/status")()
+    status, _, content_type, headers = self.answer(
+        routes.StatusPageOptions(), "/status"
+    )
     self.assertEqual((status, content_type), (200, page.CONTENT_TYPE))
     self.assertEqual(headers, b"")
-    routes.reset_for_test(security_headers=True)
-    lines = routes.route(None, "GET", "/")()[3].decode("ascii")
+    lines = self.answer(routes.StatusPageOptions(security_headers=True), "/")[
+        3
+    ].decode("ascii")
     self.assertTrue(lines.endswith("\r\n"))
     headers = dict(line.split(": ", 1) for line in lines.split("\r\n") if line)
     self.assertEqual(headers["X-Frame-Options"], "DENY")

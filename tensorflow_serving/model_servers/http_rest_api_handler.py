@@ -27,7 +27,9 @@ from tensorflow_serving.model_servers import access_token
 from tensorflow_serving.model_servers import admission
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.model_servers import tracing as tracing_lib
-from tensorflow_serving.model_servers.status_page import routes as status_page
+from tensorflow_serving.model_servers.status_page import (
+    routes as status_page_lib,
+)
 from tensorflow_serving.model_servers.v2 import repository as v2_repository
 from tensorflow_serving.model_servers.v2 import rest_api as v2_rest_api
 from tensorflow_serving.servables.tensorflow import example_input
@@ -120,8 +122,14 @@ class HttpRestApiHandler:
       pipeline: pipeline_lib.Pipeline,
       repository: v2_repository.ModelRepository | None = None,
       model_service_token: str | None = None,
+      status_page: status_page_lib.StatusPage | None = None,
   ):
     self._pipeline = pipeline
+    # Beyond upstream: `/`, `/status`, `/v1/status`. The server passes the
+    # one it starts; without one they answer as upstream does.
+    self._status_page = status_page or status_page_lib.StatusPage(
+        pipeline, status_page_lib.StatusPageOptions(enabled=False)
+    )
     # Beyond upstream: v2 repository load/unload need it when set.
     self._token = access_token.encoded(model_service_token)
     self._v2 = v2_rest_api.RestApi(
@@ -163,9 +171,9 @@ class HttpRestApiHandler:
       headers: Mapping[bytes, bytes] | None,
       deadline: float | None,
   ) -> Response:
-    page = status_page.route(self._pipeline.core, method, path)
+    page = self._status_page.route(method, path)
     if page is not None:
-      return Response(*await self._pipeline.runner.call(page))
+      return Response(*await page())
     route = _ROUTE_RE.fullmatch(path)
     if route is None:
       raise status.invalid_argument(f"Malformed request: {method} {path}")
@@ -384,27 +392,21 @@ class HttpRestApiHandler:
     # Upstream ignores a label here and reports every version.
     if spec.WhichOneof("version_choice") == "version":
       request.model_spec.version.CopyFrom(spec.version)
-    response = await self._pipeline.control.get_model_status(request)
+    response = await self._pipeline.models.get_model_status(request)
     return Response(200, _json(_as_dict(response)))
 
   # --- Beyond upstream ------------------------------------------------------
-  # The listing and readiness read model state as GetModelStatus does,
-  # through the control plane: under --num_workers that is every worker's
-  # merged answer, so the listing, a model's status and readiness agree
+  # The listing, readiness and the status page read model state as
+  # GetModelStatus does, through the pipeline's model view: under
+  # --num_workers that is every worker's merged answer, so they agree
   # whichever worker takes the request.
 
   async def _model_statuses(self) -> list[tuple[str, dict]]:
     """Each configured model's GetModelStatus as JSON (no versions: [])."""
-    statuses = []
-    for name in self._pipeline.model_names():
-      request = get_model_status_pb2.GetModelStatusRequest()
-      request.model_spec.name = name
-      try:
-        doc = _as_dict(await self._pipeline.control.get_model_status(request))
-      except status.ServingError:
-        doc = {"model_version_status": []}
-      statuses.append((name, doc))
-    return statuses
+    return [
+        (name, _as_dict(response))
+        for name, response in await self._pipeline.models.statuses()
+    ]
 
   async def _list_models(self) -> Response:
     """Beyond upstream (which answers 400): every configured model's versions."""

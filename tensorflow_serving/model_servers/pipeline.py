@@ -36,6 +36,7 @@ from tensorflow_serving.core import servable_id as servable_id_lib
 from tensorflow_serving.model_servers import control_plane
 from tensorflow_serving.model_servers import get_model_metadata_impl
 from tensorflow_serving.model_servers import model_runner as model_runner_lib
+from tensorflow_serving.model_servers import model_view
 from tensorflow_serving.model_servers import prediction_logs
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.servables.tensorflow import classifier
@@ -191,20 +192,19 @@ class Pipeline:
       core: server_core_lib.ServerCore,
       runner: model_runner_lib.ModelRunner,
       control: control_plane.ControlPlane | None = None,
+      models: model_view.ModelView | None = None,
   ):
     self.core = core
     self.runner = runner
-    # Reloads and model status: ModelService's, beside (not in) this pipeline.
+    # Reloads: ModelService's, beside (not in) this pipeline.
     self.control = control or control_plane.ControlPlane(core)
+    # Every read of model state a client sees (status, listing, readiness,
+    # the status page): under --num_workers, every worker's.
+    self.models = models or model_view.ModelView(core)
     # Set by the server when --otlp_traces_endpoint is (tracing.Tracing).
     self.tracing: Any = None
     # Its `by_model` is empty unless some model has a logging_config.
     self._logs = core.request_logger
-
-  def model_names(self) -> list[str]:
-    """The configured models' names, in config order (every worker's)."""
-    config: Any = self.core.config  # A proto; mypy sees no stub for it.
-    return [m.name for m in config.model_config_list.config]
 
   def get_model_metadata(
       self, request: get_model_metadata_pb2.GetModelMetadataRequest

@@ -21,6 +21,7 @@ from tensorflow_serving.model_servers import grpc_services
 from tensorflow_serving.model_servers import http_rest_api_handler
 from tensorflow_serving.model_servers import model_config
 from tensorflow_serving.model_servers import model_runner
+from tensorflow_serving.model_servers import model_view
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.model_servers import profiler_service
 from tensorflow_serving.model_servers import reflection
@@ -28,6 +29,7 @@ from tensorflow_serving.model_servers import rest_server
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.model_servers import shutdown
 from tensorflow_serving.model_servers import tracing
+from tensorflow_serving.model_servers.status_page import routes as status_page
 from tensorflow_serving.model_servers.v2 import grpc_service as v2_grpc_service
 from tensorflow_serving.model_servers.v2 import repository as v2_repository
 from tensorflow_serving.util import status
@@ -95,6 +97,10 @@ class ServerOptions:
   # this fraction of new traces (tracing.py).
   otlp_traces_endpoint: str = ""
   trace_sampling_ratio: float = 1.0
+  # Beyond upstream: the status page on the REST port (status_page/).
+  status_page: status_page.StatusPageOptions = dataclasses.field(
+      default_factory=status_page.StatusPageOptions
+  )
 
 
 class WorkerHooks(Protocol):
@@ -173,13 +179,21 @@ class Server:
         ),
     )
     worker = options.worker
+    # Under --num_workers, reloads and model status span every worker.
+    management = worker.management(core) if worker else None
     self.control = control_plane.ControlPlane(
-        core,
-        worker.management(core) if worker else None,
-        options.model_config_reload_timeout_s,
+        core, management, options.model_config_reload_timeout_s
     )
     self.control.ready_check = self.ready_problem
-    self.pipeline = pipeline_lib.Pipeline(core, self._runner, self.control)
+    self.pipeline = pipeline_lib.Pipeline(
+        core,
+        self._runner,
+        self.control,
+        model_view.ModelView(core, management),
+    )
+    self.status_page = status_page.StatusPage(
+        self.pipeline, options.status_page
+    )
     self._repository = v2_repository.ModelRepository(
         core, options.enable_model_control_api, self.control
     )
@@ -251,7 +265,10 @@ class Server:
         )
       else:
         handler = http_rest_api_handler.HttpRestApiHandler(
-            self.pipeline, self._repository, opts.model_service_token
+            self.pipeline,
+            self._repository,
+            opts.model_service_token,
+            self.status_page,
         )
         self._http = rest_server.make_server(
             rest_server.make_app(handler, opts.http),
@@ -260,6 +277,7 @@ class Server:
             opts.http,
         )
         await self._http.start()
+        self.status_page.start()
         logging.info(
             "Exporting HTTP/REST API at:localhost:%d ...", opts.rest_api_port
         )
@@ -414,6 +432,7 @@ class Server:
     await asyncio.gather(*stops)
     if self._profiler is not None:
       self._profiler.close()
+    self.status_page.stop()
     # Work no call waits for any more is dropped, not run; a thread still in
     # a model is not waited for (the process exits around it).
     self._executor.shutdown(wait=False, cancel_futures=True)

@@ -222,7 +222,7 @@ def from_flags(
   _apply_rest_ssl_config(flags, server_options)
   server_options.model_service_token = model_service_token(flags)
   _warn_no_op_flags(flags)
-  status_page.configure(
+  server_options.status_page = status_page.options_from_flags(
       flags, server_options, workers=getattr(flags, "num_workers", 1) or 1
   )
   return core_options, server_options
@@ -477,7 +477,6 @@ def run(
     core.stop()
     return 0
   server = server_lib.Server(core, server_options)
-  status_page.start(core)
   try:
     _run_event_loop(server.run_until_signalled())
   except server_lib.StartError as exc:

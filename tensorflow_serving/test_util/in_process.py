@@ -25,6 +25,7 @@ from tensorflow_serving.core import server_request_logger
 from tensorflow_serving.core import tfrecord_log_collector
 from tensorflow_serving.model_servers import control_plane
 from tensorflow_serving.model_servers import model_runner
+from tensorflow_serving.model_servers import model_view
 from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.servables.tensorflow import saved_model_bundle
 from tensorflow_serving.servables.tensorflow.test_util import half_plus_two
@@ -120,6 +121,7 @@ def make_pipeline(
       core,
       model_runner.ModelRunner(executor),
       control_plane.ControlPlane(core, management),
+      model_view.ModelView(core, management),
   )
 
 

@@ -2,20 +2,23 @@
 signatures of what is loaded, and the traffic history, as one JSON object.
 
 Everything comes from what the server already keeps: ServerCore's config and
-labels, the ServableStateMonitor, servable handles (held only while reading a
-version's signatures), and the Prometheus metrics, through `history`. Field by
+labels, each version's state as the model view gives it (GetModelStatus's
+answer: under --num_workers, every worker's), servable handles (held only
+while reading a version's signatures), and the Prometheus metrics, through
+`history`. When each version changed state is this process's own record (its
+ServableStateMonitor): the workers agree on states, not on instants. Field by
 field, the schema is in docs/monitoring.md ("GET /v1/status").
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 import math
 from typing import Any
 
+from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.batching import batching_session
 from tensorflow_serving.core import servable_request
-from tensorflow_serving.core import servable_state
 from tensorflow_serving.model_servers import server_core as server_core_lib
 from tensorflow_serving.model_servers.status_page import history
 from tensorflow_serving.model_servers.status_page import server_facts
@@ -23,11 +26,13 @@ from tensorflow_serving.servables.tensorflow import tflite_bundle
 from tensorflow_serving.util import metrics
 from tensorflow_serving.util import status
 
-ManagerState = servable_state.ManagerState
+_State = get_model_status_pb2.ModelVersionStatus.State
+Statuses = Mapping[str, get_model_status_pb2.GetModelStatusResponse]
 
 
 def build(
     core: server_core_lib.ServerCore,
+    statuses: Statuses,
     points: Sequence[history.Point],
     facts: server_facts.ServerFacts,
     now_s: float,
@@ -52,7 +57,7 @@ def build(
       "traffic": _traffic(history.ALL_MODELS, points, totals),
       "models": [
           {
-              **_model_json(core, m),
+              **_model_json(core, m, statuses.get(m.name)),
               "traffic": _traffic(m.name, points, totals),
           }
           for m in model_configs
@@ -61,7 +66,11 @@ def build(
   }
 
 
-def _model_json(core: server_core_lib.ServerCore, model) -> dict[str, Any]:
+def _model_json(
+    core: server_core_lib.ServerCore,
+    model,
+    response: get_model_status_pb2.GetModelStatusResponse | None,
+) -> dict[str, Any]:
   platform = model.model_platform or server_core_lib.TENSORFLOW_PLATFORM
   policy = _policy_json(model)
   labels = {}
@@ -70,11 +79,10 @@ def _model_json(core: server_core_lib.ServerCore, model) -> dict[str, Any]:
       labels[label] = core.version_for_label(model.name, label)
     except status.ServingError:
       labels[label] = None  # In the config file, not (yet) applied.
+  here = core.monitor.get_version_states(model.name)
   versions = [
-      _version_json(core, model.name, version, state_and_time)
-      for version, state_and_time in core.monitor.get_version_states(
-          model.name
-      ).items()
+      _version_json(core, model.name, entry, here.get(entry.version))
+      for entry in (response.model_version_status if response else ())
   ]
   return {
       "name": model.name,
@@ -100,14 +108,23 @@ def _policy_json(model) -> dict[str, Any]:
 
 
 def _version_json(
-    core: server_core_lib.ServerCore, name: str, version: int, state_and_time
+    core: server_core_lib.ServerCore,
+    name: str,
+    entry: get_model_status_pb2.ModelVersionStatus,
+    state_and_time,
 ) -> dict[str, Any]:
-  state = state_and_time.state
-  since = round(state_and_time.event_time_micros / 1e6, 3)
-  available = state.manager_state is ManagerState.AVAILABLE
+  """One version: its state from the view, since when from this process.
+
+  `state_and_time` is this process's monitor entry (None when this worker
+  has not seen the version yet).
+  """
+  available = entry.state == _State.AVAILABLE
+  since = None
+  if state_and_time is not None:
+    since = round(state_and_time.event_time_micros / 1e6, 3)
   out: dict[str, Any] = {
-      "version": version,
-      "state": state.manager_state.name,
+      "version": entry.version,
+      "state": _State.Name(entry.state),
       "since": since,
       "loaded_at": since if available else None,
       "error": None,
@@ -115,13 +132,25 @@ def _version_json(
       "batching": None,
       "signatures": None,
   }
-  if state.health is not None:
+  local = None if state_and_time is None else state_and_time.state
+  if (
+      local is not None
+      and local.health is not None
+      and local.manager_state.name == out["state"]
+  ):
+    # This process's own record keeps the code of a load being retried,
+    # which GetModelStatus words as LOADING with code OK.
     out["error"] = {
-        "code": state.health.code.name,
-        "message": state.health.message,
+        "code": local.health.code.name,
+        "message": local.health.message,
+    }
+  elif entry.status.error_message:
+    out["error"] = {
+        "code": status.Code(entry.status.error_code).name,
+        "message": entry.status.error_message,
     }
   if available:
-    out.update(_servable_json(core, name, version))
+    out.update(_servable_json(core, name, entry.version))
   return out
 
 

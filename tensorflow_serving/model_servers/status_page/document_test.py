@@ -16,6 +16,7 @@ import time
 
 from absl.testing import absltest
 
+from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.batching import batching_options
 from tensorflow_serving.batching import batching_session
 from tensorflow_serving.batching import prometheus_metrics
@@ -31,6 +32,7 @@ from tensorflow_serving.servables.tensorflow.test_util import tflite_models
 from tensorflow_serving.test_util import in_process
 from tensorflow_serving.util import metrics
 
+State = get_model_status_pb2.ModelVersionStatus.State
 HOSTILE = "<img src=x onerror=alert(1)>"
 POOL = "status_test_pool"
 
@@ -46,7 +48,6 @@ class StatusDocumentTest(absltest.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     metrics.reset_for_test()
-    routes.reset_for_test(sample_in_background=False)
     root = absltest.get_default_test_tmpdir()
     cls.root = os.path.join(root, "models")
     shutil.rmtree(cls.root, ignore_errors=True)
@@ -111,20 +112,24 @@ class StatusDocumentTest(absltest.TestCase):
       time.sleep(0.1)
     else:
       raise AssertionError("version 2 did not fail to load")
-    cls.handler = http_rest_api_handler.HttpRestApiHandler(
-        in_process.make_pipeline(cls.core)
-    )
+    cls.pipeline = in_process.make_pipeline(cls.core)
 
   @classmethod
   def tearDownClass(cls):
-    routes.reset_for_test()
     cls.core.stop()
     cls.scheduler.shutdown()
     super().tearDownClass()
 
   def setUp(self):
     super().setUp()
-    routes.reset_for_test(sample_in_background=False)
+    # A fresh page (and history) per test; the tests sample by hand.
+    self.serve_page(routes.StatusPageOptions())
+
+  def serve_page(self, options):
+    self.page = routes.StatusPage(self.pipeline, options)
+    self.handler = http_rest_api_handler.HttpRestApiHandler(
+        self.pipeline, status_page=self.page
+    )
 
   def call(self, method, path, body=b""):
     return in_process.run(self.handler.handle(method, path, body))
@@ -190,7 +195,7 @@ class StatusDocumentTest(absltest.TestCase):
     )
 
   def test_disabled(self):
-    routes.reset_for_test(enabled=False, sample_in_background=False)
+    self.serve_page(routes.StatusPageOptions(enabled=False))
     for path in ("/", "/status"):
       response = self.get(path)
       self.assertEqual(response.status, 404)
@@ -268,6 +273,50 @@ class StatusDocumentTest(absltest.TestCase):
         reported[0]["status"]["error_message"], v2["error"]["message"]
     )
 
+  def test_versions_come_from_the_model_view(self):
+    # Under --num_workers the view is every worker's merged answer: here a
+    # version 2 that another worker is still loading, which this process
+    # has not seen.
+    class OtherWorkerLoading:
+
+      async def reload_config(self, config, timeout_s):
+        raise AssertionError("not reached")
+
+      async def get_model_status(self, request):
+        response = get_model_status_pb2.GetModelStatusResponse()
+        if request.model_spec.name == "half":
+          for version, state in ((2, State.LOADING), (1, State.AVAILABLE)):
+            response.model_version_status.add(version=version, state=state)
+        return response
+
+    pipeline = in_process.make_pipeline(self.core, OtherWorkerLoading())
+    handler = http_rest_api_handler.HttpRestApiHandler(
+        pipeline, status_page=routes.StatusPage(pipeline)
+    )
+    response = in_process.run(handler.handle("GET", "/v1/status", b""))
+    half = self.model(json.loads(response.body), "half")
+    v2, v1 = half["versions"]
+    self.assertEqual((v2["version"], v2["state"]), (2, "LOADING"))
+    self.assertIsNone(v2["since"])
+    self.assertIsNone(v2["signatures"])
+    self.assertEqual((v1["version"], v1["state"]), (1, "AVAILABLE"))
+    self.assertIsNotNone(v1["since"])
+    self.assertIn("serving_default", [sig["key"] for sig in v1["signatures"]])
+    # A model the view has no version of shows none, though loaded here.
+    self.assertEqual(
+        self.model(json.loads(response.body), "lite")["versions"], []
+    )
+    listing = json.loads(
+        in_process.run(handler.handle("GET", "/v1/models", b"")).body
+    )
+    self.assertEqual(
+        [
+            (v["version"], v["state"])
+            for v in listing["models"][0]["model_version_status"]
+        ],
+        [("2", "LOADING"), ("1", "AVAILABLE")],
+    )
+
   def test_no_path_outside_the_base_paths(self):
     text = self.get("/v1/status").body.decode()
     doc = json.loads(text)
@@ -295,8 +344,8 @@ class StatusDocumentTest(absltest.TestCase):
         )
 
   def test_traffic_between_two_readings(self):
-    service = routes.service_for_test(self.core)
-    service.sampler.sample(now_s=1000.0, wall_s=5000.0)
+    sampler = self.page.sampler
+    sampler.sample(now_s=1000.0, wall_s=5000.0)
     for _ in range(3):
       response = self.call(
           "POST", "/v1/models/half:predict", b'{"instances": [1.0, 2.0]}'
@@ -310,7 +359,7 @@ class StatusDocumentTest(absltest.TestCase):
         "POST", "/v1/models/nonexistent:predict", b'{"instances": [1.0]}'
     )
     self.assertEqual(response.status, 404)
-    service.sampler.sample(now_s=1002.0, wall_s=5002.0)
+    sampler.sample(now_s=1002.0, wall_s=5002.0)
     doc = self.status_doc()
     self.assertEqual(doc["history"]["t"], [5002.0])
     self.assertEqual(doc["history"]["period_s"], 2.0)

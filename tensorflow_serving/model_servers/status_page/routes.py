@@ -2,28 +2,30 @@
 
 Beyond upstream, which answers the first two 404 and the third 400
 ("Malformed request"); with `--enable_status_page=false` (or any method but
-GET) they get exactly those answers again. The REST handler calls `route`
-for every request; any other path is longer than these and costs one length
-comparison there.
+GET) they get exactly those answers again. The REST handler asks its
+StatusPage to `route` every request; any other path is longer than these and
+costs one length comparison there.
 
-The binary calls `configure` with its flags and `start` once ServerCore has
-loaded, so the traffic history covers the minutes before anyone looks.
+The server builds one StatusPage over its pipeline and starts it once
+ServerCore has loaded, so the traffic history covers the minutes before
+anyone looks. Versions and their states come from the pipeline's model
+view, as GetModelStatus and the REST listing do: under --num_workers the
+page shows what every worker serves, not what the worker that took the
+connection happens to have.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 import dataclasses
-import functools
 import re
-import threading
 import time
 import weakref
 
 from absl import flags as absl_flags
 import orjson
 
-from tensorflow_serving.model_servers import server_core as server_core_lib
+from tensorflow_serving.model_servers import pipeline as pipeline_lib
 from tensorflow_serving.model_servers.status_page import document
 from tensorflow_serving.model_servers.status_page import history
 from tensorflow_serving.model_servers.status_page import page
@@ -40,40 +42,56 @@ JSON_CONTENT_TYPE = "application/json"
 Answer = tuple[int, bytes, str, bytes]
 
 
-@dataclasses.dataclass
-class _Settings:
+@dataclasses.dataclass(frozen=True)
+class StatusPageOptions:
+  """What the flags say about the page; the defaults are the server's."""
+
   enabled: bool = True
-  facts: server_facts.ServerFacts | None = None
-  period_s: float = history.DEFAULT_PERIOD_S
-  window_s: float = history.DEFAULT_WINDOW_S
-  # Tests sample by hand, at times they choose.
-  sample_in_background: bool = True
   # --status_page_security_headers: the page's policy as a header too, with
   # what only a header can say (no framing by other sites).
   security_headers: bool = False
+  # None: facts with no flags, started when the StatusPage is made.
+  facts: server_facts.ServerFacts | None = None
+  period_s: float = history.DEFAULT_PERIOD_S
+  window_s: float = history.DEFAULT_WINDOW_S
 
 
-_settings = _Settings()
-_lock = threading.Lock()
-# One status service (and sampler thread) per ServerCore in this process.
-_services: weakref.WeakKeyDictionary[
-    server_core_lib.ServerCore, StatusService
-] = weakref.WeakKeyDictionary()
+def options_from_flags(
+    flag_values: absl_flags.FlagValues,
+    server_options=None,
+    workers: int = 1,
+) -> StatusPageOptions:
+  """`--enable_status_page`, its headers, and the server facts."""
+  return StatusPageOptions(
+      enabled=bool(getattr(flag_values, "enable_status_page", True)),
+      security_headers=bool(
+          getattr(flag_values, "status_page_security_headers", False)
+      ),
+      facts=server_facts.from_flags(
+          flag_values, server_options, workers=workers
+      ),
+  )
 
 
-class StatusService:
-  """The history sampler of one ServerCore, and the document built over it."""
+class StatusPage:
+  """The page and its document over one pipeline, and the traffic history.
+
+  The history is sampled on a thread of its own once `start` is called (the
+  server does, when the page is served); a test samples by hand instead
+  (`sampler.sample`).
+  """
 
   def __init__(
       self,
-      core: server_core_lib.ServerCore,
-      facts: server_facts.ServerFacts,
-      period_s: float,
-      window_s: float,
-      sample_in_background: bool = True,
+      pipeline: pipeline_lib.Pipeline,
+      options: StatusPageOptions = StatusPageOptions(),
   ):
-    self.facts = facts
-    core_ref = weakref.ref(core)
+    self._pipeline = pipeline
+    self._options = options
+    self.facts = options.facts or server_facts.ServerFacts(time.time())
+    # The sampler thread must not keep the core alive after the server let
+    # it go: it stops at its next reading once the core is gone.
+    core_ref = weakref.ref(pipeline.core)
 
     def names():
       live = core_ref()
@@ -81,13 +99,56 @@ class StatusService:
         return None
       return [m.name for m in live.config.model_config_list.config]
 
-    self.sampler = history.Sampler(names, period_s, window_s)
-    if sample_in_background:
+    self.sampler = history.Sampler(names, options.period_s, options.window_s)
+
+  @property
+  def enabled(self) -> bool:
+    return self._options.enabled
+
+  def start(self) -> None:
+    """Samples the traffic in the background (the server calls it once the
+    REST port serves), unless the page is disabled."""
+    if self._options.enabled:
       self.sampler.start()
 
-  def document(self, core: server_core_lib.ServerCore) -> dict:
-    return document.build(
-        core,
+  def stop(self) -> None:
+    self.sampler.stop()
+
+  def route(
+      self, method: str, path: str
+  ) -> Callable[[], Awaitable[Answer]] | None:
+    """For a status path, what answers it: (HTTP status, body, type, headers).
+
+    Returns None for any other path. Raises NOT_FOUND, as the transport
+    answers an unknown path, for the page paths when disabled or asked
+    with a method other than GET; returns None for `/v1/status` then, so
+    the caller gives upstream's 400.
+    """
+    if len(path) > _LONGEST_PATH:  # Every API path: no regex for them.
+      return None
+    m = _PATH_RE.fullmatch(path)
+    if m is None:
+      return None
+    serve = self._options.enabled and method == "GET"
+    if m.group(2) is not None:
+      if not serve:
+        return None
+      return self._document_answer
+    if not serve:
+      raise status.not_found("Not Found")
+    return self._page_answer
+
+  async def document(self) -> dict:
+    """The document: states from the model view, the rest read off the loop.
+
+    Reading signatures takes servable handles, and reading the counters
+    takes their locks: neither belongs on the event loop.
+    """
+    statuses = dict(await self._pipeline.models.statuses())
+    return await self._pipeline.runner.call(
+        document.build,
+        self._pipeline.core,
+        statuses,
         self.sampler.points(),
         self.facts,
         time.time(),
@@ -95,119 +156,26 @@ class StatusService:
         self.sampler.window_s,
     )
 
-  def stop(self) -> None:
-    self.sampler.stop()
+  async def _document_answer(self) -> Answer:
+    doc = await self.document()
+    return 200, orjson.dumps(doc), JSON_CONTENT_TYPE, b""
 
+  async def _page_answer(self) -> Answer:
+    # Off the loop: the first answer reads the page's files.
+    return await self._pipeline.runner.call(self._page)
 
-def configure(
-    flag_values: absl_flags.FlagValues,
-    server_options=None,
-    workers: int = 1,
-) -> None:
-  """Takes `--enable_status_page` and the server facts from parsed flags."""
-  enabled = bool(getattr(flag_values, "enable_status_page", True))
-  with _lock:
-    _settings.enabled = enabled
-    _settings.security_headers = bool(
-        getattr(flag_values, "status_page_security_headers", False)
-    )
-    _settings.facts = server_facts.from_flags(
-        flag_values, server_options, workers=workers
-    )
-
-
-def start(core: server_core_lib.ServerCore) -> None:
-  """Starts sampling `core`'s traffic, when the page is enabled and served."""
-  facts = _settings.facts
-  if not _settings.enabled or (facts is not None and not facts.rest_api_port):
-    return
-  _service_for(core)
-
-
-def _service_for(core: server_core_lib.ServerCore) -> StatusService:
-  with _lock:
-    service = _services.get(core)
-    if service is None:
-      facts = _settings.facts or server_facts.ServerFacts(time.time())
-      service = StatusService(
-          core,
-          facts,
-          _settings.period_s,
-          _settings.window_s,
-          _settings.sample_in_background,
-      )
-      _services[core] = service
-    return service
-
-
-def route(
-    core: server_core_lib.ServerCore, method: str, path: str
-) -> Callable[[], Answer] | None:
-  """For a status path, what makes its (HTTP status, body, content type).
-
-  The caller runs it off the event loop: the document takes servable
-  handles and a reading of the counters. Returns None for any other path.
-  Raises NOT_FOUND, as the transport answers an unknown path, for the page
-  paths when disabled or asked with a method other than GET; returns None
-  for `/v1/status` then, so the caller gives upstream's 400.
-  """
-  if len(path) > _LONGEST_PATH:  # Every API path: no regex for them.
-    return None
-  m = _PATH_RE.fullmatch(path)
-  if m is None:
-    return None
-  serve = _settings.enabled and method == "GET"
-  if m.group(2) is not None:
-    if not serve:
-      return None
-    return functools.partial(_document_answer, core)
-  if not serve:
-    raise status.not_found("Not Found")
-  return _page_answer
-
-
-def _document_answer(core: server_core_lib.ServerCore) -> Answer:
-  doc = _service_for(core).document(core)
-  return 200, orjson.dumps(doc), JSON_CONTENT_TYPE, b""
-
-
-def _page_answer() -> Answer:
-  try:
-    headers = b""
-    if _settings.security_headers:
-      headers = (
-          b"Content-Security-Policy: %s; frame-ancestors 'none'\r\n"
-          b"X-Frame-Options: DENY\r\n"
-          b"X-Content-Type-Options: nosniff\r\n"
-          b"Referrer-Policy: no-referrer\r\n"
-      ) % page.content_security_policy().encode("ascii")
-    return 200, page.html(), page.CONTENT_TYPE, headers
-  except OSError as exc:  # An installation without assets/: say no more.
-    raise status.internal(
-        "The status page's files are missing from this installation."
-    ) from exc
-
-
-def service_for_test(core: server_core_lib.ServerCore) -> StatusService:
-  return _service_for(core)
-
-
-def reset_for_test(
-    enabled: bool = True,
-    period_s: float = history.DEFAULT_PERIOD_S,
-    window_s: float = history.DEFAULT_WINDOW_S,
-    sample_in_background: bool = True,
-    security_headers: bool = False,
-) -> None:
-  """Stops every sampler and restores the defaults."""
-  with _lock:
-    services = list(_services.values())
-    _services.clear()
-    _settings.enabled = enabled
-    _settings.facts = None
-    _settings.period_s = period_s
-    _settings.window_s = window_s
-    _settings.sample_in_background = sample_in_background
-    _settings.security_headers = security_headers
-  for service in services:
-    service.stop()
+  def _page(self) -> Answer:
+    try:
+      headers = b""
+      if self._options.security_headers:
+        headers = (
+            b"Content-Security-Policy: %s; frame-ancestors 'none'\r\n"
+            b"X-Frame-Options: DENY\r\n"
+            b"X-Content-Type-Options: nosniff\r\n"
+            b"Referrer-Policy: no-referrer\r\n"
+        ) % page.content_security_policy().encode("ascii")
+      return 200, page.html(), page.CONTENT_TYPE, headers
+    except OSError as exc:  # An installation without assets/: say no more.
+      raise status.internal(
+          "The status page's files are missing from this installation."
+      ) from exc

@@ -9,15 +9,14 @@ no MetaGraphDef.
 An interpreter is not thread-safe, so each request borrows one of its own.
 Interpreters share the model's flatbuffer but each owns a tensor arena, so they
 are created on demand up to `num_pools * num_interpreters_per_pool` rather
-than all at load.
+than all at load. Which signatures a model has, and how each maps onto an
+interpreter, is tflite_signature_defs.py's.
 """
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable, Iterator, Mapping, Sequence
 import contextlib
-import dataclasses
 import functools
 import os
 import threading
@@ -51,10 +50,6 @@ except ImportError:
       category=UserWarning,
   )
 
-# An input or output as the interpreter knows it: a SignatureRunner's name for
-# it, or its tensor index in the primary subgraph.
-_TensorKey = str | int
-
 
 def tflite_model_path(export_dir: str) -> str:
   return os.path.join(export_dir, TFLITE_MODEL_FILENAME)
@@ -62,18 +57,6 @@ def tflite_model_path(export_dir: str) -> str:
 
 def has_tflite_model(export_dir: str) -> bool:
   return tf.io.gfile.exists(tflite_model_path(export_dir))
-
-
-@dataclasses.dataclass(frozen=True)
-class _Entry:
-  """How one of the bundle's signatures maps onto an interpreter."""
-
-  signature: Signature
-  # SignatureRunner key; None runs the primary subgraph by tensor index (a
-  # model without signature defs).
-  runner_key: str | None
-  inputs: dict[str, _TensorKey]  # Signature alias -> interpreter key.
-  outputs: dict[str, _TensorKey]
 
 
 class _PooledInterpreter:
@@ -88,7 +71,7 @@ class _PooledInterpreter:
 
   def run(
       self,
-      entry: _Entry,
+      entry: tflite_signature_defs.Entry,
       feeds: Mapping[str, np.ndarray],
       fetches: Sequence[str],
   ) -> list[np.ndarray]:
@@ -110,7 +93,7 @@ class _PooledInterpreter:
 
   def _run_primary(
       self,
-      entry: _Entry,
+      entry: tflite_signature_defs.Entry,
       feeds: Mapping[str, np.ndarray],
       fetches: Sequence[str],
   ) -> list[np.ndarray]:
@@ -225,7 +208,9 @@ class TfLiteBundle(saved_model_bundle.SignatureRunner):
       )
     factory = functools.partial(_new_interpreter, model_content)
     first = factory()
-    self._entries = _entries_from_interpreter(first.interpreter, model_content)
+    self._entries = tflite_signature_defs.entries_from_interpreter(
+        first.interpreter, model_content
+    )
     self.signatures: dict[str, Signature] = {
         key: entry.signature for key, entry in self._entries.items()
     }
@@ -263,7 +248,9 @@ class TfLiteBundle(saved_model_bundle.SignatureRunner):
 
   def _resolve(
       self, sig: Signature
-  ) -> tuple[_Entry, Callable[[str], str], Callable[[str], str]]:
+  ) -> tuple[
+      tflite_signature_defs.Entry, Callable[[str], str], Callable[[str], str]
+  ]:
     """The entry that runs `sig`, and maps from sig's aliases to the entry's.
 
     A caller may build its own Signature over the bundle's tensors
@@ -336,179 +323,3 @@ def _error_from_tflite(exc: Exception) -> status.ServingError:
     # Upstream reports a failed Invoke (or re-allocation) as INTERNAL.
     return status.internal(f"Failed to invoke TfLite interpreter: {exc}")
   return saved_model_bundle.error_from_tf(exc)
-
-
-def _entries_from_interpreter(
-    interpreter: Any, model_content: bytes
-) -> dict[str, _Entry]:
-  """One entry per signature def, or a synthesized `serving_default`.
-
-  TF SignatureDefs stored in the model's metadata come first: upstream's TF
-  Lite session serves by them, so requests name the SignatureDef's keys.
-  Then TF Lite's own signature defs (what converters from SavedModels
-  write), run through signature runners. A model with neither gets
-  `serving_default` over its primary subgraph's tensors, named as upstream
-  names them.
-  """
-  metadata_defs = tflite_signature_defs.read(model_content)
-  if metadata_defs:
-    return {
-        key: _metadata_entry(interpreter, key, signature_def)
-        for key, signature_def in sorted(metadata_defs.items())
-    }
-  signature_keys = sorted(interpreter.get_signature_list())
-  if not signature_keys:
-    return {
-        signature_lib.DEFAULT_SERVING_SIGNATURE_DEF_KEY: _synthesized_entry(
-            interpreter
-        )
-    }
-  entries = {}
-  for key in signature_keys:
-    runner = interpreter.get_signature_runner(key)
-    inputs = sorted(runner.get_input_details().items())
-    outputs = sorted(runner.get_output_details().items())
-    entries[key] = _Entry(
-        signature=_signature(key, inputs, outputs),
-        runner_key=key,
-        inputs={alias: alias for alias, _ in inputs},
-        outputs={alias: alias for alias, _ in outputs},
-    )
-  return entries
-
-
-def _metadata_entry(
-    interpreter: Any, key: str, signature_def: meta_graph_pb2.SignatureDef
-) -> _Entry:
-  """Runs a metadata SignatureDef on the primary subgraph, by tensor index.
-
-  Its TensorInfo names are TensorFlow's (`tflite_input:0`); the interpreter's
-  tensors may carry the name without the `:0` suffix, so both are tried, as
-  upstream does. Raises INVALID_ARGUMENT (the load fails) for a name that
-  matches no input or output tensor.
-  """
-  proto = meta_graph_pb2.SignatureDef()
-  proto.CopyFrom(signature_def)
-  inputs = _tensor_indices(interpreter.get_input_details())
-  outputs = _tensor_indices(interpreter.get_output_details())
-  input_index = {}
-  for alias, info in proto.inputs.items():
-    info.name, input_index[alias] = _fix_tensor_name(
-        inputs, info.name, f"Signature input {alias}"
-    )
-  output_index = {}
-  for alias, info in proto.outputs.items():
-    info.name, output_index[alias] = _fix_tensor_name(
-        outputs, info.name, f"Signature output {alias}"
-    )
-  return _Entry(
-      signature=Signature.from_proto(key, proto),
-      runner_key=None,
-      inputs=input_index,
-      outputs=output_index,
-  )
-
-
-def _tensor_indices(details: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-  return {d["name"]: d["index"] for d in details}
-
-
-def _fix_tensor_name(
-    indices: Mapping[str, int], name: str, what: str
-) -> tuple[str, int]:
-  for candidate in (name, name.split(":", 1)[0], f"{name}:0"):
-    if candidate in indices:
-      return candidate, indices[candidate]
-  raise status.invalid_argument(f"{what} references an unknown tensor: {name}")
-
-
-def _synthesized_entry(interpreter: Any) -> _Entry:
-  """`serving_default` over the primary subgraph's inputs and outputs.
-
-  As upstream, each alias is the tensor's name without its `:N` suffix (the
-  full name where stripping would make two aliases collide).
-  """
-  input_details = interpreter.get_input_details()
-  output_details = interpreter.get_output_details()
-  inputs = list(zip(_synthesized_aliases(input_details), input_details))
-  outputs = list(zip(_synthesized_aliases(output_details), output_details))
-  return _Entry(
-      signature=_signature(
-          signature_lib.DEFAULT_SERVING_SIGNATURE_DEF_KEY,
-          sorted(inputs, key=lambda p: p[0]),
-          sorted(outputs, key=lambda p: p[0]),
-      ),
-      runner_key=None,
-      inputs={alias: d["index"] for alias, d in inputs},
-      outputs={alias: d["index"] for alias, d in outputs},
-  )
-
-
-def _synthesized_aliases(details: Sequence[Mapping[str, Any]]) -> list[str]:
-  names = [d["name"] for d in details]
-  stripped = [name.split(":", 1)[0] for name in names]
-  counts = collections.Counter(stripped)
-  return [s if counts[s] == 1 else n for s, n in zip(stripped, names)]
-
-
-def _signature(
-    key: str,
-    inputs: Sequence[tuple[str, Mapping[str, Any]]],
-    outputs: Sequence[tuple[str, Mapping[str, Any]]],
-) -> Signature:
-  """A Predict Signature, with the SignatureDef that metadata reports.
-
-  The SignatureDef shows the model's shape signature (-1 where a dimension is
-  dynamic). Requests are not held to it: the interpreter is resized to each
-  request's shapes, as upstream does, and only what TF Lite cannot compute
-  fails.
-  """
-  proto = meta_graph_pb2.SignatureDef(
-      method_name=signature_lib.PREDICT_METHOD_NAME
-  )
-  input_specs = {}
-  for alias, details in inputs:
-    spec = _tensor_spec(alias, details)
-    proto.inputs[alias].CopyFrom(_tensor_info(spec))
-    input_specs[alias] = spec
-  output_specs = {}
-  for alias, details in outputs:
-    spec = _tensor_spec(alias, details)
-    proto.outputs[alias].CopyFrom(_tensor_info(spec))
-    output_specs[alias] = spec
-  return Signature(
-      key=key,
-      method_name=proto.method_name,
-      inputs=input_specs,
-      outputs=output_specs,
-      defaults=frozenset(),
-      proto=proto,
-  )
-
-
-def _tensor_spec(
-    alias: str, details: Mapping[str, Any]
-) -> signature_lib.TensorSpec:
-  try:
-    tf_dtype = tf.as_dtype(np.dtype(details["dtype"])).as_datatype_enum
-  except TypeError as exc:
-    raise status.unimplemented(
-        f"TF Lite tensor {details['name']} has unsupported type "
-        f"{details['dtype']}"
-    ) from exc
-  # shape_signature has -1 for dynamic dimensions; `shape` is as allocated.
-  shape = details.get("shape_signature", details["shape"])
-  return signature_lib.TensorSpec(
-      alias=alias,
-      tensor_name=details["name"],
-      tf_dtype=tf_dtype,
-      shape=tuple(int(d) for d in shape),
-  )
-
-
-def _tensor_info(spec: signature_lib.TensorSpec) -> meta_graph_pb2.TensorInfo:
-  info = meta_graph_pb2.TensorInfo(name=spec.tensor_name, dtype=spec.tf_dtype)
-  info.tensor_shape.SetInParent()  # Known rank, even for scalars.
-  for size in spec.shape or ():
-    info.tensor_shape.dim.add(size=size)
-  return info

@@ -12,7 +12,7 @@ import os
 from absl.testing import absltest
 
 from tensorflow_serving.example import mnist_test_util
-from tensorflow_serving.tools.benchmark import compare
+from tensorflow_serving.tools.benchmark import orchestration
 from tensorflow_serving.tools.benchmark import report as report_lib
 
 
@@ -24,9 +24,9 @@ class CompareSmokeTest(absltest.TestCase):
     mnist_test_util.write_synthetic_mnist(mnist_dir, num_train=200, num_test=50)
     out = os.path.join(tmp, "report.md")
     json_out = os.path.join(tmp, "report.json")
-    (report,) = compare.run(
-        compare.Options(
-            configs=list(compare.CONFIGS),
+    (report,) = orchestration.run(
+        orchestration.Options(
+            configs=list(orchestration.CONFIGS),
             concurrency=[1, 4],
             duration_s=1.0,
             warmup_s=0,
@@ -49,7 +49,7 @@ class CompareSmokeTest(absltest.TestCase):
     clients = {"grpc": 3, "rest": 2}
     self.assertLen(
         report.rows,
-        2 * sum(clients[c.protocol] for c in compare.CONFIGS.values()),
+        2 * sum(clients[c.protocol] for c in orchestration.CONFIGS.values()),
     )
     self.assertEqual(
         [(r.client, r.num_batch_threads) for r in report.sweep], [("wrk", 1)]

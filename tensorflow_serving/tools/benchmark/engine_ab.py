@@ -27,6 +27,7 @@ from absl import app
 from absl import flags
 
 from tensorflow_serving.tools.benchmark import compare
+from tensorflow_serving.tools.benchmark import orchestration
 
 flags.DEFINE_integer("rounds", 4, "Rounds; each runs every variant once.")
 flags.DEFINE_list(
@@ -77,7 +78,7 @@ def main(argv: list[str]) -> int:
       work_dir=work,
   )
   if not base.model_base_path:
-    compare.run(
+    orchestration.run(
         dataclasses.replace(
             base,
             configs=[],
@@ -99,7 +100,7 @@ def main(argv: list[str]) -> int:
           server_args=[*base.server_args, *variant.server_args],
           work_dir=os.path.join(work, f"r{round_index}_{variant.name}"),
       )
-      (report,) = compare.run(options)
+      (report,) = orchestration.run(options)
       for row in report.rows:
         rps = (row.summary or {}).get("throughput_rps")
         key = (variant.name, row.config.name, row.client, row.concurrency)

@@ -40,8 +40,10 @@ from tensorflow_serving.tools.benchmark import compare
 from tensorflow_serving.tools.benchmark import layers
 from tensorflow_serving.tools.benchmark import load_config
 from tensorflow_serving.tools.benchmark import loadgen
+from tensorflow_serving.tools.benchmark import orchestration
 from tensorflow_serving.tools.benchmark import probes
 from tensorflow_serving.tools.benchmark import rows as rows_lib
+from tensorflow_serving.tools.benchmark import server_lifecycle
 
 flags.DEFINE_list(
     "profile_configs",
@@ -167,8 +169,8 @@ class Recording:
 
 
 def profile_one(
-    runner: compare.Runner,
-    options: compare.Options,
+    runner: orchestration.Runner,
+    options: orchestration.Options,
     config: rows_lib.ServerConfig,
     client: str,
     model: str,
@@ -178,7 +180,9 @@ def profile_one(
   """One configuration under load, recorded by py-spy mid-window."""
   raw = os.path.join(out_dir, f"profile_{config.name}_{client}.txt")
   try:
-    with runner.serve(config, model, options.batch_threads, "_profile") as (
+    with runner.servers.serve(
+        config, model, options.batch_threads, "_profile"
+    ) as (
         server,
         address,
     ):
@@ -209,14 +213,14 @@ def profile_one(
         summary = loadgen.run(load, on_measure=spy.start)
       finally:
         spy.join()
-  except (compare.ServerStartError, RuntimeError, OSError) as exc:
+  except (server_lifecycle.ServerStartError, RuntimeError, OSError) as exc:
     return Result(config, client, None, None, {}, raw, str(exc).splitlines()[0])
   with open(raw, encoding="utf-8", errors="replace") as f:
     profile = layers.parse(f)
   return Result(config, client, summary, profile, spy.thread_cpu, raw)
 
 
-def markdown(results: Sequence[Result], options: compare.Options) -> str:
+def markdown(results: Sequence[Result], options: orchestration.Options) -> str:
   now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
   lines = [
       "# Where a request's CPU goes (py-spy)",
@@ -299,7 +303,7 @@ def main(argv: list[str]) -> None:
   results = []
   try:
     with contextlib.ExitStack() as stack:
-      runner = compare.Runner(options, work_dir, stack)
+      runner = orchestration.Runner(options, work_dir, stack)
       model = runner.export_model()
       _, expected = runner.in_process(model, "")
       for name in FLAGS.profile_configs:

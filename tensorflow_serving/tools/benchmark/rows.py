@@ -31,6 +31,11 @@ class ServerConfig:
     return self.server.split()[0] == "ours"
 
   @property
+  def signature_name(self) -> str:
+    """What requests name: the peers serve the one signature as the model."""
+    return "" if self.peer else "predict_images"
+
+  @property
   def batching_label(self) -> str:
     return {True: "on", False: "off", None: "-"}[self.batching]
 

@@ -117,9 +117,7 @@ class Options:
   def validate(self) -> None:
     unknown = [name for name in self.configs if name not in ALL_CONFIGS]
     if unknown:
-      raise ValueError(
-          f"unknown configs {unknown}; known: {list(ALL_CONFIGS)}"
-      )
+      raise ValueError(f"unknown configs {unknown}; known: {list(ALL_CONFIGS)}")
     for protocol in load_config.PROTOCOLS:
       bad = [
           c
